@@ -1,0 +1,7 @@
+"""``python -m errorentropy``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,128 @@
+"""Sweep cells on disk: one (model, revision, dataset) result each, written so a kill loses nothing.
+
+Layout of a sweep folder::
+
+    SWEEP/cells/<cell_id>/histogram.json   the rank histogram
+    SWEEP/cells/<cell_id>/tokens.npz       per-token doc, position, rank, logprob (for bootstraps)
+    SWEEP/cells/<cell_id>/profile.json     optional sorted-probability profile
+    SWEEP/cells/<cell_id>/cell.json        written last: the cell's identity, x axis, summary and
+                                           the SHA-256 of every file above (format errorentropy-cell v1)
+    SWEEP/cells/<cell_id>/failure.json     instead of cell.json when the cell failed
+
+A cell counts as done only when ``cell.json`` verifies and every file it lists matches its
+checksum; anything else (a kill mid-write, a truncated copy) is redone, never silently read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .histogram import RankHistogram
+from .storage import read_checked_json, sha256_hex, write_checked_json
+
+CELL_FORMAT = "errorentropy-cell"
+CELL_VERSION = 1
+CELLS_DIR = "cells"
+CELL_FILE = "cell.json"
+FAILURE_FILE = "failure.json"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def step_of(revision: str | None) -> int | None:
+    """The training step a revision names (``step1000``, ``step-000128``), else None."""
+    if revision is None:
+        return None
+    match = re.search(r"(\d+)\s*$", revision)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """Which model, at which revision, on which dataset."""
+
+    model: str
+    revision: str | None
+    dataset: str
+
+    @property
+    def cell_id(self) -> str:
+        return f"{slug(self.model)}__{slug(self.revision or 'main')}__{slug(self.dataset)}"
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """A finished cell: its key, family, parameter counts, training step and summary."""
+
+    key: CellKey
+    family: str
+    non_embedding_params: int
+    total_params: int
+    step: int | None
+    summary: dict[str, Any]
+    path: Path
+
+    def histogram(self) -> RankHistogram:
+        return RankHistogram.load(self.path / "histogram.json")
+
+    def tokens(self) -> Any:
+        from .engine import TokenTable
+
+        return TokenTable.load(self.path / "tokens.npz")
+
+
+def cell_path(sweep_dir: Path | str, key: CellKey) -> Path:
+    return Path(sweep_dir) / CELLS_DIR / key.cell_id
+
+
+def write_cell_record(directory: Path, key: CellKey, *, family: str, non_embedding_params: int, total_params: int, summary: dict[str, Any]) -> None:
+    """Seal a cell whose data files are already in ``directory``: checksum them and write cell.json last."""
+    files = {p.name: sha256_hex(p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file() and p.name not in (CELL_FILE, FAILURE_FILE) and not p.name.startswith(".")}
+    (directory / FAILURE_FILE).unlink(missing_ok=True)
+    write_checked_json(directory / CELL_FILE, {
+        "format": CELL_FORMAT,
+        "version": CELL_VERSION,
+        "model": key.model,
+        "revision": key.revision,
+        "dataset": key.dataset,
+        "family": family,
+        "non_embedding_params": int(non_embedding_params),
+        "total_params": int(total_params),
+        "step": step_of(key.revision),
+        "summary": summary,
+        "files": files,
+    })
+
+
+def read_cell(directory: Path) -> CellRecord | None:
+    """The cell in ``directory`` if it is complete and intact, else None (to be redone)."""
+    if not (directory / CELL_FILE).exists():
+        return None
+    try:
+        body = read_checked_json(directory / CELL_FILE, "cell")
+    except UserError:
+        return None
+    if body.get("format") != CELL_FORMAT or body.get("version") != CELL_VERSION:
+        return None
+    for name, digest in body.get("files", {}).items():
+        path = directory / name
+        if not path.exists() or sha256_hex(path.read_bytes()) != digest:
+            return None
+    key = CellKey(body["model"], body["revision"], body["dataset"])
+    return CellRecord(key, body["family"], body["non_embedding_params"], body["total_params"], body["step"], body["summary"], directory)
+
+
+def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
+    """Every complete cell of a sweep folder, sorted by (dataset, family, size, model, step)."""
+    root = Path(sweep_dir) / CELLS_DIR
+    if not root.is_dir():
+        raise UserError(f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run `errorentropy sweep SPEC --out {sweep_dir}` first")
+    records = [r for r in (read_cell(d) for d in sorted(root.iterdir()) if d.is_dir()) if r is not None]
+    return sorted(records, key=lambda r: (r.key.dataset, r.family, r.non_embedding_params, r.key.model, r.step or 0))

@@ -1,0 +1,214 @@
+"""The ``errorentropy`` command line. ``main(argv)`` is callable in-process and returns the exit code.
+
+Every failure a user can cause ends as one line ``errorentropy: error: ...`` on stderr and a
+non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .errors import UserError
+
+# Modules that add their own subcommands through ``add_commands(subparsers, common)``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def integer(text: str) -> int:
+    """argparse type: any integer, with a clear message otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises :class:`UserError` (one line) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message} (see --help)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options naming and placing a model."""
+    parser.add_argument("--model", required=True, help="hub id (EleutherAI/pythia-160m) or local model folder")
+    parser.add_argument("--revision", default=None, help="hub branch/tag (Pythia: step1000) or a local checkpoints/NAME folder")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype; auto = checkpoint dtype on GPU, float32 on CPU")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--device-map", default=None, help="pass 'auto' to spread a model too large for one GPU over all GPUs")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own Python code (only for models you trust)")
+
+
+def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """Options naming and sampling a corpus."""
+    parser.add_argument("--data", required=required, help="wikipedia | c4 | github | builtin:prose | builtin:code | FILE.jsonl | FILE.parquet | FILE.txt | FOLDER")
+    parser.add_argument("--text-field", default="text", help="JSON/parquet field holding the text (default: text)")
+    parser.add_argument("--samples", type=positive_int, default=None, help="documents to take after shuffling (presets: 1000)")
+    parser.add_argument("--seed", type=integer, default=None, help="shuffle seed (presets: 42)")
+
+
+def add_scoring_options(parser: argparse.ArgumentParser) -> None:
+    """Options turning documents into scored tokens."""
+    parser.add_argument("--max-length", type=integer, default=512, help="tokens per window (default 512)")
+    parser.add_argument("--window", default="truncate", choices=["truncate", "stride"], help="truncate: first max-length tokens (the paper); stride: every token once")
+    parser.add_argument("--stride", type=integer, default=None, help="with --window stride: tokens between window starts (< max-length)")
+    parser.add_argument("--bos", default="auto", choices=["auto", "always", "never"], help="auto: tokenizer default; always: prepend BOS (or EOS) so the first token is scored")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
+    parser.add_argument("--head", default="auto", choices=["auto", "chunked", "full"], help="auto: chunked output head when verified against the model's logits, else full logits")
+    parser.add_argument("--vocab-chunk", type=positive_int, default=8192, help="vocabulary entries per chunk of the output head")
+    parser.add_argument("--profile", action="store_true", help="also accumulate the sorted-probability profile (paper Fig. 5)")
+
+
+def scoring_options(args: argparse.Namespace) -> Any:
+    from .engine import ScoreOptions
+
+    return ScoreOptions(
+        max_length=args.max_length,
+        window=args.window,
+        stride=args.stride,
+        bos=args.bos,
+        batch_size=args.batch_size,
+        head=args.head,
+        vocab_chunk=args.vocab_chunk,
+        profile=args.profile,
+    )
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """errorentropy score: one model over one corpus, written to --out."""
+    from .corpus import load_corpus
+    from .engine import score_documents
+    from .models import load_model
+    from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
+    from .windows import check_window_options
+
+    check_window_options(args.max_length, args.window, args.stride)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    corpus = load_corpus(args.data, samples=args.samples, seed=args.seed, text_field=args.text_field)
+    model, tokenizer = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code, device_map=args.device_map)
+    started = time.perf_counter()
+    result = score_documents(model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet)
+    elapsed = time.perf_counter() - started
+    if result.histogram.n_tokens == 0:
+        raise UserError(f"every document of {args.data} was skipped (fewer than 2 tokens each: {result.histogram.n_skipped} documents); use longer documents or --bos always")
+    settings = {
+        "model": args.model,
+        "revision": args.revision,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "device": str(next(model.parameters()).device),
+        **corpus.settings(),
+        **scoring_options(args).settings(),
+        "head_path": result.head_path,
+        "n_windows": result.n_windows,
+        "elapsed_s": round(elapsed, 3),
+        "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
+    }
+    summary = summarize(result.histogram, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    result.histogram.save(out / HISTOGRAM_FILE)
+    result.tokens.save(out / TOKENS_FILE)
+    if result.profile is not None:
+        result.profile.save(out / PROFILE_FILE)
+    write_summary(out, summary)
+    print(json.dumps(summary))
+    return 0
+
+
+def run_decompose(args: argparse.Namespace) -> int:
+    """errorentropy decompose: merge saved histograms and print their decomposition."""
+    from .results import load_histograms, summarize
+
+    histogram = load_histograms(args.results)
+    print(json.dumps(summarize(histogram, {"merged_from": [str(r) for r in args.results]})))
+    return 0
+
+
+def run_params(args: argparse.Namespace) -> int:
+    """errorentropy params: parameter counts from the config alone."""
+    from .models import count_parameters_from_config
+
+    counts = count_parameters_from_config(args.model, args.revision, args.trust_remote_code)
+    print(json.dumps({"model": args.model, **counts.as_dict()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser; subcommand help comes from the functions' docstrings."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser = _Parser(prog="errorentropy", description=__doc__.splitlines()[0] if __doc__ else None, parents=[common])
+    parser.add_argument("--version", action="version", version=f"errorentropy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    score = sub.add_parser("score", parents=[common], help="score a model over a corpus and decompose its cross-entropy", description=run_score.__doc__)
+    add_model_options(score)
+    add_data_options(score)
+    add_scoring_options(score)
+    score.add_argument("--out", required=True, help="result folder (histogram.json, tokens.npz, summary.json)")
+    score.set_defaults(func=run_score)
+
+    decompose = sub.add_parser("decompose", parents=[common], help="merge saved histograms and decompose", description=run_decompose.__doc__)
+    decompose.add_argument("results", nargs="+", help="result folders or histogram.json files")
+    decompose.set_defaults(func=run_decompose)
+
+    params = sub.add_parser("params", parents=[common], help="parameter counts (total, embedding, non_embedding)", description=run_params.__doc__)
+    params.add_argument("model", help="hub id or local model folder")
+    params.add_argument("--revision", default=None)
+    params.add_argument("--trust-remote-code", action="store_true")
+    params.set_defaults(func=run_params)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"errorentropy.{name}").add_commands(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error, 1 internal error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        return func(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"errorentropy: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("errorentropy: interrupted; finished results are kept", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for a one-line error
+        if debug or os.environ.get("ERRORENTROPY_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"errorentropy: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

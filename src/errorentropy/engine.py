@@ -1,0 +1,246 @@
+"""The scoring engine: a model over a corpus to per-token (rank, log-prob) and a rank histogram."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .histogram import RankHistogram
+from .models import context_length
+from .profile import PROFILE_TOP, RankProfile
+from .scoring import DEFAULT_CHUNK_ELEMENTS, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
+from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
+
+HeadMode = Literal["auto", "chunked", "full"]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How documents become scored tokens; every field is recorded in a summary."""
+
+    max_length: int = 512
+    window: WindowMode = "truncate"
+    stride: int | None = None
+    bos: BosMode = "auto"
+    batch_size: int = 8
+    head: HeadMode = "auto"
+    vocab_chunk: int = DEFAULT_VOCAB_CHUNK
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    profile: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "max_length": self.max_length,
+            "window": self.window,
+            "stride": self.stride,
+            "bos": self.bos,
+            "batch_size": self.batch_size,
+            "head": self.head,
+            "vocab_chunk": self.vocab_chunk,
+            "profile": self.profile,
+        }
+
+
+@dataclass
+class TokenTable:
+    """Every scored token, sorted by (document, position): the per-document data a bootstrap needs."""
+
+    doc: np.ndarray  # int32, index into the corpus's documents
+    position: np.ndarray  # int32, the target's position in its document's token ids
+    rank: np.ndarray  # int32
+    logprob: np.ndarray  # float64
+
+    def histogram(self, n_documents: int = 0, n_skipped: int = 0, n_tied: int = 0) -> RankHistogram:
+        return RankHistogram.from_tokens(self.rank, self.logprob, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied)
+
+    def save(self, path: Any) -> None:
+        """Compressed ``.npz`` (arrays doc, position, rank, logprob), written atomically."""
+        import io
+
+        from .storage import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, doc=self.doc, position=self.position, rank=self.rank, logprob=self.logprob)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Any) -> "TokenTable":
+        try:
+            with np.load(path) as data:
+                return cls(data["doc"], data["position"], data["rank"], data["logprob"])
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise UserError(f"token file {path} is unreadable or truncated ({exc}); delete it and recompute") from None
+
+
+@dataclass
+class ScoreResult:
+    """What scoring a corpus gives: the histogram, the tokens behind it, and how it was computed."""
+
+    histogram: RankHistogram
+    tokens: TokenTable
+    head_path: str
+    n_windows: int
+    profile: RankProfile | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OutputHead:
+    """The model's final linear map from hidden states to logits, applied by us in chunks."""
+
+    body: torch.nn.Module
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    softcap: float | None
+
+
+def find_head(model: torch.nn.Module) -> OutputHead | None:
+    """The model's body and linear output head, or None where the layout is not the usual one."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    body = getattr(model, "base_model", None)
+    if not isinstance(head, torch.nn.Linear) or body is None or body is model:
+        return None
+    softcap = getattr(model.config, "final_logit_softcapping", None)
+    return OutputHead(body, head.weight, head.bias, float(softcap) if softcap else None)
+
+
+@torch.no_grad()
+def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tensor) -> bool:
+    """True when body + head reproduce the model's own logits on ``input_ids`` ``[1, L]``."""
+    reference = model(input_ids=input_ids, use_cache=False).logits[0].float()
+    hidden = head.body(input_ids=input_ids, use_cache=False).last_hidden_state[0].float()
+    ours = hidden @ head.weight.float().T
+    if head.bias is not None:
+        ours = ours + head.bias.float()
+    if head.softcap:
+        ours = torch.tanh(ours / head.softcap) * head.softcap
+    if ours.shape != reference.shape:
+        return False
+    dtype = next(model.parameters()).dtype
+    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    scale = max(1.0, float(reference.abs().max()))
+    return bool((ours.to(reference.device) - reference).abs().max() <= tolerance * scale)
+
+
+def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int]) -> OutputHead | None:
+    """The chunked head when it is asked for or verified on a sample, else None (full logits)."""
+    if mode == "full":
+        return None
+    head = find_head(model)
+    if head is None:
+        if mode == "chunked":
+            raise UserError(f"--head chunked: cannot find a linear output head on {type(model).__name__}; use --head full")
+        return None
+    if mode == "chunked":
+        return head
+    ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
+    return head if verify_head(model, head, ids) else None
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where inputs go: the device of the input embedding (the first shard under device_map)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embedding is not None and getattr(embedding, "weight", None) is not None:
+        return embedding.weight.device
+    return next(model.parameters()).device
+
+
+def check_context(model: torch.nn.Module, max_length: int) -> None:
+    """Refuse a max-length beyond the positions the model has."""
+    limit = context_length(model.config)
+    if limit is not None and max_length > limit:
+        raise UserError(f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less (or --window stride)")
+
+
+@torch.no_grad()
+def score_batch(model: torch.nn.Module, head: OutputHead | None, batch_ids: torch.Tensor, mask: torch.Tensor, windows: Sequence[Any], options: ScoreOptions) -> tuple[TokenScores, np.ndarray, np.ndarray]:
+    """Score one batch; returns the scores and each scored token's document and position."""
+    device = input_device(model)
+    rows, cols = [], []
+    for row, w in enumerate(windows):
+        span = range(w.score_from, len(w.input_ids))
+        rows.extend([row] * len(span))
+        cols.extend(span)
+    row_t = torch.tensor(rows, dtype=torch.long)
+    col_t = torch.tensor(cols, dtype=torch.long)
+    targets = batch_ids[row_t, col_t]
+    ids, attn = batch_ids.to(device), mask.to(device)
+    topk = PROFILE_TOP if options.profile else 0
+    if head is not None:
+        hidden = head.body(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
+        selected = hidden[row_t.to(hidden.device), (col_t - 1).to(hidden.device)]
+        scores = score_hidden(
+            selected.to(head.weight.device),
+            head.weight,
+            targets.to(head.weight.device),
+            bias=head.bias,
+            softcap=head.softcap,
+            vocab_chunk=options.vocab_chunk,
+            chunk_elements=options.chunk_elements,
+            topk=topk,
+        )
+    else:
+        logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
+        selected = logits[row_t.to(logits.device), (col_t - 1).to(logits.device)]
+        del logits
+        scores = score_logits(selected, targets.to(selected.device), topk=topk)
+    docs = np.asarray([windows[r].doc for r in rows], dtype=np.int32)
+    positions = np.asarray([windows[r].offset + c for r, c in zip(rows, cols)], dtype=np.int32)
+    return scores, docs, positions
+
+
+def score_documents(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    documents: Sequence[str],
+    options: ScoreOptions = ScoreOptions(),
+    *,
+    progress: bool = False,
+    doc_ids: Sequence[int] | None = None,
+) -> ScoreResult:
+    """Score every document: rank and log-prob of each scored token, and their histogram.
+
+    ``doc_ids`` restricts scoring to those documents (a shard of the corpus); token tables keep
+    corpus-wide document indices, so shards merge by concatenation and histograms by addition.
+    """
+    check_window_options(options.max_length, options.window, options.stride)
+    check_context(model, options.max_length)
+    chosen = list(range(len(documents))) if doc_ids is None else list(doc_ids)
+    token_ids = tokenize(tokenizer, [documents[i] for i in chosen], options.bos)
+    windows, n_skipped = make_windows(token_ids, options.max_length, options.window, options.stride)
+    windows = [type(w)(chosen[w.doc], w.offset, w.input_ids, w.score_from) for w in windows]
+    if not windows:
+        empty = np.zeros(0, dtype=np.int32)
+        tokens = TokenTable(empty, empty, empty, np.zeros(0))
+        hist = RankHistogram(n_skipped=n_skipped)
+        return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
+    head = choose_head(model, options.head, windows[0].input_ids)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    parts: list[tuple[TokenScores, np.ndarray, np.ndarray]] = []
+    profile = RankProfile() if options.profile else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(w.n_scored for w in windows), unit="tok", unit_scale=True, disable=not progress, file=sys.stderr, desc="scoring")
+    for batch in batches(windows, options.batch_size, pad):
+        scores, docs, positions = score_batch(model, head, batch.input_ids, batch.attention_mask, batch.windows, options)
+        if profile is not None and scores.top_logprobs is not None:
+            profile.add_tokens(scores.rank.cpu().numpy(), scores.top_logprobs.cpu().numpy())
+        scores.top_logprobs = None
+        parts.append((scores, docs, positions))
+        bar.update(len(docs))
+    bar.close()
+    doc = np.concatenate([p[1] for p in parts])
+    pos = np.concatenate([p[2] for p in parts])
+    rank = np.concatenate([p[0].rank.cpu().numpy() for p in parts]).astype(np.int32)
+    logprob = np.concatenate([p[0].logprob.cpu().numpy() for p in parts]).astype(np.float64)
+    tied = np.concatenate([p[0].tied.cpu().numpy() for p in parts])
+    order = np.lexsort((pos, doc))
+    tokens = TokenTable(doc[order], pos[order], rank[order], logprob[order])
+    n_docs = int(np.unique(doc).size)
+    hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=int((tied > 0).sum()))
+    return ScoreResult(hist, tokens, "chunked" if head is not None else "full", len(windows), profile)

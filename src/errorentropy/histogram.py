@@ -1,0 +1,271 @@
+"""The rank histogram: the mergeable sufficient statistic of the decomposition.
+
+For every rank e (0 = the ground truth was the model's top choice) it holds ``n_e``, the number
+of scored tokens at that rank, and ``S_e``, the sum of their log-probabilities. Histograms add
+(``a + b``, ``sum(shards)`` with 0 as identity), so shards, processes, machines and resumed work
+merge exactly; :meth:`RankHistogram.decompose` turns one into CE = EE + SA - Conf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .errors import UserError
+from .storage import read_checked_json, write_checked_json
+
+FORMAT_NAME = "errorentropy-histogram"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Cross-entropy split into its three parts (natural log, nats per token).
+
+    ``cross_entropy == error_entropy + self_alignment - confidence`` to float64 round-off.
+    ``ranks``, ``p`` and ``q`` list the observed ranks with the RBE distribution p_e and the
+    normalised geometric-mean score q_e; ``log_c`` is Confidence itself (log C).
+    """
+
+    n_tokens: int
+    cross_entropy: float
+    error_entropy: float
+    self_alignment: float
+    confidence: float
+    ranks: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    log_q_unnormalised: np.ndarray
+    error_entropy_miller_madow: float
+    top1_accuracy: float
+
+    @property
+    def log_c(self) -> float:
+        """log C, the log of the summed geometric-mean scores (equals Confidence)."""
+        return self.confidence
+
+    @property
+    def identity_residual(self) -> float:
+        """CE - (EE + SA - Conf): zero up to float64 round-off."""
+        return self.cross_entropy - (self.error_entropy + self.self_alignment - self.confidence)
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The scalar fields, for JSON summaries."""
+        return {
+            "n_tokens": self.n_tokens,
+            "cross_entropy": self.cross_entropy,
+            "error_entropy": self.error_entropy,
+            "self_alignment": self.self_alignment,
+            "confidence": self.confidence,
+            "error_entropy_miller_madow": self.error_entropy_miller_madow,
+            "top1_accuracy": self.top1_accuracy,
+            "identity_residual": self.identity_residual,
+        }
+
+
+def decompose_arrays(counts: np.ndarray, sums: np.ndarray) -> Decomposition:
+    """Decompose from dense per-rank counts ``n_e`` and log-prob sums ``S_e`` (float64 math)."""
+    counts = np.asarray(counts)
+    sums = np.asarray(sums, dtype=np.float64)
+    observed = np.flatnonzero(counts > 0)
+    if observed.size == 0:
+        raise UserError("the rank histogram is empty (no scored tokens); score a corpus with at least one document of 2+ tokens")
+    n_e = counts[observed].astype(np.float64)
+    s_e = sums[observed]
+    n = float(n_e.sum())
+    p = n_e / n
+    log_p = np.log(p)
+    log_q_unnorm = s_e / n_e  # log Q_e, the log geometric-mean score at rank e
+    log_c = float(logsumexp(log_q_unnorm))
+    log_q = log_q_unnorm - log_c
+    ee = float(-(p * log_p).sum())
+    sa = float((p * (log_p - log_q)).sum())
+    ce = float(-s_e.sum() / n)
+    miller_madow = ee + (observed.size - 1) / (2.0 * n)
+    top1 = float(counts[0] / n) if counts.size and counts[0] > 0 else 0.0
+    return Decomposition(
+        n_tokens=int(round(n)),
+        cross_entropy=ce,
+        error_entropy=ee,
+        self_alignment=sa,
+        confidence=log_c,
+        ranks=observed.astype(np.int64),
+        p=p,
+        q=np.exp(log_q),
+        log_q_unnormalised=log_q_unnorm,
+        error_entropy_miller_madow=float(miller_madow),
+        top1_accuracy=top1,
+    )
+
+
+@dataclass(eq=False)
+class RankHistogram:
+    """Per-rank token counts and log-probability sums, plus additive bookkeeping.
+
+    ``counts[e]`` is n_e and ``logprob_sums[e]`` is S_e (float64). ``n_documents`` counts the
+    documents that contributed tokens, ``n_skipped`` those too short to score, and ``n_tied`` the
+    scored tokens whose logit exactly tied another token's (ties count in the ground truth's
+    favour). All fields add under ``+``.
+    """
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    logprob_sums: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    n_documents: int = 0
+    n_skipped: int = 0
+    n_tied: int = 0
+
+    def __post_init__(self) -> None:
+        counts = np.asarray(self.counts, dtype=np.int64)
+        sums = np.asarray(self.logprob_sums, dtype=np.float64)
+        if counts.ndim != 1 or sums.shape != counts.shape:
+            raise ValueError("counts and logprob_sums must be 1-D arrays of equal length")
+        if counts.size and counts.min() < 0:
+            raise ValueError("counts must be non-negative")
+        # Trim trailing empty ranks so equal content has equal shape.
+        nonzero = np.flatnonzero(counts)
+        size = int(nonzero[-1]) + 1 if nonzero.size else 0
+        self.counts = counts[:size].copy()
+        self.logprob_sums = sums[:size].copy()
+
+    @classmethod
+    def from_tokens(
+        cls,
+        ranks: np.ndarray,
+        logprobs: np.ndarray,
+        *,
+        n_documents: int = 0,
+        n_skipped: int = 0,
+        n_tied: int = 0,
+    ) -> "RankHistogram":
+        """Build from per-token ranks (int >= 0) and log-probabilities (float <= 0)."""
+        ranks = np.asarray(ranks).astype(np.int64, copy=False).ravel()
+        logprobs = np.asarray(logprobs, dtype=np.float64).ravel()
+        if ranks.shape != logprobs.shape:
+            raise ValueError(f"ranks ({ranks.size}) and logprobs ({logprobs.size}) differ in length")
+        if ranks.size and ranks.min() < 0:
+            raise ValueError("ranks must be non-negative")
+        if not np.all(np.isfinite(logprobs)):
+            raise UserError("non-finite log-probabilities (NaN or inf) reached the histogram; the model's logits are not finite, try --dtype float32")
+        size = int(ranks.max()) + 1 if ranks.size else 0
+        counts = np.bincount(ranks, minlength=size).astype(np.int64)
+        sums = np.bincount(ranks, weights=logprobs, minlength=size)
+        return cls(counts, sums, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied)
+
+    @property
+    def n_tokens(self) -> int:
+        """N, the number of scored tokens."""
+        return int(self.counts.sum())
+
+    def __len__(self) -> int:
+        return self.n_tokens
+
+    def __bool__(self) -> bool:
+        return self.n_tokens > 0 or self.n_skipped > 0 or self.n_documents > 0
+
+    def __add__(self, other: object) -> "RankHistogram":
+        if isinstance(other, int) and other == 0:
+            return self.copy()
+        if not isinstance(other, RankHistogram):
+            return NotImplemented
+        size = max(self.counts.size, other.counts.size)
+        counts = np.zeros(size, dtype=np.int64)
+        sums = np.zeros(size, dtype=np.float64)
+        counts[: self.counts.size] += self.counts
+        counts[: other.counts.size] += other.counts
+        sums[: self.logprob_sums.size] += self.logprob_sums
+        sums[: other.logprob_sums.size] += other.logprob_sums
+        return RankHistogram(
+            counts,
+            sums,
+            n_documents=self.n_documents + other.n_documents,
+            n_skipped=self.n_skipped + other.n_skipped,
+            n_tied=self.n_tied + other.n_tied,
+        )
+
+    __radd__ = __add__
+
+    def copy(self) -> "RankHistogram":
+        """An independent copy."""
+        return RankHistogram(self.counts, self.logprob_sums, self.n_documents, self.n_skipped, self.n_tied)
+
+    def equals(self, other: "RankHistogram", rtol: float = 0.0) -> bool:
+        """Counts and bookkeeping exactly equal; sums equal within relative tolerance ``rtol``."""
+        return (
+            np.array_equal(self.counts, other.counts)
+            and (self.n_documents, self.n_skipped, self.n_tied) == (other.n_documents, other.n_skipped, other.n_tied)
+            and np.allclose(self.logprob_sums, other.logprob_sums, rtol=rtol, atol=0.0)
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RankHistogram) and self.equals(other)
+
+    def decompose(self) -> Decomposition:
+        """CE, EE, SA and Conf of the tokens in this histogram."""
+        return decompose_arrays(self.counts, self.logprob_sums)
+
+    # ---- saving -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The versioned, sparse JSON form (format ``errorentropy-histogram`` version 1).
+
+        Only observed ranks are stored; float64 sums are written with ``repr`` precision so a
+        load gives back the identical bits.
+        """
+        observed = np.flatnonzero(self.counts)
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "n_tokens": self.n_tokens,
+            "n_documents": int(self.n_documents),
+            "n_skipped": int(self.n_skipped),
+            "n_tied": int(self.n_tied),
+            "ranks": [int(r) for r in observed],
+            "counts": [int(c) for c in self.counts[observed]],
+            "logprob_sums": [float(s) for s in self.logprob_sums[observed]],
+        }
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any], source: str = "histogram") -> "RankHistogram":
+        """Inverse of :meth:`to_dict`, for every format version this package has written."""
+        if body.get("format") != FORMAT_NAME:
+            raise UserError(f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass a file written by `errorentropy score`")
+        version = body.get("version")
+        if version != 1:
+            raise UserError(f"{source} has histogram format version {version!r}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy")
+        try:
+            ranks = np.asarray(body["ranks"], dtype=np.int64)
+            counts_sparse = np.asarray(body["counts"], dtype=np.int64)
+            sums_sparse = np.asarray(body["logprob_sums"], dtype=np.float64)
+            size = int(ranks.max()) + 1 if ranks.size else 0
+            counts = np.zeros(size, dtype=np.int64)
+            sums = np.zeros(size, dtype=np.float64)
+            counts[ranks] = counts_sparse
+            sums[ranks] = sums_sparse
+            hist = cls(counts, sums, int(body["n_documents"]), int(body["n_skipped"]), int(body["n_tied"]))
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise UserError(f"{source} is malformed ({exc}); delete it and recompute") from None
+        if hist.n_tokens != body.get("n_tokens"):
+            raise UserError(f"{source} is inconsistent (n_tokens does not match its counts); delete it and recompute")
+        return hist
+
+    def save(self, path: Path | str) -> None:
+        """Write atomically as checksummed JSON."""
+        write_checked_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path | str) -> "RankHistogram":
+        """Read a file written by :meth:`save`; corruption is detected by checksum."""
+        return cls.from_dict(read_checked_json(path, "histogram"), source=str(path))
+
+
+def total(histograms: list[RankHistogram]) -> RankHistogram:
+    """Sum of histograms (the empty sum is the empty histogram)."""
+    result = RankHistogram()
+    for hist in histograms:
+        result = result + hist
+    return result
+

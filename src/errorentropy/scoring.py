@@ -1,0 +1,165 @@
+"""Token scoring: from a model's output to (rank, log-probability) per scored token.
+
+Two paths give the same numbers:
+
+* :func:`score_hidden` applies the output head itself, in vocabulary chunks, in float32, carrying
+  a running log-sum-exp, the ground truth's logit and the count of strictly greater logits, so a
+  ``[tokens, vocab]`` float32 tensor is never built (only ``[token_block, vocab_chunk]``).
+* :func:`score_logits` reads logits the model already produced (the fallback for heads that
+  have not been verified), in float32 chunks over positions.
+
+Rank follows Eq. 1 of the paper: ``#{v : z_v > z_target}`` with strict ``>``, so ties count in
+the ground truth's favour; ``tied`` counts the other entries exactly equal to the target logit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UserError
+
+DEFAULT_VOCAB_CHUNK = 8192
+DEFAULT_CHUNK_ELEMENTS = 1 << 24  # float32 elements in one [token_block, vocab_chunk] tile: 64 MiB
+
+
+@dataclass
+class TokenScores:
+    """Per-token results: rank (int64), log-probability (float64), tie count (int64).
+
+    ``top_logprobs`` holds the ``k`` largest log-probabilities in descending order when asked
+    for (used for the sorted-probability profile), else ``None``.
+    """
+
+    rank: torch.Tensor
+    logprob: torch.Tensor
+    tied: torch.Tensor
+    top_logprobs: torch.Tensor | None = None
+
+    @staticmethod
+    def cat(parts: list["TokenScores"]) -> "TokenScores":
+        """Concatenate along tokens."""
+        tops = [p.top_logprobs for p in parts]
+        return TokenScores(
+            rank=torch.cat([p.rank for p in parts]),
+            logprob=torch.cat([p.logprob for p in parts]),
+            tied=torch.cat([p.tied for p in parts]),
+            top_logprobs=None if any(t is None for t in tops) else torch.cat(tops),  # type: ignore[arg-type]
+        )
+
+
+def _check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:
+    if not (torch.isfinite(lse).all() and torch.isfinite(target).all()):
+        raise UserError(
+            "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a half-precision overflow is the usual cause)"
+        )
+
+
+def _softcap(z: torch.Tensor, cap: float | None) -> torch.Tensor:
+    return z if cap is None else torch.tanh(z / cap) * cap
+
+
+@torch.no_grad()
+def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, token_block: int | None = None) -> TokenScores:
+    """Score from full logits ``[T, V]`` (any dtype) against ``targets [T]``, in float32."""
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError("logits must be [T, V] and targets [T]")
+    vocab = logits.shape[1]
+    block = token_block or max(1, DEFAULT_CHUNK_ELEMENTS // max(vocab, 1))
+    parts = []
+    for start in range(0, logits.shape[0], block):
+        z = logits[start : start + block].float()
+        tgt = targets[start : start + block].to(z.device)
+        t = z.gather(1, tgt[:, None])
+        lse = torch.logsumexp(z, dim=-1)
+        _check_finite(lse, t)
+        rank = (z > t).sum(-1)
+        tied = (z == t).sum(-1) - 1
+        top = None
+        if topk:
+            top = (z.topk(min(topk, vocab), dim=-1).values - lse[:, None]).double()
+        parts.append(TokenScores(rank.long(), t[:, 0].double() - lse.double(), tied.long(), top))
+    if not parts:
+        return _empty(logits.device, topk)
+    return TokenScores.cat(parts)
+
+
+def _empty(device: torch.device, topk: int) -> TokenScores:
+    return TokenScores(
+        torch.zeros(0, dtype=torch.long, device=device),
+        torch.zeros(0, dtype=torch.float64, device=device),
+        torch.zeros(0, dtype=torch.long, device=device),
+        torch.zeros(0, topk, dtype=torch.float64, device=device) if topk else None,
+    )
+
+
+@torch.no_grad()
+def score_hidden(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    softcap: float | None = None,
+    vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    topk: int = 0,
+) -> TokenScores:
+    """Score final hidden states ``[T, H]`` through head ``weight [V, H]`` (+ ``bias``) in chunks.
+
+    Only tiles of ``[token_block, vocab_chunk]`` float32 logits exist at any time, where
+    ``token_block = chunk_elements // vocab_chunk``. The target logit is the float32 dot product
+    of the hidden state with the target's head row; the target's own column is excluded from the
+    greater/tied counts, so the rank is exact up to ties within float32 round-off of that dot
+    product.
+    """
+    if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
+        raise ValueError("hidden must be [T, H] and weight [V, H]")
+    n_tokens, vocab = hidden.shape[0], weight.shape[0]
+    if n_tokens == 0:
+        return _empty(hidden.device, topk)
+    vocab_chunk = max(1, min(vocab_chunk, vocab))
+    token_block = max(1, chunk_elements // vocab_chunk)
+    targets = targets.to(hidden.device)
+    parts = []
+    for t0 in range(0, n_tokens, token_block):
+        h = hidden[t0 : t0 + token_block].float()
+        tgt = targets[t0 : t0 + token_block]
+        t = (h * weight[tgt].float()).sum(-1)
+        if bias is not None:
+            t = t + bias[tgt].float()
+        t = _softcap(t, softcap)
+        lse = torch.full_like(t, float("-inf"))
+        greater = torch.zeros_like(tgt)
+        tied = torch.zeros_like(tgt)
+        top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
+        for v0 in range(0, vocab, vocab_chunk):
+            w = weight[v0 : v0 + vocab_chunk].float()
+            z = h @ w.T
+            if bias is not None:
+                z = z + bias[v0 : v0 + vocab_chunk].float()
+            z = _softcap(z, softcap)
+            lse = torch.logaddexp(lse, torch.logsumexp(z, dim=-1))
+            inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
+            if inside.any():
+                # Exclude the target's own column: it is the reference, not a competitor.
+                rows = inside.nonzero()[:, 0]
+                z[rows, tgt[rows] - v0] = float("-inf")
+            greater += (z > t[:, None]).sum(-1)
+            tied += (z == t[:, None]).sum(-1)
+            if topk:
+                if inside.any():
+                    z[rows, tgt[rows] - v0] = t[rows]
+                top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
+                top = top.topk(min(topk, top.shape[1]), dim=-1).values
+        _check_finite(lse, t)
+        parts.append(
+            TokenScores(
+                greater,
+                t.double() - lse.double(),
+                tied,
+                (top.double() - lse.double()[:, None]) if topk else None,  # type: ignore[union-attr]
+            )
+        )
+    return TokenScores.cat(parts)

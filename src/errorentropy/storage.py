@@ -1,0 +1,76 @@
+"""Atomic, checksummed files: a finished result is either whole on disk or absent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def canonical_json(payload: Any) -> str:
+    """JSON with sorted keys and no whitespace: the bytes a checksum is taken over."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_checked_json(path: Path | str, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically with a ``checksum`` field over its canonical form."""
+    body = dict(payload)
+    body.pop("checksum", None)
+    body["checksum"] = sha256_hex(canonical_json(body).encode("utf-8"))
+    atomic_write_text(path, json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
+    """Read a file written by :func:`write_checked_json`; a truncated or edited file is an error."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}; check the path") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}; check its permissions") from None
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{what} {path} is corrupted or truncated (not valid JSON); delete it and recompute") from None
+    if not isinstance(body, dict) or "checksum" not in body:
+        raise UserError(f"{what} {path} has no checksum; it was not written by errorentropy or is damaged")
+    expected = body.pop("checksum")
+    actual = sha256_hex(canonical_json(body).encode("utf-8"))
+    if expected != actual:
+        raise UserError(f"{what} {path} fails its checksum (corrupted or edited); delete it and recompute")
+    return body

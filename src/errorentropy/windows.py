@@ -1,0 +1,118 @@
+"""Documents to model inputs: tokenization, windows of at most ``max_length`` tokens, batches.
+
+Scoring convention: inside a window, the token at position ``j >= 1`` is predicted from
+positions ``< j``. With ``truncate`` (the paper) a document keeps its first ``max_length``
+tokens; with ``stride K`` windows start every K tokens and each token after the document's
+first is scored exactly once, by the first window that reaches it, with the overlap as context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Sequence
+
+import torch
+
+from .errors import UserError
+
+BosMode = Literal["auto", "always", "never"]
+WindowMode = Literal["truncate", "stride"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice of document ``doc`` starting at token ``offset``; targets from ``score_from`` on are scored."""
+
+    doc: int
+    offset: int
+    input_ids: tuple[int, ...]
+    score_from: int
+
+    @property
+    def n_scored(self) -> int:
+        return len(self.input_ids) - self.score_from
+
+
+def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") -> list[list[int]]:
+    """Token ids per document: the tokenizer's default special tokens (``auto``), none
+    (``never``), or none plus a leading BOS, or EOS where there is no BOS (``always``)."""
+    if bos not in ("auto", "always", "never"):
+        raise UserError(f"unknown --bos {bos!r}; choose auto, always or never")
+    prefix: list[int] = []
+    if bos == "always":
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if start is None:
+            raise UserError("--bos always needs a BOS or EOS token, and this tokenizer has neither; use --bos auto or never")
+        prefix = [int(start)]
+    encoded = tokenizer(list(documents), add_special_tokens=(bos == "auto"), verbose=False)["input_ids"]
+    return [prefix + list(ids) if prefix and (not ids or ids[0] != prefix[0]) else list(ids) for ids in encoded]
+
+
+def make_windows(
+    token_ids: Sequence[Sequence[int]],
+    max_length: int,
+    window: WindowMode = "truncate",
+    stride: int | None = None,
+) -> tuple[list[Window], int]:
+    """Cut documents into windows; returns the windows and the number of documents skipped
+    for having fewer than 2 tokens."""
+    check_window_options(max_length, window, stride)
+    windows: list[Window] = []
+    skipped = 0
+    for doc, ids in enumerate(token_ids):
+        if len(ids) < 2:
+            skipped += 1
+            continue
+        if window == "truncate":
+            windows.append(Window(doc, 0, tuple(ids[:max_length]), 1))
+            continue
+        assert stride is not None
+        end = 0  # one past the last position scored so far (position 0 is never a target)
+        start = 0
+        while True:
+            stop = min(start + max_length, len(ids))
+            score_from = max(1, end - start)
+            windows.append(Window(doc, start, tuple(ids[start:stop]), score_from))
+            end = stop
+            if stop >= len(ids):
+                break
+            start += stride
+    return windows, skipped
+
+
+def check_window_options(max_length: int, window: str, stride: int | None) -> None:
+    """Reject impossible windowing options with a clear message."""
+    if max_length < 2:
+        raise UserError(f"--max-length must be at least 2 (got {max_length}): one token of context and one to score")
+    if window not in ("truncate", "stride"):
+        raise UserError(f"unknown --window {window!r}; choose truncate or stride")
+    if window == "stride":
+        if stride is None:
+            raise UserError("--window stride needs --stride K (1 <= K < max-length)")
+        if not 1 <= stride < max_length:
+            raise UserError(f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token")
+
+
+@dataclass
+class Batch:
+    """Right-padded inputs for a group of windows."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    windows: list[Window]
+
+
+def batches(windows: Sequence[Window], batch_size: int, pad_id: int = 0) -> Iterator[Batch]:
+    """Group windows of similar length (longest first) into right-padded batches."""
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
+    order = sorted(range(len(windows)), key=lambda i: (-len(windows[i].input_ids), i))
+    for start in range(0, len(order), batch_size):
+        group = [windows[i] for i in order[start : start + batch_size]]
+        width = max(len(w.input_ids) for w in group)
+        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(group), width), dtype=torch.long)
+        for row, w in enumerate(group):
+            ids[row, : len(w.input_ids)] = torch.tensor(w.input_ids, dtype=torch.long)
+            mask[row, : len(w.input_ids)] = 1
+        yield Batch(ids, mask, group)
