@@ -94,6 +94,19 @@ def _empty(device: torch.device, topk: int) -> TokenScores:
     )
 
 
+TARGET_BLOCK = 256
+
+
+def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products ``h[i] . rows[i]``, computed as diagonals of small matrix products.
+
+    A matrix product gives the bits the vocabulary tiles (and the model's own head) give for the
+    same entry, where an elementwise multiply-and-sum rounds differently; near-ties then compare
+    alike and ranks match full logits exactly. Extra work: ``TARGET_BLOCK / vocab`` of the head.
+    """
+    return torch.cat([(h[s : s + TARGET_BLOCK] @ rows[s : s + TARGET_BLOCK].T).diagonal() for s in range(0, h.shape[0], TARGET_BLOCK)])
+
+
 @torch.no_grad()
 def score_hidden(
     hidden: torch.Tensor,
@@ -126,11 +139,12 @@ def score_hidden(
     for t0 in range(0, n_tokens, token_block):
         h = hidden[t0 : t0 + token_block].float()
         tgt = targets[t0 : t0 + token_block]
-        t = (h * weight[tgt].float()).sum(-1)
+        t = _target_logits(h, weight[tgt].float())
         if bias is not None:
             t = t + bias[tgt].float()
         t = _softcap(t, softcap)
-        lse = torch.full_like(t, float("-inf"))
+        # The running log-sum-exp is carried in float64: float32 drifts by ~1e-5 over many chunks.
+        lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
         greater = torch.zeros_like(tgt)
         tied = torch.zeros_like(tgt)
         top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
@@ -140,7 +154,7 @@ def score_hidden(
             if bias is not None:
                 z = z + bias[v0 : v0 + vocab_chunk].float()
             z = _softcap(z, softcap)
-            lse = torch.logaddexp(lse, torch.logsumexp(z, dim=-1))
+            lse = torch.logaddexp(lse, torch.logsumexp(z, dim=-1).double())
             inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
             if inside.any():
                 # Exclude the target's own column: it is the reference, not a competitor.
@@ -157,9 +171,9 @@ def score_hidden(
         parts.append(
             TokenScores(
                 greater,
-                t.double() - lse.double(),
+                t.double() - lse,
                 tied,
-                (top.double() - lse.double()[:, None]) if topk else None,  # type: ignore[union-attr]
+                (top.double() - lse[:, None]) if topk else None,  # type: ignore[union-attr]
             )
         )
     return TokenScores.cat(parts)
