@@ -226,7 +226,7 @@ def score_documents(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=sum(w.n_scored for w in windows), unit="tok", unit_scale=True, disable=not progress, file=sys.stderr, desc="scoring")
-    for batch in batches(windows, options.batch_size, pad):
+    for batch in batches(windows, options.batch_size, pad, options.max_length):
         scores, docs, positions = score_batch(model, head, batch.input_ids, batch.attention_mask, batch.windows, options)
         if profile is not None and scores.top_logprobs is not None:
             profile.add_tokens(scores.rank.cpu().numpy(), scores.top_logprobs.cpu().numpy())

@@ -102,14 +102,36 @@ class Batch:
     windows: list[Window]
 
 
-def batches(windows: Sequence[Window], batch_size: int, pad_id: int = 0) -> Iterator[Batch]:
-    """Group windows of similar length (longest first) into right-padded batches."""
+def padded_length(length: int, max_length: int) -> int:
+    """The width a window of ``length`` tokens is padded to: 8, 16, 32, 64, then multiples of 64.
+
+    It depends on the window alone, never on its batch-mates, so a token's numbers are the
+    same bits whatever the batch size (float kernels round differently at other widths).
+    """
+    bucket = 8
+    while bucket < min(length, 64):
+        bucket *= 2
+    if length > 64:
+        bucket = -(-length // 64) * 64
+    return max(length, min(bucket, max_length))
+
+
+def batches(windows: Sequence[Window], batch_size: int, pad_id: int = 0, max_length: int | None = None) -> Iterator[Batch]:
+    """Right-padded batches of windows that share a padded width (:func:`padded_length`), longest first."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
-    order = sorted(range(len(windows)), key=lambda i: (-len(windows[i].input_ids), i))
-    for start in range(0, len(order), batch_size):
-        group = [windows[i] for i in order[start : start + batch_size]]
-        width = max(len(w.input_ids) for w in group)
+    limit = max_length or max((len(w.input_ids) for w in windows), default=1)
+    width_of = [padded_length(len(w.input_ids), limit) for w in windows]
+    order = sorted(range(len(windows)), key=lambda i: (-width_of[i], -len(windows[i].input_ids), i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(groups[-1]) < batch_size and width_of[groups[-1][0]] == width_of[i]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    for members in groups:
+        group = [windows[i] for i in members]
+        width = width_of[members[0]]
         ids = torch.full((len(group), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(group), width), dtype=torch.long)
         for row, w in enumerate(group):

@@ -1,0 +1,77 @@
+"""Token scoring against a float64 reference, on random tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from errorentropy.errors import UserError
+from errorentropy.scoring import score_hidden, score_logits
+
+
+def reference(logits: torch.Tensor, targets: torch.Tensor):
+    z = logits.double()
+    t = z.gather(1, targets[:, None])
+    return (z > t).sum(-1).numpy(), torch.log_softmax(z, -1).gather(1, targets[:, None])[:, 0].numpy()
+
+
+@pytest.mark.parametrize("vocab_chunk,chunk_elements", [(7, 50), (64, 10_000), (1000, 1 << 20)])
+def test_chunked_head_matches_reference(vocab_chunk, chunk_elements):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(37, 16, generator=g)
+    weight = torch.randn(101, 16, generator=g)
+    bias = torch.randn(101, generator=g)
+    targets = torch.randint(0, 101, (37,), generator=g)
+    got = score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=vocab_chunk, chunk_elements=chunk_elements, topk=5)
+    ranks, logprobs = reference(hidden.double() @ weight.double().T + bias.double(), targets)
+    np.testing.assert_array_equal(got.rank.numpy(), ranks)
+    np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
+    full = torch.log_softmax((hidden.double() @ weight.double().T + bias.double()), -1)
+    np.testing.assert_allclose(got.top_logprobs.numpy(), full.topk(5, -1).values.numpy(), atol=1e-5)
+
+
+def test_softcap_is_applied():
+    g = torch.Generator().manual_seed(1)
+    hidden, weight = torch.randn(9, 8, generator=g), torch.randn(30, 8, generator=g)
+    targets = torch.randint(0, 30, (9,), generator=g)
+    got = score_hidden(hidden, weight, targets, softcap=2.0, vocab_chunk=4)
+    z = torch.tanh((hidden.double() @ weight.double().T) / 2.0) * 2.0
+    ranks, logprobs = reference(z, targets)
+    assert not torch.allclose(z, hidden.double() @ weight.double().T)  # the cap bites
+    np.testing.assert_array_equal(got.rank.numpy(), ranks)
+    np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
+
+
+def test_ties_count_in_the_ground_truths_favour():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+    targets = torch.tensor([2, 3])
+    got = score_logits(logits, targets)
+    assert got.rank.tolist() == [0, 0]  # the equal logit is not "greater"
+    assert got.tied.tolist() == [1, 3]
+    hidden = torch.eye(4)[:2] * 0 + torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0]])
+    weight = torch.tensor([[1.0, 0, 0, 0], [3.0, 0, 0, 0], [3.0, 0, 0, 0], [0.0, 0, 0, 0]])
+    chunked = score_hidden(hidden, weight, torch.tensor([2, 1]), vocab_chunk=2)
+    assert chunked.rank.tolist() == [0, 0] and chunked.tied.tolist() == [1, 1]
+
+
+def test_full_logits_path_matches_reference():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(50, 77, generator=g).to(torch.bfloat16)
+    targets = torch.randint(0, 77, (50,), generator=g)
+    got = score_logits(logits, targets, token_block=7)
+    ranks, logprobs = reference(logits.float(), targets)
+    np.testing.assert_array_equal(got.rank.numpy(), ranks)
+    np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_are_a_clear_error(bad):
+    logits = torch.zeros(3, 5)
+    logits[1, 2] = bad
+    with pytest.raises(UserError, match="NaN or inf"):
+        score_logits(logits, torch.tensor([0, 1, 2]))
+    weight = torch.ones(5, 2)
+    weight[3, 0] = bad
+    with pytest.raises(UserError, match="NaN or inf"):
+        score_hidden(torch.ones(3, 2), weight, torch.tensor([0, 1, 2]))
