@@ -19,7 +19,7 @@ from . import __version__
 from .errors import UserError
 
 # Modules that add their own subcommands through ``add_commands(subparsers, common)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("report",)
 
 
 def positive_int(text: str) -> int:

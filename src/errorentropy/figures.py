@@ -1,0 +1,257 @@
+"""The paper's figures, drawn with matplotlib (Agg backend) from plain numbers.
+
+Every function takes plain data (lists, dicts, numpy arrays), never a sweep folder, and returns a
+:class:`matplotlib.figure.Figure`; :func:`save_figure` writes it as PNG and SVG. The numbering
+follows the paper: Fig. 3 components against training step, Fig. 4 the rank distribution p_e,
+Fig. 5 the sorted-probability profile, Fig. 6 p_e against q_e, Fig. 7 each quantity against
+non-embedding parameters with its power-law fit, Fig. 8 each component's share of CE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display, no GUI toolkit: safe in CI and on clusters
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
+
+QUANTITIES: tuple[str, ...] = ("CE", "EE", "SA", "Conf")
+QUANTITY_NAMES: dict[str, str] = {
+    "CE": "Cross-entropy (CE)",
+    "EE": "Error-Entropy (EE)",
+    "SA": "Self-Alignment (SA)",
+    "Conf": "Confidence (Conf)",
+}
+QUANTITY_COLOURS: dict[str, str] = {"CE": "black", "EE": "tab:blue", "SA": "tab:orange", "Conf": "tab:green"}
+_MARKERS = "osD^vP*Xph<>"
+
+
+@dataclass(frozen=True)
+class StepSeries:
+    """One model's components over training: ``values[q][i]`` is quantity q (nats) at ``steps[i]``."""
+
+    label: str
+    steps: Sequence[int]
+    values: Mapping[str, Sequence[float]]
+
+
+@dataclass(frozen=True)
+class RankCurve:
+    """The RBE distribution of one checkpoint: observed ranks e, p_e and q_e (q optional)."""
+
+    label: str
+    ranks: np.ndarray
+    p: np.ndarray
+    q: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class FamilyPoints:
+    """One family's models at their final revision: non-embedding parameters and per-quantity values.
+
+    ``fits[q] = (alpha, c)`` is the power law ``log|M| = c + alpha log N`` to draw, when there is one.
+    """
+
+    family: str
+    params: Sequence[int]
+    values: Mapping[str, Sequence[float]]
+    fits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+class _PlainLogFormatter(LogFormatterSciNotation):
+    """Log-axis labels as plain numbers (0.65, 1e+06 stays 1e+06) on the ticks matplotlib chooses to label."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:.3g}" if super().__call__(x, pos) else ""
+
+
+def _plain_log_y(ax: plt.Axes) -> None:
+    ax.yaxis.set_major_formatter(_PlainLogFormatter())
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter())
+
+
+def _grid(n_panels: int, max_cols: int = 3, panel: tuple[float, float] = (4.2, 3.4)) -> tuple[Figure, list[plt.Axes]]:
+    cols = max(1, min(max_cols, n_panels))
+    rows = max(1, -(-n_panels // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows + 0.6), squeeze=False)
+    flat = list(axes.ravel())
+    for ax in flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, flat[:n_panels]
+
+
+def _finish(fig: Figure, title: str) -> Figure:
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def _step_axis(ax: plt.Axes) -> None:
+    # Step 0 is the random initialisation and belongs on the plot: linear below 1, log above.
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("training step")
+
+
+def components_vs_step(series: Sequence[StepSeries], title: str = "Fig. 3: components against training step") -> Figure:
+    """Fig. 3: CE, EE, SA and Conf (nats per token) against training step, one panel per model."""
+    fig, axes = _grid(len(series))
+    for ax, one in zip(axes, series):
+        for q in QUANTITIES:
+            if q in one.values:
+                ax.plot(one.steps, one.values[q], marker="o", ms=3, color=QUANTITY_COLOURS[q], label=q)
+        _step_axis(ax)
+        ax.set_ylabel("nats per token")
+        ax.set_title(one.label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _finish(fig, title)
+
+
+def rank_distribution(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 4: RBE distribution p_e at several steps") -> Figure:
+    """Fig. 4: p_e against rank (log-log; the x axis is e + 1 so the top-1 rank e = 0 shows), one panel per model, one line per step."""
+    fig, axes = _grid(len(panels))
+    for ax, (label, curves) in zip(axes, panels.items()):
+        colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
+        for colour, curve in zip(colours, curves):
+            ax.plot(np.asarray(curve.ranks) + 1, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rank e + 1 of the ground-truth token")
+        ax.set_ylabel("p_e (share of tokens)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="step", title_fontsize=8)
+    return _finish(fig, title)
+
+
+def sorted_probability_profile(panels: Mapping[str, tuple[np.ndarray, Sequence[int]]], ranks: Sequence[int] = (0, 1, 2, 4, 8), title: str = "Fig. 5: mean sorted probabilities when the ground truth sits at rank r") -> Figure:
+    """Fig. 5: for tokens whose ground truth has rank r, the mean j-th largest probability against j.
+
+    ``panels[label] = (mean, counts)`` with ``mean`` of shape ``[R, K]`` (NaN rows for ranks never
+    seen) and ``counts[r]`` the tokens behind row r. A dotted marker shows where the ground truth sits.
+    """
+    fig, axes = _grid(len(panels))
+    for ax, (label, (mean, counts)) in zip(axes, panels.items()):
+        mean = np.asarray(mean, dtype=np.float64)
+        shown = [r for r in ranks if r < mean.shape[0] and counts[r] > 0 and np.all(np.isfinite(mean[r]))]
+        colours = plt.cm.plasma(np.linspace(0.0, 0.85, max(1, len(shown))))
+        positions = np.arange(1, mean.shape[1] + 1)
+        for colour, r in zip(colours, shown):
+            ax.plot(positions, mean[r], marker="o", ms=2.5, color=colour, label=f"r = {r} (n = {int(counts[r])})")
+            ax.axvline(r + 1, color=colour, ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("sorted position j (1 = most probable)")
+        ax.set_ylabel("mean probability")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        if shown:
+            ax.legend(fontsize=8)
+    return _finish(fig, title)
+
+
+def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6: p_e against q_e at several steps") -> Figure:
+    """Fig. 6: p_e against q_e (log-log) with the line p = q, one panel per model, one colour per step.
+
+    SA is KL(p || q), so the points close in on the diagonal as Self-Alignment falls.
+    """
+    fig, axes = _grid(len(panels))
+    for ax, (label, curves) in zip(axes, panels.items()):
+        colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
+        low, high = np.inf, 0.0
+        for colour, curve in zip(colours, curves):
+            if curve.q is None:
+                continue
+            ax.plot(curve.q, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.7)
+            both = np.concatenate([np.asarray(curve.p), np.asarray(curve.q)])
+            both = both[both > 0]
+            if both.size:
+                low, high = min(low, both.min()), max(high, both.max())
+        if high > 0:
+            ax.plot([low, high], [low, high], "k--", lw=1, label="p = q")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("q_e (normalised geometric-mean score)")
+        ax.set_ylabel("p_e (share of tokens at rank e)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, title="step", title_fontsize=8)
+    return _finish(fig, title)
+
+
+def _power_law_line(ax: plt.Axes, params: Sequence[int], alpha: float, c: float, colour: str) -> None:
+    n = np.geomspace(min(params), max(params), 50)
+    ax.plot(n, np.exp(c + alpha * np.log(n)), "-", color=colour, lw=1.2)
+
+
+def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float, float]] | None = None, title: str = "Fig. 7: each quantity against non-embedding parameters") -> Figure:
+    """Fig. 7: |M| against non-embedding parameters N (log-log) for M in CE, EE, SA, Conf.
+
+    One marker per family; where ``fits`` holds a power law for a family, its line is drawn in the
+    family's colour (the fit is ``log|M| = c + alpha log N``, so the absolute value is plotted).
+    ``overall[q] = (alpha, c)``, the fit over all models together, is drawn dashed grey.
+    """
+    every = [n for fam in families for n in fam.params]
+    fig, axes = _grid(len(QUANTITIES), max_cols=2)
+    colours = plt.cm.tab10(np.arange(len(families)) % 10)
+    for ax, q in zip(axes, QUANTITIES):
+        for i, (colour, fam) in enumerate(zip(colours, families)):
+            values = np.abs(np.asarray(fam.values.get(q, []), dtype=np.float64))
+            if values.size == 0:
+                continue
+            fit = fam.fits.get(q)
+            label = fam.family if fit is None else f"{fam.family} (α = {fit[0]:.3f})"
+            ax.plot(fam.params, values, _MARKERS[i % len(_MARKERS)], color=colour, label=label, ms=5)
+            if fit is not None:
+                _power_law_line(ax, fam.params, fit[0], fit[1], colour)
+        if overall and q in overall and every:
+            alpha, c = overall[q]
+            n = np.geomspace(min(every), max(every), 50)
+            ax.plot(n, np.exp(c + alpha * np.log(n)), "--", color="0.45", lw=1.2, label=f"all models (α = {alpha:.3f})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_y(ax)
+        ax.set_xlabel("non-embedding parameters N")
+        ax.set_ylabel(f"|{q}| (nats per token)")
+        ax.set_title(QUANTITY_NAMES[q], fontsize=10)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    return _finish(fig, title)
+
+
+def shares(families: Sequence[FamilyPoints], title: str = "Fig. 8: each component's share of cross-entropy") -> Figure:
+    """Fig. 8: EE/CE, SA/CE and Conf/CE against non-embedding parameters (x log), one series per family."""
+    fig, axes = _grid(3)
+    colours = plt.cm.tab10(np.arange(len(families)) % 10)
+    for ax, q in zip(axes, ("EE", "SA", "Conf")):
+        for i, (colour, fam) in enumerate(zip(colours, families)):
+            ce = np.asarray(fam.values.get("CE", []), dtype=np.float64)
+            part = np.asarray(fam.values.get(q, []), dtype=np.float64)
+            if ce.size == 0 or part.size != ce.size:
+                continue
+            order = np.argsort(np.asarray(fam.params))
+            ax.plot(np.asarray(fam.params)[order], (part / ce)[order], marker=_MARKERS[i % len(_MARKERS)], color=colour, label=fam.family, ms=5)
+        ax.set_xscale("log")
+        ax.set_xlabel("non-embedding parameters N")
+        ax.set_ylabel(f"{q} / CE")
+        ax.set_title(f"share of {QUANTITY_NAMES[q]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _finish(fig, title)
+
+
+def save_figure(fig: Figure, stem: Path | str, dpi: int = 110) -> tuple[Path, Path]:
+    """Write ``stem.png`` and ``stem.svg`` and close the figure; returns both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
+    fig.savefig(png, dpi=dpi)
+    fig.savefig(svg)
+    plt.close(fig)
+    return png, svg

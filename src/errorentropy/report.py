@@ -1,0 +1,619 @@
+"""``errorentropy report DIR``: the paper's figures and tables from a sweep folder, as Markdown and one HTML page.
+
+Reads the sweep's cells (:func:`errorentropy.cells.load_cells`) and its power-law fits
+(:func:`errorentropy.fit.fit_sweep`, or plain least squares with ``--no-fit``), draws Fig. 3-8
+(:mod:`errorentropy.figures`) into ``DIR/figures/`` as PNG and SVG, and writes
+
+    DIR/report.md     settings, tables, figures (linked), extrapolation, summary
+    DIR/report.html   the same, self-contained: figures embedded as base64 PNG data URIs
+
+Every sentence of the summary is computed from the numbers in the tables; nothing is canned.
+Missing pieces (no training steps, no profile, a family with fewer than 3 models) are left out
+with a note saying why, never faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import figures
+from .cells import CellRecord, load_cells
+from .errors import UserError
+from .storage import atomic_write_text
+
+QUANTITY_KEYS: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
+MIN_MODELS_FOR_FIT = 3
+MAX_STEPS_SHOWN = 6
+MAX_PANELS = 6
+PROFILE_FILE = "profile.json"
+FIGURES_DIR = "figures"
+ALL_GROUP = "All"
+# Summary keys that are results, not settings (everything else constant across cells is a setting).
+_RESULT_KEYS = {
+    "n_tokens", "n_documents", "n_skipped", "n_tied", "cross_entropy", "error_entropy", "self_alignment",
+    "confidence", "error_entropy_miller_madow", "top1_accuracy", "n_ranks_observed", "identity_residual",
+    "elapsed_s", "tokens_per_s", "n_windows", "model", "revision", "head_path",
+}
+
+
+# ---- the data behind the report ---------------------------------------------------------------
+
+
+@dataclass
+class FitRow:
+    """One power law ``log|M| = c + alpha log N`` over a group of models (a family or All) on one dataset."""
+
+    dataset: str
+    group: str
+    quantity: str
+    n_models: int
+    alpha: float
+    c: float
+    r2: float
+    alpha_ci: tuple[float, float] | None = None
+    r2_ci: tuple[float, float] | None = None
+    delta_alpha_vs_ce: float | None = None
+    delta_alpha_ci: tuple[float, float] | None = None
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, gathered from one sweep folder."""
+
+    sweep_dir: Path
+    cells: list[CellRecord]
+    datasets: list[str]
+    final: dict[str, list[CellRecord]]  # dataset -> final revision of each model, by size
+    dynamics: dict[str, dict[str, list[CellRecord]]]  # dataset -> model -> cells with a step, by step
+    fit_rows: list[FitRow]
+    fits: dict[str, Any] | None  # the full fit_sweep result, when it ran
+    fit_source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def final_revisions(cells: Sequence[CellRecord]) -> list[CellRecord]:
+    """The last revision of each (model, dataset): the one without a step (main) if any, else the largest step."""
+    best: dict[tuple[str, str], CellRecord] = {}
+    for cell in cells:
+        key = (cell.key.model, cell.key.dataset)
+        rank = math.inf if cell.step is None else cell.step
+        held = best.get(key)
+        if held is None or rank > (math.inf if held.step is None else held.step):
+            best[key] = cell
+    return sorted(best.values(), key=lambda c: (c.key.dataset, c.non_embedding_params, c.family, c.key.model))
+
+
+def training_runs(cells: Sequence[CellRecord]) -> dict[str, dict[str, list[CellRecord]]]:
+    """Per dataset, the models seen at two or more training steps, each with its cells sorted by step."""
+    runs: dict[str, dict[str, list[CellRecord]]] = {}
+    for cell in cells:
+        if cell.step is not None:
+            runs.setdefault(cell.key.dataset, {}).setdefault(cell.key.model, []).append(cell)
+    return {
+        ds: {m: sorted(cs, key=lambda c: c.step or 0) for m, cs in models.items() if len({c.step for c in cs}) >= 2}
+        for ds, models in runs.items()
+        if any(len({c.step for c in cs}) >= 2 for cs in models.values())
+    }
+
+
+def pick_steps(steps: Sequence[int], k: int = MAX_STEPS_SHOWN) -> list[int]:
+    """At most ``k`` of ``steps``, spread evenly on a log scale, always keeping the first and the last."""
+    ordered = sorted(set(steps))
+    if len(ordered) <= k:
+        return ordered
+    targets = np.linspace(np.log1p(ordered[0]), np.log1p(ordered[-1]), k)
+    chosen: list[int] = []
+    for t in targets:
+        candidates = [s for s in ordered if s not in chosen]
+        chosen.append(min(candidates, key=lambda s: abs(np.log1p(s) - t)))
+    return sorted(chosen)
+
+
+def least_squares_fits(final: dict[str, list[CellRecord]]) -> list[FitRow]:
+    """Point power-law fits (no intervals) per dataset, family and All, for groups of 3+ models with M != 0."""
+    rows: list[FitRow] = []
+    for dataset, cells in final.items():
+        groups: dict[str, list[CellRecord]] = {ALL_GROUP: list(cells)}
+        for cell in cells:
+            groups.setdefault(cell.family, []).append(cell)
+        for group, members in groups.items():
+            if len(members) < MIN_MODELS_FOR_FIT:
+                continue
+            x = np.log([float(c.non_embedding_params) for c in members])
+            if np.ptp(x) == 0:
+                continue
+            by_q: dict[str, FitRow] = {}
+            for q, key in QUANTITY_KEYS.items():
+                y_raw = np.abs(np.array([float(c.summary[key]) for c in members]))
+                if np.any(y_raw <= 0):
+                    continue
+                y = np.log(y_raw)
+                alpha, c = np.polyfit(x, y, 1)
+                resid = y - (c + alpha * x)
+                total = float(((y - y.mean()) ** 2).sum())
+                r2 = 1.0 - float((resid**2).sum()) / total if total > 0 else float("nan")
+                by_q[q] = FitRow(dataset, group, q, len(members), float(alpha), float(c), r2)
+            if "CE" in by_q:
+                for row in by_q.values():
+                    row.delta_alpha_vs_ce = abs(row.alpha - by_q["CE"].alpha)
+            rows.extend(by_q.values())
+    return rows
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) and v is not None for v in value):
+        return (float(value[0]), float(value[1]))
+    if isinstance(value, dict) and "low" in value and "high" in value:
+        return (float(value["low"]), float(value["high"]))
+    return None
+
+
+def rows_from_fits(fits: dict[str, Any]) -> list[FitRow]:
+    """The fit rows of a :func:`errorentropy.fit.fit_sweep` result."""
+    rows: list[FitRow] = []
+    for raw in fits.get("fits", []):
+        try:
+            rows.append(FitRow(
+                dataset=str(raw["dataset"]),
+                group=str(raw["group"]),
+                quantity=str(raw["quantity"]),
+                n_models=int(raw["n_models"]),
+                alpha=float(raw["alpha"]),
+                c=float(raw["c"]),
+                r2=float(raw["r2"]),
+                alpha_ci=_pair(raw.get("alpha_ci")),
+                r2_ci=_pair(raw.get("r2_ci")),
+                delta_alpha_vs_ce=None if raw.get("delta_alpha_vs_ce") is None else float(raw["delta_alpha_vs_ce"]),
+                delta_alpha_ci=_pair(raw.get("delta_alpha_ci")),
+            ))
+        except (KeyError, TypeError, ValueError):
+            continue  # a row without a fit (too few models) carries no line
+    return rows
+
+
+def collect(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, seed: int = 0) -> ReportData:
+    """Gather cells, final revisions, training runs and fits of a sweep folder."""
+    sweep_dir = Path(sweep_dir)
+    cells = load_cells(sweep_dir)
+    if not cells:
+        raise UserError(f"{sweep_dir} has no finished cells; run or resume `errorentropy sweep` first")
+    datasets = sorted({c.key.dataset for c in cells})
+    final: dict[str, list[CellRecord]] = {}
+    for cell in final_revisions(cells):
+        final.setdefault(cell.key.dataset, []).append(cell)
+    notes: list[str] = []
+    fits: dict[str, Any] | None = None
+    if run_fit:
+        try:
+            from .fit import fit_sweep
+        except ImportError:
+            fit_sweep = None  # type: ignore[assignment]
+            notes.append("errorentropy.fit is not available: fits below are plain least squares without intervals.")
+        if fit_sweep is not None:
+            fits = fit_sweep(sweep_dir, n_boot=n_boot, seed=seed)
+    else:
+        notes.append("--no-fit: power laws are plain least squares on the final revisions, without bootstrap intervals or extrapolation.")
+    if fits is not None:
+        rows = rows_from_fits(fits)
+        source = f"errorentropy.fit.fit_sweep (n_boot={n_boot}, seed={seed})"
+        notes.extend(str(n) for n in fits.get("notes", []))
+    else:
+        rows = least_squares_fits(final)
+        source = "least squares (no intervals)"
+    return ReportData(sweep_dir, cells, datasets, final, training_runs(cells), rows, fits, source, notes)
+
+
+# ---- figures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    """One drawn figure: its id (``fig7-wikipedia``), caption and files."""
+
+    ident: str
+    caption: str
+    png: Path
+    svg: Path
+
+
+def _label(cell: CellRecord) -> str:
+    return f"{cell.key.model} ({cell.family}, N={_si(cell.non_embedding_params)})"
+
+
+def _si(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def _spread(items: list[Any], k: int = MAX_PANELS) -> list[Any]:
+    if len(items) <= k:
+        return items
+    return [items[int(i)] for i in np.round(np.linspace(0, len(items) - 1, k))]
+
+
+def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], list[str]]:
+    """Draw every figure the data supports into ``out_dir``; returns them and notes on what was left out."""
+    drawn: list[FigureFile] = []
+    notes: list[str] = []
+
+    def save(fig: Any, ident: str, caption: str) -> None:
+        png, svg = figures.save_figure(fig, out_dir / ident)
+        drawn.append(FigureFile(ident, caption, png, svg))
+
+    for dataset in data.datasets:
+        runs = data.dynamics.get(dataset, {})
+        if not runs:
+            notes.append(f"{dataset}: no model was scored at two or more training steps, so Fig. 3, 4 and 6 are omitted (sweep checkpoints such as step0 ... step100000 to get them).")
+        else:
+            models = _spread(sorted(runs, key=lambda m: runs[m][0].non_embedding_params))
+            series = [
+                figures.StepSeries(_label(runs[m][0]), [c.step or 0 for c in runs[m]], {q: [float(c.summary[k]) for c in runs[m]] for q, k in QUANTITY_KEYS.items()})
+                for m in models
+            ]
+            save(figures.components_vs_step(series, title=f"Fig. 3: components against training step ({dataset})"), f"fig3-{_slug(dataset)}", f"Fig. 3 ({dataset}): CE, EE, SA and Conf against training step.")
+            curves: dict[str, list[figures.RankCurve]] = {}
+            for m in models:
+                keep = set(pick_steps([c.step or 0 for c in runs[m]]))
+                chosen = [c for c in runs[m] if (c.step or 0) in keep]
+                decs = [(c, c.histogram().decompose()) for c in chosen]
+                curves[_label(runs[m][0])] = [figures.RankCurve(str(c.step), d.ranks, d.p, d.q) for c, d in decs]
+            save(figures.rank_distribution(curves, title=f"Fig. 4: RBE distribution p_e at several steps ({dataset})"), f"fig4-{_slug(dataset)}", f"Fig. 4 ({dataset}): p_e against rank, log-log, at log-spaced steps.")
+            save(figures.p_against_q(curves, title=f"Fig. 6: p_e against q_e at several steps ({dataset})"), f"fig6-{_slug(dataset)}", f"Fig. 6 ({dataset}): p_e against q_e; the dashed line is p = q (SA = 0).")
+        profiled = [c for c in data.final.get(dataset, []) if (c.path / PROFILE_FILE).exists()]
+        if not profiled:
+            notes.append(f"{dataset}: no cell has a sorted-probability profile, so Fig. 5 is omitted (score with --profile to get it).")
+        else:
+            from .profile import RankProfile
+
+            panels = {}
+            for cell in _spread(profiled):
+                prof = RankProfile.load(cell.path / PROFILE_FILE)
+                panels[_label(cell)] = (prof.mean(), prof.counts)
+            save(figures.sorted_probability_profile(panels, title=f"Fig. 5: mean sorted probabilities at ground-truth rank r ({dataset})"), f"fig5-{_slug(dataset)}", f"Fig. 5 ({dataset}): mean sorted probability profile of predictions whose ground truth sits at rank r (dotted: the ground truth's position).")
+        fams = family_points(data, dataset)
+        if not fams:
+            notes.append(f"{dataset}: no final revisions, so Fig. 7 and 8 are omitted.")
+            continue
+        short = [f.family for f in fams if len(f.params) < MIN_MODELS_FOR_FIT]
+        if short:
+            notes.append(f"{dataset}: {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer than {MIN_MODELS_FOR_FIT} models, so Fig. 7 draws no line for {'it' if len(short) == 1 else 'them'}.")
+        overall = {r.quantity: (r.alpha, r.c) for r in data.fit_rows if r.dataset == dataset and r.group == ALL_GROUP and r.n_models >= MIN_MODELS_FOR_FIT}
+        save(figures.scaling(fams, overall, title=f"Fig. 7: each quantity against non-embedding parameters ({dataset})"), f"fig7-{_slug(dataset)}", f"Fig. 7 ({dataset}): |M| against non-embedding parameters with each family's power-law fit (dashed grey: all models together).")
+        save(figures.shares(fams, title=f"Fig. 8: each component's share of cross-entropy ({dataset})"), f"fig8-{_slug(dataset)}", f"Fig. 8 ({dataset}): EE/CE, SA/CE and Conf/CE against non-embedding parameters.")
+    return drawn, notes
+
+
+def family_points(data: ReportData, dataset: str) -> list[figures.FamilyPoints]:
+    """The final revisions of one dataset grouped by family, with each family's fitted lines."""
+    by_family: dict[str, list[CellRecord]] = {}
+    for cell in data.final.get(dataset, []):
+        by_family.setdefault(cell.family, []).append(cell)
+    out = []
+    for family, cells in sorted(by_family.items()):
+        fits = {r.quantity: (r.alpha, r.c) for r in data.fit_rows if r.dataset == dataset and r.group == family and r.n_models >= MIN_MODELS_FOR_FIT}
+        out.append(figures.FamilyPoints(
+            family,
+            [c.non_embedding_params for c in cells],
+            {q: [float(c.summary[k]) for c in cells] for q, k in QUANTITY_KEYS.items()},
+            fits,
+        ))
+    return out
+
+
+def _slug(text: str) -> str:
+    from .cells import slug
+
+    return slug(text)
+
+
+# ---- tables -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """A table as plain strings: an id, a title, a header row and body rows."""
+
+    ident: str
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _with_ci(x: float | None, ci: tuple[float, float] | None, digits: int = 4) -> str:
+    text = _num(x, digits)
+    return text if ci is None else f"{text} [{_num(ci[0], digits)}, {_num(ci[1], digits)}]"
+
+
+def _groups(rows: Sequence[FitRow], dataset: str) -> list[str]:
+    groups = sorted({r.group for r in rows if r.dataset == dataset and r.group != ALL_GROUP})
+    return groups + ([ALL_GROUP] if any(r.dataset == dataset and r.group == ALL_GROUP for r in rows) else [])
+
+
+def fit_tables(data: ReportData) -> list[Table]:
+    """Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|), with intervals where known."""
+    index = {(r.dataset, r.group, r.quantity): r for r in data.fit_rows}
+    t1 = Table("table1", "Table 1: R² of the fit log|M| = c + α log N (95% bootstrap interval in brackets)", ["dataset", "group", "models", *figures.QUANTITIES], [])
+    t2 = Table("table2", "Table 2: |α_M − α_CE|, and each exponent α_M", ["dataset", "group", "α_CE", "|Δα| EE", "|Δα| SA", "|Δα| Conf", "α_EE", "α_SA", "α_Conf"], [])
+    for dataset in data.datasets:
+        for group in _groups(data.fit_rows, dataset):
+            got = {q: index.get((dataset, group, q)) for q in figures.QUANTITIES}
+            n = max((r.n_models for r in got.values() if r is not None), default=0)
+            t1.rows.append([dataset, group, str(n), *[_with_ci(r.r2, r.r2_ci) if r else "n/a" for r in got.values()]])
+            ce = got["CE"]
+            t2.rows.append([
+                dataset, group, _with_ci(ce.alpha, ce.alpha_ci) if ce else "n/a",
+                *[_with_ci(got[q].delta_alpha_vs_ce, got[q].delta_alpha_ci) if got[q] else "n/a" for q in ("EE", "SA", "Conf")],
+                *[_with_ci(got[q].alpha, got[q].alpha_ci) if got[q] else "n/a" for q in ("EE", "SA", "Conf")],
+            ])
+    if not t1.rows:
+        t1.note = t2.note = f"No group has {MIN_MODELS_FOR_FIT} or more models with distinct sizes, so nothing was fitted."
+    return [t1, t2]
+
+
+def components_table(data: ReportData) -> Table:
+    """Per final cell: N, CE, EE, SA, Conf and EE/CE, with bootstrap intervals when the fit gives them."""
+    cis = _component_cis(data.fits)
+    table = Table("components", "Components of the final revision of each model (nats per token; 95% interval in brackets)", ["dataset", "family", "model", "N (non-emb.)", "tokens", "CE", "EE", "SA", "Conf", "EE / CE"], [])
+    for dataset in data.datasets:
+        for cell in data.final.get(dataset, []):
+            ci = cis.get((cell.key.model, cell.key.revision, dataset), {})
+            values = [_with_ci(float(cell.summary[k]), ci.get(q)) for q, k in QUANTITY_KEYS.items()]
+            share = float(cell.summary["error_entropy"]) / float(cell.summary["cross_entropy"])
+            table.rows.append([dataset, cell.family, cell.key.model + (f"@{cell.key.revision}" if cell.key.revision else ""), f"{cell.non_embedding_params:,}", f"{int(cell.summary.get('n_tokens', 0)):,}", *values, _num(share, 3)])
+    return table
+
+
+def _component_cis(fits: dict[str, Any] | None) -> dict[tuple[str, str | None, str], dict[str, tuple[float, float]]]:
+    out: dict[tuple[str, str | None, str], dict[str, tuple[float, float]]] = {}
+    for raw in (fits or {}).get("components", []):
+        if not isinstance(raw, dict) or "model" not in raw:
+            continue
+        key = (str(raw["model"]), raw.get("revision"), str(raw.get("dataset")))
+        cis: dict[str, tuple[float, float]] = {}
+        for q, k in QUANTITY_KEYS.items():
+            for name in (f"{k}_ci", f"{q}_ci", f"{q.lower()}_ci"):
+                pair = _pair(raw.get(name))
+                if pair is not None:
+                    cis[q] = pair
+                    break
+            else:
+                nested = raw.get("ci", {}) if isinstance(raw.get("ci"), dict) else {}
+                pair = _pair(nested.get(q)) or _pair(nested.get(k))
+                if pair is not None:
+                    cis[q] = pair
+        out[key] = cis
+    return out
+
+
+def extrapolation_table(data: ReportData) -> Table | None:
+    """The fit-small, predict-large test from fit_sweep, as a table (None when it did not run)."""
+    rows = (data.fits or {}).get("extrapolation") or []
+    rows = [r for r in rows if isinstance(r, dict)]
+    if not rows:
+        return None
+    keys: list[str] = []
+    for r in rows:
+        for k, v in r.items():
+            if k not in keys and not isinstance(v, (dict, list)):
+                keys.append(k)
+    body = [[_cell_text(r.get(k)) for k in keys] for r in rows]
+    return Table("extrapolation", "Extrapolation: fit on the smaller models, predict the larger ones", keys, body)
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, float):
+        return _num(value) if abs(value) < 1e4 else f"{value:.4g}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def settings_rows(data: ReportData) -> list[tuple[str, str]]:
+    """The sweep's settings: what every cell shares, plus what the report itself used."""
+    rows: list[tuple[str, str]] = [
+        ("sweep folder", str(data.sweep_dir)),
+        ("cells", str(len(data.cells))),
+        ("datasets", ", ".join(data.datasets)),
+        ("models", str(len({c.key.model for c in data.cells}))),
+        ("families", ", ".join(sorted({c.family for c in data.cells}))),
+        ("fits", data.fit_source),
+    ]
+    shared: dict[str, Any] | None = None
+    for cell in data.cells:
+        flat = {k: v for k, v in cell.summary.items() if k not in _RESULT_KEYS and not isinstance(v, (dict, list))}
+        shared = flat if shared is None else {k: v for k, v in shared.items() if k in flat and flat[k] == v}
+    for key, value in sorted((shared or {}).items()):
+        if key != "dataset":
+            rows.append((key, str(value)))
+    return rows
+
+
+# ---- the plain-words summary ------------------------------------------------------------------
+
+
+def summary_sentences(data: ReportData) -> list[str]:
+    """What scales, in plain words, every clause computed from the numbers in the report."""
+    out: list[str] = []
+    index = {(r.dataset, r.group, r.quantity): r for r in data.fit_rows}
+    for dataset in data.datasets:
+        groups = _groups(data.fit_rows, dataset)
+        if groups:
+            top_group = ALL_GROUP if ALL_GROUP in groups else groups[0]
+            got = {q: index[(dataset, top_group, q)] for q in figures.QUANTITIES if (dataset, top_group, q) in index}
+            finite = {q: r for q, r in got.items() if math.isfinite(r.r2)}
+            if finite:
+                best = max(finite, key=lambda q: finite[q].r2)
+                ranked = ", ".join(f"{q} {finite[q].r2:.3f}" for q in sorted(finite, key=lambda q: -finite[q].r2))
+                out.append(f"{dataset}, {top_group} ({max(r.n_models for r in finite.values())} models): {best} follows a power law in non-embedding parameters most closely (R² {ranked}).")
+            wins = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index and index[(dataset, g, "EE")].r2 > index[(dataset, g, "CE")].r2]
+            compared = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index]
+            if compared:
+                out.append(f"{dataset}: EE's fit has a higher R² than CE's in {len(wins)} of {len(compared)} groups ({', '.join(compared)}).")
+            deltas = {q: index[(dataset, top_group, q)].delta_alpha_vs_ce for q in ("EE", "SA", "Conf") if (dataset, top_group, q) in index}
+            deltas = {q: d for q, d in deltas.items() if d is not None and math.isfinite(d)}
+            if deltas:
+                closest = min(deltas, key=lambda q: deltas[q])
+                out.append(f"{dataset}, {top_group}: the exponent closest to CE's is {closest}'s (|Δα| {', '.join(f'{q} {d:.4f}' for q, d in deltas.items())}).")
+        cells = data.final.get(dataset, [])
+        if len(cells) >= 2 and cells[0].non_embedding_params != cells[-1].non_embedding_params:
+            small, large = cells[0], cells[-1]
+            s_share = float(small.summary["error_entropy"]) / float(small.summary["cross_entropy"])
+            l_share = float(large.summary["error_entropy"]) / float(large.summary["cross_entropy"])
+            trend = "falls" if l_share < s_share else "rises" if l_share > s_share else "stays"
+            out.append(f"{dataset}: EE is {100 * s_share:.1f}% of CE for the smallest model ({small.key.model}, N={_si(small.non_embedding_params)}) and {100 * l_share:.1f}% for the largest ({large.key.model}, N={_si(large.non_embedding_params)}); its share {trend} with size.")
+        runs = data.dynamics.get(dataset, {})
+        for model, run in list(runs.items())[:3]:
+            first, last = run[0], run[-1]
+            change = {q: float(last.summary[k]) - float(first.summary[k]) for q, k in QUANTITY_KEYS.items()}
+            words = ", ".join(f"{q} {'falls' if d < 0 else 'rises'} by {abs(d):.3f}" for q, d in change.items())
+            out.append(f"{dataset}, {model} from step {first.step} to {last.step}: {words} nats.")
+    out.extend(_extrapolation_sentences(data))
+    if not out:
+        out.append("There are too few models and steps in this sweep to say what scales.")
+    return out
+
+
+def _extrapolation_sentences(data: ReportData) -> list[str]:
+    rows = [r for r in ((data.fits or {}).get("extrapolation") or []) if isinstance(r, dict)]
+    if not rows:
+        return []
+    error_key = next((k for k in ("abs_log_error", "log_error", "relative_error", "abs_relative_error", "error") if any(k in r for r in rows)), None)
+    if error_key is None:
+        return []
+    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        q = r.get("quantity")
+        err = r.get(error_key)
+        if q in ("CE", "EE") and isinstance(err, (int, float)) and math.isfinite(err):
+            sums.setdefault((str(r.get("dataset", "")), str(r.get("group", ALL_GROUP))), {}).setdefault(q, []).append(abs(float(err)))
+    out = []
+    for (dataset, group), errs in sorted(sums.items()):
+        if "CE" in errs and "EE" in errs:
+            ce, ee = float(np.mean(errs["CE"])), float(np.mean(errs["EE"]))
+            verdict = "better than" if ee < ce else "worse than" if ee > ce else "as well as"
+            out.append(f"{dataset}, {group}: fitted on the smaller models, EE extrapolates {verdict} CE to the larger ones (mean |{error_key}| EE {ee:.4f} vs CE {ce:.4f}).")
+    return out
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def _md_table(table: Table) -> str:
+    esc = lambda s: s.replace("|", "\\|")  # noqa: E731
+    lines = [f"**{table.title}**", "", "| " + " | ".join(map(esc, table.header)) + " |", "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(map(esc, row)) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", table.note]
+    return "\n".join(lines) + "\n"
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows)
+    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+    return f'<table id="{table.ident}"><caption>{html.escape(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}'
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:1em 0;font-size:.85em}caption{font-weight:600;text-align:left;padding:.3em 0}
+th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}th{background:#f0f0f0}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}
+figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:.9em;color:#444}
+.note{color:#7a4b00;font-size:.9em}ul.summary li{margin:.3em 0}
+"""
+
+
+def write_report(data: ReportData, figs: Sequence[FigureFile], notes: Sequence[str]) -> tuple[Path, Path]:
+    """Write ``report.md`` and the self-contained ``report.html`` into the sweep folder."""
+    tables = fit_tables(data)
+    comps = components_table(data)
+    extrap = extrapolation_table(data)
+    summary = summary_sentences(data)
+    settings = settings_rows(data)
+    all_notes = [*data.notes, *notes]
+
+    md = ["# errorentropy report", "", "CE = EE + SA − Conf for every model of the sweep, and which part follows a power law in non-embedding parameters.", ""]
+    md += ["## Summary", "", *[f"- {s}" for s in summary], ""]
+    md += ["## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in settings], ""]
+    md += ["## Scaling fits", "", *[_md_table(t) for t in tables], _md_table(comps)]
+    md += ["## Extrapolation", "", _md_table(extrap) if extrap else "The fit did not run an extrapolation test (it needs the bootstrap fit and enough models per group).", ""]
+    md += ["## Figures", ""]
+    for f in figs:
+        rel_png, rel_svg = f.png.relative_to(data.sweep_dir), f.svg.relative_to(data.sweep_dir)
+        md += [f"![{f.caption}]({rel_png.as_posix()})", "", f"*{f.caption}* ([SVG]({rel_svg.as_posix()}))", ""]
+    if all_notes:
+        md += ["## Notes", "", *[f"- {n}" for n in all_notes], ""]
+    md_path = data.sweep_dir / "report.md"
+    atomic_write_text(md_path, "\n".join(md))
+
+    h = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">',
+         f"<title>errorentropy report: {html.escape(data.sweep_dir.name)}</title><style>{_CSS}</style></head><body>",
+         "<h1>errorentropy report</h1><p>CE = EE + SA − Conf for every model of the sweep, and which part follows a power law in non-embedding parameters.</p>",
+         '<h2>Summary</h2><ul class="summary">', *[f"<li>{html.escape(s)}</li>" for s in summary], "</ul>",
+         '<h2>Settings</h2><table id="settings"><tbody>', *[f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in settings], "</tbody></table>",
+         "<h2>Scaling fits</h2>", *[_html_table(t) for t in tables], _html_table(comps),
+         "<h2>Extrapolation</h2>", _html_table(extrap) if extrap else '<p class="note">The fit did not run an extrapolation test.</p>',
+         "<h2>Figures</h2>"]
+    for f in figs:
+        encoded = base64.b64encode(f.png.read_bytes()).decode("ascii")
+        h.append(f'<figure id="{html.escape(f.ident)}"><img class="figure" alt="{html.escape(f.caption)}" src="data:image/png;base64,{encoded}"><figcaption>{html.escape(f.caption)}</figcaption></figure>')
+    if all_notes:
+        h += ['<h2>Notes</h2><ul class="notes">', *[f'<li class="note">{html.escape(n)}</li>' for n in all_notes], "</ul>"]
+    h.append("</body></html>\n")
+    html_path = data.sweep_dir / "report.html"
+    atomic_write_text(html_path, "\n".join(h))
+    return md_path, html_path
+
+
+def build_report(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Collect, draw and write the whole report; returns the paths written and the notes."""
+    data = collect(sweep_dir, run_fit=run_fit, n_boot=n_boot, seed=seed)
+    figs, notes = draw_figures(data, Path(sweep_dir) / FIGURES_DIR)
+    md_path, html_path = write_report(data, figs, notes)
+    return {
+        "report_md": str(md_path),
+        "report_html": str(html_path),
+        "figures": [str(f.png) for f in figs] + [str(f.svg) for f in figs],
+        "notes": [*data.notes, *notes],
+    }
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """errorentropy report: the paper's figures and tables from a sweep folder, as report.md and a self-contained report.html."""
+    sweep_dir = Path(args.sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir} is not a folder; pass the --out folder of `errorentropy sweep`")
+    result = build_report(sweep_dir, run_fit=not args.no_fit, n_boot=args.n_boot, seed=args.seed)
+    print(json.dumps({k: v for k, v in result.items() if k != "figures"} | {"n_figures": len(result["figures"]) // 2}))
+    return 0
+
+
+def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``errorentropy report DIR [--no-fit]``."""
+    from .cli import positive_int, integer
+
+    parser = subparsers.add_parser("report", parents=[common], help="figures, tables and a summary from a sweep folder (report.md, report.html)", description=run_report.__doc__)
+    parser.add_argument("sweep_dir", help="a sweep folder (the --out of `errorentropy sweep`)")
+    parser.add_argument("--no-fit", action="store_true", help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation")
+    parser.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples for the fits' intervals (default 1000)")
+    parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
+    parser.set_defaults(func=run_report)

@@ -1,0 +1,233 @@
+"""The report: data collection, tables, summary, figures on disk, and the HTML page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from errorentropy import report
+from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
+from errorentropy.engine import TokenTable
+from errorentropy.histogram import RankHistogram
+from errorentropy.profile import PROFILE_TOP, RankProfile
+from errorentropy.results import summarize
+
+# family -> (model name, non-embedding params)
+FAMILIES = {
+    "alpha": [("alpha-1m", 1_000_000), ("alpha-4m", 4_000_000), ("alpha-16m", 16_000_000), ("alpha-64m", 64_000_000)],
+    "beta": [("beta-2m", 2_000_000), ("beta-20m", 20_000_000), ("beta-200m", 200_000_000)],
+    "solo": [("solo-8m", 8_000_000)],
+}
+STEPS = (0, 16, 128, 1000, 10000)
+
+
+def _tokens(rng: np.random.Generator, skill: float, n_docs: int = 6, per_doc: int = 60) -> TokenTable:
+    """Ranks from a Zipf law that sharpens with ``skill``; log-probs that fall with rank."""
+    n = n_docs * per_doc
+    ranks = np.minimum(rng.zipf(1.3 + skill, size=n) - 1, 400).astype(np.int32)
+    logprob = -(0.2 + (0.6 + 0.3 / (1 + skill)) * np.log1p(ranks) + rng.exponential(0.3, size=n))
+    doc = np.repeat(np.arange(n_docs), per_doc).astype(np.int32)
+    position = np.tile(np.arange(1, per_doc + 1), n_docs).astype(np.int32)
+    return TokenTable(doc, position, ranks, logprob)
+
+
+def _profile(rng: np.random.Generator, ranks: np.ndarray) -> RankProfile:
+    """Descending top-32 log-probs with a drop just after the ground truth's position."""
+    prof = RankProfile()
+    j = np.arange(PROFILE_TOP)
+    top = -0.4 * j[None, :] - 1.5 * (j[None, :] > ranks[:, None]) - rng.exponential(0.05, size=(ranks.size, PROFILE_TOP)).cumsum(axis=1)
+    prof.add_tokens(ranks, top)
+    return prof
+
+
+def build_sweep(root: Path, *, steps: bool = True, profile: bool = True, datasets: tuple[str, ...] = ("prose",), seed: int = 0) -> Path:
+    """A small fake sweep folder: 3 families (4, 3 and 1 models), several steps per model, profiles."""
+    rng = np.random.default_rng(seed)
+    for dataset in datasets:
+        for family, models in FAMILIES.items():
+            for model, n in models:
+                revisions: list[str | None] = [f"step{s}" for s in STEPS] if steps else [None]
+                for revision in revisions:
+                    step = STEPS[-1] if revision is None else int(revision[4:])
+                    skill = 0.25 * math.log10(n) * math.log1p(step) / math.log1p(STEPS[-1])
+                    key = CellKey(model, revision, dataset)
+                    path = cell_path(root, key)
+                    path.mkdir(parents=True)
+                    tokens = _tokens(rng, skill)
+                    hist = tokens.histogram(n_documents=6)
+                    hist.save(path / "histogram.json")
+                    tokens.save(path / "tokens.npz")
+                    if profile:
+                        _profile(rng, tokens.rank).save(path / "profile.json")
+                    summary = summarize(hist, {"dataset": dataset, "samples": 6, "seed": 42, "max_length": 64, "model": model, "revision": revision})
+                    write_cell_record(path, key, family=family, non_embedding_params=n, total_params=n + 500_000, summary=summary)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_sweep(tmp_path_factory.mktemp("sweep"))
+
+
+@pytest.fixture(scope="module")
+def built(sweep: Path) -> dict:
+    return report.build_report(sweep, run_fit=False)
+
+
+def test_final_revisions_pick_the_last_step(sweep: Path) -> None:
+    final = report.final_revisions(load_cells(sweep))
+    assert len(final) == sum(len(m) for m in FAMILIES.values())
+    assert {c.step for c in final} == {STEPS[-1]}
+
+
+def test_pick_steps_keeps_ends_and_spreads_on_log_scale() -> None:
+    steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 100000]
+    chosen = report.pick_steps(steps, 6)
+    assert chosen[0] == 0 and chosen[-1] == 100000 and len(chosen) == 6
+    assert report.pick_steps([5, 1, 3], 6) == [1, 3, 5]
+
+
+def test_least_squares_fit_matches_scipy(sweep: Path) -> None:
+    from scipy.stats import linregress
+
+    data = report.collect(sweep, run_fit=False)
+    rows = {(r.group, r.quantity): r for r in data.fit_rows}
+    assert ("solo", "CE") not in rows  # one model: no fit
+    for group in ("alpha", "beta", "All"):
+        cells = [c for c in data.final["prose"] if group == "All" or c.family == group]
+        x = np.log([c.non_embedding_params for c in cells])
+        for q, key in report.QUANTITY_KEYS.items():
+            ref = linregress(x, np.log(np.abs([c.summary[key] for c in cells])))
+            row = rows[(group, q)]
+            assert row.n_models == len(cells)
+            assert row.alpha == pytest.approx(ref.slope, rel=1e-9, abs=1e-12)
+            assert row.c == pytest.approx(ref.intercept, rel=1e-9, abs=1e-12)
+            assert row.r2 == pytest.approx(ref.rvalue**2, rel=1e-9, abs=1e-12)
+        assert rows[(group, "EE")].delta_alpha_vs_ce == pytest.approx(abs(rows[(group, "EE")].alpha - rows[(group, "CE")].alpha))
+
+
+def test_report_files_and_figures(sweep: Path, built: dict) -> None:
+    names = {Path(p).name for p in built["figures"]}
+    for fig in (3, 4, 5, 6, 7, 8):
+        assert f"fig{fig}-prose.png" in names and f"fig{fig}-prose.svg" in names
+    for p in built["figures"]:
+        assert Path(p).stat().st_size > 1000
+        if p.endswith(".png"):
+            assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (sweep / "report.md").read_text()
+    for fig in (3, 4, 5, 6, 7, 8):
+        assert f"figures/fig{fig}-prose.png" in md
+    assert "Table 1" in md and "Table 2" in md
+    assert any("solo has fewer than 3 models" in n for n in built["notes"])
+
+
+def test_html_is_self_contained(sweep: Path, built: dict) -> None:
+    page = (sweep / "report.html").read_text()
+    assert len(re.findall(r'<img class="figure"[^>]*src="data:image/png;base64,', page)) == 6
+    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from disk or network
+    assert 'id="table1"' in page and 'id="table2"' in page
+
+
+def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
+    data = report.collect(sweep, run_fit=False)
+    sentences = report.summary_sentences(data)
+    rows = {(r.group, r.quantity): r for r in data.fit_rows if r.dataset == "prose"}
+    best = max(report.figures.QUANTITIES, key=lambda q: rows[("All", q)].r2)
+    assert any(s.startswith(f"prose, All (8 models): {best} follows") for s in sentences)
+    small, large = data.final["prose"][0], data.final["prose"][-1]
+    share = 100 * small.summary["error_entropy"] / small.summary["cross_entropy"]
+    assert any(f"EE is {share:.1f}% of CE for the smallest model ({small.key.model}" in s for s in sentences)
+    assert large.key.model == "beta-200m"
+    # Flip the data: the summary must follow it, never contradict it.
+    for r in data.fit_rows:
+        if r.group == "All":
+            r.r2 = 0.99 if r.quantity == "SA" else 0.1
+    assert any(s.startswith("prose, All (8 models): SA follows") for s in report.summary_sentences(data))
+
+
+def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
+    data = report.collect(sweep, run_fit=False)
+    data.fits = {"extrapolation": [
+        {"dataset": "prose", "group": "All", "quantity": "CE", "abs_log_error": 0.30},
+        {"dataset": "prose", "group": "All", "quantity": "EE", "abs_log_error": 0.10},
+    ]}
+    assert any("EE extrapolates better than CE" in s for s in report.summary_sentences(data))
+    data.fits["extrapolation"][1]["abs_log_error"] = 0.5
+    assert any("EE extrapolates worse than CE" in s for s in report.summary_sentences(data))
+    assert report.extrapolation_table(data) is not None
+
+
+def test_missing_steps_and_profile_are_noted(tmp_path: Path) -> None:
+    root = build_sweep(tmp_path / "plain", steps=False, profile=False)
+    result = report.build_report(root, run_fit=False)
+    names = {Path(p).name for p in result["figures"]}
+    assert names == {"fig7-prose.png", "fig7-prose.svg", "fig8-prose.png", "fig8-prose.svg"}
+    notes = " ".join(result["notes"])
+    assert "Fig. 3, 4 and 6 are omitted" in notes and "Fig. 5 is omitted" in notes
+    assert "omitted" in (root / "report.html").read_text()
+
+
+def test_cli_report(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from errorentropy.cli import main
+
+    if "report" not in __import__("errorentropy.cli", fromlist=["COMMAND_MODULES"]).COMMAND_MODULES:
+        pytest.skip("report is not yet listed in cli.COMMAND_MODULES")
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    assert main(["report", str(copy), "--no-fit", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert Path(out["report_html"]).exists() and out["n_figures"] == 6
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--no-fit"]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _chromium_run(binary: str, profile_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}"]
+    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=90)
+
+
+def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: Path) -> None:
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    page = (sweep / "report.html").resolve()
+    # Decoded images report their natural width; a broken data URI leaves it 0.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", "<script>document.addEventListener('DOMContentLoaded',()=>{});window.onload=()=>{document.body.setAttribute('data-widths',[...document.images].map(i=>i.naturalWidth).join(','));}</script></body>"))
+    dom = _chromium_run(binary, tmp_path / "profile1", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html_out = dom.stdout
+    for fig in (3, 4, 5, 6, 7, 8):
+        assert f'id="fig{fig}-prose"' in html_out
+    assert html_out.count("<img") == 6
+    assert '<table id="table1"' in html_out and '<table id="table2"' in html_out
+    widths = re.search(r'data-widths="([^"]*)"', html_out)
+    assert widths is not None, "onload never ran"
+    assert all(int(w) > 200 for w in widths.group(1).split(",")), widths.group(1)
+    shot = tmp_path / "shot.png"
+    run = _chromium_run(binary, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars", page.as_uri())
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    from matplotlib.image import imread
+
+    pixels = imread(shot)[..., :3]
+    assert pixels.std() > 0.05  # not a blank page: text, tables and plots
+    assert (pixels.mean(axis=2) < 0.5).mean() > 0.005  # some dark ink
+    keep = os.environ.get("ERRORENTROPY_KEEP_SCREENSHOT")
+    if keep:
+        shutil.copy(shot, keep)  # for a human to look at
