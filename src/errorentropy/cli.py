@@ -45,6 +45,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UserError` (one line) instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        if len(message) > 300:  # argparse echoes the offending value; keep the line readable
+            message = message[:300] + "..."
         raise UserError(f"{self.prog}: {message} (see --help)")
 
 
@@ -184,12 +186,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_library_progress() -> None:
+    """--quiet: no progress bars from transformers/datasets either (weights loading, downloads)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when transformers/datasets are first imported
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error, 1 internal error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "quiet", False):
+            silence_library_progress()
         func: Callable[[argparse.Namespace], int] = args.func
         return func(args)
     except UserError as exc:

@@ -234,10 +234,14 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
+        except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, nesting too deep
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
+            raise UserError(f"{path} line {number} is not valid JSON ({reason}); fix or remove that line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path} line {number} is a JSON {type(row).__name__}, not an object with a {text_field!r} field")
         if text_field not in row:
-            fields = ", ".join(sorted(map(str, row))) or "none"
+            names = sorted(map(str, row))
+            fields = ", ".join(n[:40] for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "") if names else "none"
             raise UserError(f"{path} line {number} has no field {text_field!r} (fields: {fields}); pass --text-field NAME")
         text = row[text_field]
         if not isinstance(text, str):

@@ -20,6 +20,7 @@ from .storage import read_checked_json, write_checked_json
 
 FORMAT_NAME = "errorentropy-histogram"
 FORMAT_VERSION = 1
+MAX_RANK = 1 << 24  # a saved rank at or beyond this is damage, not a vocabulary (dense arrays stay < 256 MiB)
 
 
 @dataclass(frozen=True)
@@ -240,14 +241,15 @@ class RankHistogram:
             ranks = np.asarray(body["ranks"], dtype=np.int64)
             counts_sparse = np.asarray(body["counts"], dtype=np.int64)
             sums_sparse = np.asarray(body["logprob_sums"], dtype=np.float64)
+            _check_sparse(body, ranks, counts_sparse, sums_sparse)
             size = int(ranks.max()) + 1 if ranks.size else 0
             counts = np.zeros(size, dtype=np.int64)
             sums = np.zeros(size, dtype=np.float64)
             counts[ranks] = counts_sparse
             sums[ranks] = sums_sparse
             hist = cls(counts, sums, int(body["n_documents"]), int(body["n_skipped"]), int(body["n_tied"]))
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise UserError(f"{source} is malformed ({exc}); delete it and recompute") from None
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise UserError(f"{source} is malformed ({str(exc)[:120]}); delete it and recompute") from None
         if hist.n_tokens != body.get("n_tokens"):
             raise UserError(f"{source} is inconsistent (n_tokens does not match its counts); delete it and recompute")
         return hist
@@ -260,6 +262,21 @@ class RankHistogram:
     def load(cls, path: Path | str) -> "RankHistogram":
         """Read a file written by :meth:`save`; corruption is detected by checksum."""
         return cls.from_dict(read_checked_json(path, "histogram"), source=str(path))
+
+
+def _check_sparse(body: dict[str, Any], ranks: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
+    """Raise ValueError unless the sparse arrays are what :meth:`RankHistogram.to_dict` writes."""
+    for name in ("ranks", "counts"):
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in body[name]):
+            raise ValueError(f"{name} must hold integers")
+    if ranks.ndim != 1 or counts.shape != ranks.shape or sums.shape != ranks.shape:
+        raise ValueError("ranks, counts and logprob_sums must be lists of equal length")
+    if ranks.size and (ranks[0] < 0 or np.any(np.diff(ranks) <= 0)):
+        raise ValueError("ranks must be distinct, increasing and non-negative")
+    if ranks.size and ranks[-1] >= MAX_RANK:
+        raise ValueError(f"rank {ranks[-1]} is beyond any vocabulary (limit {MAX_RANK})")
+    if np.any(counts < 1) or not np.all(np.isfinite(sums)):
+        raise ValueError("counts must be positive and sums finite")
 
 
 def total(histograms: list[RankHistogram]) -> RankHistogram:

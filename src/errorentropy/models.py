@@ -83,6 +83,9 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(name, source), revision=hub_revision, trust_remote_code=trust_remote_code)
     except Exception as exc:
         raise UserError(f"model {name} has no usable tokenizer ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); save one beside the weights with tokenizer.save_pretrained") from None
+    if not tokenizer("hello world", add_special_tokens=False)["input_ids"]:
+        # transformers 5 builds an empty tokenizer from config.json alone when no tokenizer files exist
+        raise UserError(f"model {name} has no usable tokenizer (it turns text into no tokens: no tokenizer files beside the weights?); save one there with tokenizer.save_pretrained")
     kwargs: dict[str, Any] = {"revision": hub_revision, "dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if device_map:
         kwargs["device_map"] = device_map

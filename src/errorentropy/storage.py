@@ -54,6 +54,10 @@ def write_checked_json(path: Path | str, payload: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(body, indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
     """Read a file written by :func:`write_checked_json`; a truncated or edited file is an error."""
     path = Path(path)
@@ -64,13 +68,17 @@ def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror}; check its permissions") from None
     try:
-        body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # NaN/Infinity are not JSON and never written by us: refuse them instead of reading them.
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError, NaN, over-long ints, deep nesting
         raise UserError(f"{what} {path} is corrupted or truncated (not valid JSON); delete it and recompute") from None
     if not isinstance(body, dict) or "checksum" not in body:
         raise UserError(f"{what} {path} has no checksum; it was not written by errorentropy or is damaged")
     expected = body.pop("checksum")
-    actual = sha256_hex(canonical_json(body).encode("utf-8"))
+    try:
+        actual = sha256_hex(canonical_json(body).encode("utf-8"))
+    except (ValueError, RecursionError):  # e.g. 1e999 parses to inf, which canonical JSON refuses
+        raise UserError(f"{what} {path} is corrupted (holds values that are not finite numbers); delete it and recompute") from None
     if expected != actual:
         raise UserError(f"{what} {path} fails its checksum (corrupted or edited); delete it and recompute")
     return body
