@@ -1,0 +1,201 @@
+"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from fits.json.
+
+Rows are (dataset, group) with group a model family or "All"; Table 1's columns are CE, EE, SA
+and Conf, Table 2's are alpha_CE then EE, SA and Conf. Each cell shows the estimate with its
+bootstrap 95% interval when one was computed; a skipped fit shows "n/a". A dagger marks a
+Conf column where Confidence changes sign across the group's models.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Callable
+
+from .storage import atomic_write_text
+
+TABLE1_QUANTITIES = ("CE", "EE", "SA", "Conf")
+TABLE2_QUANTITIES = ("EE", "SA", "Conf")
+MISSING = "n/a"
+
+
+def _rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, dict[str, Any]]]]:
+    """(dataset, group, {quantity: fit row}) in the order of fits.json (families, then All)."""
+    grouped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in result["fits"]:
+        grouped.setdefault((row["dataset"], row["group"]), {})[row["quantity"]] = row
+    return [(d, g, rows) for (d, g), rows in grouped.items()]
+
+
+def _fmt(value: float | None, ci: list[float] | None, digits: int = 4) -> str:
+    if value is None:
+        return MISSING
+    text = f"{value:.{digits}f}"
+    return f"{text} [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else text
+
+
+def _n_models(rows: dict[str, dict[str, Any]]) -> int:
+    return max((r["n_models"] for r in rows.values()), default=0)
+
+
+def _sign_flag(rows: dict[str, dict[str, Any]]) -> bool:
+    return bool(rows.get("Conf", {}).get("conf_sign_change"))
+
+
+def table1_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 as records: dataset, group, n_models, then per quantity r2 with its interval."""
+    out = []
+    for dataset, group, rows in _rows(result):
+        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows)}
+        for q in TABLE1_QUANTITIES:
+            row = rows.get(q, {})
+            ci = row.get("r2_ci")
+            record.update({f"{q}_r2": row.get("r2"), f"{q}_r2_lo": ci[0] if ci else None, f"{q}_r2_hi": ci[1] if ci else None})
+        record["conf_sign_change"] = _sign_flag(rows)
+        out.append(record)
+    return out
+
+
+def table2_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 2 as records: dataset, group, n_models, alpha_CE, then per quantity |alpha_M - alpha_CE| with its interval."""
+    out = []
+    for dataset, group, rows in _rows(result):
+        ce = rows.get("CE", {})
+        ci = ce.get("alpha_ci")
+        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows),
+                                  "alpha_CE": ce.get("alpha"), "alpha_CE_lo": ci[0] if ci else None, "alpha_CE_hi": ci[1] if ci else None}
+        for q in TABLE2_QUANTITIES:
+            row = rows.get(q, {})
+            ci = row.get("delta_alpha_ci")
+            record.update({f"{q}_delta_alpha": row.get("delta_alpha_vs_ce"), f"{q}_delta_alpha_lo": ci[0] if ci else None, f"{q}_delta_alpha_hi": ci[1] if ci else None})
+        record["conf_sign_change"] = _sign_flag(rows)
+        out.append(record)
+    return out
+
+
+def _table(result: dict[str, Any], columns: tuple[str, ...], value: Callable[[dict[str, dict[str, Any]], str], str]) -> list[list[str]]:
+    body = []
+    for dataset, group, rows in _rows(result):
+        cells = [value(rows, col) for col in columns]
+        if _sign_flag(rows) and "Conf" in columns:
+            i = columns.index("Conf")
+            cells[i] += " †"
+        body.append([dataset, group, str(_n_models(rows))] + cells)
+    return body
+
+
+def _t1_value(rows: dict[str, dict[str, Any]], q: str) -> str:
+    row = rows.get(q, {})
+    return _fmt(row.get("r2"), row.get("r2_ci"))
+
+
+def _t2_value(rows: dict[str, dict[str, Any]], q: str) -> str:
+    if q == "alpha_CE":
+        row = rows.get("CE", {})
+        return _fmt(row.get("alpha"), row.get("alpha_ci"))
+    row = rows.get(q, {})
+    return _fmt(row.get("delta_alpha_vs_ce"), row.get("delta_alpha_ci"))
+
+
+T1_HEAD = ("Dataset", "Group", "n", "CE", "EE", "SA", "Conf")
+T2_HEAD = ("Dataset", "Group", "n", "alpha_CE", "EE", "SA", "Conf")
+T1_CAPTION = "Table 1: R^2 of the fit log|M| = c + alpha log N (bootstrap 95% intervals in brackets)."
+T2_CAPTION = "Table 2: |alpha_M - alpha_CE| (alpha_CE itself in its own column; bootstrap 95% intervals in brackets)."
+DAGGER_NOTE = "† Confidence changes sign across these models; the log|Conf| fit hides the sign."
+
+
+def _markdown(head: tuple[str, ...], body: list[list[str]], caption: str) -> str:
+    lines = [caption, "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    if any("†" in cell for row in body for cell in row):
+        lines += ["", DAGGER_NOTE]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Text safe inside a LaTeX table cell."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def _latex_cell(text: str) -> str:
+    dagger = text.endswith(" †")
+    text = text.removesuffix(" †")
+    if text == MISSING:
+        out = "--"
+    elif " [" in text:
+        value, interval = text.split(" [", 1)
+        out = f"{value} {{\\scriptsize [{interval}}}"
+    else:
+        out = latex_escape(text)
+    return out + ("$^\\dagger$" if dagger else "")
+
+
+def _latex(head: tuple[str, ...], body: list[list[str]], caption: str, label: str) -> str:
+    latex_head = [latex_escape(h) for h in head]
+    latex_head = [r"$\alpha_{\mathrm{CE}}$" if h == r"alpha\_CE" else h for h in latex_head]
+    lines = [
+        r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}", f"\\label{{{label}}}",
+        r"\begin{tabular}{ll r " + "c" * (len(head) - 3) + "}", r"\toprule",
+        " & ".join(latex_head) + r" \\", r"\midrule",
+    ]
+    previous = None
+    for row in body:
+        if previous is not None and row[0] != previous:
+            lines.append(r"\midrule")
+        dataset = latex_escape(row[0]) if row[0] != previous else ""
+        previous = row[0]
+        lines.append(" & ".join([dataset, latex_escape(row[1]), row[2]] + [_latex_cell(c) for c in row[3:]]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if any("†" in cell for row in body for cell in row):
+        lines.append(r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; the $\log|\mathrm{Conf}|$ fit hides the sign.")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(records: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    if not records:
+        return ""
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in record.items()})
+    return buffer.getvalue()
+
+
+def table1_markdown(result: dict[str, Any]) -> str:
+    """Table 1 (R^2 per dataset and group) as a Markdown table."""
+    return _markdown(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION)
+
+
+def table2_markdown(result: dict[str, Any]) -> str:
+    """Table 2 (|alpha_M - alpha_CE| per dataset and group) as a Markdown table."""
+    return _markdown(T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION)
+
+
+def table1_latex(result: dict[str, Any]) -> str:
+    """Table 1 as a booktabs LaTeX table."""
+    return _latex(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION, "tab:r2")
+
+
+def table2_latex(result: dict[str, Any]) -> str:
+    """Table 2 as a booktabs LaTeX table."""
+    return _latex(T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION, "tab:delta-alpha")
+
+
+def write_tables(result: dict[str, Any], directory: Path | str) -> dict[str, Path]:
+    """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``."""
+    directory = Path(directory)
+    texts = {
+        "table1.md": table1_markdown(result), "table1.csv": _csv(table1_cells(result)), "table1.tex": table1_latex(result),
+        "table2.md": table2_markdown(result), "table2.csv": _csv(table2_cells(result)), "table2.tex": table2_latex(result),
+    }
+    written = {}
+    for name, text in texts.items():
+        atomic_write_text(directory / name, text)
+        written[name] = directory / name
+    return written
