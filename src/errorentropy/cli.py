@@ -98,7 +98,7 @@ def scoring_options(args: argparse.Namespace) -> Any:
 def run_score(args: argparse.Namespace) -> int:
     """errorentropy score: one model over one corpus, written to --out."""
     from .corpus import load_corpus
-    from .engine import score_documents
+    from .distributed import init_distributed, is_main_process, shard_and_score
     from .models import load_model
     from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
     from .windows import check_window_options
@@ -108,12 +108,15 @@ def run_score(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
     corpus = load_corpus(args.data, samples=args.samples, seed=args.seed, text_field=args.text_field)
+    launch = init_distributed(args.device)  # under torchrun: join the group, shard documents, rank 0 writes
     model, tokenizer = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code, device_map=args.device_map)
     started = time.perf_counter()
-    result = score_documents(model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet)
+    result = shard_and_score(model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet)
     elapsed = time.perf_counter() - started
     if result.histogram.n_tokens == 0:
         raise UserError(f"every document of {args.data} was skipped (fewer than 2 tokens each: {result.histogram.n_skipped} documents); use longer documents or --bos always")
+    if not is_main_process():
+        return 0
     settings = {
         "model": args.model,
         "revision": args.revision,
@@ -123,6 +126,7 @@ def run_score(args: argparse.Namespace) -> int:
         **scoring_options(args).settings(),
         "head_path": result.head_path,
         "n_windows": result.n_windows,
+        "processes": launch.world_size if launch else 1,
         "elapsed_s": round(elapsed, 3),
         "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
     }
