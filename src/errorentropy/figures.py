@@ -17,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display, no GUI toolkit: safe in CI and on clusters
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
@@ -72,15 +72,17 @@ class _PlainLogFormatter(LogFormatterSciNotation):
         return f"{x:.3g}" if super().__call__(x, pos) else ""
 
 
-def _plain_log_y(ax: plt.Axes) -> None:
+def _plain_log_y(ax: Axes) -> None:
     ax.yaxis.set_major_formatter(_PlainLogFormatter())
     ax.yaxis.set_minor_formatter(_PlainLogFormatter())
 
 
-def _grid(n_panels: int, max_cols: int = 3, panel: tuple[float, float] = (4.2, 3.4)) -> tuple[Figure, list[plt.Axes]]:
+def _grid(n_panels: int, max_cols: int = 3, panel: tuple[float, float] = (4.2, 3.4)) -> tuple[Figure, list[Axes]]:
     cols = max(1, min(max_cols, n_panels))
     rows = max(1, -(-n_panels // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows + 0.6), squeeze=False)
+    # A bare Figure, not pyplot's: nothing is registered globally, so nothing leaks in a long report.
+    fig = Figure(figsize=(panel[0] * cols, panel[1] * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
         ax.set_visible(False)
@@ -93,7 +95,7 @@ def _finish(fig: Figure, title: str) -> Figure:
     return fig
 
 
-def _step_axis(ax: plt.Axes) -> None:
+def _step_axis(ax: Axes) -> None:
     # Step 0 is the random initialisation and belongs on the plot: linear below 1, log above.
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("training step")
@@ -118,7 +120,7 @@ def rank_distribution(panels: Mapping[str, Sequence[RankCurve]], title: str = "F
     """Fig. 4: p_e against rank (log-log; the x axis is e + 1 so the top-1 rank e = 0 shows), one panel per model, one line per step."""
     fig, axes = _grid(len(panels))
     for ax, (label, curves) in zip(axes, panels.items()):
-        colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
+        colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, max(1, len(curves))))
         for colour, curve in zip(colours, curves):
             ax.plot(np.asarray(curve.ranks) + 1, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.8)
         ax.set_xscale("log")
@@ -141,7 +143,7 @@ def sorted_probability_profile(panels: Mapping[str, tuple[np.ndarray, Sequence[i
     for ax, (label, (mean, counts)) in zip(axes, panels.items()):
         mean = np.asarray(mean, dtype=np.float64)
         shown = [r for r in ranks if r < mean.shape[0] and counts[r] > 0 and np.all(np.isfinite(mean[r]))]
-        colours = plt.cm.plasma(np.linspace(0.0, 0.85, max(1, len(shown))))
+        colours = matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, max(1, len(shown))))
         positions = np.arange(1, mean.shape[1] + 1)
         for colour, r in zip(colours, shown):
             ax.plot(positions, mean[r], marker="o", ms=2.5, color=colour, label=f"r = {r} (n = {int(counts[r])})")
@@ -163,7 +165,7 @@ def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6:
     """
     fig, axes = _grid(len(panels))
     for ax, (label, curves) in zip(axes, panels.items()):
-        colours = plt.cm.viridis(np.linspace(0.0, 0.9, max(1, len(curves))))
+        colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, max(1, len(curves))))
         low, high = np.inf, 0.0
         for colour, curve in zip(colours, curves):
             if curve.q is None:
@@ -185,7 +187,7 @@ def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6:
     return _finish(fig, title)
 
 
-def _power_law_line(ax: plt.Axes, params: Sequence[int], alpha: float, c: float, colour: str) -> None:
+def _power_law_line(ax: Axes, params: Sequence[int], alpha: float, c: float, colour: str) -> None:
     n = np.geomspace(min(params), max(params), 50)
     ax.plot(n, np.exp(c + alpha * np.log(n)), "-", color=colour, lw=1.2)
 
@@ -199,7 +201,7 @@ def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float,
     """
     every = [n for fam in families for n in fam.params]
     fig, axes = _grid(len(QUANTITIES), max_cols=2)
-    colours = plt.cm.tab10(np.arange(len(families)) % 10)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(families)) % 10)
     for ax, q in zip(axes, QUANTITIES):
         for i, (colour, fam) in enumerate(zip(colours, families)):
             values = np.abs(np.asarray(fam.values.get(q, []), dtype=np.float64))
@@ -228,7 +230,7 @@ def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float,
 def shares(families: Sequence[FamilyPoints], title: str = "Fig. 8: each component's share of cross-entropy") -> Figure:
     """Fig. 8: EE/CE, SA/CE and Conf/CE against non-embedding parameters (x log), one series per family."""
     fig, axes = _grid(3)
-    colours = plt.cm.tab10(np.arange(len(families)) % 10)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(families)) % 10)
     for ax, q in zip(axes, ("EE", "SA", "Conf")):
         for i, (colour, fam) in enumerate(zip(colours, families)):
             ce = np.asarray(fam.values.get("CE", []), dtype=np.float64)
@@ -247,11 +249,10 @@ def shares(families: Sequence[FamilyPoints], title: str = "Fig. 8: each componen
 
 
 def save_figure(fig: Figure, stem: Path | str, dpi: int = 110) -> tuple[Path, Path]:
-    """Write ``stem.png`` and ``stem.svg`` and close the figure; returns both paths."""
+    """Write ``stem.png`` and ``stem.svg``; returns both paths."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     fig.savefig(png, dpi=dpi)
     fig.savefig(svg)
-    plt.close(fig)
     return png, svg

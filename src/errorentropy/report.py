@@ -195,11 +195,10 @@ def collect(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, 
     if run_fit:
         try:
             from .fit import fit_sweep
-        except ImportError:
-            fit_sweep = None  # type: ignore[assignment]
-            notes.append("errorentropy.fit is not available: fits below are plain least squares without intervals.")
-        if fit_sweep is not None:
+
             fits = fit_sweep(sweep_dir, n_boot=n_boot, seed=seed)
+        except ImportError as exc:  # an install without the fitting module: still draw everything
+            notes.append(f"the bootstrap fit is not available ({exc}): fits below are plain least squares without intervals.")
     else:
         notes.append("--no-fit: power laws are plain least squares on the final revisions, without bootstrap intervals or extrapolation.")
     if fits is not None:
