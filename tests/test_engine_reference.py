@@ -57,6 +57,8 @@ def test_shards_merge_to_one_pass(tokenizer, short_docs):
     whole = score_documents(model, tokenizer, short_docs, options)
     parts = [score_documents(model, tokenizer, short_docs, options, doc_ids=ids) for ids in ([0, 3, 5, 11], [1, 2, 4], [6, 7, 8, 9, 10])]
     merged = sum((p.histogram for p in parts), 0)
+    logprob = np.concatenate([p.tokens.logprob for p in parts])[np.argsort(np.concatenate([p.tokens.doc for p in parts]), kind="stable")]
+    np.testing.assert_array_equal(logprob, whole.tokens.logprob)  # the same bits, whatever the shard
     assert merged.counts.tolist() == whole.histogram.counts.tolist()
     np.testing.assert_allclose(merged.logprob_sums, whole.histogram.logprob_sums, rtol=1e-9)
     assert (merged.n_documents, merged.n_skipped) == (whole.histogram.n_documents, whole.histogram.n_skipped)

@@ -154,7 +154,7 @@ def check_context(model: torch.nn.Module, max_length: int) -> None:
     """Refuse a max-length beyond the positions the model has."""
     limit = context_length(model.config)
     if limit is not None and max_length > limit:
-        raise UserError(f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less (or --window stride)")
+        raise UserError(f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less")
 
 
 @torch.no_grad()

@@ -95,6 +95,7 @@ def _empty(device: torch.device, topk: int) -> TokenScores:
 
 
 TARGET_BLOCK = 256
+ROW_MULTIPLE = 16
 
 
 def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -133,8 +134,15 @@ def score_hidden(
     if n_tokens == 0:
         return _empty(hidden.device, topk)
     vocab_chunk = max(1, min(vocab_chunk, vocab))
-    token_block = max(1, chunk_elements // vocab_chunk)
+    # Every matrix product gets a row count that is a multiple of ROW_MULTIPLE: CPU kernels round
+    # the odd rows of a product differently, which would make a token's bits depend on its
+    # batch-mates. Padded rows are zeros and are dropped at the end.
+    token_block = max(ROW_MULTIPLE, chunk_elements // vocab_chunk // ROW_MULTIPLE * ROW_MULTIPLE)
+    padding = -n_tokens % ROW_MULTIPLE
     targets = targets.to(hidden.device)
+    if padding:
+        hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
+        targets = torch.cat([targets, targets.new_zeros(padding)])
     parts = []
     for t0 in range(0, n_tokens, token_block):
         h = hidden[t0 : t0 + token_block].float()
@@ -176,4 +184,7 @@ def score_hidden(
                 (top.double() - lse[:, None]) if topk else None,  # type: ignore[union-attr]
             )
         )
-    return TokenScores.cat(parts)
+    scores = TokenScores.cat(parts)
+    if padding:
+        scores = TokenScores(scores.rank[:n_tokens], scores.logprob[:n_tokens], scores.tied[:n_tokens], None if scores.top_logprobs is None else scores.top_logprobs[:n_tokens])
+    return scores
