@@ -119,6 +119,30 @@ def read_cell(directory: Path) -> CellRecord | None:
     return CellRecord(key, body["family"], body["non_embedding_params"], body["total_params"], body["step"], body["summary"], directory)
 
 
+def write_failure(directory: Path, key: CellKey, *, error: str, stage: str, family: str | None = None) -> None:
+    """Record in ``directory`` that a cell failed: the one-line error and the stage it failed at."""
+    write_checked_json(directory / FAILURE_FILE, {
+        "format": CELL_FORMAT + "-failure",
+        "version": CELL_VERSION,
+        "model": key.model,
+        "revision": key.revision,
+        "dataset": key.dataset,
+        "family": family,
+        "stage": stage,
+        "error": error,
+    })
+
+
+def read_failure(directory: Path) -> dict[str, Any] | None:
+    """The failure record in ``directory`` if there is an intact one, else None."""
+    if not (directory / FAILURE_FILE).exists():
+        return None
+    try:
+        return read_checked_json(directory / FAILURE_FILE, "failure record")
+    except UserError:
+        return None
+
+
 def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
     """Every complete cell of a sweep folder, sorted by (dataset, family, size, model, step)."""
     root = Path(sweep_dir) / CELLS_DIR

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -73,7 +74,7 @@ class TokenTable:
         try:
             with np.load(path) as data:
                 return cls(data["doc"], data["position"], data["rank"], data["logprob"])
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise UserError(f"token file {path} is unreadable or truncated ({exc}); delete it and recompute") from None
 
 

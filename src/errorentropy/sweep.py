@@ -1,0 +1,529 @@
+"""Sweeps: every (model, revision, dataset) cell of a spec, resumable after any kill.
+
+``errorentropy sweep SPEC --out DIR`` scores each cell not yet done. A model is loaded once per
+revision for all its datasets, a corpus once for all models. Each cell is built in a hidden
+temporary folder beside its final place, sealed (``cell.json`` with every file's SHA-256, written
+last) and renamed into ``DIR/cells/<cell_id>`` in one step, so a kill at any moment leaves each
+cell either whole or absent. A finished cell is never recomputed; a damaged one (truncated file,
+failed checksum) or one computed with other settings is redone; a failed cell is recorded with its
+one-line error and the sweep goes on. ``errorentropy merge OUT SRC...`` unites sweep folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+from .cells import CELLS_DIR, CellKey, read_cell, read_failure, write_cell_record, write_failure
+from .errors import UserError
+from .spec import DatasetSpec, ModelSpec, SweepSpec, cell_settings, load_spec, settings_digest
+from .storage import atomic_write_text
+
+SPEC_COPY = "spec.toml"
+LOCK_FILE = ".sweep.lock"
+TIMING_FILE = "timing.json"
+EXIT_CELLS_FAILED = 3
+
+Status = Literal["done", "failed", "pending"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One planned cell: which model at which revision on which dataset, and its settings digest."""
+
+    key: CellKey
+    model: ModelSpec
+    revision: str | None
+    dataset: DatasetSpec
+    digest: str
+
+    @property
+    def cell_id(self) -> str:
+        return self.key.cell_id
+
+
+@dataclass(frozen=True)
+class CellState:
+    """Where a cell stands on disk: done, failed (with its error) or pending (with why, if redone)."""
+
+    cell: Cell
+    status: Status
+    detail: str = ""
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: the final state of every cell and how many were computed now."""
+
+    out_dir: Path
+    states: list[CellState]
+    computed: int = 0
+    failed_now: int = 0
+    elapsed_s: float = 0.0
+    dry_run: bool = False
+
+    def count(self, status: Status) -> int:
+        return sum(1 for s in self.states if s.status == status)
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell is done."""
+        return all(s.status == "done" for s in self.states)
+
+    def summary_line(self) -> str:
+        line = f"sweep {self.out_dir}: {self.count('done')} done, {self.count('failed')} failed, {self.count('pending')} pending of {len(self.states)} cells"
+        if not self.dry_run:
+            line += f"; computed {self.computed} now in {self.elapsed_s:.1f} s"
+        if self.count("failed"):
+            line += "; see each cells/<cell_id>/failure.json, rerun with --retry-failed to retry them"
+        return line
+
+
+# ---- planning ------------------------------------------------------------------------------
+
+
+def plan_cells(spec: SweepSpec) -> list[Cell]:
+    """Every cell of the spec, model by model, revision by revision, dataset by dataset."""
+    cells = []
+    for model in spec.models:
+        for revision in model.revisions:
+            for dataset in spec.datasets:
+                digest = settings_digest(cell_settings(spec, model, revision, dataset))
+                cells.append(Cell(CellKey(model.label, revision, dataset.label), model, revision, dataset, digest))
+    return cells
+
+
+def cell_state(out_dir: Path, cell: Cell) -> CellState:
+    """Read a cell's folder: done only when every checksum verifies and its settings match the spec."""
+    directory = Path(out_dir) / CELLS_DIR / cell.cell_id
+    if not directory.exists():
+        return CellState(cell, "pending")
+    record = read_cell(directory)
+    if record is not None and record.key.cell_id != cell.cell_id:
+        return CellState(cell, "pending", f"holds cell {record.key.cell_id}, not this one; will redo")
+    if record is not None:
+        if record.summary.get("spec_digest") != cell.digest:
+            return CellState(cell, "pending", "done with other settings; will redo")
+        return CellState(cell, "done")
+    failure = read_failure(directory)
+    if failure is not None:
+        return CellState(cell, "failed", f"{failure.get('stage', '')}: {failure.get('error', '')}")
+    return CellState(cell, "pending", "damaged or incomplete; will redo")
+
+
+# ---- writing cells atomically --------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None]) -> Path:
+    """Build a cell in a hidden sibling folder, then rename it into ``cells_root/cell_id`` in one step.
+
+    An older folder of that name (damaged, failed or stale) is first moved aside and deleted after.
+    A kill leaves the final name either absent or holding a whole cell; leftovers start with a dot
+    and are removed by :func:`clean_leftovers`.
+    """
+    cells_root.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = cells_root / f".{cell_id}.tmp-{tag}"
+    final = cells_root / cell_id
+    tmp.mkdir()
+    try:
+        build(tmp)
+        old = None
+        if final.exists():
+            old = cells_root / f".{cell_id}.old-{tag}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(cells_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clean_leftovers(cells_root: Path) -> None:
+    """Delete the hidden temporary folders a killed sweep left behind."""
+    if not cells_root.is_dir():
+        return
+    for entry in cells_root.iterdir():
+        if entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+
+
+@contextmanager
+def sweep_lock(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (released by the OS even on SIGKILL)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(out_dir / LOCK_FILE, "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no lock
+            pass
+        except OSError:
+            raise UserError(f"another errorentropy sweep or merge is writing to {out_dir}; wait for it or use another --out") from None
+        yield
+    finally:
+        handle.close()
+
+
+# ---- running -------------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return first if isinstance(exc, UserError) else f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def _release_memory() -> None:
+    """Give a dropped model's GPU memory back (a full collection costs ~0.5 s, so only with CUDA)."""
+    import torch
+
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+class _Runner:
+    """Runs the pending cells of one sweep; corpora are loaded once and kept."""
+
+    def __init__(self, spec: SweepSpec, out_dir: Path, progress: bool) -> None:
+        self.spec = spec
+        self.out_dir = out_dir
+        self.cells_root = out_dir / CELLS_DIR
+        self.progress = progress
+        self.options = spec.score_options()
+        self.corpora: dict[str, Any] = {}
+        self.done_count = 0
+        self.total = 0
+        self.computed = 0
+        self.failed = 0
+
+    def log(self, text: str) -> None:
+        if self.progress:
+            print(text, file=sys.stderr, flush=True)
+
+    def corpus(self, dataset: DatasetSpec) -> Any:
+        """The dataset's corpus, loaded on first use; a loading error is kept and re-raised."""
+        from .corpus import load_corpus
+
+        if dataset.label not in self.corpora:
+            try:
+                self.corpora[dataset.label] = load_corpus(dataset.source, samples=dataset.samples, seed=dataset.seed, text_field=dataset.text_field)
+            except Exception as exc:  # noqa: BLE001 - recorded in the cell
+                self.corpora[dataset.label] = exc
+        value = self.corpora[dataset.label]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def fail(self, cell: Cell, stage: str, exc: BaseException, family: str | None) -> None:
+        message = _one_line(exc)
+        commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family))
+        self.failed += 1
+        self.done_count += 1
+        self.log(f"[{self.done_count}/{self.total}] {cell.cell_id}: FAILED ({stage}): {message}")
+
+    def run_model(self, model_spec: ModelSpec, revision: str | None, cells: list[Cell]) -> None:
+        """Load one model at one revision and score its pending cells."""
+        from .models import count_parameters, family_of, load_model
+
+        started = time.perf_counter()
+        try:
+            model, tokenizer = load_model(
+                model_spec.source,
+                revision=revision,
+                dtype=self.spec.model_dtype(model_spec),
+                device=self.spec.run.device,
+                trust_remote_code=self.spec.model_trust(model_spec),
+                device_map=self.spec.run.device_map,
+            )
+        except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
+            for cell in cells:
+                self.fail(cell, "load model", exc, model_spec.family)
+            return
+        load_s = time.perf_counter() - started
+        try:
+            counts = count_parameters(model)
+            family = model_spec.family or family_of(model)
+            for cell in cells:
+                try:
+                    self.run_cell(cell, model, tokenizer, counts, family, load_s)
+                except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+                    stage = "load data" if cell.dataset.label in self.corpora and isinstance(self.corpora[cell.dataset.label], Exception) else "score"
+                    self.fail(cell, stage, exc, family)
+        finally:
+            del model, tokenizer
+            _release_memory()
+
+    def run_cell(self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float) -> None:
+        from .engine import score_documents
+        from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
+
+        corpus = self.corpus(cell.dataset)
+        started = time.perf_counter()
+        result = score_documents(model, tokenizer, corpus.documents, self.options, progress=self.progress)
+        elapsed = time.perf_counter() - started
+        if result.histogram.n_tokens == 0:
+            raise UserError(f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens each); use longer documents or bos = \"always\"")
+        parameter = next(model.parameters())
+        settings = {
+            "model": cell.key.model,
+            "model_id": cell.model.id,
+            "revision": cell.revision,
+            "family": family,
+            "non_embedding_params": counts.non_embedding,
+            "total_params": counts.total,
+            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": str(parameter.device),
+            "dataset": cell.dataset.label,
+            **corpus.settings(),
+            "data": cell.dataset.data,
+            **self.options.settings(),
+            "head_path": result.head_path,
+            "n_windows": result.n_windows,
+            "spec_digest": cell.digest,
+        }
+        summary = summarize(result.histogram, settings)
+        timing = {
+            "elapsed_s": round(elapsed, 4),
+            "model_load_s": round(load_s, 4),
+            "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+        }
+
+        def build(directory: Path) -> None:
+            result.histogram.save(directory / HISTOGRAM_FILE)
+            result.tokens.save(directory / TOKENS_FILE)
+            if result.profile is not None:
+                result.profile.save(directory / PROFILE_FILE)
+            write_summary(directory, summary)
+            atomic_write_text(directory / TIMING_FILE, json.dumps(timing, indent=1) + "\n")
+            write_cell_record(directory, cell.key, family=family, non_embedding_params=counts.non_embedding, total_params=counts.total, summary=summary)
+
+        commit_folder(self.cells_root, cell.cell_id, build)
+        self.computed += 1
+        self.done_count += 1
+        self.log(
+            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE {summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
+            f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} ({summary['n_tokens']} tokens, {elapsed:.1f} s)"
+        )
+
+
+def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
+    """The state of every cell of ``spec`` in ``out_dir`` (nothing is loaded or written)."""
+    return [cell_state(Path(out_dir), cell) for cell in plan_cells(spec)]
+
+
+def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = False, progress: bool = True, retry_failed: bool = False) -> SweepOutcome:
+    """Run (or with ``dry_run`` only list) every cell of the spec at ``spec_path`` into ``out_dir``.
+
+    Finished cells are skipped, damaged or stale ones redone, failed ones skipped unless
+    ``retry_failed``. The returned outcome holds every cell's final state; ``outcome.ok`` is True
+    when all are done. Raises :class:`UserError` for a bad spec or an unusable ``out_dir``.
+    """
+    spec = load_spec(spec_path)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
+    if dry_run:
+        return SweepOutcome(out, sweep_states(spec, out), dry_run=True)
+    started = time.perf_counter()
+    with sweep_lock(out):
+        clean_leftovers(out / CELLS_DIR)
+        atomic_write_text(out / SPEC_COPY, spec.text)
+        states = sweep_states(spec, out)
+        todo = [s.cell for s in states if s.status == "pending" or (retry_failed and s.status == "failed")]
+        runner = _Runner(spec, out, progress)
+        runner.total = len(todo)
+        skipped = len(states) - len(todo)
+        runner.log(f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute")
+        for model_spec in spec.models:
+            for revision in model_spec.revisions:
+                mine = [c for c in todo if c.model is model_spec and c.revision == revision]
+                if mine:
+                    runner.run_model(model_spec, revision, mine)
+        states = sweep_states(spec, out)
+    return SweepOutcome(out, states, runner.computed, runner.failed, time.perf_counter() - started)
+
+
+def format_states(states: list[CellState]) -> str:
+    """A plain-text table of cell states (the ``--dry-run`` listing)."""
+    rows = [("STATUS", "CELL", "MODEL", "REVISION", "DATASET", "DETAIL")]
+    for s in states:
+        k = s.cell.key
+        rows.append((s.status, s.cell.cell_id, k.model, k.revision or "main", k.dataset, s.detail))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(5)) + ("  " + r[5] if r[5] else "") for r in rows)
+
+
+# ---- merging -------------------------------------------------------------------------------
+
+
+@dataclass
+class MergeOutcome:
+    """What a merge did: cells copied in, cells already present, failures copied."""
+
+    out_dir: Path
+    copied: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def _same_content(a: Path, b: Path) -> str | None:
+    """None when two verified cells hold the same numbers, else what differs."""
+    import numpy as np
+
+    from .histogram import RankHistogram
+    from .results import HISTOGRAM_FILE, TOKENS_FILE
+
+    if RankHistogram.load(a / HISTOGRAM_FILE) != RankHistogram.load(b / HISTOGRAM_FILE):
+        return "histograms differ"
+    from .engine import TokenTable
+
+    ta, tb = TokenTable.load(a / TOKENS_FILE), TokenTable.load(b / TOKENS_FILE)
+    for name in ("doc", "position", "rank", "logprob"):
+        if not np.array_equal(getattr(ta, name), getattr(tb, name)):
+            return f"token {name} arrays differ"
+    return None
+
+
+def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome:
+    """Unite the verified cells of several sweep folders into ``out_dir``.
+
+    A cell present in several places must hold the same histogram and tokens everywhere (else a
+    :class:`UserError` names it); damaged cells are ignored; a failure record is copied only where
+    no source has that cell done.
+    """
+    out = Path(out_dir)
+    roots = []
+    for src in sources:
+        root = Path(src) / CELLS_DIR
+        if not root.is_dir():
+            raise UserError(f"{src} is not a sweep folder (no {CELLS_DIR}/ inside); pass folders written by `errorentropy sweep --out`")
+        if Path(src).resolve() != out.resolve():
+            roots.append(root)
+    outcome = MergeOutcome(out)
+    with sweep_lock(out):
+        out_root = out / CELLS_DIR
+        clean_leftovers(out_root)
+        out_root.mkdir(parents=True, exist_ok=True)
+        done: dict[str, Path] = {d.name: d for d in sorted(out_root.iterdir()) if not d.name.startswith(".") and read_cell(d) is not None}
+        origin: dict[str, Path] = dict(done)
+        failed: dict[str, Path] = {}
+        for root in roots:
+            for d in sorted(root.iterdir()):
+                if d.name.startswith(".") or not d.is_dir():
+                    continue
+                if read_cell(d) is not None:
+                    if d.name in origin:
+                        problem = _same_content(origin[d.name], d)
+                        if problem:
+                            raise UserError(f"cell {d.name} differs between {origin[d.name].parent.parent} and {root.parent} ({problem}); delete it from one of them and merge again")
+                        continue
+                    origin[d.name] = d
+                elif read_failure(d) is not None:
+                    failed.setdefault(d.name, d)
+        for cell_id, src in origin.items():
+            if cell_id in done:
+                outcome.present.append(cell_id)
+                continue
+            commit_folder(out_root, cell_id, lambda tmp, src=src: _copy_files(src, tmp))
+            if read_cell(out_root / cell_id) is None:  # pragma: no cover - a copy that does not verify
+                raise UserError(f"copy of cell {cell_id} into {out} does not verify; check the disk and merge again")
+            outcome.copied.append(cell_id)
+        for cell_id, src in failed.items():
+            if cell_id not in origin and read_failure(out_root / cell_id) is None:
+                commit_folder(out_root, cell_id, lambda tmp, src=src: _copy_files(src, tmp))
+                outcome.failures.append(cell_id)
+        _record_sources(out, [r.parent for r in roots])
+    return outcome
+
+
+def _copy_files(src: Path, dst: Path) -> None:
+    for item in src.iterdir():
+        if item.is_file() and not item.name.startswith("."):
+            shutil.copy2(item, dst / item.name)
+
+
+def _record_sources(out: Path, sources: list[Path]) -> None:
+    path = out / "merged_from.json"
+    previous: list[str] = []
+    if path.exists():
+        try:
+            previous = list(json.loads(path.read_text()).get("sources", []))
+        except (ValueError, OSError, AttributeError):
+            previous = []
+    names = previous + [str(s.resolve()) for s in sources if str(s.resolve()) not in previous]
+    atomic_write_text(path, json.dumps({"sources": names}, indent=1) + "\n")
+    for i, src in enumerate(sources):
+        spec = src / SPEC_COPY
+        if spec.exists():
+            target = out / "specs" / f"{src.resolve().name}.toml"
+            if not target.exists():
+                atomic_write_text(target, spec.read_text(encoding="utf-8"))
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def run_sweep_command(args: argparse.Namespace) -> int:
+    """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
+    outcome = run_sweep(args.spec, args.out, dry_run=args.dry_run, progress=not args.quiet, retry_failed=args.retry_failed)
+    if args.dry_run:
+        print(format_states(outcome.states))
+        print(outcome.summary_line())
+        return 0
+    print(outcome.summary_line(), file=sys.stderr)
+    return 0 if outcome.ok else EXIT_CELLS_FAILED
+
+
+def run_merge_command(args: argparse.Namespace) -> int:
+    """errorentropy merge: unite the cells of sweep folders from several machines into OUT."""
+    outcome = merge_sweeps(args.out, args.sources)
+    print(f"merge {outcome.out_dir}: {len(outcome.copied)} cells copied, {len(outcome.present)} already there, {len(outcome.failures)} failure records copied", file=sys.stderr)
+    return 0
+
+
+def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """The ``sweep`` and ``merge`` subcommands."""
+    sweep = subparsers.add_parser("sweep", parents=[common], help="run every (model, revision, dataset) cell of a TOML spec, resumably", description=run_sweep_command.__doc__)
+    sweep.add_argument("spec", help="sweep spec (TOML; see docs/sweep.md)")
+    sweep.add_argument("--out", required=True, help="sweep folder: cells/<cell_id>/ per finished cell, a copy of the spec")
+    sweep.add_argument("--dry-run", action="store_true", help="list every cell as done, failed or pending; load nothing")
+    sweep.add_argument("--retry-failed", action="store_true", help="also recompute cells recorded as failed")
+    sweep.set_defaults(func=run_sweep_command)
+    merge = subparsers.add_parser("merge", parents=[common], help="unite sweep folders from several machines", description=run_merge_command.__doc__)
+    merge.add_argument("out", help="the merged sweep folder (created if absent)")
+    merge.add_argument("sources", nargs="+", help="sweep folders to copy cells from")
+    merge.set_defaults(func=run_merge_command)

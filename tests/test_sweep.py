@@ -1,0 +1,279 @@
+"""Sweeps: resumable after SIGKILL at random moments, damaged cells redone, failures recorded, merges.
+
+A toy sweep of 4 random-weight models (gpt2, gpt_neox, llama, qwen2) x 2 revisions (the model
+folder and a local ``checkpoints/step1``) x 2 local datasets (jsonl, a folder of .txt) = 16 cells.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from errorentropy.cells import CELLS_DIR, read_cell
+from errorentropy.cli import main
+from errorentropy.engine import TokenTable
+from errorentropy.errors import UserError
+from errorentropy.histogram import RankHistogram
+from errorentropy.spec import load_spec
+from errorentropy.sweep import merge_sweeps, plan_cells, run_sweep, sweep_states
+
+ARCHS = ("gpt2", "gpt_neox", "llama", "qwen2")
+PRELOAD = [
+    "errorentropy.cli",
+    "errorentropy.sweep",
+    "errorentropy.engine",
+    "errorentropy.models",
+    "errorentropy.corpus",
+    "transformers",
+    "transformers.models.gpt2.modeling_gpt2",
+    "transformers.models.gpt_neox.modeling_gpt_neox",
+    "transformers.models.llama.modeling_llama",
+    "transformers.models.qwen2.modeling_qwen2",
+]
+
+
+def _texts() -> list[str]:
+    from pydoc_data.topics import topics
+
+    return [topics[k] for k in sorted(topics)]
+
+
+def _spec_text(models: list[str], extra_models: str = "") -> str:
+    body = "[scoring]\nmax_length = 32\nbatch_size = 4\n\n[run]\ndevice = \"cpu\"\n"
+    for name in models:
+        body += f'\n[[models]]\nid = "{name}"\nrevisions = ["main", "step1"]\n'
+    body += extra_models
+    body += '\n[[datasets]]\ndata = "docs.jsonl"\nlabel = "jsonl"\n\n[[datasets]]\ndata = "txt"\n'
+    return body
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A folder with 4 tiny models (each with checkpoints/step1), 2 datasets and spec.toml."""
+    from errorentropy.toys import save_model, tiny_model, train_bpe_tokenizer
+
+    root = tmp_path_factory.mktemp("sweep-toy")
+    texts = _texts()
+    tokenizer = train_bpe_tokenizer(texts[:30], vocab_size=300)
+    for i, arch in enumerate(ARCHS):
+        kw = dict(hidden=32, layers=1, heads=2, context=64)
+        folder = save_model(tiny_model(arch, len(tokenizer), seed=i, **kw), tokenizer, root / f"m-{arch}")
+        tiny_model(arch, len(tokenizer), seed=100 + i, **kw).save_pretrained(folder / "checkpoints" / "step1")
+    with open(root / "docs.jsonl", "w", encoding="utf-8") as handle:
+        for text in texts[40:46]:
+            handle.write(json.dumps({"text": text[:160]}) + "\n")
+    (root / "txt").mkdir()
+    for i, text in enumerate(texts[60:66]):
+        (root / "txt" / f"{i}.txt").write_text(text[:160], encoding="utf-8")
+    (root / "spec.toml").write_text(_spec_text([f"m-{a}" for a in ARCHS]), encoding="utf-8")
+    return root
+
+
+def _forkserver() -> multiprocessing.context.BaseContext:
+    """Children forked from a server that has imported torch and transformers once (fast starts)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _start(ctx, spec: Path, out: Path):
+    process = ctx.Process(target=main, args=(["sweep", str(spec), "--out", str(out), "--quiet"],))
+    process.start()
+    return process
+
+
+@pytest.fixture(scope="module")
+def reference(toy, tmp_path_factory) -> tuple[Path, float]:
+    """An uninterrupted sweep of the toy spec (in a forkserver child) and how long it took."""
+    out = tmp_path_factory.mktemp("reference")
+    ctx = _forkserver()
+    ctx.Process(target=len, args=([],)).start()  # start the server (imports) before timing
+    started = time.perf_counter()
+    process = _start(ctx, toy / "spec.toml", out)
+    process.join(300)
+    duration = time.perf_counter() - started
+    assert process.exitcode == 0
+    return out, duration
+
+
+def assert_same_results(got: Path, expected: Path) -> None:
+    """Same set of cells; identical histograms, token arrays and summaries; no leftovers."""
+    names = sorted(p.name for p in (expected / CELLS_DIR).iterdir())
+    assert sorted(p.name for p in (got / CELLS_DIR).iterdir()) == names
+    assert not any(n.startswith(".") for n in names)
+    for name in names:
+        a, b = read_cell(got / CELLS_DIR / name), read_cell(expected / CELLS_DIR / name)
+        assert a is not None and b is not None, name
+        assert a.summary == b.summary, name
+        assert (a.key, a.family, a.non_embedding_params, a.step) == (b.key, b.family, b.non_embedding_params, b.step)
+        assert a.histogram() == b.histogram(), name
+        ta, tb = a.tokens(), b.tokens()
+        for field in ("doc", "position", "rank", "logprob"):
+            np.testing.assert_array_equal(getattr(ta, field), getattr(tb, field))
+
+
+def test_reference_sweep_records_x_axis_and_family(toy, reference):
+    out, _ = reference
+    records = {r.key.cell_id: r for r in (read_cell(d) for d in (out / CELLS_DIR).iterdir())}
+    assert len(records) == 16
+    gpt2 = records["m-gpt2__step1__jsonl"]
+    assert gpt2.family == "gpt2" and gpt2.step == 1 and records["m-gpt2__main__txt"].step is None
+    # Independent count: every parameter minus token and position embeddings (gpt2 ties its head).
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(toy / "m-gpt2")
+    embed = model.transformer.wte.weight.numel() + model.transformer.wpe.weight.numel()
+    assert gpt2.non_embedding_params == sum(p.numel() for p in model.parameters()) - embed
+    assert {records[f"m-{a}__main__jsonl"].family for a in ARCHS} == set(ARCHS)
+    # The token arrays rebuild the histogram exactly (bootstrap data is consistent).
+    tokens = gpt2.tokens()
+    assert RankHistogram.from_tokens(tokens.rank, tokens.logprob).counts.tolist() == gpt2.histogram().counts.tolist()
+    assert gpt2.summary["n_tokens"] == tokens.rank.size and np.unique(tokens.doc).size == 6
+    assert (out / "spec.toml").read_text() == (toy / "spec.toml").read_text()
+
+
+def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, reference, tmp_path):
+    """20+ SIGKILLs at seeded random moments, a resume after each, then the real CLI finishes."""
+    ref, duration = reference
+    ctx = _forkserver()
+    rng = random.Random(1234)
+    out = tmp_path / "killed"
+    kills = runs = 0
+    while kills < 20:
+        runs += 1
+        assert runs < 200, "the sweep makes no progress between kills"
+        process = _start(ctx, toy / "spec.toml", out)
+        process.join(rng.uniform(0.0, duration / 3))
+        if process.is_alive():
+            process.kill()  # SIGKILL
+            process.join()
+            assert process.exitcode == -9
+            kills += 1
+        else:
+            assert process.exitcode == 0
+            if kills < 20:  # finished before enough kills: start over in a fresh folder
+                assert_same_results(out, ref)
+                shutil.rmtree(out)
+    finished = subprocess.run(
+        [sys.executable, "-m", "errorentropy", "sweep", str(toy / "spec.toml"), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "16 done, 0 failed, 0 pending" in finished.stderr
+    assert_same_results(out, ref)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_damaged_cells_are_detected_and_redone(toy, reference, tmp_path, capsys):
+    ref, _ = reference
+    out = _copy(ref, tmp_path / "damaged")
+    cells = out / CELLS_DIR
+    tokens = cells / "m-llama__step1__jsonl" / "tokens.npz"
+    tokens.write_bytes(tokens.read_bytes()[: tokens.stat().st_size // 2])  # truncated
+    hist = cells / "m-llama__step1__txt" / "histogram.json"
+    hist.write_text(hist.read_text().replace('"n_tied": 0', '"n_tied": 1'))  # edited, checksum fails
+    cell = cells / "m-qwen2__main__txt" / "cell.json"
+    cell.write_bytes(cell.read_bytes()[:-20])  # truncated seal
+    (cells / "m-qwen2__main__jsonl" / "summary.json").unlink()  # a listed file missing
+    (cells / ".m-gpt2__main__txt.tmp-1-deadbeef").mkdir()  # a killed run's leftover
+    spec = load_spec(toy / "spec.toml")
+    states = {s.cell.cell_id: s for s in sweep_states(spec, out)}
+    damaged = {"m-llama__step1__jsonl", "m-llama__step1__txt", "m-qwen2__main__txt", "m-qwen2__main__jsonl"}
+    assert {k for k, s in states.items() if s.status == "pending"} == damaged
+    assert all("damaged" in states[k].detail for k in damaged)
+    with pytest.raises(UserError):
+        TokenTable.load(tokens)  # never silently read
+    assert main(["sweep", str(toy / "spec.toml"), "--out", str(out), "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("pending") >= 4 and "12 done, 0 failed, 4 pending" in listing
+    outcome = run_sweep(toy / "spec.toml", out, progress=False)
+    assert outcome.ok and outcome.computed == 4
+    assert_same_results(out, ref)
+
+
+def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(toy / "m-gpt2", broken)
+    (broken / "config.json").write_text("{ not json")
+    extra = f'\n[[models]]\nid = "{broken}"\n\n[[models]]\nid = "./missing-model"\nfamily = "ghost"\n'
+    spec = toy / "spec-failing.toml"
+    spec.write_text(_spec_text(["m-gpt2"], extra))
+    out = tmp_path / "out"
+    code = main(["sweep", str(spec), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "4 done, 4 failed, 0 pending of 8 cells" in err
+    records = {d.name: json.loads((d / "failure.json").read_text()) for d in (out / CELLS_DIR).iterdir() if (d / "failure.json").exists()}
+    assert set(records) == {"broken__main__jsonl", "broken__main__txt", "missing-model__main__jsonl", "missing-model__main__txt"}
+    assert all(r["stage"] == "load model" and r["error"] and "\n" not in r["error"] for r in records.values())
+    assert "does not exist" in records["missing-model__main__txt"]["error"] and records["missing-model__main__txt"]["family"] == "ghost"
+    assert sum(read_cell(d) is not None for d in (out / CELLS_DIR).iterdir()) == 4
+    # A rerun keeps everything and recomputes nothing; --dry-run lists the failures.
+    assert run_sweep(spec, out, progress=False).computed == 0
+    assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("\nfailed ") == 4 and "load model" in listing
+    # --retry-failed tries again (and fails again), the finished cells stay untouched.
+    before = {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
+    outcome = run_sweep(spec, out, progress=False, retry_failed=True)
+    assert outcome.failed_now == 4 and outcome.count("done") == 4
+    assert before == {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
+
+
+def test_changed_settings_make_cells_stale(toy, reference, tmp_path):
+    ref, _ = reference
+    out = _copy(ref, tmp_path / "stale")
+    spec = toy / "spec-stale.toml"
+    spec.write_text(_spec_text(["m-gpt2"]).replace("max_length = 32", "max_length = 24"))
+    states = sweep_states(load_spec(spec), out)
+    assert [s.status for s in states] == ["pending"] * 4 and "other settings" in states[0].detail
+
+
+def test_merge_unites_sweeps_and_refuses_conflicts(toy, reference, tmp_path, capsys):
+    ref, _ = reference
+    names = sorted(p.name for p in (ref / CELLS_DIR).iterdir())
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, chosen in ((a, names[:10]), (b, names[6:])):  # overlapping halves
+        for name in chosen:
+            shutil.copytree(ref / CELLS_DIR / name, folder / CELLS_DIR / name)
+    shutil.copy(ref / "spec.toml", a / "spec.toml")
+    merged = tmp_path / "merged"
+    assert main(["merge", str(merged), str(a), str(b)]) == 0
+    assert "16 cells copied" in capsys.readouterr().err
+    assert_same_results(merged, ref)
+    assert merge_sweeps(merged, [a, b]).present == names  # idempotent
+    # Same cell id, other numbers: an error naming the cell.
+    victim = b / CELLS_DIR / names[7]
+    record = read_cell(victim)
+    hist = record.histogram()
+    hist.logprob_sums[0] -= 1.0
+    hist.save(victim / "histogram.json")
+    from errorentropy.cells import write_cell_record
+
+    write_cell_record(victim, record.key, family=record.family, non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary=record.summary)
+    assert read_cell(victim) is not None
+    with pytest.raises(UserError, match=names[7]):
+        merge_sweeps(tmp_path / "merged2", [a, b])
+    assert main(["merge", str(tmp_path / "merged3"), str(tmp_path / "nowhere")]) == 2
+
+
+def test_plan_and_spec_copy(toy):
+    spec = load_spec(toy / "spec.toml")
+    cells = plan_cells(spec)
+    assert len(cells) == 16 and len({c.cell_id for c in cells}) == 16
+    assert cells[0].model.source == str((toy / "m-gpt2").resolve())
+    assert cells[1].dataset.source == str((toy / "txt").resolve())
