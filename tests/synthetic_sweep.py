@@ -9,7 +9,7 @@ finite-sample noise (and the plug-in bias of entropy, ~ (observed ranks - 1) / (
 
 Usage (also for the report's tests)::
 
-    from tests.synthetic_sweep import build_synthetic_sweep   # or `from synthetic_sweep import ...`
+    from synthetic_sweep import build_synthetic_sweep   # tests/ is on sys.path under pytest
     truth = build_synthetic_sweep(tmp_path / "sweep")
     truth["laws"]["A"]["ee_alpha"]      # the exponent fits should recover
     truth["cells"][cell_id]["EE"]       # a cell's population values
