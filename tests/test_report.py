@@ -141,7 +141,7 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
     sentences = report.summary_sentences(data)
     rows = {(r.group, r.quantity): r for r in data.fit_rows if r.dataset == "prose"}
     best = max(report.figures.QUANTITIES, key=lambda q: rows[("All", q)].r2)
-    assert any(s.startswith(f"prose, All (8 models): {best} follows") for s in sentences)
+    assert any(s.startswith(f"prose, All (8 models): {best} has the highest R²") for s in sentences)
     small, large = data.final["prose"][0], data.final["prose"][-1]
     share = 100 * small.summary["error_entropy"] / small.summary["cross_entropy"]
     assert any(f"EE is {share:.1f}% of CE for the smallest model ({small.key.model}" in s for s in sentences)
@@ -150,19 +150,48 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
     for r in data.fit_rows:
         if r.group == "All":
             r.r2 = 0.99 if r.quantity == "SA" else 0.1
-    assert any(s.startswith("prose, All (8 models): SA follows") for s in report.summary_sentences(data))
+    flipped = report.summary_sentences(data)
+    assert any(s.startswith("prose, All (8 models): SA has the highest R²") for s in flipped)
+    assert "prose, All: a clean power law (R² ≥ 0.9) for SA; not for CE, EE, Conf." in flipped
 
 
 def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
     data = report.collect(sweep, run_fit=False)
-    data.fits = {"extrapolation": [
-        {"dataset": "prose", "group": "All", "quantity": "CE", "abs_log_error": 0.30},
-        {"dataset": "prose", "group": "All", "quantity": "EE", "abs_log_error": 0.10},
-    ]}
-    assert any("EE extrapolates better than CE" in s for s in report.summary_sentences(data))
-    data.fits["extrapolation"][1]["abs_log_error"] = 0.5
-    assert any("EE extrapolates worse than CE" in s for s in report.summary_sentences(data))
-    assert report.extrapolation_table(data) is not None
+    row = {"dataset": "prose", "group": "All", "holdout": 2, "ce_mean_abs_relative_error": 0.03, "ee_mean_abs_relative_error": 0.01, "difference_ci": [0.005, 0.04]}
+    data.fits = {"extrapolation_ce_vs_ee": [row]}
+    (sentence,) = report._extrapolation_sentences(data)
+    assert "EE extrapolates better than CE (mean |relative error| EE 1.00% vs CE 3.00%" in sentence and "excludes 0" in sentence
+    row.update(ee_mean_abs_relative_error=0.05, difference_ci=[-0.04, 0.01])
+    (sentence,) = report._extrapolation_sentences(data)
+    assert "EE extrapolates worse than CE" in sentence and "includes 0" in sentence
+
+
+def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
+    from synthetic_sweep import build_synthetic_sweep
+
+    from errorentropy.fitting_cli import read_fits
+
+    root = tmp_path / "synth"
+    build_synthetic_sweep(root, n_docs=40)
+    result = report.build_report(root, n_boot=40, seed=3)
+    fits = read_fits(root)  # the report leaves fits.json behind, as `errorentropy fit` would
+    assert fits["settings"]["n_boot"] == 40
+    data = report.collect(root, run_fit=False)
+    data.fits = fits
+    data.fit_rows = report.rows_from_fits(fits)
+    t1, t2 = report.fit_tables(data)
+    ee_all = next(r for r in fits["fits"] if r["group"] == "All" and r["quantity"] == "EE")
+    row = next(r for r in t1.rows if r[1] == "All")
+    lo, hi = ee_all["r2_ci"]
+    assert row[4] == f"{ee_all['r2']:.4f} [{lo:.4f}, {hi:.4f}]"
+    comps = report.components_table(data)
+    cell = next(c for c in fits["cells"] if c["final"] and c["model"] == "A-0")
+    lo, hi = cell["components"]["CE"]["ci"]
+    assert f"{cell['components']['CE']['value']:.4f} [{lo:.4f}, {hi:.4f}]" in next(r for r in comps.rows if r[2] == "A-0")
+    assert report.extrapolation_table(data) is not None and report.saturating_table(data) is not None
+    page = (root / "report.html").read_text()
+    assert 'id="extrapolation"' in page and "extrapolates" in page
+    assert {Path(p).name for p in result["figures"] if p.endswith(".png")} == {f"fig{i}-synth.png" for i in (3, 4, 6, 7, 8)}
 
 
 def test_missing_steps_and_profile_are_noted(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from .storage import atomic_write_text
 
 QUANTITY_KEYS: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
 MIN_MODELS_FOR_FIT = 3
+CLEAN_R2 = 0.9  # the summary calls a fit with R^2 at least this "a clean power law"
 MAX_STEPS_SHOWN = 6
 MAX_PANELS = 6
 PROFILE_FILE = "profile.json"
@@ -157,27 +158,47 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return None
 
 
+def _float(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
 def rows_from_fits(fits: dict[str, Any]) -> list[FitRow]:
-    """The fit rows of a :func:`errorentropy.fit.fit_sweep` result."""
+    """The fitted rows of a :func:`errorentropy.fit.fit_sweep` result (skipped fits have no row)."""
     rows: list[FitRow] = []
     for raw in fits.get("fits", []):
-        try:
-            rows.append(FitRow(
-                dataset=str(raw["dataset"]),
-                group=str(raw["group"]),
-                quantity=str(raw["quantity"]),
-                n_models=int(raw["n_models"]),
-                alpha=float(raw["alpha"]),
-                c=float(raw["c"]),
-                r2=float(raw["r2"]),
-                alpha_ci=_pair(raw.get("alpha_ci")),
-                r2_ci=_pair(raw.get("r2_ci")),
-                delta_alpha_vs_ce=None if raw.get("delta_alpha_vs_ce") is None else float(raw["delta_alpha_vs_ce"]),
-                delta_alpha_ci=_pair(raw.get("delta_alpha_ci")),
-            ))
-        except (KeyError, TypeError, ValueError):
-            continue  # a row without a fit (too few models) carries no line
+        if not isinstance(raw, dict) or raw.get("alpha") is None or raw.get("c") is None:
+            continue  # skipped (too few models, zero values): no line, and the fit's note says why
+        rows.append(FitRow(
+            dataset=str(raw["dataset"]),
+            group=str(raw["group"]),
+            quantity=str(raw["quantity"]),
+            n_models=int(raw["n_models"]),
+            alpha=float(raw["alpha"]),
+            c=float(raw["c"]),
+            r2=_float(raw.get("r2")),
+            alpha_ci=_pair(raw.get("alpha_ci")),
+            r2_ci=_pair(raw.get("r2_ci")),
+            delta_alpha_vs_ce=None if raw.get("delta_alpha_vs_ce") is None else float(raw["delta_alpha_vs_ce"]),
+            delta_alpha_ci=_pair(raw.get("delta_alpha_ci")),
+        ))
     return rows
+
+
+def fit_notes(fits: dict[str, Any]) -> list[str]:
+    """The fit's notes as sentences; the many per-cell bootstrap-bias remarks are folded into one."""
+    out: list[str] = []
+    biased: list[str] = []
+    for note in fits.get("notes", []):
+        if isinstance(note, dict):
+            if note.get("kind") == "biased-bootstrap":
+                biased.append(str(note.get("message", "")).split(":")[0])
+                continue
+            out.append(str(note.get("message", note)))
+        else:
+            out.append(str(note))
+    if biased:
+        out.append(f"{len(biased)} component value(s) lie outside their own bootstrap interval (plug-in bias from rare ranks under resampling; see fits.json), e.g. {biased[0]}.")
+    return out
 
 
 def collect(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, seed: int = 0) -> ReportData:
@@ -194,17 +215,18 @@ def collect(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, 
     fits: dict[str, Any] | None = None
     if run_fit:
         try:
-            from .fit import fit_sweep
-
-            fits = fit_sweep(sweep_dir, n_boot=n_boot, seed=seed)
+            from .fitting_cli import fit_sweep, write_fits
         except ImportError as exc:  # an install without the fitting module: still draw everything
             notes.append(f"the bootstrap fit is not available ({exc}): fits below are plain least squares without intervals.")
+        else:
+            fits = fit_sweep(sweep_dir, n_boot=n_boot, seed=seed)
+            write_fits(sweep_dir, fits)  # DIR/fits.json and DIR/tables/, as `errorentropy fit` writes them
     else:
         notes.append("--no-fit: power laws are plain least squares on the final revisions, without bootstrap intervals or extrapolation.")
     if fits is not None:
         rows = rows_from_fits(fits)
         source = f"errorentropy.fit.fit_sweep (n_boot={n_boot}, seed={seed})"
-        notes.extend(str(n) for n in fits.get("notes", []))
+        notes.extend(fit_notes(fits))
     else:
         rows = least_squares_fits(final)
         source = "least squares (no intervals)"
@@ -381,48 +403,53 @@ def components_table(data: ReportData) -> Table:
 
 
 def _component_cis(fits: dict[str, Any] | None) -> dict[tuple[str, str | None, str], dict[str, tuple[float, float]]]:
+    """(model, revision, dataset) -> quantity -> 95% bootstrap interval, from the fit's ``cells`` rows."""
     out: dict[tuple[str, str | None, str], dict[str, tuple[float, float]]] = {}
-    for raw in (fits or {}).get("components", []):
+    for raw in (fits or {}).get("cells", []):
         if not isinstance(raw, dict) or "model" not in raw:
             continue
-        key = (str(raw["model"]), raw.get("revision"), str(raw.get("dataset")))
-        cis: dict[str, tuple[float, float]] = {}
-        for q, k in QUANTITY_KEYS.items():
-            for name in (f"{k}_ci", f"{q}_ci", f"{q.lower()}_ci"):
-                pair = _pair(raw.get(name))
-                if pair is not None:
-                    cis[q] = pair
-                    break
-            else:
-                nested = raw.get("ci", {}) if isinstance(raw.get("ci"), dict) else {}
-                pair = _pair(nested.get(q)) or _pair(nested.get(k))
-                if pair is not None:
-                    cis[q] = pair
-        out[key] = cis
+        comps = raw.get("components") or {}
+        cis = {q: pair for q in QUANTITY_KEYS if isinstance(comps.get(q), dict) and (pair := _pair(comps[q].get("ci"))) is not None}
+        out[(str(raw["model"]), raw.get("revision"), str(raw.get("dataset")))] = cis
     return out
 
 
 def extrapolation_table(data: ReportData) -> Table | None:
-    """The fit-small, predict-large test from fit_sweep, as a table (None when it did not run)."""
-    rows = (data.fits or {}).get("extrapolation") or []
-    rows = [r for r in rows if isinstance(r, dict)]
+    """The fit's fit-on-small, predict-large test: one row per (dataset, group, quantity); None when it did not run."""
+    rows = [r for r in ((data.fits or {}).get("extrapolation") or []) if isinstance(r, dict)]
     if not rows:
         return None
-    keys: list[str] = []
+    table = Table("extrapolation", "Extrapolation: power law fitted on the smaller models, predicting the largest (mean |relative error|, 95% interval)",
+                  ["dataset", "group", "quantity", "fitted on", "held out", "α (small models)", "mean |rel. error|"], [])
     for r in rows:
-        for k, v in r.items():
-            if k not in keys and not isinstance(v, (dict, list)):
-                keys.append(k)
-    body = [[_cell_text(r.get(k)) for k in keys] for r in rows]
-    return Table("extrapolation", "Extrapolation: fit on the smaller models, predict the larger ones", keys, body)
+        if r.get("skipped"):
+            table.rows.append([str(r.get("dataset")), str(r.get("group")), str(r.get("quantity")), "", str(r.get("holdout", "")), "skipped", str(r["skipped"])])
+            continue
+        held = r.get("heldout") or []
+        table.rows.append([
+            str(r.get("dataset")), str(r.get("group")), str(r.get("quantity")),
+            f"{len(r.get('fit_models') or [])} models",
+            ", ".join(str(h.get("model")) for h in held if isinstance(h, dict)),
+            _num(r.get("alpha")),
+            _with_ci(r.get("mean_abs_relative_error"), _pair(r.get("mean_abs_relative_error_ci"))),
+        ])
+    return table
 
 
-def _cell_text(value: Any) -> str:
-    if isinstance(value, float):
-        return _num(value) if abs(value) < 1e4 else f"{value:.4g}"
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10000:
-        return f"{value:,}"
-    return "" if value is None else str(value)
+def saturating_table(data: ReportData) -> Table | None:
+    """The fit's saturating law ``M = a N^(-α) + E`` per (dataset, group, quantity), when it ran."""
+    rows = [r for r in ((data.fits or {}).get("fits") or []) if isinstance(r, dict) and isinstance(r.get("saturating"), dict)]
+    if not rows:
+        return None
+    table = Table("saturating", "Saturating fit M = a N^(−α) + E (R² on the linear scale)", ["dataset", "group", "quantity", "α", "E (floor)", "R²"], [])
+    for r in rows:
+        sat = r["saturating"]
+        head = [str(r.get("dataset")), str(r.get("group")), str(r.get("quantity"))]
+        if sat.get("converged"):
+            table.rows.append([*head, _num(sat.get("alpha")), _num(sat.get("E")), _num(sat.get("r2"))])
+        else:
+            table.rows.append([*head, "n/a", "n/a", f"not fitted: {sat.get('reason', 'did not converge')}"])
+    return table
 
 
 def settings_rows(data: ReportData) -> list[tuple[str, str]]:
@@ -435,6 +462,8 @@ def settings_rows(data: ReportData) -> list[tuple[str, str]]:
         ("families", ", ".join(sorted({c.family for c in data.cells}))),
         ("fits", data.fit_source),
     ]
+    for key, value in ((data.fits or {}).get("settings") or {}).items():
+        rows.append((f"fit {key}", str(value)))
     shared: dict[str, Any] | None = None
     for cell in data.cells:
         flat = {k: v for k, v in cell.summary.items() if k not in _RESULT_KEYS and not isinstance(v, (dict, list))}
@@ -461,7 +490,10 @@ def summary_sentences(data: ReportData) -> list[str]:
             if finite:
                 best = max(finite, key=lambda q: finite[q].r2)
                 ranked = ", ".join(f"{q} {finite[q].r2:.3f}" for q in sorted(finite, key=lambda q: -finite[q].r2))
-                out.append(f"{dataset}, {top_group} ({max(r.n_models for r in finite.values())} models): {best} follows a power law in non-embedding parameters most closely (R² {ranked}).")
+                out.append(f"{dataset}, {top_group} ({max(r.n_models for r in finite.values())} models): {best} has the highest R² of the log-log power-law fit in non-embedding parameters (R² {ranked}).")
+                clean = [q for q in figures.QUANTITIES if q in finite and finite[q].r2 >= CLEAN_R2]
+                rough = [q for q in figures.QUANTITIES if q in finite and finite[q].r2 < CLEAN_R2]
+                out.append(f"{dataset}, {top_group}: a clean power law (R² ≥ {CLEAN_R2}) for {', '.join(clean) or 'none'}; not for {', '.join(rough) or 'none'}.")
             wins = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index and index[(dataset, g, "EE")].r2 > index[(dataset, g, "CE")].r2]
             compared = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index]
             if compared:
@@ -491,24 +523,21 @@ def summary_sentences(data: ReportData) -> list[str]:
 
 
 def _extrapolation_sentences(data: ReportData) -> list[str]:
-    rows = [r for r in ((data.fits or {}).get("extrapolation") or []) if isinstance(r, dict)]
-    if not rows:
-        return []
-    error_key = next((k for k in ("abs_log_error", "log_error", "relative_error", "abs_relative_error", "error") if any(k in r for r in rows)), None)
-    if error_key is None:
-        return []
-    sums: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for r in rows:
-        q = r.get("quantity")
-        err = r.get(error_key)
-        if q in ("CE", "EE") and isinstance(err, (int, float)) and math.isfinite(err):
-            sums.setdefault((str(r.get("dataset", "")), str(r.get("group", ALL_GROUP))), {}).setdefault(q, []).append(abs(float(err)))
     out = []
-    for (dataset, group), errs in sorted(sums.items()):
-        if "CE" in errs and "EE" in errs:
-            ce, ee = float(np.mean(errs["CE"])), float(np.mean(errs["EE"]))
-            verdict = "better than" if ee < ce else "worse than" if ee > ce else "as well as"
-            out.append(f"{dataset}, {group}: fitted on the smaller models, EE extrapolates {verdict} CE to the larger ones (mean |{error_key}| EE {ee:.4f} vs CE {ce:.4f}).")
+    for r in (data.fits or {}).get("extrapolation_ce_vs_ee") or []:
+        if not isinstance(r, dict):
+            continue
+        ce, ee = r.get("ce_mean_abs_relative_error"), r.get("ee_mean_abs_relative_error")
+        if not isinstance(ce, (int, float)) or not isinstance(ee, (int, float)):
+            continue
+        verdict = "better than" if ee < ce else "worse than" if ee > ce else "exactly as well as"
+        text = (f"{r.get('dataset')}, {r.get('group')}: fitted on all but the {r.get('holdout')} largest model(s), EE extrapolates {verdict} CE "
+                f"(mean |relative error| EE {100 * ee:.2f}% vs CE {100 * ce:.2f}%")
+        ci = _pair(r.get("difference_ci"))
+        if ci is not None:
+            sure = "excludes 0" if ci[0] > 0 or ci[1] < 0 else "includes 0, so the difference is not clear"
+            text += f"; the 95% interval of CE − EE, [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}] points, {sure}"
+        out.append(text + ").")
     return out
 
 
@@ -546,6 +575,7 @@ def write_report(data: ReportData, figs: Sequence[FigureFile], notes: Sequence[s
     tables = fit_tables(data)
     comps = components_table(data)
     extrap = extrapolation_table(data)
+    saturating = saturating_table(data)
     summary = summary_sentences(data)
     settings = settings_rows(data)
     all_notes = [*data.notes, *notes]
@@ -555,6 +585,8 @@ def write_report(data: ReportData, figs: Sequence[FigureFile], notes: Sequence[s
     md += ["## Settings", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in settings], ""]
     md += ["## Scaling fits", "", *[_md_table(t) for t in tables], _md_table(comps)]
     md += ["## Extrapolation", "", _md_table(extrap) if extrap else "The fit did not run an extrapolation test (it needs the bootstrap fit and enough models per group).", ""]
+    if saturating:
+        md += [_md_table(saturating)]
     md += ["## Figures", ""]
     for f in figs:
         rel_png, rel_svg = f.png.relative_to(data.sweep_dir), f.svg.relative_to(data.sweep_dir)
@@ -571,6 +603,7 @@ def write_report(data: ReportData, figs: Sequence[FigureFile], notes: Sequence[s
          '<h2>Settings</h2><table id="settings"><tbody>', *[f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in settings], "</tbody></table>",
          "<h2>Scaling fits</h2>", *[_html_table(t) for t in tables], _html_table(comps),
          "<h2>Extrapolation</h2>", _html_table(extrap) if extrap else '<p class="note">The fit did not run an extrapolation test.</p>',
+         _html_table(saturating) if saturating else "",
          "<h2>Figures</h2>"]
     for f in figs:
         encoded = base64.b64encode(f.png.read_bytes()).decode("ascii")
