@@ -1,0 +1,643 @@
+"""``errorentropy demo``: a miniature of the paper, end to end, offline, on real trained models.
+
+1. Corpora ``builtin:prose`` and ``builtin:code``, each split by a seeded permutation into
+   held-out documents (the first 10%) and training documents (the rest).
+2. A byte-level BPE tokenizer trained on the training split, saved in Hugging Face format.
+3. A ladder of GPT-NeoX (Pythia-like) models trained from scratch on the same token blocks in the
+   same order, checkpointed at step 0 and log-spaced steps; each saved as a standard model folder
+   ``DIR/models/NAME/`` (final weights + tokenizer) with ``checkpoints/stepK/`` revisions.
+4. Exactly what a user runs next: a sweep spec ``DIR/sweep.toml`` over every model and checkpoint
+   on held-out prose and code, the sweep into ``DIR/sweep/``, the fits and the report.
+
+Everything is cached: a model whose settings hash matches is not retrained, the sweep skips
+finished cells. The same seed gives the same numbers on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import UserError
+from .storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
+from .training import ModelShape, TrainSettings, checkpoint_steps, neox_config, pack_tokens, parse_shapes, token_blocks
+
+CORPORA = ("builtin:prose", "builtin:code")
+DEMO_FORMAT = "errorentropy-demo-model"
+DEMO_VERSION = 1
+MODEL_RECORD = "demo-model.json"
+TOKENIZER_RECORD = "demo-tokenizer.json"
+HELDOUT_FRACTION = 0.1
+
+DEFAULT_SIZES = "16x1,32x2,64x2,128x3,192x4,256x4"
+TINY_SIZES = "8x1,16x1,32x2"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything that determines the demo's numbers (and so its caches)."""
+
+    shapes: tuple[ModelShape, ...]
+    steps: int = 384
+    batch_size: int = 8
+    block: int = 128
+    lr: float = 2e-3
+    vocab_size: int = 4096
+    seed: int = 0
+    eval_docs: int = 64
+    max_length: int = 128
+    n_boot: int = 1000
+    tokenizer_docs: int | None = None  # training documents per corpus the tokenizer sees (None: all)
+    n_log_checkpoints: int = 5
+    score_batch_size: int = 16
+
+    def train_settings(self) -> TrainSettings:
+        return TrainSettings(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            block=self.block,
+            lr=self.lr,
+            warmup=max(1, self.steps // 20),
+            seed=self.seed,
+        )
+
+    @property
+    def checkpoints(self) -> list[int]:
+        return checkpoint_steps(self.steps, self.n_log_checkpoints)
+
+    @property
+    def train_tokens(self) -> int:
+        return self.steps * self.batch_size * self.block
+
+
+def tiny_settings(seed: int = 0) -> DemoSettings:
+    """The seconds-long version for CI: three very small models, a few steps, a few documents."""
+    return DemoSettings(
+        shapes=tuple(parse_shapes(TINY_SIZES)),
+        steps=12,
+        batch_size=4,
+        block=32,
+        lr=3e-3,
+        vocab_size=384,
+        seed=seed,
+        eval_docs=6,
+        max_length=32,
+        n_boot=50,
+        tokenizer_docs=40,
+        n_log_checkpoints=2,
+    )
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """One corpus split deterministically: training documents and held-out documents (seeded order)."""
+
+    corpus: str
+    train: list[str]
+    heldout: list[str]
+
+
+def split_documents(corpus: str, documents: Sequence[str], seed: int, fraction: float = HELDOUT_FRACTION) -> Split:
+    """The first ``fraction`` of a ``seed`` permutation is held out, the rest trains."""
+    order = np.random.default_rng(seed).permutation(len(documents))
+    n_held = max(1, int(round(fraction * len(documents))))
+    return Split(corpus, [documents[i] for i in order[n_held:]], [documents[i] for i in order[:n_held]])
+
+
+def load_splits(seed: int) -> dict[str, Split]:
+    """Both built-in corpora, split."""
+    from .corpus import builtin_documents
+
+    return {c: split_documents(c, builtin_documents(c), seed) for c in CORPORA}
+
+
+def corpus_label(corpus: str) -> str:
+    return corpus.split(":", 1)[1]
+
+
+def write_heldout(out: Path, splits: dict[str, Split], eval_docs: int) -> dict[str, Path]:
+    """The scored held-out documents as ``DIR/data/heldout-<corpus>.jsonl`` (rewritten only on change)."""
+    paths = {}
+    for corpus, split in splits.items():
+        if eval_docs > len(split.heldout):
+            raise UserError(f"--eval-docs {eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
+        text = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in split.heldout[:eval_docs])
+        path = out / "data" / f"heldout-{corpus_label(corpus)}.jsonl"
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+        paths[corpus] = path
+    return paths
+
+
+def digest(payload: Any) -> str:
+    """SHA-256 of a JSON-able payload's canonical form."""
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def text_digest(documents: Sequence[str]) -> str:
+    from .corpus import fingerprint
+
+    return fingerprint(documents)
+
+
+# ---- tokenizer ---------------------------------------------------------------------------------
+
+
+def tokenizer_texts(splits: dict[str, Split], limit: int | None) -> list[str]:
+    """The training documents the tokenizer learns from: all (or the first ``limit``) of each corpus."""
+    texts: list[str] = []
+    for corpus in CORPORA:
+        docs = splits[corpus].train
+        texts.extend(docs if limit is None else docs[:limit])
+    return texts
+
+
+def build_tokenizer(out: Path, splits: dict[str, Split], settings: DemoSettings, log: Any) -> tuple[Any, str]:
+    """The demo's tokenizer, trained once and reused while its inputs are unchanged; returns (tokenizer, key)."""
+    from transformers import AutoTokenizer
+
+    from .toys import train_bpe_tokenizer
+
+    texts = tokenizer_texts(splits, settings.tokenizer_docs)
+    key = digest({"vocab_size": settings.vocab_size, "texts": text_digest(texts), "version": DEMO_VERSION})
+    folder = out / "tokenizer"
+    record = folder / TOKENIZER_RECORD
+    if record.exists():
+        try:
+            if read_checked_json(record, "tokenizer record").get("key") == key:
+                log(f"tokenizer: reusing {folder}")
+                return AutoTokenizer.from_pretrained(str(folder)), key
+        except UserError:
+            pass
+    started = time.perf_counter()
+    tokenizer = train_bpe_tokenizer(texts, settings.vocab_size)
+    tokenizer.save_pretrained(str(folder))
+    write_checked_json(record, {"key": key, "vocab_size": len(tokenizer), "documents": len(texts)})
+    log(f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents ({time.perf_counter() - started:.1f} s)")
+    return AutoTokenizer.from_pretrained(str(folder)), key
+
+
+def training_blocks(tokenizer: Any, splits: dict[str, Split], settings: DemoSettings) -> np.ndarray:
+    """The token blocks every model trains on, in order: half prose, half code, seeded shuffle.
+
+    Documents are tokenized in their seeded order only until each corpus has enough tokens, so
+    a short demo does not tokenize the whole standard library."""
+    n_blocks = settings.steps * settings.batch_size
+    per_corpus = [n_blocks // 2, n_blocks - n_blocks // 2]
+    parts = []
+    for corpus, want in zip(CORPORA, per_corpus):
+        need_tokens = want * settings.block
+        ids: list[list[int]] = []
+        have = 0
+        for doc in splits[corpus].train:
+            tokens = tokenizer(doc, add_special_tokens=False)["input_ids"]
+            ids.append(tokens)
+            have += len(tokens) + 1
+            if have >= need_tokens:
+                break
+        stream = pack_tokens(ids, tokenizer.eos_token_id)
+        parts.append(token_blocks(stream, settings.block, want, settings.seed))
+    blocks = np.concatenate(parts)
+    return blocks[np.random.default_rng(settings.seed).permutation(len(blocks))]
+
+
+# ---- models ------------------------------------------------------------------------------------
+
+
+def model_key(config: Any, settings: DemoSettings, tokenizer_key: str, blocks: np.ndarray, device_kind: str) -> str:
+    """What a trained model depends on; a folder whose record holds another key is retrained."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
+    return digest({
+        "format": DEMO_FORMAT,
+        "version": DEMO_VERSION,
+        "config": cfg,
+        "train": settings.train_settings().as_dict(),
+        "checkpoints": settings.checkpoints,
+        "tokenizer": tokenizer_key,
+        "blocks": hashlib.sha256(np.ascontiguousarray(blocks).tobytes()).hexdigest(),
+        "device": device_kind,
+    })
+
+
+def cached_model(folder: Path, key: str, checkpoints: Sequence[int]) -> bool:
+    """True when ``folder`` holds a finished model trained with ``key`` and all its checkpoints."""
+    record = folder / MODEL_RECORD
+    if not record.exists():
+        return False
+    try:
+        body = read_checked_json(record, "demo model record")
+    except UserError:
+        return False
+    if body.get("key") != key:
+        return False
+    return all((folder / "checkpoints" / f"step{s}" / "config.json").exists() for s in checkpoints) and (folder / "config.json").exists()
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One model to train: everything a worker process needs (picklable)."""
+
+    shape: ModelShape
+    folder: Path
+    config: dict[str, Any]
+    key: str
+    settings: DemoSettings
+    blocks: np.ndarray
+    tokenizer_dir: Path
+    device: str
+    threads: int
+
+
+def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Train one model of the ladder into its folder and return its record (written last).
+
+    With ``queue`` (a worker process), progress goes to the parent as ``(name, steps)`` messages."""
+    import torch
+    from transformers import AutoTokenizer, GPTNeoXConfig
+    from transformers.utils import logging as hf_logging
+
+    from .models import count_parameters
+    from .training import save_pretrained_atomic, train_model
+
+    hf_logging.disable_progress_bar()
+    if queue is not None:
+        torch.set_num_threads(job.threads)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    (job.folder / MODEL_RECORD).unlink(missing_ok=True)
+
+    def save(step: int, model: Any) -> None:
+        save_pretrained_atomic(model, job.folder / "checkpoints" / f"step{step}")
+
+    def tick(step: int) -> None:
+        if queue is not None:
+            queue.put((job.shape.name, step))
+
+    config = GPTNeoXConfig.from_dict(job.config)
+    model, losses = train_model(config, job.blocks, job.settings.train_settings(), save, checkpoints=job.settings.checkpoints,
+                                device=job.device, progress=progress and queue is None, label=job.shape.name, on_step=tick)
+    model.save_pretrained(str(job.folder))
+    AutoTokenizer.from_pretrained(str(job.tokenizer_dir)).save_pretrained(str(job.folder))
+    counts = count_parameters(model)
+    body = {
+        "key": job.key,
+        "name": job.shape.name,
+        "hidden": job.shape.hidden,
+        "layers": job.shape.layers,
+        "heads": job.shape.heads,
+        **{f"{k}_params": v for k, v in counts.as_dict().items()},
+        "checkpoints": [f"step{s}" for s in job.settings.checkpoints],
+        "train_tokens": job.settings.train_tokens,
+        "final_train_loss": float(np.mean(losses[-max(1, len(losses) // 20):])),
+        "losses": [round(x, 5) for x in losses],
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "train_cpu_seconds": round(time.process_time() - cpu_started, 2),
+        "threads": torch.get_num_threads(),
+        "device": job.device,
+    }
+    write_checked_json(job.folder / MODEL_RECORD, body)
+    return body
+
+
+def _train_parallel(jobs: Sequence[TrainJob], workers: int, progress: bool, log: Any) -> dict[str, dict[str, Any]]:
+    """Train CPU jobs in ``workers`` spawned processes, largest first; one aggregate progress bar."""
+    import multiprocessing as mp
+    import queue as queue_module
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    context = mp.get_context("spawn")  # fork after torch's thread pools were started can hang
+    manager = context.Manager()
+    messages = manager.Queue()
+    done: dict[str, dict[str, Any]] = {}
+    steps = {job.shape.name: 0 for job in jobs}
+    total = sum(job.settings.steps for job in jobs)
+    bar = tqdm(total=total, desc=f"train {len(jobs)} models ({workers} processes)", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending = {pool.submit(train_one, job, messages, False): job for job in jobs}
+            while pending:
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while True:
+                    try:
+                        name, step = messages.get_nowait()
+                    except queue_module.Empty:
+                        break
+                    bar.update(step - steps[name])
+                    steps[name] = step
+                for future in finished:
+                    job = pending.pop(future)
+                    body = future.result()
+                    bar.update(job.settings.steps - steps[job.shape.name])
+                    steps[job.shape.name] = job.settings.steps
+                    done[job.shape.name] = body
+                    _log_trained(body, job.settings.steps, (lambda m: bar.write(f"[demo] {m}")) if progress else log)
+    finally:
+        bar.close()
+        manager.shutdown()
+    return done
+
+
+def _log_trained(body: dict[str, Any], steps: int, log: Any) -> None:
+    log(f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} steps in {body['train_seconds']:.1f} s "
+        f"({body['train_cpu_seconds']:.1f} s CPU), final training loss {body['final_train_loss']:.3f}")
+
+
+PARALLEL_MIN_TOKENS = 65536  # below this, starting worker processes costs more than it saves
+
+
+def training_workers(device: str, n_jobs: int, threads: int, train_tokens: int) -> int:
+    """Processes to train in: on CPU one per core (small models use one core poorly), else one."""
+    if device != "cpu" or n_jobs < 2 or threads < 2 or train_tokens < PARALLEL_MIN_TOKENS:
+        return 1
+    return min(n_jobs, threads)
+
+
+def train_ladder(out: Path, settings: DemoSettings, tokenizer: Any, tokenizer_key: str, splits: dict[str, Split], device: str, *, threads: int, progress: bool, log: Any) -> list[dict[str, Any]]:
+    """Train (or reuse) every model of the ladder; returns one record per model, smallest first."""
+    from transformers.utils import logging as hf_logging
+
+    blocks = None
+    device_kind = "cuda" if device.startswith("cuda") else device
+    records: dict[str, dict[str, Any]] = {}
+    jobs: list[TrainJob] = []
+    for shape in settings.shapes:
+        folder = out / "models" / shape.name
+        config = neox_config(shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id)
+        if blocks is None:
+            blocks = training_blocks(tokenizer, splits, settings)
+        key = model_key(config, settings, tokenizer_key, blocks, device_kind)
+        if cached_model(folder, key, settings.checkpoints):
+            records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
+            log(f"model {shape.name}: reusing (non-embedding parameters {records[shape.name]['non_embedding_params']:,})")
+            continue
+        jobs.append(TrainJob(shape, folder, config.to_dict(), key, settings, blocks, out / "tokenizer", device, 1))
+    workers = training_workers(device, len(jobs), threads, settings.train_tokens)
+    if workers > 1:
+        jobs.sort(key=lambda j: -(j.shape.hidden ** 2 * j.shape.layers))  # longest first balances the pool
+        jobs = [replace(j, threads=max(1, threads // workers)) for j in jobs]
+        records.update(_train_parallel(jobs, workers, progress, log))
+    else:
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        try:
+            for job in jobs:
+                body = train_one(job, None, progress)
+                _log_trained(body, settings.steps, log)
+                records[job.shape.name] = body
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
+    return [records[shape.name] for shape in settings.shapes]
+
+
+# ---- sweep, fit, report ------------------------------------------------------------------------
+
+
+def sweep_spec_text(out: Path, settings: DemoSettings, records: Sequence[dict[str, Any]], heldout: dict[str, Path], device: str) -> str:
+    """The TOML spec a user would write for this ladder (paths relative to ``DIR``)."""
+    lines = [
+        "# Written by `errorentropy demo`: every model and checkpoint of the ladder on held-out prose and code.",
+        "# Rerun by hand with: errorentropy sweep sweep.toml --out sweep",
+        "",
+        "[scoring]",
+        f"max_length = {settings.max_length}",
+        f"batch_size = {settings.score_batch_size}",
+        "",
+        "[run]",
+        'dtype = "float32"',
+        f'device = "{device}"',
+    ]
+    for record in records:
+        revisions = ", ".join(f'"{r}"' for r in record["checkpoints"])
+        lines += ["", "[[models]]", f'id = "models/{record["name"]}"', 'family = "demo-neox"', f"revisions = [{revisions}]"]
+    for corpus, path in heldout.items():
+        rel = path.relative_to(out).as_posix()
+        lines += ["", "[[datasets]]", f'data = "{rel}"', f'label = "{corpus_label(corpus)}"']
+    return "\n".join(lines) + "\n"
+
+
+def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout: dict[str, Path], settings: DemoSettings, log: Any) -> int:
+    """Delete sweep cells computed from other weights or other held-out documents.
+
+    The sweep knows a cell by model folder, revision and dataset path, not by the weights or the
+    text inside; when the demo retrains a model or rewrites a held-out file under the same name,
+    the cells computed from the old ones are removed here so the sweep recomputes them."""
+    import shutil
+
+    from .cells import CELLS_DIR, slug
+
+    record_path = out / "sweep" / "demo-inputs.json"
+    data_keys = {corpus_label(c): digest({"file": p.read_text(encoding="utf-8"), "max_length": settings.max_length}) for c, p in heldout.items()}
+    model_keys = {r["name"]: r["key"] for r in records}
+    previous: dict[str, Any] = {}
+    if record_path.exists():
+        try:
+            previous = read_checked_json(record_path, "demo sweep inputs")
+        except UserError:
+            previous = {}
+    cells_root = out / "sweep" / CELLS_DIR
+    removed = 0
+    if cells_root.is_dir():
+        for cell in sorted(cells_root.iterdir()):
+            model, _, rest = cell.name.partition("__")
+            dataset = rest.rpartition("__")[2]
+            stale_model = any(slug(name) == model and previous.get("models", {}).get(name) != key for name, key in model_keys.items())
+            stale_data = any(slug(label) == dataset and previous.get("data", {}).get(label) != key for label, key in data_keys.items())
+            if stale_model or stale_data:
+                shutil.rmtree(cell)
+                removed += 1
+    if removed:
+        log(f"sweep: removed {removed} cells computed from other weights or other held-out documents")
+    write_checked_json(record_path, {"models": model_keys, "data": data_keys})
+    return removed
+
+
+def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress: bool, log: Any) -> dict[str, Any]:
+    """The user's path: sweep, fits, report. Pieces not yet available are reported, not faked."""
+    sweep_dir = out / "sweep"
+    result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
+    try:
+        from .sweep import run_sweep
+    except ImportError:
+        log("sweep: errorentropy.sweep is not available in this build; run `errorentropy sweep` on the spec by hand")
+        result["missing"] = ["sweep"]
+        return result
+    started = time.perf_counter()
+    outcome = run_sweep(spec_path, sweep_dir, progress=progress)
+    result["sweep_seconds"] = round(time.perf_counter() - started, 2)
+    result["cells"] = {"done": outcome.count("done"), "failed": outcome.count("failed"), "computed_now": outcome.computed}
+    log(outcome.summary_line())
+    if not outcome.ok:
+        raise UserError(f"{outcome.count('failed')} sweep cells failed (see {sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} --out {sweep_dir} --retry-failed`")
+    try:
+        from .report import build_report
+    except ImportError:
+        log("report: errorentropy.report is not available in this build")
+        result["missing"] = ["report"]
+        return result
+    started = time.perf_counter()
+    report = build_report(sweep_dir, run_fit=True, n_boot=settings.n_boot, seed=settings.seed)
+    result["report_seconds"] = round(time.perf_counter() - started, 2)
+    result.update({k: v for k, v in report.items() if k in ("report_md", "report_html", "notes")})
+    log(f"report: {report.get('report_html')} ({result['report_seconds']:.1f} s)")
+    return result
+
+
+# ---- orchestration -----------------------------------------------------------------------------
+
+
+def resolve_training_device(device: str) -> str:
+    """``auto``: CUDA when available, else CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise UserError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
+    return device
+
+
+def set_threads() -> int:
+    """Use every core this process may run on (the container's share, not the host's)."""
+    import torch
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
+
+
+def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", progress: bool = True, analyse: bool = True, log: Any = None) -> dict[str, Any]:
+    """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda msg: print(f"[demo] {msg}", flush=True))
+    dev = resolve_training_device(device)
+    threads = set_threads()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+
+    t = time.perf_counter()
+    splits = load_splits(settings.seed)
+    heldout = write_heldout(out, splits, settings.eval_docs)
+    timings["data_s"] = time.perf_counter() - t
+    say(f"data: {', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; scoring {settings.eval_docs} documents each")
+
+    t = time.perf_counter()
+    tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)
+    timings["tokenizer_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), {settings.steps} steps x {settings.batch_size} x {settings.block} tokens = {settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}")
+    records = train_ladder(out, settings, tokenizer, tokenizer_key, splits, dev, threads=threads, progress=progress, log=say)
+    timings["train_s"] = time.perf_counter() - t
+
+    spec_path = out / "sweep.toml"
+    text = sweep_spec_text(out, settings, records, heldout, dev)
+    if not spec_path.exists() or spec_path.read_text(encoding="utf-8") != text:
+        atomic_write_text(spec_path, text)
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "device": dev,
+        "threads": threads,
+        "models": [{k: r[k] for k in ("name", "non_embedding_params", "total_params", "final_train_loss", "train_seconds")} for r in records],
+        "spec": str(spec_path),
+    }
+    if analyse:
+        invalidate_stale_cells(out, records, heldout, settings, say)
+        t = time.perf_counter()
+        summary["analysis"] = run_analysis(out, spec_path, settings, progress=progress, log=say)
+        timings["analysis_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - started
+    timings["cpu_s"] = time.process_time() - cpu_started  # all threads: wall time on a shared machine overstates
+    summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    write_checked_json(out / "demo-summary.json", summary)
+    say(f"done in {timings['total_s']:.1f} s; open {summary.get('analysis', {}).get('report_html', spec_path)}")
+    return summary
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    """Demo settings from the command line: ``--tiny`` starts from the CI version, flags override."""
+    base = tiny_settings(args.seed) if args.tiny else DemoSettings(shapes=tuple(parse_shapes(DEFAULT_SIZES)), seed=args.seed)
+    changes: dict[str, Any] = {}
+    if args.sizes:
+        changes["shapes"] = tuple(parse_shapes(args.sizes))
+    for name in ("batch_size", "block", "lr", "vocab_size", "eval_docs", "max_length", "n_boot"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    settings = replace(base, **changes)
+    if args.steps is not None and args.tokens is not None:
+        raise UserError("--steps and --tokens both given; pass one (tokens = steps x batch-size x block)")
+    if args.steps is not None:
+        settings = replace(settings, steps=args.steps)
+    if args.tokens is not None:
+        per_step = settings.batch_size * settings.block
+        settings = replace(settings, steps=max(1, -(-args.tokens // per_step)))
+    if settings.lr <= 0:
+        raise UserError(f"--lr must be positive (got {settings.lr})")
+    if settings.max_length > settings.block:
+        raise UserError(f"--max-length {settings.max_length} exceeds the models' context (--block {settings.block}); pass --max-length <= --block")
+    return settings
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every checkpoint on held-out prose and code, fit and report (offline, cached)."""
+    settings = settings_from_args(args)
+    summary = run_demo(Path(args.out), settings, device=args.device, progress=not args.quiet, analyse=not args.no_analysis)
+    print(json.dumps({"out": summary["out"], "timings": summary["timings"], "report": summary.get("analysis", {}).get("report_html")}))
+    return 0
+
+
+def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``errorentropy demo``."""
+    from .cli import integer, positive_int
+
+    def positive_float(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    p = subparsers.add_parser("demo", parents=[common], help="the paper in miniature: train a small GPT-NeoX ladder offline, sweep, fit, report", description=run_demo_command.__doc__)
+    p.add_argument("--out", default="errorentropy-demo", help="demo folder (default ./errorentropy-demo); reused on a second run")
+    p.add_argument("--sizes", default=None, help=f"HIDDENxLAYERS list (default {DEFAULT_SIZES}; --tiny: {TINY_SIZES})")
+    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps per model (default 384)")
+    p.add_argument("--tokens", type=positive_int, default=None, help="training tokens per model instead of --steps")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="blocks per step (default 8)")
+    p.add_argument("--block", type=positive_int, default=None, help="tokens per block = model context (default 128)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 2e-3)")
+    p.add_argument("--vocab-size", type=positive_int, default=None, help="BPE entries (default 4096)")
+    p.add_argument("--eval-docs", type=positive_int, default=None, help="held-out documents scored per corpus (default 64)")
+    p.add_argument("--max-length", type=positive_int, default=None, help="tokens scored per held-out document (default 128)")
+    p.add_argument("--n-boot", type=positive_int, default=None, help="bootstrap resamples for the fits' intervals (default 1000)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)")
+    p.add_argument("--seed", type=integer, default=0, help="seed of the split, the data order and every initialisation (default 0)")
+    p.add_argument("--tiny", action="store_true", help="the seconds-long version (CI): three very small models, a few steps")
+    p.add_argument("--no-analysis", action="store_true", help="stop after training and writing sweep.toml")
+    p.set_defaults(func=run_demo_command)

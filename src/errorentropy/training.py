@@ -1,0 +1,217 @@
+"""Training small GPT-NeoX (Pythia-like) language models from scratch, reproducibly.
+
+Every model of a ladder sees the same token blocks in the same order (:func:`token_blocks` is
+a pure function of the token stream, the block size and the seed) and is checkpointed at step 0
+and at log-spaced steps (:func:`checkpoint_steps`), each checkpoint a standard folder that
+``from_pretrained`` loads. A checkpoint ``step K`` holds the weights after K optimizer updates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """One rung of the ladder: hidden width and depth (heads follow: head size 32, at least one)."""
+
+    hidden: int
+    layers: int
+
+    @property
+    def heads(self) -> int:
+        return max(1, self.hidden // 32)
+
+    @property
+    def name(self) -> str:
+        return f"neox-{self.hidden}x{self.layers}"
+
+
+def parse_shapes(text: str) -> list[ModelShape]:
+    """``"16x1,64x2,256x4"`` (HIDDENxLAYERS, comma-separated) as model shapes, smallest first."""
+    shapes = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        parts = item.lower().split("x")
+        try:
+            hidden, layers = (int(p) for p in parts)
+        except ValueError:
+            raise UserError(f"--sizes entry {item!r} is not HIDDENxLAYERS (e.g. 64x2)") from None
+        if hidden < 4 or layers < 1:
+            raise UserError(f"--sizes entry {item!r}: hidden must be >= 4 and layers >= 1")
+        shape = ModelShape(hidden, layers)
+        if shape.hidden % shape.heads:
+            raise UserError(f"--sizes entry {item!r}: hidden {hidden} is not a multiple of 32 (the head size) and above 32")
+        shapes.append(shape)
+    if not shapes:
+        raise UserError("--sizes is empty; pass e.g. 16x1,64x2,256x4")
+    if len({s.name for s in shapes}) != len(shapes):
+        raise UserError(f"--sizes {text!r} names a shape twice")
+    return shapes
+
+
+def neox_config(shape: ModelShape, vocab_size: int, context: int, *, bos_eos_id: int = 0) -> Any:
+    """A Pythia-style ``GPTNeoXConfig``: rotary on a quarter of each head, parallel residual,
+    untied input and output embeddings, MLP 4x wide, no dropout."""
+    from transformers import GPTNeoXConfig
+
+    return GPTNeoXConfig(
+        vocab_size=vocab_size,
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=4 * shape.hidden,
+        max_position_embeddings=context,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        bos_token_id=bos_eos_id,
+        eos_token_id=bos_eos_id,
+        pad_token_id=bos_eos_id,
+    )
+
+
+def checkpoint_steps(total_steps: int, n_log: int = 5) -> list[int]:
+    """Step 0 and ``n_log`` log-spaced steps ending at ``total_steps`` (duplicates dropped)."""
+    if total_steps < 1:
+        raise UserError(f"--steps must be at least 1 (got {total_steps})")
+    points = {0, total_steps}
+    for k in range(1, n_log + 1):
+        points.add(max(1, int(round(total_steps ** (k / n_log)))))
+    return sorted(points)
+
+
+def pack_tokens(token_lists: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
+    """Documents joined into one stream, each followed by EOS (as GPT-style pretraining packs text)."""
+    total = sum(len(t) + 1 for t in token_lists)
+    stream = np.empty(total, dtype=np.int64)
+    at = 0
+    for tokens in token_lists:
+        stream[at : at + len(tokens)] = tokens
+        stream[at + len(tokens)] = eos_id
+        at += len(tokens) + 1
+    return stream
+
+
+def token_blocks(stream: np.ndarray, block: int, n_blocks: int, seed: int) -> np.ndarray:
+    """``n_blocks`` rows of ``block`` tokens cut from ``stream`` and shuffled by ``seed``; when more
+    rows are asked for than the stream holds, further epochs follow, each reshuffled."""
+    available = len(stream) // block
+    if available < 1:
+        raise UserError(f"the training stream has {len(stream)} tokens, fewer than one block of {block}")
+    rows = stream[: available * block].reshape(available, block)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(available) for _ in range(math.ceil(n_blocks / available))])[:n_blocks]
+    return rows[order]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How every model of a ladder is trained (the cache key, with the data and tokenizer)."""
+
+    steps: int
+    batch_size: int
+    block: int
+    lr: float
+    warmup: int
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def learning_rate(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr_ratio * lr`` at the last step."""
+    if step < settings.warmup:
+        return settings.lr * (step + 1) / settings.warmup
+    span = max(1, settings.steps - settings.warmup)
+    progress = min(1.0, (step - settings.warmup) / span)
+    floor = settings.lr * settings.min_lr_ratio
+    return floor + 0.5 * (settings.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def train_model(
+    config: Any,
+    blocks: np.ndarray,
+    settings: TrainSettings,
+    save_checkpoint: Callable[[int, torch.nn.Module], None],
+    *,
+    checkpoints: Sequence[int],
+    device: str = "cpu",
+    progress: bool = True,
+    label: str = "",
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[torch.nn.Module, list[float]]:
+    """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
+    (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
+    each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained model (eval mode) and the loss per step."""
+    from transformers import GPTNeoXForCausalLM
+    from tqdm.auto import tqdm
+
+    need = settings.steps * settings.batch_size
+    if len(blocks) < need:
+        raise ValueError(f"{len(blocks)} blocks given, {need} needed")
+    torch.manual_seed(settings.seed)
+    model = GPTNeoXForCausalLM(config).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr,
+        betas=settings.betas,
+    )
+    wanted = set(checkpoints)
+    losses: list[float] = []
+    if 0 in wanted:
+        save_checkpoint(0, model.eval())
+    model.train()
+    data = torch.from_numpy(blocks[:need]).view(settings.steps, settings.batch_size, settings.block)
+    bar = tqdm(range(settings.steps), desc=f"train {label}".strip(), unit="step", disable=not progress, leave=False, dynamic_ncols=True)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, settings)
+        batch = data[step].to(device)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+        if progress and (step % 8 == 0 or step == settings.steps - 1):
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step + 1 in wanted:
+            save_checkpoint(step + 1, model.eval())
+            model.train()
+        if on_step is not None and ((step + 1) % 8 == 0 or step + 1 == settings.steps):
+            on_step(step + 1)
+    bar.close()
+    return model.eval(), losses
+
+
+def save_pretrained_atomic(model: torch.nn.Module, directory: Path) -> None:
+    """``save_pretrained`` into a temporary sibling, then rename: a killed run leaves no half checkpoint."""
+    import shutil
+
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
