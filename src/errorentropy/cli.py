@@ -19,7 +19,7 @@ from . import __version__
 from .errors import UserError
 
 # Modules that add their own subcommands through ``add_commands(subparsers, common)``.
-COMMAND_MODULES: tuple[str, ...] = ("report",)
+COMMAND_MODULES: tuple[str, ...] = ("report", "sweep", "demo", "fitting_cli")
 
 
 def positive_int(text: str) -> int:
