@@ -194,26 +194,19 @@ def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
     assert {Path(p).name for p in result["figures"] if p.endswith(".png")} == {f"fig{i}-synth.png" for i in (3, 4, 6, 7, 8)}
 
 
-def test_missing_steps_and_profile_are_noted(tmp_path: Path) -> None:
-    root = build_sweep(tmp_path / "plain", steps=False, profile=False)
-    result = report.build_report(root, run_fit=False)
-    names = {Path(p).name for p in result["figures"]}
-    assert names == {"fig7-prose.png", "fig7-prose.svg", "fig8-prose.png", "fig8-prose.svg"}
-    notes = " ".join(result["notes"])
-    assert "Fig. 3, 4 and 6 are omitted" in notes and "Fig. 5 is omitted" in notes
-    assert "omitted" in (root / "report.html").read_text()
-
-
-def test_cli_report(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_without_steps_or_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from errorentropy.cli import main
 
-    if "report" not in __import__("errorentropy.cli", fromlist=["COMMAND_MODULES"]).COMMAND_MODULES:
-        pytest.skip("report is not yet listed in cli.COMMAND_MODULES")
-    copy = tmp_path / "sweep"
-    shutil.copytree(sweep, copy)
-    assert main(["report", str(copy), "--no-fit", "--quiet"]) == 0
+    root = build_sweep(tmp_path / "plain", steps=False, profile=False)
+    assert main(["report", str(root), "--no-fit", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert Path(out["report_html"]).exists() and out["n_figures"] == 6
+    assert Path(out["report_html"]) == root / "report.html" and root.joinpath("report.md").exists()
+    # No steps and no profile: only the scaling figures, and notes that say why.
+    assert out["n_figures"] == 2
+    assert {p.name for p in (root / "figures").iterdir()} == {"fig7-prose.png", "fig7-prose.svg", "fig8-prose.png", "fig8-prose.svg"}
+    notes = " ".join(out["notes"])
+    assert "Fig. 3, 4 and 6 are omitted" in notes and "Fig. 5 is omitted" in notes
+    assert "Fig. 5 is omitted" in (root / "report.html").read_text()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
