@@ -31,6 +31,7 @@ QUANTITY_NAMES: dict[str, str] = {
 }
 QUANTITY_COLOURS: dict[str, str] = {"CE": "black", "EE": "tab:blue", "SA": "tab:orange", "Conf": "tab:green"}
 _MARKERS = "osD^vP*Xph<>"
+RASTER_ABOVE = 2000  # scatters with more points than this are rasterised inside the SVG
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,12 @@ def _finish(fig: Figure, title: str) -> Figure:
     return fig
 
 
+def _many(points: Sequence[float] | np.ndarray) -> bool:
+    # A real vocabulary gives tens of thousands of observed ranks; as SVG paths that is megabytes,
+    # so such scatters are embedded in the SVG as a bitmap (axes, text and lines stay vector).
+    return len(points) > RASTER_ABOVE
+
+
 def _step_axis(ax: Axes) -> None:
     # Step 0 is the random initialisation and belongs on the plot: linear below 1, log above.
     ax.set_xscale("symlog", linthresh=1.0)
@@ -122,7 +129,7 @@ def rank_distribution(panels: Mapping[str, Sequence[RankCurve]], title: str = "F
     for ax, (label, curves) in zip(axes, panels.items()):
         colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, max(1, len(curves))))
         for colour, curve in zip(colours, curves):
-            ax.plot(np.asarray(curve.ranks) + 1, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.8)
+            ax.plot(np.asarray(curve.ranks) + 1, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.8, rasterized=_many(curve.p))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rank e + 1 of the ground-truth token")
@@ -170,7 +177,7 @@ def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6:
         for colour, curve in zip(colours, curves):
             if curve.q is None:
                 continue
-            ax.plot(curve.q, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.7)
+            ax.plot(curve.q, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.7, rasterized=_many(curve.p))
             both = np.concatenate([np.asarray(curve.p), np.asarray(curve.q)])
             both = both[both > 0]
             if both.size:
