@@ -15,6 +15,7 @@ documents in their own order.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import sys
@@ -241,7 +242,7 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
             raise UserError(f"{path} line {number} is a JSON {type(row).__name__}, not an object with a {text_field!r} field")
         if text_field not in row:
             names = sorted(map(str, row))
-            fields = ", ".join(n[:40] for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "") if names else "none"
+            fields = ", ".join(json.dumps(n, ensure_ascii=False)[1:-1][:40] for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "") if names else "none"
             raise UserError(f"{path} line {number} has no field {text_field!r} (fields: {fields}); pass --text-field NAME")
         text = row[text_field]
         if not isinstance(text, str):
@@ -256,14 +257,22 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
 
     try:
         schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{path} is not a readable parquet file ({str(exc).splitlines()[0]})") from None
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable parquet file ({first})") from None
     if text_field not in schema.names:
         raise UserError(f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text-field NAME")
-    column = pq.read_table(path, columns=[text_field]).column(text_field)
+    try:
+        column = pq.read_table(path, columns=[text_field]).column(text_field)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # a damaged file whose footer still reads
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is a damaged parquet file ({first}); re-export it") from None
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise UserError(f"{path}: column {text_field!r} holds {column.type}, not strings")
-    return [t if t is not None else "" for t in column.to_pylist()]
+    try:
+        return [t if t is not None else "" for t in column.to_pylist()]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: column {text_field!r} holds bytes that are not valid UTF-8 (at offset {exc.start}); re-export it as UTF-8") from None
 
 
 # ---- built-in corpora ----------------------------------------------------------------------
@@ -278,6 +287,11 @@ def _stdlib_files() -> list[Path]:
 def builtin_documents(spec: str) -> list[str]:
     """``builtin:prose``: pydoc's topic pages then, per standard-library module, its docstrings.
     ``builtin:code``: the standard library's ``.py`` sources. Sorted, so deterministic per Python."""
+    return list(_builtin_documents(spec))
+
+
+@functools.lru_cache(maxsize=2)
+def _builtin_documents(spec: str) -> tuple[str, ...]:
     if spec == "builtin:code":
         docs = []
         for path in _stdlib_files():
@@ -285,7 +299,7 @@ def builtin_documents(spec: str) -> list[str]:
                 docs.append(path.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, OSError):
                 continue
-        return docs
+        return tuple(docs)
     from pydoc_data.topics import topics
 
     docs = [topics[key] for key in sorted(topics)]
@@ -298,4 +312,4 @@ def builtin_documents(spec: str) -> list[str]:
         strings = [s for s in (ast.get_docstring(n) for n in nodes) if s]
         if strings:
             docs.append("\n\n".join(strings))
-    return docs
+    return tuple(docs)
