@@ -152,3 +152,14 @@ def test_cli_reports_spec_errors_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_the_documented_example_parses(tmp_path):
+    docs = Path(__file__).resolve().parents[1] / "docs" / "sweep.md"
+    text = docs.read_text(encoding="utf-8")
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = parse(example, tmp_path)
+    assert [m.label for m in spec.models] == ["EleutherAI/pythia-160m", "my-gpt2-small"]
+    assert spec.models[1].revisions == ("main", "step200") and spec.models[0].family == "pythia"
+    assert [d.label for d in spec.datasets] == ["wikipedia", "notes"] and spec.datasets[1].text_field == "body"
+    assert spec.score_options().max_length == 512

@@ -120,6 +120,17 @@ def reference(toy, tmp_path_factory) -> tuple[Path, float]:
     return out, duration
 
 
+@pytest.fixture
+def one_thread():
+    """In-process sweeps on one torch thread, like the reference (tiny models: threads only contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def assert_same_results(got: Path, expected: Path) -> None:
     """Same set of cells; identical histograms, token arrays and summaries; no leftovers."""
     names = sorted(p.name for p in (expected / CELLS_DIR).iterdir())
@@ -162,23 +173,28 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
     ctx = _forkserver()
     rng = random.Random(1234)
     out = tmp_path / "killed"
-    kills = runs = 0
+    spec = load_spec(toy / "spec.toml")
+    kills = runs = partial = leftovers = 0
     while kills < 20:
         runs += 1
         assert runs < 200, "the sweep makes no progress between kills"
         process = _start(ctx, toy / "spec.toml", out)
-        process.join(rng.uniform(0.0, duration / 3))
+        process.join(rng.uniform(0.0, duration))
         if process.is_alive():
             process.kill()  # SIGKILL
             process.join()
             assert process.exitcode == -9
             kills += 1
+            done = sum(s.status == "done" for s in sweep_states(spec, out))
+            partial += 0 < done < 16
+            leftovers += any(p.name.startswith(".") for p in (out / CELLS_DIR).glob(".*")) if (out / CELLS_DIR).exists() else 0
         else:
             assert process.exitcode == 0
             if kills < 20:  # finished before enough kills: start over in a fresh folder
                 assert_same_results(out, ref)
                 shutil.rmtree(out)
-    print(f"reference {duration:.2f} s; {kills} kills in {runs} runs", file=sys.stderr)
+    print(f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some cells done, {leftovers} mid-write", file=sys.stderr)
+    assert partial >= 5  # the kills fell while the sweep was under way, not only before or after it
     finished = subprocess.run(
         [sys.executable, "-m", "errorentropy", "sweep", str(toy / "spec.toml"), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD},
@@ -193,7 +209,7 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_damaged_cells_are_detected_and_redone(toy, reference, tmp_path, capsys):
+def test_damaged_cells_are_detected_and_redone(toy, reference, tmp_path, capsys, one_thread):
     ref, _ = reference
     out = _copy(ref, tmp_path / "damaged")
     cells = out / CELLS_DIR
@@ -220,32 +236,35 @@ def test_damaged_cells_are_detected_and_redone(toy, reference, tmp_path, capsys)
     assert_same_results(out, ref)
 
 
-def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys):
+def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, one_thread):
     broken = tmp_path / "broken"
     shutil.copytree(toy / "m-gpt2", broken)
     (broken / "config.json").write_text("{ not json")
     extra = f'\n[[models]]\nid = "{broken}"\n\n[[models]]\nid = "./missing-model"\nfamily = "ghost"\n'
     spec = toy / "spec-failing.toml"
-    spec.write_text(_spec_text(["m-gpt2"], extra))
+    spec.write_text(_spec_text(["m-gpt2"], extra) + '\n[[datasets]]\ndata = "absent.jsonl"\n')
     out = tmp_path / "out"
     code = main(["sweep", str(spec), "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
     assert code == 3
-    assert "4 done, 4 failed, 0 pending of 8 cells" in err
+    assert "4 done, 8 failed, 0 pending of 12 cells" in err
     records = {d.name: json.loads((d / "failure.json").read_text()) for d in (out / CELLS_DIR).iterdir() if (d / "failure.json").exists()}
-    assert set(records) == {"broken__main__jsonl", "broken__main__txt", "missing-model__main__jsonl", "missing-model__main__txt"}
-    assert all(r["stage"] == "load model" and r["error"] and "\n" not in r["error"] for r in records.values())
+    assert set(records) == {f"{m}__{r}__{d}" for m in ("broken", "missing-model") for r in ("main",) for d in ("jsonl", "txt", "absent")} | {
+        "m-gpt2__main__absent", "m-gpt2__step1__absent"}
+    assert all(r["error"] and "\n" not in r["error"] for r in records.values())
+    assert {r["stage"] for k, r in records.items() if k.startswith(("broken", "missing"))} == {"load model"}
+    assert records["m-gpt2__step1__absent"]["stage"] == "load data" and "absent.jsonl" in records["m-gpt2__step1__absent"]["error"]
     assert "does not exist" in records["missing-model__main__txt"]["error"] and records["missing-model__main__txt"]["family"] == "ghost"
     assert sum(read_cell(d) is not None for d in (out / CELLS_DIR).iterdir()) == 4
     # A rerun keeps everything and recomputes nothing; --dry-run lists the failures.
     assert run_sweep(spec, out, progress=False).computed == 0
     assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
     listing = capsys.readouterr().out
-    assert listing.count("\nfailed ") == 4 and "load model" in listing
+    assert listing.count("\nfailed ") == 8 and "load model" in listing and "load data" in listing
     # --retry-failed tries again (and fails again), the finished cells stay untouched.
     before = {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
     outcome = run_sweep(spec, out, progress=False, retry_failed=True)
-    assert outcome.failed_now == 4 and outcome.count("done") == 4
+    assert outcome.failed_now == 8 and outcome.count("done") == 4 and outcome.computed == 0
     assert before == {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
 
 
