@@ -273,8 +273,13 @@ class _Runner:
             return
         load_s = time.perf_counter() - started
         try:
-            counts = count_parameters(model)
-            family = model_spec.family or family_of(model)
+            try:
+                counts = count_parameters(model)
+                family = model_spec.family or family_of(model)
+            except Exception as exc:  # noqa: BLE001 - an unusual model: its cells fail, the sweep goes on
+                for cell in cells:
+                    self.fail(cell, "count parameters", exc, model_spec.family)
+                return
             for cell in cells:
                 try:
                     self.run_cell(cell, model, tokenizer, counts, family, load_s)
