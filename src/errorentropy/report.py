@@ -188,14 +188,22 @@ def fit_notes(fits: dict[str, Any]) -> list[str]:
     """The fit's notes as sentences; the many per-cell bootstrap-bias remarks are folded into one."""
     out: list[str] = []
     biased: list[str] = []
+    skipped: dict[tuple[str, str, str], list[str]] = {}  # (dataset, group, reason) -> quantities
     for note in fits.get("notes", []):
         if isinstance(note, dict):
             if note.get("kind") == "biased-bootstrap":
                 biased.append(str(note.get("message", "")).split(":")[0])
                 continue
-            out.append(str(note.get("message", note)))
+            message = str(note.get("message", note))
+            if note.get("kind") == "skipped" and ": fit skipped: " in message:
+                reason = message.split(": fit skipped: ", 1)[1]
+                skipped.setdefault((str(note.get("dataset")), str(note.get("group")), reason), []).append(str(note.get("quantity")))
+                continue
+            out.append(message)
         else:
             out.append(str(note))
+    for (dataset, group, reason), quantities in skipped.items():
+        out.append(f"{dataset}/{group}: no power law fitted for {', '.join(quantities)}: {reason}")
     if biased:
         out.append(f"{len(biased)} component value(s) lie outside their own bootstrap interval (plug-in bias from rare ranks under resampling; see fits.json), e.g. {biased[0]}.")
     return out
@@ -641,11 +649,17 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``errorentropy report DIR [--no-fit]``."""
-    from .cli import positive_int, integer
+    from .cli import integer
+
+    def non_negative(text: str) -> int:
+        value = integer(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+        return value
 
     parser = subparsers.add_parser("report", parents=[common], help="figures, tables and a summary from a sweep folder (report.md, report.html)", description=run_report.__doc__)
     parser.add_argument("sweep_dir", help="a sweep folder (the --out of `errorentropy sweep`)")
     parser.add_argument("--no-fit", action="store_true", help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation")
-    parser.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap resamples for the fits' intervals (default 1000)")
+    parser.add_argument("--n-boot", type=non_negative, default=1000, help="document-level bootstrap resamples for the intervals (0: none; default 1000)")
     parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
     parser.set_defaults(func=run_report)
