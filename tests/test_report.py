@@ -16,7 +16,6 @@ import pytest
 from errorentropy import report
 from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
 from errorentropy.engine import TokenTable
-from errorentropy.histogram import RankHistogram
 from errorentropy.profile import PROFILE_TOP, RankProfile
 from errorentropy.results import summarize
 
