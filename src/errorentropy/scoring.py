@@ -21,7 +21,10 @@ import torch
 from .errors import UserError
 
 DEFAULT_VOCAB_CHUNK = 8192
-DEFAULT_CHUNK_ELEMENTS = 1 << 24  # float32 elements in one [token_block, vocab_chunk] tile: 64 MiB
+# float32 elements in one [token_block, vocab_chunk] tile: 4 MiB, small enough to stay in cache
+# between the passes over a tile (matmul, log-sum-exp, two comparisons); 64 MiB tiles were ~2x
+# slower on CPU (benchmarks/RESULTS.md).
+DEFAULT_CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass
@@ -168,8 +171,9 @@ def score_hidden(
                 # Exclude the target's own column: it is the reference, not a competitor.
                 rows = inside.nonzero()[:, 0]
                 z[rows, tgt[rows] - v0] = float("-inf")
-            greater += (z > t[:, None]).sum(-1)
-            tied += (z == t[:, None]).sum(-1)
+            # int32 partial sums: summing booleans into int64 first converts the whole tile.
+            greater += (z > t[:, None]).sum(-1, dtype=torch.int32)
+            tied += (z == t[:, None]).sum(-1, dtype=torch.int32)
             if topk:
                 if inside.any():
                     z[rows, tgt[rows] - v0] = t[rows]
