@@ -175,7 +175,7 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
     out = tmp_path / "killed"
     spec = load_spec(toy / "spec.toml")
     kills = runs = partial = leftovers = 0
-    while kills < 20:
+    while kills < 20 or partial < 5:  # at least 5 kills must fall mid-sweep (some cells done, some not)
         runs += 1
         assert runs < 200, "the sweep makes no progress between kills"
         process = _start(ctx, toy / "spec.toml", out)
@@ -190,11 +190,10 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
             leftovers += any(p.name.startswith(".") for p in (out / CELLS_DIR).glob(".*")) if (out / CELLS_DIR).exists() else 0
         else:
             assert process.exitcode == 0
-            if kills < 20:  # finished before enough kills: start over in a fresh folder
+            if kills < 20 or partial < 5:  # finished before enough kills: start over in a fresh folder
                 assert_same_results(out, ref)
                 shutil.rmtree(out)
     print(f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some cells done, {leftovers} mid-write", file=sys.stderr)
-    assert partial >= 5  # the kills fell while the sweep was under way, not only before or after it
     finished = subprocess.run(
         [sys.executable, "-m", "errorentropy", "sweep", str(toy / "spec.toml"), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD},
