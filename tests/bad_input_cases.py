@@ -106,24 +106,34 @@ CASES: tuple[Case, ...] = (
 )
 
 
-def spec_cases() -> tuple[Case, ...]:
-    """Rows for sweep specs (TOML), present once the sweep command exists."""
-    try:
-        import errorentropy.cli as cli
-    except ImportError:  # pragma: no cover
-        return ()
-    if "sweep" not in cli.COMMAND_MODULES:
-        return ()
-    return (
-        Case("spec-missing", "sweep", "spec file that does not exist", ("sweep", "{W}/no-such-spec.toml", "--out", "{W}/sweep"), "no-such-spec.toml"),
-        Case("spec-malformed", "sweep", "malformed TOML", ("sweep", "{W}/malformed.toml", "--out", "{W}/sweep"), "TOML"),
-        Case("spec-not-utf8", "sweep", "spec with non-UTF-8 bytes", ("sweep", "{W}/latin1.toml", "--out", "{W}/sweep"), "UTF-8"),
-    )
+def command_cases() -> tuple[Case, ...]:
+    """Rows for the commands that plug in through ``cli.COMMAND_MODULES``, present once they do."""
+    import errorentropy.cli as cli
+
+    modules = set(cli.COMMAND_MODULES)
+    rows: list[Case] = []
+    if "sweep" in modules:
+        rows += [
+            Case("spec-missing", "sweep", "spec file that does not exist", ("sweep", "{W}/no-such-spec.toml", "--out", "{W}/sweep"), "no-such-spec.toml not found"),
+            Case("spec-malformed", "sweep", "malformed TOML", ("sweep", "{W}/malformed.toml", "--out", "{W}/sweep"), "invalid TOML"),
+            Case("spec-not-utf8", "sweep", "spec with non-UTF-8 bytes", ("sweep", "{W}/latin1.toml", "--out", "{W}/sweep"), "is not valid UTF-8"),
+            Case("spec-unknown-key", "sweep", "spec with a misspelt key", ("sweep", "{W}/typo.toml", "--out", "{W}/sweep"), "max_lenght"),
+            Case("spec-no-models", "sweep", "spec without [[models]]", ("sweep", "{W}/nomodels.toml", "--out", "{W}/sweep"), "no [[models]] given"),
+            Case("merge-not-sweep", "merge", "a source that is not a sweep folder", ("merge", "{W}/merged", "{W}/emptydir"), "emptydir"),
+        ]
+    if "report" in modules:
+        rows.append(Case("report-not-sweep", "report", "a folder that is not a sweep folder", ("report", "{W}/emptydir"), "emptydir"))
+    if "fitting_cli" in modules:
+        rows += [
+            Case("fit-not-sweep", "fit", "a folder that is not a sweep folder", ("fit", "{W}/emptydir"), "emptydir"),
+            Case("fit-seed-not-integer", "fit", "a non-integer seed", ("fit", "{W}/emptydir", "--seed", "4.2"), "--seed"),
+        ]
+    return tuple(rows)
 
 
 def all_cases() -> tuple[Case, ...]:
     """Every row of the table."""
-    return CASES + spec_cases()
+    return CASES + command_cases()
 
 
 # ---- the workspace -------------------------------------------------------------------------
@@ -165,6 +175,8 @@ def build_workspace(root: Path, tokenizer: Any = None) -> Path:
     (root / "short.jsonl").write_text('{"text": ""}\n{"text": "a"}\n')
     (root / "malformed.toml").write_text('[sweep\nmodels = ["a"\n')
     (root / "latin1.toml").write_bytes(b'name = "caf\xe9"\n')
+    (root / "typo.toml").write_text('[scoring]\nmax_lenght = 64\n[[models]]\nid = "model"\n[[datasets]]\ndata = "good.jsonl"\n')
+    (root / "nomodels.toml").write_text('[[datasets]]\ndata = "good.jsonl"\n')
 
     if tokenizer is None:
         from pydoc_data.topics import topics
@@ -210,8 +222,10 @@ def expand(argv: tuple[str, ...], workspace: Path) -> list[str]:
 
 
 def normalise(message: str, workspace: Path) -> str:
-    """A message with the workspace path replaced by ``DIR`` (so the docs do not depend on it)."""
-    return message.replace(str(workspace), "DIR")
+    """A message with the workspace path replaced by ``DIR`` and argparse's list of subcommands
+    by ``...`` (so the docs depend on neither the folder nor which commands are installed)."""
+    message = message.replace(str(workspace), "DIR")
+    return re.sub(r"(argument command: invalid choice: '[^']*' \(choose from )[^)]*\)", r"\1...)", message)
 
 
 def run_in_process(case: Case, workspace: Path) -> tuple[int, str, str]:

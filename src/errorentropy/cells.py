@@ -101,6 +101,23 @@ def write_cell_record(directory: Path, key: CellKey, *, family: str, non_embeddi
     })
 
 
+def _well_formed(body: dict[str, Any]) -> bool:
+    """cell.json holds every field with its type, and lists plain file names including the histogram."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    files = body.get("files")
+    return (
+        all(isinstance(body.get(k), str) for k in ("model", "dataset", "family"))
+        and (body.get("revision") is None or isinstance(body.get("revision"), str))
+        and is_int(body.get("non_embedding_params")) and is_int(body.get("total_params"))
+        and (body.get("step") is None or is_int(body.get("step")))
+        and isinstance(body.get("summary"), dict)
+        and isinstance(files, dict) and "histogram.json" in files
+        and all(isinstance(d, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..") for n, d in files.items())
+    )
+
+
 def read_cell(directory: Path) -> CellRecord | None:
     """The cell in ``directory`` if it is complete and intact, else None (to be redone)."""
     if not (directory / CELL_FILE).exists():
@@ -109,11 +126,11 @@ def read_cell(directory: Path) -> CellRecord | None:
         body = read_checked_json(directory / CELL_FILE, "cell")
     except UserError:
         return None
-    if body.get("format") != CELL_FORMAT or body.get("version") != CELL_VERSION:
+    if body.get("format") != CELL_FORMAT or body.get("version") != CELL_VERSION or not _well_formed(body):
         return None
-    for name, digest in body.get("files", {}).items():
+    for name, digest in body["files"].items():
         path = directory / name
-        if not path.exists() or sha256_hex(path.read_bytes()) != digest:
+        if not path.is_file() or sha256_hex(path.read_bytes()) != digest:
             return None
     key = CellKey(body["model"], body["revision"], body["dataset"])
     return CellRecord(key, body["family"], body["non_embedding_params"], body["total_params"], body["step"], body["summary"], directory)

@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """A message as one line: any line breaks it picked up from user data become spaces."""
+    return " ".join(message.split("\n")).replace("\r", " ")
+
+
 def silence_library_progress() -> None:
     """--quiet: no progress bars from transformers/datasets either (weights loading, downloads)."""
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when transformers/datasets are first imported
@@ -210,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"errorentropy: error: {exc}", file=sys.stderr)
+        print(f"errorentropy: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("errorentropy: interrupted; finished results are kept", file=sys.stderr)

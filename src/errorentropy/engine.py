@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -72,10 +71,18 @@ class TokenTable:
     @classmethod
     def load(cls, path: Any) -> "TokenTable":
         try:
-            with np.load(path) as data:
-                return cls(data["doc"], data["position"], data["rank"], data["logprob"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise UserError(f"token file {path} is unreadable or truncated ({exc}); delete it and recompute") from None
+            with np.load(path, allow_pickle=False) as data:
+                table = cls(data["doc"], data["position"], data["rank"], data["logprob"])
+        except FileNotFoundError:
+            raise UserError(f"token file {path} not found; rerun the scoring that writes it") from None
+        except Exception as exc:  # noqa: BLE001 - zip, zlib, npy-header and pickle errors of a damaged file
+            detail = f"{type(exc).__name__}: {str(exc)[:80]!r}" if str(exc) else type(exc).__name__
+            raise UserError(f"token file {path} is unreadable or truncated ({detail}); delete it and recompute") from None
+        arrays = (table.doc, table.position, table.rank, table.logprob)
+        integer = all(a.dtype.kind in "iu" for a in arrays[:3])
+        if not integer or table.logprob.dtype.kind != "f" or any(a.ndim != 1 or a.shape != table.doc.shape for a in arrays):
+            raise UserError(f"token file {path} is malformed (doc, position, rank, logprob must be 1-D arrays of equal length); delete it and recompute")
+        return table
 
 
 @dataclass

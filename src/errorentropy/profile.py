@@ -63,4 +63,11 @@ class RankProfile:
         body: dict[str, Any] = read_checked_json(path, "profile")
         if body.get("format") != FORMAT_NAME or body.get("version") != FORMAT_VERSION:
             raise UserError(f"{path} is not a version-{FORMAT_VERSION} errorentropy profile; recompute it with --profile")
-        return cls(np.asarray(body["sums"], dtype=np.float64), np.asarray(body["counts"], dtype=np.int64))
+        try:
+            sums = np.asarray(body["sums"], dtype=np.float64)
+            counts = np.asarray(body["counts"], dtype=np.int64)
+            if sums.ndim != 2 or counts.shape != sums.shape[:1] or np.any(counts < 0) or not np.all(np.isfinite(sums)):
+                raise ValueError("sums must be [ranks, top] and counts [ranks], non-negative and finite")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise UserError(f"profile {path} is malformed ({str(exc)[:120]}); delete it and recompute with --profile") from None
+        return cls(sums, counts)
