@@ -1,0 +1,175 @@
+"""The tiny demo end to end (tokenizer, ladder, sweep, fits, report), its cache, and its pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from errorentropy import demo
+from errorentropy.cli import main
+from errorentropy.errors import UserError
+from errorentropy.training import ModelShape, TrainSettings, checkpoint_steps, learning_rate, pack_tokens, parse_shapes, token_blocks
+
+
+def _histograms(sweep: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted((sweep / "cells").glob("*/histogram.json"))}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, float]]:
+    out = tmp_path_factory.mktemp("demo")
+    summary = demo.run_demo(out, demo.tiny_settings(), device="cpu", progress=False, log=lambda m: None)
+    mtimes = {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
+    return out, summary, mtimes
+
+
+def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dict, dict]) -> None:
+    out, summary, _ = tiny_run
+    from transformers import AutoModelForCausalLM
+
+    from errorentropy.cells import load_cells
+    from errorentropy.models import resolve_revision
+    from errorentropy.spec import load_spec
+
+    settings = demo.tiny_settings()
+    names = [s.name for s in settings.shapes]
+    assert [m["name"] for m in summary["models"]] == names
+    params = [m["non_embedding_params"] for m in summary["models"]]
+    assert params == sorted(params) and len(set(params)) == len(params)
+    # every checkpoint is a from_pretrained folder reachable as a revision; step 0 differs from the end
+    folder = out / "models" / names[-1]
+    source, _ = resolve_revision(str(folder), "step0")
+    first = AutoModelForCausalLM.from_pretrained(source)
+    last = AutoModelForCausalLM.from_pretrained(str(folder))
+    end, _ = resolve_revision(str(folder), f"step{settings.steps}")
+    final_ckpt = AutoModelForCausalLM.from_pretrained(end)
+    for a, b in zip(last.state_dict().values(), final_ckpt.state_dict().values()):
+        assert np.array_equal(a.numpy(), b.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.state_dict().values(), last.state_dict().values()))
+    # the spec names every model and checkpoint and both held-out corpora
+    spec = load_spec(out / "sweep.toml")
+    assert [m.label for m in spec.models] == names
+    assert all(m.revisions == tuple(f"step{s}" for s in settings.checkpoints) for m in spec.models)
+    assert sorted(d.label for d in spec.datasets) == ["code", "prose"]
+    for d in spec.datasets:
+        lines = Path(d.source).read_text().splitlines()
+        assert len(lines) == settings.eval_docs
+    # every cell done, with the step recorded and the identity holding
+    cells = load_cells(out / "sweep")
+    assert len(cells) == len(names) * len(settings.checkpoints) * 2
+    assert {c.step for c in cells} == set(settings.checkpoints)
+    for c in cells:
+        s = c.summary
+        assert math.isclose(s["cross_entropy"], s["error_entropy"] + s["self_alignment"] - s["confidence"], abs_tol=1e-9)
+    # step-0 models are near uniform over the vocabulary; training lowers CE for every model
+    for name in names:
+        ce = {c.step: c.summary["cross_entropy"] for c in cells if c.key.model == name and c.key.dataset == "prose"}
+        assert ce[settings.steps] < ce[0]
+    analysis = summary["analysis"]
+    assert Path(analysis["report_html"]).exists() and Path(analysis["report_md"]).exists()
+
+
+def test_tiny_demo_second_run_reuses_everything(tiny_run: tuple[Path, dict, dict]) -> None:
+    out, _, mtimes = tiny_run
+    before = _histograms(out / "sweep")
+    logs: list[str] = []
+    summary = demo.run_demo(out, demo.tiny_settings(), device="cpu", progress=False, log=logs.append)
+    assert summary["analysis"]["cells"]["computed_now"] == 0
+    assert sum("reusing" in line for line in logs) == len(demo.tiny_settings().shapes) + 1  # models + tokenizer
+    assert {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == mtimes
+    assert _histograms(out / "sweep") == before
+
+
+def test_same_seed_retrains_to_identical_numbers(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    """A fresh folder with the same seed gives byte-identical histograms (one model, to keep it short)."""
+    out, _, _ = tiny_run
+    settings = demo.tiny_settings()
+    one = demo.DemoSettings(**{**settings.__dict__, "shapes": settings.shapes[:1]})
+    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None)
+    again = _histograms(tmp_path / "sweep")
+    first = _histograms(out / "sweep")
+    assert again and all(first[k] == v for k, v in again.items())
+
+
+def test_changed_settings_retrain_and_redo_cells(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    settings = demo.tiny_settings()
+    one = demo.DemoSettings(**{**settings.__dict__, "shapes": settings.shapes[:1]})
+    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None, analyse=True)
+    before = _histograms(tmp_path / "sweep")
+    logs: list[str] = []
+    other = demo.DemoSettings(**{**one.__dict__, "lr": one.lr / 3})
+    summary = demo.run_demo(tmp_path, other, device="cpu", progress=False, log=logs.append)
+    assert not any(line.startswith("model") and "reusing" in line for line in logs)
+    assert summary["analysis"]["cells"]["computed_now"] == len(before)
+    after = _histograms(tmp_path / "sweep")
+    step0 = [k for k in before if "__step0__" in k]
+    assert all(after[k] == before[k] for k in step0)  # same initialisation
+    assert any(after[k] != before[k] for k in before if k not in step0)
+
+
+# ---- pieces ----------------------------------------------------------------------------------------
+
+
+def test_checkpoint_steps_are_log_spaced_from_zero() -> None:
+    assert checkpoint_steps(384, 5) == [0, 3, 11, 36, 117, 384]
+    assert checkpoint_steps(1, 5) == [0, 1]
+    steps = checkpoint_steps(100000, 5)
+    ratios = np.diff(np.log(steps[1:]))
+    assert steps[0] == 0 and steps[-1] == 100000 and np.allclose(ratios, ratios[0], rtol=0.05)
+
+
+def test_blocks_are_a_seeded_shuffle_of_the_packed_stream() -> None:
+    stream = pack_tokens([[1, 2, 3], [4, 5], [6]], eos_id=0)
+    assert stream.tolist() == [1, 2, 3, 0, 4, 5, 0, 6, 0]
+    long = np.arange(100)
+    a, b = token_blocks(long, 10, 25, seed=3), token_blocks(long, 10, 25, seed=3)
+    assert np.array_equal(a, b)
+    assert sorted(map(tuple, a[:10].tolist())) == [tuple(range(i, i + 10)) for i in range(0, 100, 10)]  # one epoch, then the next
+    assert not np.array_equal(token_blocks(long, 10, 10, seed=4), a[:10])
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
+    s = TrainSettings(steps=100, batch_size=1, block=8, lr=1e-3, warmup=10)
+    lrs = [learning_rate(i, s) for i in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(x >= y for x, y in zip(lrs[10:], lrs[11:]))
+    assert learning_rate(100, s) == pytest.approx(1e-4)
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    docs = [f"doc {i}" for i in range(50)]
+    a, b = demo.split_documents("x", docs, seed=1), demo.split_documents("x", docs, seed=1)
+    assert a == b and len(a.heldout) == 5 and set(a.heldout).isdisjoint(a.train) and len(a.train) + len(a.heldout) == 50
+
+
+def test_parse_shapes_and_default_ladder_span() -> None:
+    from errorentropy.models import count_parameters
+    from errorentropy.training import neox_config
+    from transformers import GPTNeoXForCausalLM
+    import torch
+
+    assert parse_shapes("16x1, 64x2") == [ModelShape(16, 1), ModelShape(64, 2)]
+    for bad in ("16", "ax2", "16x0", "16x1,16x1", "", "100x2"):
+        with pytest.raises(UserError):
+            parse_shapes(bad)
+    shapes = parse_shapes(demo.DEFAULT_SIZES)
+    assert len(shapes) >= 6
+    with torch.device("meta"):
+        counts = [count_parameters(GPTNeoXForCausalLM(neox_config(s, 4096, 128))).non_embedding for s in shapes]
+    assert counts == sorted(counts) and counts[-1] / counts[0] >= 100
+
+
+def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "3", "--tokens", "100"]) == 2
+    assert "--steps and --tokens" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "d"), "--sizes", "16y1"]) == 2
+    assert "HIDDENxLAYERS" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "d"), "--max-length", "512"]) == 2
+    assert "--max-length" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["demo", "--tiny", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
