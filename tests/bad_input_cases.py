@@ -83,6 +83,7 @@ CASES: tuple[Case, ...] = (
     Case("revision-missing", "score", "--revision that does not exist", _score("--revision", "step999", model="{W}/model"), "has no revision 'step999'"),
     Case("bos-always-no-bos", "score", "--bos always, tokenizer with neither BOS nor EOS", _score("--bos", "always", model="{W}/model-no-bos"), "--bos always needs a BOS or EOS token"),
     Case("nan-logits", "score", "a model whose output head is NaN", _score(model="{W}/model-nan"), "the model produced NaN or inf logits", subprocess=True),
+    Case("nan-logits-chunked", "score", "a NaN output head, scored through the chunked head", _score("--head", "chunked", model="{W}/model-nan"), "the model produced NaN or inf logits"),
     Case("dtype-unknown", "score", "--dtype float8", _score("--dtype", "float8"), "argument --dtype: invalid choice: 'float8'"),
     Case("out-is-file", "score", "--out names an existing file", ("score", "--quiet", "--model", "{W}/model", "--data", "{W}/good.jsonl", "--out", "{W}/good.jsonl"), "is a file; pass a folder"),
     Case("params-missing", "params", "model path that does not exist", ("params", "{W}/no-such-model"), "model path DIR/no-such-model does not exist"),
