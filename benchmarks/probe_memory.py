@@ -1,0 +1,36 @@
+"""One peak-memory measurement in a fresh process: score ``batch`` windows of ``max_length`` tokens
+(or, with --load-only, just import and load the model) and print the peak RSS."""
+
+import argparse
+import json
+import resource
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("model")
+parser.add_argument("--batch", type=int, default=8)
+parser.add_argument("--max-length", type=int, default=2048)
+parser.add_argument("--vocab-chunk", type=int, default=8192)
+parser.add_argument("--head", default="chunked")
+parser.add_argument("--load-only", action="store_true")
+args = parser.parse_args()
+
+from common import load_tokenizer, long_documents  # noqa: E402
+from errorentropy.engine import ScoreOptions, score_documents  # noqa: E402
+from errorentropy.models import load_model  # noqa: E402
+
+model, _ = load_model(args.model, device="cpu", dtype="float32")
+tokenizer = load_tokenizer()
+docs = long_documents(args.batch, args.max_length, tokenizer)
+row = {"batch": args.batch, "max_length": args.max_length, "vocab_size": model.config.vocab_size, "vocab_chunk": args.vocab_chunk, "head": args.head}
+if not args.load_only:
+    started = time.perf_counter()
+    options = ScoreOptions(max_length=args.max_length, batch_size=args.batch, head=args.head, vocab_chunk=args.vocab_chunk)
+    result = score_documents(model, tokenizer, docs, options)
+    row.update(elapsed_s=time.perf_counter() - started, tokens=result.histogram.n_tokens, head_path=result.head_path)
+# getrusage's ru_maxrss survives fork + exec on Linux (a child of a large parent reports the
+# parent's peak), so the peak of this process's own address space, VmHWM, is the figure.
+row["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+row["peak_rss_mib"] = int(hwm[0].split()[1]) / 1024 if hwm else row["ru_maxrss_mib"]
+print(json.dumps(row))
