@@ -44,6 +44,7 @@ def _score(*extra: str, data: str = "{W}/good.jsonl", model: str = "{W}/model") 
 CASES: tuple[Case, ...] = (
     # ---- corpora -------------------------------------------------------------------------
     Case("data-missing", "score", "--data names no file, preset or built-in", _score(data="{W}/nope.jsonl"), "unknown data", subprocess=True),
+    Case("data-empty-name", "score", "--data ''", _score(data=""), "--data is empty"),
     Case("data-unknown-preset", "score", "unknown preset name", _score(data="wikipdia"), "not a preset (wikipedia, c4, github)"),
     Case("data-unknown-builtin", "score", "unknown built-in corpus", _score(data="builtin:poetry"), "unknown built-in corpus 'builtin:poetry'"),
     Case("data-empty-file", "score", "empty .jsonl file", _score(data="{W}/empty.jsonl"), "holds no documents"),
@@ -67,6 +68,7 @@ CASES: tuple[Case, ...] = (
     Case("samples-too-many", "score", "--samples larger than the corpus", _score("--samples", "50"), "--samples 50 is larger than the corpus (3 documents)"),
     Case("samples-zero", "score", "--samples 0", _score("--samples", "0"), "expected an integer >= 1, got 0"),
     Case("seed-not-integer", "score", "a non-integer seed", _score("--seed", "4.2"), "argument --seed: expected an integer, got '4.2'", subprocess=True),
+    Case("seed-negative", "score", "a negative seed", _score("--seed", "-1", "--samples", "2"), "--seed must be a non-negative integer (got -1)"),
     Case("seed-huge-text", "score", "a 100,000-character non-integer seed", _score("--seed", "x" * 100_000), "argument --seed: expected an integer"),
     Case("max-length-1", "score", "--max-length 1", _score("--max-length", "1"), "--max-length must be at least 2"),
     Case("max-length-not-integer", "score", "--max-length abc", _score("--max-length", "abc"), "argument --max-length: expected an integer, got 'abc'"),
@@ -84,6 +86,7 @@ CASES: tuple[Case, ...] = (
     Case("bos-always-no-bos", "score", "--bos always, tokenizer with neither BOS nor EOS", _score("--bos", "always", model="{W}/model-no-bos"), "--bos always needs a BOS or EOS token"),
     Case("nan-logits", "score", "a model whose output head is NaN", _score(model="{W}/model-nan"), "the model produced NaN or inf logits", subprocess=True),
     Case("nan-logits-chunked", "score", "a NaN output head, scored through the chunked head", _score("--head", "chunked", model="{W}/model-nan"), "the model produced NaN or inf logits"),
+    Case("device-unknown", "score", "--device tpu", _score("--device", "tpu"), "unknown --device 'tpu'"),
     Case("dtype-unknown", "score", "--dtype float8", _score("--dtype", "float8"), "argument --dtype: invalid choice: 'float8'"),
     Case("out-is-file", "score", "--out names an existing file", ("score", "--quiet", "--model", "{W}/model", "--data", "{W}/good.jsonl", "--out", "{W}/good.jsonl"), "is a file; pass a folder"),
     Case("params-missing", "params", "model path that does not exist", ("params", "{W}/no-such-model"), "model path DIR/no-such-model does not exist"),

@@ -105,10 +105,17 @@ def fingerprint(documents: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def check_seed(seed: int | None) -> None:
+    """Shuffle seeds are non-negative integers (what numpy and ``datasets`` accept)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UserError(f"--seed must be a non-negative integer (got {seed!r})")
+
+
 def sample_indices(n_available: int, samples: int | None, seed: int | None) -> np.ndarray:
     """The indices taken: all in order, or the first ``samples`` of a seeded permutation."""
     if samples is not None and samples < 1:
         raise UserError(f"--samples must be at least 1 (got {samples})")
+    check_seed(seed)
     if samples is None and seed is None:
         return np.arange(n_available)
     if samples is not None and samples > n_available:
@@ -119,6 +126,8 @@ def sample_indices(n_available: int, samples: int | None, seed: int | None) -> n
 
 def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = None, text_field: str = "text") -> Corpus:
     """Resolve a data spec into a :class:`Corpus` (see the module docstring)."""
+    if not spec.strip():
+        raise UserError("--data is empty; name a preset (" + ", ".join(PRESETS) + "), a built-in corpus, a file or a folder")
     if spec in PRESETS:
         return load_preset(spec, samples=samples, seed=seed)
     if spec in BUILTINS:
@@ -146,6 +155,7 @@ def load_preset(name: str, *, samples: int | None = None, seed: int | None = Non
     preset = preset or PRESETS[name]
     samples = PRESET_SAMPLES if samples is None else samples
     seed = PRESET_SEED if seed is None else seed
+    check_seed(seed)
     try:
         import datasets
     except ImportError:  # pragma: no cover - a dependency

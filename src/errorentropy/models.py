@@ -20,7 +20,10 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def resolve_dtype(dtype: str, config: Any, device: torch.device) -> torch.dtype:
