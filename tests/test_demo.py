@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,41 +75,52 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
 
 
 def test_tiny_demo_second_run_reuses_everything(tiny_run: tuple[Path, dict, dict]) -> None:
-    out, _, mtimes = tiny_run
+    out, first, mtimes = tiny_run
     before = _histograms(out / "sweep")
     logs: list[str] = []
     summary = demo.run_demo(out, demo.tiny_settings(), device="cpu", progress=False, log=logs.append)
     assert summary["analysis"]["cells"]["computed_now"] == 0
-    assert sum("reusing" in line for line in logs) == len(demo.tiny_settings().shapes) + 1  # models + tokenizer
+    assert sum(line.startswith("model") and "reusing" in line for line in logs) == len(demo.tiny_settings().shapes)
+    assert any(line.startswith("tokenizer: reusing") for line in logs) and any(line.startswith("report: reusing") for line in logs)
     assert {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == mtimes
     assert _histograms(out / "sweep") == before
+    assert summary["final"] == first["final"]
 
 
-def test_same_seed_retrains_to_identical_numbers(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
-    """A fresh folder with the same seed gives byte-identical histograms (one model, to keep it short)."""
+def test_same_seed_same_numbers_and_changed_settings_redo(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    """A fresh folder with the same seed retrains to byte-identical histograms; a changed learning
+    rate retrains and recomputes that model's cells (one model and no report, to keep it short)."""
     out, _, _ = tiny_run
     settings = demo.tiny_settings()
-    one = demo.DemoSettings(**{**settings.__dict__, "shapes": settings.shapes[:1]})
-    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None)
-    again = _histograms(tmp_path / "sweep")
-    first = _histograms(out / "sweep")
-    assert again and all(first[k] == v for k, v in again.items())
-
-
-def test_changed_settings_retrain_and_redo_cells(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
-    settings = demo.tiny_settings()
-    one = demo.DemoSettings(**{**settings.__dict__, "shapes": settings.shapes[:1]})
-    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None, analyse=True)
+    one = replace(settings, shapes=settings.shapes[:1])
+    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None, report=False)
     before = _histograms(tmp_path / "sweep")
+    reference = _histograms(out / "sweep")
+    assert before and all(reference[k] == v for k, v in before.items())
+
     logs: list[str] = []
-    other = demo.DemoSettings(**{**one.__dict__, "lr": one.lr / 3})
-    summary = demo.run_demo(tmp_path, other, device="cpu", progress=False, log=logs.append)
+    summary = demo.run_demo(tmp_path, replace(one, lr=one.lr / 3), device="cpu", progress=False, log=logs.append, report=False)
     assert not any(line.startswith("model") and "reusing" in line for line in logs)
     assert summary["analysis"]["cells"]["computed_now"] == len(before)
     after = _histograms(tmp_path / "sweep")
     step0 = [k for k in before if "__step0__" in k]
-    assert all(after[k] == before[k] for k in step0)  # same initialisation
+    assert step0 and all(after[k] == before[k] for k in step0)  # same initialisation
     assert any(after[k] != before[k] for k in before if k not in step0)
+
+
+def test_heldout_heads_tokenize_like_the_whole_documents(tiny_run: tuple[Path, dict, dict]) -> None:
+    from transformers import AutoTokenizer
+
+    out, _, _ = tiny_run
+    settings = demo.tiny_settings()
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    splits = demo.load_splits(settings.seed)
+    for corpus, split in splits.items():
+        rows = [json.loads(line)["text"] for line in (out / "data" / f"heldout-{demo.corpus_label(corpus)}.jsonl").read_text().splitlines()]
+        for head, whole in zip(rows, split.heldout[: settings.eval_docs]):
+            assert whole.startswith(head)
+            full = tokenizer(whole, add_special_tokens=False)["input_ids"][: settings.max_length]
+            assert tokenizer(head, add_special_tokens=False)["input_ids"][: settings.max_length] == full
 
 
 # ---- pieces ----------------------------------------------------------------------------------------

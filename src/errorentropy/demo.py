@@ -16,6 +16,7 @@ finished cells. The same seed gives the same numbers on the same machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ DEMO_FORMAT = "errorentropy-demo-model"
 DEMO_VERSION = 1
 MODEL_RECORD = "demo-model.json"
 TOKENIZER_RECORD = "demo-tokenizer.json"
+REPORT_RECORD = "demo-report.json"
 HELDOUT_FRACTION = 0.1
 
 DEFAULT_SIZES = "16x1,32x2,64x2,128x3,192x4,256x4"
@@ -115,8 +117,9 @@ def split_documents(corpus: str, documents: Sequence[str], seed: int, fraction: 
     return Split(corpus, [documents[i] for i in order[n_held:]], [documents[i] for i in order[:n_held]])
 
 
+@functools.lru_cache(maxsize=4)
 def load_splits(seed: int) -> dict[str, Split]:
-    """Both built-in corpora, split."""
+    """Both built-in corpora, split (kept for the process: reading the standard library takes seconds)."""
     from .corpus import builtin_documents
 
     return {c: split_documents(c, builtin_documents(c), seed) for c in CORPORA}
@@ -126,13 +129,33 @@ def corpus_label(corpus: str) -> str:
     return corpus.split(":", 1)[1]
 
 
-def write_heldout(out: Path, splits: dict[str, Split], eval_docs: int) -> dict[str, Path]:
-    """The scored held-out documents as ``DIR/data/heldout-<corpus>.jsonl`` (rewritten only on change)."""
+def document_head(tokenizer: Any, text: str, max_length: int, margin: int = 16) -> str:
+    """The beginning of ``text`` that holds its first ``max_length + margin`` tokens.
+
+    Scoring truncates every document to its first ``max_length`` tokens, so the held-out files
+    keep only that much text (tokenizing whole standard-library files for 128 tokens each cost
+    more than scoring them). The cut is checked: if the kept text does not tokenize to the same
+    first ``max_length`` tokens, the whole document is kept."""
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    keep = max_length + margin
+    if len(ids) <= keep:
+        return text
+    head = text[: offsets[keep - 1][1]]
+    if tokenizer(head, add_special_tokens=False)["input_ids"][:max_length] != ids[:max_length]:
+        return text
+    return head
+
+
+def write_heldout(out: Path, splits: dict[str, Split], settings: DemoSettings, tokenizer: Any) -> dict[str, Path]:
+    """The scored held-out documents (their first ``max_length`` tokens' worth of text) as
+    ``DIR/data/heldout-<corpus>.jsonl``, rewritten only when their content changes."""
     paths = {}
     for corpus, split in splits.items():
-        if eval_docs > len(split.heldout):
-            raise UserError(f"--eval-docs {eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
-        text = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in split.heldout[:eval_docs])
+        if settings.eval_docs > len(split.heldout):
+            raise UserError(f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
+        docs = [document_head(tokenizer, d, settings.max_length) for d in split.heldout[: settings.eval_docs]]
+        text = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs)
         path = out / "data" / f"heldout-{corpus_label(corpus)}.jsonl"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             atomic_write_text(path, text)
@@ -464,7 +487,7 @@ def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout
     return removed
 
 
-def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress: bool, log: Any) -> dict[str, Any]:
+def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress: bool, log: Any, report: bool = True) -> dict[str, Any]:
     """The user's path: sweep, fits, report. Pieces not yet available are reported, not faked."""
     sweep_dir = out / "sweep"
     result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
@@ -481,18 +504,67 @@ def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress
     log(outcome.summary_line())
     if not outcome.ok:
         raise UserError(f"{outcome.count('failed')} sweep cells failed (see {sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} --out {sweep_dir} --retry-failed`")
+    if not report:
+        return result
     try:
         from .report import build_report
     except ImportError:
         log("report: errorentropy.report is not available in this build")
         result["missing"] = ["report"]
         return result
+    from . import __version__
+
+    cells = sorted((sweep_dir / "cells").glob("*/cell.json"))
+    key = digest({"cells": {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cells},
+                  "n_boot": settings.n_boot, "seed": settings.seed, "version": __version__})
+    record = sweep_dir / REPORT_RECORD
+    if record.exists():
+        try:
+            previous = read_checked_json(record, "demo report record")
+        except UserError:
+            previous = {}
+        if previous.get("key") == key and all(Path(previous.get(k, "")).exists() for k in ("report_md", "report_html")):
+            result.update({k: previous[k] for k in ("report_md", "report_html", "notes") if k in previous})
+            result["report_seconds"] = 0.0
+            log(f"report: reusing {previous['report_html']} (same cells, same fit settings; `errorentropy report {sweep_dir}` redraws it)")
+            return result
     started = time.perf_counter()
     report = build_report(sweep_dir, run_fit=True, n_boot=settings.n_boot, seed=settings.seed)
     result["report_seconds"] = round(time.perf_counter() - started, 2)
-    result.update({k: v for k, v in report.items() if k in ("report_md", "report_html", "notes")})
+    kept = {k: v for k, v in report.items() if k in ("report_md", "report_html", "notes")}
+    result.update(kept)
+    write_checked_json(record, {"key": key, **kept})
     log(f"report: {report.get('report_html')} ({result['report_seconds']:.1f} s)")
     return result
+
+
+def headline(sweep_dir: Path, steps: int) -> dict[str, list[dict[str, Any]]]:
+    """Per dataset, each model's final-checkpoint components (nats per token), smallest first."""
+    from .cells import load_cells
+
+    table: dict[str, list[dict[str, Any]]] = {}
+    for cell in load_cells(sweep_dir):
+        if cell.step != steps:
+            continue
+        s = cell.summary
+        table.setdefault(cell.key.dataset, []).append({
+            "model": cell.key.model,
+            "non_embedding_params": cell.non_embedding_params,
+            **{k: round(s[key], 4) for k, key in (("CE", "cross_entropy"), ("EE", "error_entropy"), ("SA", "self_alignment"), ("Conf", "confidence"))},
+        })
+    for rows in table.values():
+        rows.sort(key=lambda r: r["non_embedding_params"])
+    return table
+
+
+def format_headline(table: dict[str, list[dict[str, Any]]]) -> str:
+    """The headline table as aligned text lines."""
+    lines = []
+    for dataset, rows in sorted(table.items()):
+        lines.append(f"{dataset}: {'model':<12} {'N (non-emb.)':>12} {'CE':>7} {'EE':>7} {'SA':>7} {'Conf':>7} {'EE/CE':>6}")
+        for r in rows:
+            lines.append(f"{'':<{len(dataset) + 1}} {r['model']:<12} {r['non_embedding_params']:>12,} {r['CE']:>7.4f} {r['EE']:>7.4f} {r['SA']:>7.4f} {r['Conf']:>7.4f} {r['EE'] / r['CE']:>6.3f}")
+    return "\n".join(lines)
 
 
 # ---- orchestration -----------------------------------------------------------------------------
@@ -523,8 +595,9 @@ def set_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", progress: bool = True, analyse: bool = True, log: Any = None) -> dict[str, Any]:
-    """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done."""
+def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", progress: bool = True, analyse: bool = True, report: bool = True, log: Any = None) -> dict[str, Any]:
+    """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done
+    (``analyse=False``: stop after training and the spec; ``report=False``: stop after the sweep)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
@@ -538,12 +611,15 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
 
     t = time.perf_counter()
     splits = load_splits(settings.seed)
-    heldout = write_heldout(out, splits, settings.eval_docs)
+    for corpus, split in splits.items():
+        if settings.eval_docs > len(split.heldout):
+            raise UserError(f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
     timings["data_s"] = time.perf_counter() - t
     say(f"data: {', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; scoring {settings.eval_docs} documents each")
 
     t = time.perf_counter()
     tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)
+    heldout = write_heldout(out, splits, settings, tokenizer)
     timings["tokenizer_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -565,8 +641,11 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
     if analyse:
         invalidate_stale_cells(out, records, heldout, settings, say)
         t = time.perf_counter()
-        summary["analysis"] = run_analysis(out, spec_path, settings, progress=progress, log=say)
+        summary["analysis"] = run_analysis(out, spec_path, settings, progress=progress, log=say, report=report)
         timings["analysis_s"] = time.perf_counter() - t
+        if "sweep_seconds" in summary["analysis"]:
+            summary["final"] = headline(out / "sweep", settings.steps)
+            say("final checkpoints, held-out nats per token:\n" + format_headline(summary["final"]))
     timings["total_s"] = time.perf_counter() - started
     timings["cpu_s"] = time.process_time() - cpu_started  # all threads: wall time on a shared machine overstates
     summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
