@@ -89,6 +89,7 @@ CASES: tuple[Case, ...] = (
     Case("device-unknown", "score", "--device tpu", _score("--device", "tpu"), "unknown --device 'tpu'"),
     Case("dtype-unknown", "score", "--dtype float8", _score("--dtype", "float8"), "argument --dtype: invalid choice: 'float8'"),
     Case("out-is-file", "score", "--out names an existing file", ("score", "--quiet", "--model", "{W}/model", "--data", "{W}/good.jsonl", "--out", "{W}/good.jsonl"), "is a file; pass a folder"),
+    Case("out-inside-file", "score", "--out inside an existing file", ("score", "--quiet", "--model", "{W}/model", "--data", "{W}/good.jsonl", "--out", "{W}/good.jsonl/result"), "which is a file; pass a folder path"),
     Case("params-missing", "params", "model path that does not exist", ("params", "{W}/no-such-model"), "model path DIR/no-such-model does not exist"),
     Case("params-revision-missing", "params", "--revision that does not exist", ("params", "{W}/model", "--revision", "step999"), "has no revision 'step999'"),
     # ---- saved histograms ----------------------------------------------------------------

@@ -95,6 +95,19 @@ def scoring_options(args: argparse.Namespace) -> Any:
     )
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that cannot become a folder we write in, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--out {out} lies inside {existing}, which is a file; pass a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: cannot write in {existing}; pass a folder you can write to")
+
+
 def run_score(args: argparse.Namespace) -> int:
     """errorentropy score: one model over one corpus, written to --out."""
     from .corpus import load_corpus
@@ -105,8 +118,7 @@ def run_score(args: argparse.Namespace) -> int:
 
     check_window_options(args.max_length, args.window, args.stride)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder")
+    check_out_folder(out)
     corpus = load_corpus(args.data, samples=args.samples, seed=args.seed, text_field=args.text_field)
     launch = init_distributed(args.device)  # under torchrun: join the group, shard documents, rank 0 writes
     model, tokenizer = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code, device_map=args.device_map)
