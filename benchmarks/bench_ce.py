@@ -86,6 +86,6 @@ def run(quick: bool, vocab_chunk: int, threads: int) -> dict[str, Any]:
         rows = [measure("pythia14m", 32, 256, 8, 3, vocab_chunk), measure("qwen2-tiny-151k", 16, 256, 8, 3, vocab_chunk)]
         if threads == 1:
             torch.set_num_threads(2)
-            rows.append(measure("pythia14m", 32, 256, 8, 3, vocab_chunk))
+            rows.append(measure("pythia14m", 32, 256, 8, 2, vocab_chunk))
             torch.set_num_threads(threads)
     return {"benchmark": "a_ce_ratio", "rows": rows}

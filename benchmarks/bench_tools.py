@@ -89,7 +89,7 @@ def explain_mismatches(ours: Any, theirs_rank: np.ndarray, mismatched: np.ndarra
 
 def run(quick: bool, threads: int) -> dict[str, Any]:
     name = "pythia14m"
-    n_docs, max_length, batch_size, repeats = (8, 256, 8, 1) if quick else (24, 512, 8, 2)
+    n_docs, max_length, batch_size, repeats = (8, 256, 8, 1) if quick else (16, 512, 8, 2)
     model = model_dir(name)
     data, n_tokens = write_documents(n_docs, max_length)
     out = WORK / "bench-b-errorentropy"
