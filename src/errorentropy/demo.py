@@ -437,6 +437,7 @@ def sweep_spec_text(out: Path, settings: DemoSettings, records: Sequence[dict[st
         "[scoring]",
         f"max_length = {settings.max_length}",
         f"batch_size = {settings.score_batch_size}",
+        "profile = true  # the sorted-probability profile of Fig. 5",
         "",
         "[run]",
         'dtype = "float32"',
