@@ -79,3 +79,25 @@ def test_torchrun_two_processes_gloo(tmp_path, model_dir, short_docs):
     assert json.loads((tmp_path / "one" / "summary.json").read_text())["processes"] == 1
     # rank 0 alone prints the summary line
     assert sum(1 for line in two.stdout.splitlines() if line.startswith("{")) == 1
+
+
+def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
+    """``torchrun --nproc-per-node 2 -m errorentropy sweep``: rank 0 writes the cells one process writes."""
+    from errorentropy.cells import load_cells
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": d}) + "\n" for d in short_docs))
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[datasets]]\ndata = "{data}"\n')
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    one = subprocess.run([sys.executable, "-m", "errorentropy", "sweep", str(spec), "--out", str(tmp_path / "one"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "errorentropy"]
+    two = subprocess.run([*torchrun, "sweep", str(spec), "--out", str(tmp_path / "two"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    (a,), (b,) = load_cells(tmp_path / "one"), load_cells(tmp_path / "two")
+    assert a.key == b.key and a.histogram().equals(b.histogram())
+    for name in ("doc", "position", "rank", "logprob"):
+        np.testing.assert_array_equal(getattr(a.tokens(), name), getattr(b.tokens(), name))

@@ -151,6 +151,14 @@ def is_main_process() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def barrier() -> None:
+    """Wait for every process of an initialised group (a no-op outside one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def finish() -> None:
     """Leave the process group (a no-op outside one); registered to run at exit by :func:`init_distributed`."""
     import torch.distributed as dist

@@ -12,6 +12,7 @@ one-line error and the sweep goes on. ``errorentropy merge OUT SRC...`` unites s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -216,11 +217,12 @@ def _release_memory() -> None:
 class _Runner:
     """Runs the pending cells of one sweep; corpora are loaded once and kept."""
 
-    def __init__(self, spec: SweepSpec, out_dir: Path, progress: bool) -> None:
+    def __init__(self, spec: SweepSpec, out_dir: Path, progress: bool, writes: bool = True) -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.cells_root = out_dir / CELLS_DIR
-        self.progress = progress
+        self.progress = progress and writes
+        self.writes = writes  # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes
         self.options = spec.score_options()
         self.corpora: dict[str, Any] = {}
         self.done_count = 0
@@ -248,7 +250,8 @@ class _Runner:
 
     def fail(self, cell: Cell, stage: str, exc: BaseException, family: str | None) -> None:
         message = _one_line(exc)
-        commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family))
+        if self.writes:
+            commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family))
         self.failed += 1
         self.done_count += 1
         self.log(f"[{self.done_count}/{self.total}] {cell.cell_id}: FAILED ({stage}): {message}")
@@ -291,13 +294,15 @@ class _Runner:
             _release_memory()
 
     def run_cell(self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float) -> None:
-        from .engine import score_documents
+        from .distributed import shard_and_score
         from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
 
         corpus = self.corpus(cell.dataset)
         started = time.perf_counter()
-        result = score_documents(model, tokenizer, corpus.documents, self.options, progress=self.progress)
+        result = shard_and_score(model, tokenizer, corpus.documents, self.options, progress=self.progress)
         elapsed = time.perf_counter() - started
+        if not self.writes:
+            return
         if result.histogram.n_tokens == 0:
             raise UserError(f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens each); use longer documents or bos = \"always\"")
         parameter = next(model.parameters())
@@ -364,12 +369,18 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
     if dry_run:
         return SweepOutcome(out, sweep_states(spec, out), dry_run=True)
     started = time.perf_counter()
-    with sweep_lock(out):
-        clean_leftovers(out / CELLS_DIR)
-        atomic_write_text(out / SPEC_COPY, spec.text)
+    from .distributed import barrier, init_distributed, is_main_process
+
+    init_distributed(spec.run.device)  # under torchrun: every process scores a shard, rank 0 writes
+    main = is_main_process()
+    with sweep_lock(out) if main else contextlib.nullcontext():
+        if main:
+            clean_leftovers(out / CELLS_DIR)
+            atomic_write_text(out / SPEC_COPY, spec.text)
         states = sweep_states(spec, out)
+        barrier()  # every process has read the same states before rank 0 writes anything
         todo = [s.cell for s in states if s.status == "pending" or (retry_failed and s.status == "failed")]
-        runner = _Runner(spec, out, progress)
+        runner = _Runner(spec, out, progress, writes=main)
         runner.total = len(todo)
         skipped = len(states) - len(todo)
         runner.log(f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute")
@@ -504,7 +515,11 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
+    from .distributed import is_main_process
+
     outcome = run_sweep(args.spec, args.out, dry_run=args.dry_run, progress=not args.quiet, retry_failed=args.retry_failed)
+    if not is_main_process():
+        return 0  # rank 0 reports for the launch
     if args.dry_run:
         print(format_states(outcome.states))
         print(outcome.summary_line())
