@@ -185,3 +185,35 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "file").write_text("x")
     assert main(["demo", "--tiny", "--out", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    """The CPU ladder trains in spawned worker processes (one thread each); the weights equal an
+    in-process one-thread run bit for bit, so the cache may serve either."""
+    import torch
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer
+
+    from errorentropy.training import neox_config
+
+    out, _, _ = tiny_run
+    settings = demo.tiny_settings()
+    tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
+    blocks = demo.training_blocks(tokenizer, demo.load_splits(settings.seed), settings)
+
+    def job(shape: ModelShape, root: Path) -> demo.TrainJob:
+        config = neox_config(shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id).to_dict()
+        return demo.TrainJob(shape, root / shape.name, config, "k", settings, blocks, out / "tokenizer", "cpu", 1)
+
+    shapes = settings.shapes[:2]
+    done = demo._train_parallel([job(s, tmp_path / "pool") for s in shapes], 2, False, lambda m: None)
+    assert sorted(done) == sorted(s.name for s in shapes)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        demo.train_one(job(shapes[0], tmp_path / "here"), None, False)
+    finally:
+        torch.set_num_threads(threads)
+    a = load_file(str(tmp_path / "pool" / shapes[0].name / "model.safetensors"))
+    b = load_file(str(tmp_path / "here" / shapes[0].name / "model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
