@@ -432,7 +432,7 @@ def sweep_spec_text(out: Path, settings: DemoSettings, records: Sequence[dict[st
     """The TOML spec a user would write for this ladder (paths relative to ``DIR``)."""
     lines = [
         "# Written by `errorentropy demo`: every model and checkpoint of the ladder on held-out prose and code.",
-        "# Rerun by hand with: errorentropy sweep sweep.toml --out sweep",
+        "# Rerun by hand, from this folder: errorentropy sweep sweep.toml --out sweep && errorentropy report sweep",
         "",
         "[scoring]",
         f"max_length = {settings.max_length}",
