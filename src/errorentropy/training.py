@@ -50,7 +50,7 @@ def parse_shapes(text: str) -> list[ModelShape]:
             raise UserError(f"--sizes entry {item!r}: hidden must be >= 4 and layers >= 1")
         shape = ModelShape(hidden, layers)
         if shape.hidden % shape.heads:
-            raise UserError(f"--sizes entry {item!r}: hidden {hidden} is not a multiple of 32 (the head size) and above 32")
+            raise UserError(f"--sizes entry {item!r}: hidden {hidden} does not split into {shape.heads} heads; use a multiple of 32 (the head size) or at most 32")
         shapes.append(shape)
     if not shapes:
         raise UserError("--sizes is empty; pass e.g. 16x1,64x2,256x4")
