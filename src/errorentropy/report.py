@@ -205,7 +205,7 @@ def fit_notes(fits: dict[str, Any]) -> list[str]:
     for (dataset, group, reason), quantities in skipped.items():
         out.append(f"{dataset}/{group}: no power law fitted for {', '.join(quantities)}: {reason}")
     if biased:
-        out.append(f"{len(biased)} component value(s) lie outside their own bootstrap interval (plug-in bias from rare ranks under resampling; see fits.json), e.g. {biased[0]}.")
+        out.append(f"For {len(biased)} component value(s), resampling documents moved the value by more than half its interval (plug-in bias from rare ranks; the intervals are centred on the estimates, see fits.json), e.g. {biased[0]}.")
     return out
 
 
