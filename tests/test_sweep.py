@@ -181,9 +181,9 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
         process = _start(ctx, toy / "spec.toml", out)
         process.join(rng.uniform(0.0, duration))
         if process.is_alive():
-            process.kill()  # SIGKILL
-            process.join()
-            assert process.exitcode == -9
+            process.kill()  # SIGKILL (the sweep may still finish in the instant before it lands)
+        process.join()
+        if process.exitcode == -9:
             kills += 1
             done = sum(s.status == "done" for s in sweep_states(spec, out))
             partial += 0 < done < 16
