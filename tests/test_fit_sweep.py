@@ -166,7 +166,7 @@ def test_without_tokens_or_bootstrap_the_fits_still_run(tmp_path):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["--bootstrap", "-1"], "--bootstrap"),
+    (["--bootstrap", "-1"], "--n-boot/--bootstrap"),
     (["--holdout", "0"], "--holdout"),
     (["--seed", "x"], "--seed"),
 ])

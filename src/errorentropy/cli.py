@@ -22,15 +22,24 @@ from .errors import UserError
 COMMAND_MODULES: tuple[str, ...] = ("report", "sweep", "demo", "fitting_cli")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _integer_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _integer_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return _integer_at_least(text, 0)
 
 
 def integer(text: str) -> int:

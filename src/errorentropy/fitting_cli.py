@@ -255,7 +255,7 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
     third of each group, leaving at least 3 to fit).
     """
     if n_boot < 0:
-        raise UserError(f"--bootstrap must be >= 0, got {n_boot}")
+        raise UserError(f"--n-boot must be >= 0, got {n_boot}")
     if holdout is not None and holdout < 1:
         raise UserError(f"--holdout must be >= 1, got {holdout}")
     cells = load_cells(sweep_dir)
@@ -360,7 +360,7 @@ def run_fit(args: argparse.Namespace) -> int:
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir} is not a folder; pass the sweep folder given to `errorentropy sweep --out`")
-    result = fit_sweep(sweep_dir, n_boot=args.bootstrap, seed=args.seed, holdout=args.holdout)
+    result = fit_sweep(sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout)
     written = write_fits(sweep_dir, result)
     print(table1_markdown(result))
     for note in result["notes"]:
@@ -371,23 +371,13 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Register ``errorentropy fit``."""
-    from .cli import integer, positive_int
+    from .cli import integer, non_negative_int, positive_int
 
     parser = subparsers.add_parser("fit", parents=[common], help="scaling-law fits of a sweep (Tables 1 and 2, bootstrap intervals, extrapolation)", description=run_fit.__doc__)
     parser.add_argument("sweep", metavar="DIR", help="sweep folder (holds cells/)")
-    parser.add_argument("--bootstrap", type=_non_negative, default=1000, help="document-level bootstrap replicates (0: no intervals; default 1000)")
+    parser.add_argument("--n-boot", "--bootstrap", dest="n_boot", type=non_negative_int, default=1000, help="document-level bootstrap replicates (0: no intervals; default 1000)")
     parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--holdout", type=positive_int, default=None, help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)")
     parser.set_defaults(func=run_fit)

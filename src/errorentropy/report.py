@@ -649,17 +649,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``errorentropy report DIR [--no-fit]``."""
-    from .cli import integer
-
-    def non_negative(text: str) -> int:
-        value = integer(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-        return value
+    from .cli import integer, non_negative_int
 
     parser = subparsers.add_parser("report", parents=[common], help="figures, tables and a summary from a sweep folder (report.md, report.html)", description=run_report.__doc__)
     parser.add_argument("sweep_dir", help="a sweep folder (the --out of `errorentropy sweep`)")
     parser.add_argument("--no-fit", action="store_true", help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation")
-    parser.add_argument("--n-boot", type=non_negative, default=1000, help="document-level bootstrap resamples for the intervals (0: none; default 1000)")
+    parser.add_argument("--n-boot", type=non_negative_int, default=1000, help="document-level bootstrap resamples for the intervals (0: none; default 1000)")
     parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
     parser.set_defaults(func=run_report)
