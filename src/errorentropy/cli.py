@@ -19,7 +19,7 @@ from . import __version__
 from .errors import UserError
 
 # Modules that add their own subcommands through ``add_commands(subparsers, common)``.
-COMMAND_MODULES: tuple[str, ...] = ("report", "sweep", "demo", "fitting_cli")
+COMMAND_MODULES: tuple[str, ...] = ("sweep", "fitting_cli", "report", "demo")
 
 
 def _integer_at_least(text: str, minimum: int) -> int:
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser = _Parser(prog="errorentropy", description=__doc__.splitlines()[0] if __doc__ else None, parents=[common])
+    parser = _Parser(prog="errorentropy", description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.", epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.", parents=[common])
     parser.add_argument("--version", action="version", version=f"errorentropy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
