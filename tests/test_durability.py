@@ -74,7 +74,29 @@ def test_score_writes_every_file_atomically(model_dir: Path, short_docs, tmp_pat
     assert code == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(["histogram.json", "tokens.npz", "profile.json", "summary.json"])
-    assert sorted(renamed) == written
+    assert sorted(renamed) == sorted(written + ["out"])  # each file, then the whole folder, by rename
+
+
+def test_score_replaces_a_result_folder_whole(model_dir: Path, short_docs, tmp_path: Path, capsys) -> None:
+    """A rerun into the same --out leaves no file of the old result (a stale profile.json included);
+    a folder holding anything else is refused before any work."""
+    from errorentropy.cli import main
+
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in short_docs))
+    out = tmp_path / "out"
+    base = ["score", "--quiet", "--model", str(model_dir), "--data", str(data), "--out", str(out)]
+    assert main([*base, "--max-length", "32", "--profile"]) == 0
+    assert (out / "profile.json").exists()
+    assert main([*base, "--max-length", "16"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["histogram.json", "summary.json", "tokens.npz"]
+    assert json.loads((out / "summary.json").read_text())["max_length"] == 16
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    (out / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main([*base, "--max-length", "16"]) == 2
+    assert "already holds other files (notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def test_damaged_results_are_detected_not_read(tmp_path: Path) -> None:

@@ -105,10 +105,20 @@ def scoring_options(args: argparse.Namespace) -> Any:
 
 
 def check_out_folder(out: Path) -> None:
-    """Refuse an --out that cannot become a folder we write in, before any work is done."""
+    """Refuse an --out that cannot become a result folder, before any work is done.
+
+    The folder is written beside itself and renamed into place, so its parent must be writable;
+    an existing folder is replaced whole, so it may hold nothing but an earlier result's files.
+    """
+    from .results import RESULT_FILES
+
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
-    existing = out
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RESULT_FILES)
+        if foreign:
+            raise UserError(f"--out {out} already holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass a new folder or an earlier result folder")
+    existing = out.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
@@ -123,6 +133,7 @@ def run_score(args: argparse.Namespace) -> int:
     from .distributed import init_distributed, is_main_process, shard_and_score
     from .models import load_model
     from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
+    from .storage import commit_folder
     from .windows import check_window_options
 
     check_window_options(args.max_length, args.window, args.stride)
@@ -152,12 +163,16 @@ def run_score(args: argparse.Namespace) -> int:
         "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
     }
     summary = summarize(result.histogram, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    result.histogram.save(out / HISTOGRAM_FILE)
-    result.tokens.save(out / TOKENS_FILE)
-    if result.profile is not None:
-        result.profile.save(out / PROFILE_FILE)
-    write_summary(out, summary)
+
+    def build(directory: Path) -> None:
+        result.histogram.save(directory / HISTOGRAM_FILE)
+        result.tokens.save(directory / TOKENS_FILE)
+        if result.profile is not None:
+            result.profile.save(directory / PROFILE_FILE)
+        write_summary(directory, summary)
+
+    # The whole folder appears at once: never a new histogram beside an old summary.
+    commit_folder(out.parent, out.name, build)
     print(json.dumps(summary))
     return 0
 

@@ -23,6 +23,7 @@ HISTOGRAM_FILE = "histogram.json"
 TOKENS_FILE = "tokens.npz"
 PROFILE_FILE = "profile.json"
 SUMMARY_FILE = "summary.json"
+RESULT_FILES = (HISTOGRAM_FILE, TOKENS_FILE, PROFILE_FILE, SUMMARY_FILE)
 
 
 def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) -> dict[str, Any]:

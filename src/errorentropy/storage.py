@@ -1,13 +1,15 @@
-"""Atomic, checksummed files: a finished result is either whole on disk or absent."""
+"""Atomic, checksummed files and folders: a finished result is either whole on disk or absent."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UserError
 
@@ -104,3 +106,31 @@ def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
     if expected != actual:
         raise UserError(f"{what} {path} fails its checksum (corrupted or edited); delete it and recompute")
     return body
+
+
+def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None]) -> Path:
+    """Build a folder in a hidden sibling, then rename it into ``cells_root/cell_id`` in one step.
+
+    An older folder of that name is first moved aside and deleted after. A kill leaves the final
+    name either absent, holding the old folder, or holding the whole new one, never a mixture;
+    leftovers start with a dot (``.NAME.tmp-*``, ``.NAME.old-*``).
+    """
+    cells_root.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = cells_root / f".{cell_id}.tmp-{tag}"
+    final = cells_root / cell_id
+    tmp.mkdir()
+    try:
+        build(tmp)
+        old = None
+        if final.exists():
+            old = cells_root / f".{cell_id}.old-{tag}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_directory(cells_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

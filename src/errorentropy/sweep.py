@@ -20,17 +20,16 @@ import shutil
 import socket
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 
 from .cells import CELLS_DIR, CellKey, read_cell, read_failure, write_cell_record, write_failure
 from .errors import UserError
 from .spec import DatasetSpec, ModelSpec, SweepSpec, cell_settings, load_spec, settings_digest
-from .storage import atomic_write_text
+from .storage import atomic_write_text, commit_folder
 
 SPEC_COPY = "spec.toml"
 LOCK_FILE = ".sweep.lock"
@@ -125,47 +124,6 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
 
 
 # ---- writing cells atomically --------------------------------------------------------------
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None]) -> Path:
-    """Build a cell in a hidden sibling folder, then rename it into ``cells_root/cell_id`` in one step.
-
-    An older folder of that name (damaged, failed or stale) is first moved aside and deleted after.
-    A kill leaves the final name either absent or holding a whole cell; leftovers start with a dot
-    and are removed by :func:`clean_leftovers`.
-    """
-    cells_root.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = cells_root / f".{cell_id}.tmp-{tag}"
-    final = cells_root / cell_id
-    tmp.mkdir()
-    try:
-        build(tmp)
-        old = None
-        if final.exists():
-            old = cells_root / f".{cell_id}.old-{tag}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        _fsync_dir(cells_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def clean_leftovers(cells_root: Path) -> None:
