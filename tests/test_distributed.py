@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from errorentropy.distributed import launch_from_env, merge_results, shard_and_score, shard_documents
 from errorentropy.engine import ScoreOptions, TokenTable, score_documents
@@ -101,3 +102,41 @@ def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
     assert a.key == b.key and a.histogram().equals(b.histogram())
     for name in ("doc", "position", "rank", "logprob"):
         np.testing.assert_array_equal(getattr(a.tokens(), name), getattr(b.tokens(), name))
+
+
+def _score_with_nan_on_rank_one(rank: int, init_file: str, model_dir: str, docs: list[str], results) -> None:
+    import torch.distributed as dist
+
+    from errorentropy.models import load_model
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    model, tokenizer = load_model(model_dir, device="cpu")
+    if rank == 1:
+        with torch.no_grad():
+            model.get_output_embeddings().weight.fill_(float("nan"))
+    try:
+        shard_and_score(model, tokenizer, docs, ScoreOptions(max_length=32))
+        results.put((rank, "ok"))
+    except UserError as exc:
+        results.put((rank, str(exc)))
+    dist.destroy_process_group()
+
+
+def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short_docs):
+    """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting forever."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_score_with_nan_on_rank_one, args=(r, str(tmp_path / "pg"), str(model_dir), short_docs, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a process hung in a collective"
+    messages = dict(results.get(timeout=5) for _ in range(2))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("process 1:") and "NaN or inf" in messages[0]

@@ -3,8 +3,8 @@
 Under ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``) every process scores
 the documents ``rank, rank + K, rank + 2K, ...``; the token tables are gathered and merged into the
 result one process would give. Windows are padded to a width of their own, so each token's
-numbers are the same bits whatever its batch-mates: counts match one process exactly and log-prob
-sums to float64 round-off. Outside ``torchrun`` everything here is a no-op wrapper around
+numbers are the same bits whatever its batch-mates, and the histogram is rebuilt from the merged,
+sorted token table: the result is bit-identical to one process's. Outside ``torchrun`` everything here is a no-op wrapper around
 :func:`errorentropy.engine.score_documents`.
 """
 
@@ -114,6 +114,19 @@ def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     )
 
 
+def agree(error: str | None) -> str | None:
+    """The first error any process of the group met (None if none did); every process gets the
+    same answer, so all of them fail a step together instead of leaving the others waiting in a
+    collective. Outside a process group: ``error`` itself."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return error
+    errors: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(errors, error)
+    return next((f"process {rank}: {e}" for rank, e in enumerate(errors) if e), None)
+
+
 def gather_results(local: ScoreResult) -> ScoreResult:
     """Every process's shard result, merged; every process receives the merged result."""
     import torch.distributed as dist
@@ -134,13 +147,28 @@ def shard_and_score(
     progress: bool = False,
 ) -> ScoreResult:
     """Score ``documents`` across all processes of a torchrun launch and return the merged result
-    (on every process; only rank 0 should write it). Outside torchrun: ``score_documents``."""
+    (on every process; only rank 0 should write it). Outside torchrun: ``score_documents``.
+
+    A failure on any process (NaN logits on its shard, out of memory) raises the same
+    :class:`UserError` on every process, so none is left waiting for the others.
+    """
     import torch.distributed as dist
 
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
         return score_documents(model, tokenizer, documents, options, progress=progress)
     rank, world = dist.get_rank(), dist.get_world_size()
-    local = score_documents(model, tokenizer, documents, options, progress=progress and rank == 0, doc_ids=shard_documents(len(documents), rank, world))
+    local: ScoreResult | None = None
+    try:
+        local = score_documents(model, tokenizer, documents, options, progress=progress and rank == 0, doc_ids=shard_documents(len(documents), rank, world))
+        error = None
+    except UserError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - shared with the other processes, then raised on all
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    failure = agree(error)
+    if failure is not None:
+        raise UserError(failure)
+    assert local is not None
     return gather_results(local)
 
 

@@ -218,7 +218,10 @@ class _Runner:
         """Load one model at one revision and score its pending cells."""
         from .models import count_parameters, family_of, load_model
 
+        from .distributed import agree
+
         started = time.perf_counter()
+        error: str | None = None
         try:
             model, tokenizer = load_model(
                 model_spec.source,
@@ -229,8 +232,11 @@ class _Runner:
                 device_map=self.spec.run.device_map,
             )
         except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
+            error = _one_line(exc)
+        error = agree(error)  # under torchrun: all processes skip the model if any failed to load it
+        if error is not None:
             for cell in cells:
-                self.fail(cell, "load model", exc, model_spec.family)
+                self.fail(cell, "load model", UserError(error), model_spec.family)
             return
         load_s = time.perf_counter() - started
         try:
@@ -255,7 +261,16 @@ class _Runner:
         from .distributed import shard_and_score
         from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
 
-        corpus = self.corpus(cell.dataset)
+        from .distributed import agree
+
+        error: str | None = None
+        try:
+            corpus = self.corpus(cell.dataset)
+        except Exception as exc:  # noqa: BLE001 - shared, so that every process fails the cell together
+            error = _one_line(exc)
+        error = agree(error)
+        if error is not None:
+            raise UserError(error)
         started = time.perf_counter()
         result = shard_and_score(model, tokenizer, corpus.documents, self.options, progress=self.progress)
         elapsed = time.perf_counter() - started
@@ -327,11 +342,20 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
     if dry_run:
         return SweepOutcome(out, sweep_states(spec, out), dry_run=True)
     started = time.perf_counter()
-    from .distributed import barrier, init_distributed, is_main_process
+    from .distributed import agree, barrier, init_distributed, is_main_process
 
     init_distributed(spec.run.device)  # under torchrun: every process scores a shard, rank 0 writes
     main = is_main_process()
-    with sweep_lock(out) if main else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        lock_error = None
+        if main:
+            try:
+                stack.enter_context(sweep_lock(out))
+            except UserError as exc:
+                lock_error = str(exc)
+        lock_error = agree(lock_error)  # every process stops if rank 0 could not lock the folder
+        if lock_error is not None:
+            raise UserError(lock_error)
         if main:
             clean_leftovers(out / CELLS_DIR)
             atomic_write_text(out / SPEC_COPY, spec.text)
