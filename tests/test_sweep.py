@@ -265,6 +265,11 @@ def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, o
     outcome = run_sweep(spec, out, progress=False, retry_failed=True)
     assert outcome.failed_now == 8 and outcome.count("done") == 4 and outcome.computed == 0
     assert before == {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
+    # Changed settings (say another max_length) make failed cells pending again, without --retry-failed.
+    changed = toy / "spec-failing-changed.toml"
+    changed.write_text(spec.read_text().replace("max_length = 32", "max_length = 24"))
+    states = {s.cell.cell_id: s for s in sweep_states(load_spec(changed), out)}
+    assert states["missing-model__main__txt"].status == "pending" and "failed with other settings" in states["missing-model__main__txt"].detail
 
 
 def test_changed_settings_make_cells_stale(toy, reference, tmp_path):

@@ -37,10 +37,13 @@ def slug(text: str) -> str:
 
 
 def step_of(revision: str | None) -> int | None:
-    """The training step a revision names (``step1000``, ``step-000128``), else None."""
+    """The training step a revision names (``step1000``, ``step-000128``, ``step_16``), else None.
+
+    Only names of that form count: a commit hash or a tag such as ``v1`` names no step.
+    """
     if revision is None:
         return None
-    match = re.search(r"(\d+)\s*$", revision)
+    match = re.fullmatch(r"step[-_]?(\d+)", revision.strip())
     return int(match.group(1)) if match else None
 
 
@@ -136,8 +139,9 @@ def read_cell(directory: Path) -> CellRecord | None:
     return CellRecord(key, body["family"], body["non_embedding_params"], body["total_params"], body["step"], body["summary"], directory)
 
 
-def write_failure(directory: Path, key: CellKey, *, error: str, stage: str, family: str | None = None) -> None:
-    """Record in ``directory`` that a cell failed: the one-line error and the stage it failed at."""
+def write_failure(directory: Path, key: CellKey, *, error: str, stage: str, family: str | None = None, spec_digest: str | None = None) -> None:
+    """Record in ``directory`` that a cell failed: the one-line error, the stage it failed at, and
+    the digest of the settings it failed with (a failure under other settings is retried)."""
     write_checked_json(directory / FAILURE_FILE, {
         "format": CELL_FORMAT + "-failure",
         "version": CELL_VERSION,
@@ -147,6 +151,7 @@ def write_failure(directory: Path, key: CellKey, *, error: str, stage: str, fami
         "family": family,
         "stage": stage,
         "error": error,
+        "spec_digest": spec_digest,
     })
 
 

@@ -197,10 +197,15 @@ def run_params(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; subcommand help comes from the functions' docstrings."""
+    top = argparse.ArgumentParser(add_help=False)
+    top.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    top.add_argument("--quiet", action="store_true", help="no progress bars")
+    # The same options after the subcommand; SUPPRESS keeps a subcommand's default from
+    # overwriting `errorentropy --quiet score ...`.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    common.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser = _Parser(prog="errorentropy", description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.", epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.", parents=[common])
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    parser = _Parser(prog="errorentropy", description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.", epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.", parents=[top])
     parser.add_argument("--version", action="version", version=f"errorentropy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 

@@ -9,6 +9,7 @@ non-embedding parameters with its power-law fit, Fig. 8 each component's share o
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,6 +22,8 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
+
+from .storage import atomic_write_bytes  # noqa: E402
 
 QUANTITIES: tuple[str, ...] = ("CE", "EE", "SA", "Conf")
 QUANTITY_NAMES: dict[str, str] = {
@@ -263,6 +266,8 @@ def save_figure(fig: Figure, stem: Path | str, dpi: int = 110) -> tuple[Path, Pa
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=dpi)
-    fig.savefig(svg)
+    for path, options in ((png, {"dpi": dpi, "format": "png"}), (svg, {"format": "svg"})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, **options)
+        atomic_write_bytes(path, buffer.getvalue())
     return png, svg

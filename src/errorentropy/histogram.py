@@ -236,7 +236,9 @@ class RankHistogram:
             raise UserError(f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass a file written by `errorentropy score`")
         version = body.get("version")
         if version != 1:
-            raise UserError(f"{source} has histogram format version {version!r}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy")
+            if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+                raise UserError(f"{source} has histogram format version {version}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy")
+            raise UserError(f"{source} has an unknown histogram format version {version!r}; it was not written by errorentropy or is damaged")
         try:
             ranks = np.asarray(body["ranks"], dtype=np.int64)
             counts_sparse = np.asarray(body["counts"], dtype=np.int64)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import figures
-from .cells import CellRecord, load_cells
+from .cells import CellRecord, load_cells, slug
 from .errors import UserError
 from .storage import atomic_write_text
 
@@ -82,15 +82,12 @@ class ReportData:
 
 
 def final_revisions(cells: Sequence[CellRecord]) -> list[CellRecord]:
-    """The last revision of each (model, dataset): the one without a step (main) if any, else the largest step."""
-    best: dict[tuple[str, str], CellRecord] = {}
-    for cell in cells:
-        key = (cell.key.model, cell.key.dataset)
-        rank = math.inf if cell.step is None else cell.step
-        held = best.get(key)
-        if held is None or rank > (math.inf if held.step is None else held.step):
-            best[key] = cell
-    return sorted(best.values(), key=lambda c: (c.key.dataset, c.non_embedding_params, c.family, c.key.model))
+    """The last revision of each (model, dataset), chosen exactly as the fits choose it
+    (:func:`errorentropy.fitting_cli.select_final`), sorted by dataset and size."""
+    from .fitting_cli import select_final
+
+    chosen = select_final(list(cells), [])
+    return sorted(chosen, key=lambda c: (c.key.dataset, c.non_embedding_params, c.family, c.key.model))
 
 
 def training_runs(cells: Sequence[CellRecord]) -> dict[str, dict[str, list[CellRecord]]]:
@@ -290,15 +287,15 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
                 figures.StepSeries(_label(runs[m][0]), [c.step or 0 for c in runs[m]], {q: [float(c.summary[k]) for c in runs[m]] for q, k in QUANTITY_KEYS.items()})
                 for m in models
             ]
-            save(figures.components_vs_step(series, title=f"Fig. 3: components against training step ({dataset})"), f"fig3-{_slug(dataset)}", f"Fig. 3 ({dataset}): CE, EE, SA and Conf against training step.")
+            save(figures.components_vs_step(series, title=f"Fig. 3: components against training step ({dataset})"), f"fig3-{slug(dataset)}", f"Fig. 3 ({dataset}): CE, EE, SA and Conf against training step.")
             curves: dict[str, list[figures.RankCurve]] = {}
             for m in models:
                 keep = set(pick_steps([c.step or 0 for c in runs[m]]))
                 chosen = [c for c in runs[m] if (c.step or 0) in keep]
                 decs = [(c, c.histogram().decompose()) for c in chosen]
                 curves[_label(runs[m][0])] = [figures.RankCurve(str(c.step), d.ranks, d.p, d.q) for c, d in decs]
-            save(figures.rank_distribution(curves, title=f"Fig. 4: RBE distribution p_e at several steps ({dataset})"), f"fig4-{_slug(dataset)}", f"Fig. 4 ({dataset}): p_e against rank, log-log, at log-spaced steps.")
-            save(figures.p_against_q(curves, title=f"Fig. 6: p_e against q_e at several steps ({dataset})"), f"fig6-{_slug(dataset)}", f"Fig. 6 ({dataset}): p_e against q_e; the dashed line is p = q (SA = 0).")
+            save(figures.rank_distribution(curves, title=f"Fig. 4: RBE distribution p_e at several steps ({dataset})"), f"fig4-{slug(dataset)}", f"Fig. 4 ({dataset}): p_e against rank, log-log, at log-spaced steps.")
+            save(figures.p_against_q(curves, title=f"Fig. 6: p_e against q_e at several steps ({dataset})"), f"fig6-{slug(dataset)}", f"Fig. 6 ({dataset}): p_e against q_e; the dashed line is p = q (SA = 0).")
         profiled = [c for c in data.final.get(dataset, []) if (c.path / PROFILE_FILE).exists()]
         if not profiled:
             notes.append(f"{dataset}: no cell has a sorted-probability profile, so Fig. 5 is omitted (score with --profile to get it).")
@@ -309,7 +306,7 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
             for cell in _spread(profiled):
                 prof = RankProfile.load(cell.path / PROFILE_FILE)
                 panels[_label(cell)] = (prof.mean(), prof.counts)
-            save(figures.sorted_probability_profile(panels, title=f"Fig. 5: mean sorted probabilities at ground-truth rank r ({dataset})"), f"fig5-{_slug(dataset)}", f"Fig. 5 ({dataset}): mean sorted probability profile of predictions whose ground truth sits at rank r (dotted: the ground truth's position).")
+            save(figures.sorted_probability_profile(panels, title=f"Fig. 5: mean sorted probabilities at ground-truth rank r ({dataset})"), f"fig5-{slug(dataset)}", f"Fig. 5 ({dataset}): mean sorted probability profile of predictions whose ground truth sits at rank r (dotted: the ground truth's position).")
         fams = family_points(data, dataset)
         if not fams:
             notes.append(f"{dataset}: no final revisions, so Fig. 7 and 8 are omitted.")
@@ -318,8 +315,8 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
         if short:
             notes.append(f"{dataset}: {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer than {MIN_MODELS_FOR_FIT} models, so Fig. 7 draws no line for {'it' if len(short) == 1 else 'them'}.")
         overall = {r.quantity: (r.alpha, r.c) for r in data.fit_rows if r.dataset == dataset and r.group == ALL_GROUP and r.n_models >= MIN_MODELS_FOR_FIT}
-        save(figures.scaling(fams, overall, title=f"Fig. 7: each quantity against non-embedding parameters ({dataset})"), f"fig7-{_slug(dataset)}", f"Fig. 7 ({dataset}): |M| against non-embedding parameters with each family's power-law fit (dashed grey: all models together).")
-        save(figures.shares(fams, title=f"Fig. 8: each component's share of cross-entropy ({dataset})"), f"fig8-{_slug(dataset)}", f"Fig. 8 ({dataset}): EE/CE, SA/CE and Conf/CE against non-embedding parameters.")
+        save(figures.scaling(fams, overall, title=f"Fig. 7: each quantity against non-embedding parameters ({dataset})"), f"fig7-{slug(dataset)}", f"Fig. 7 ({dataset}): |M| against non-embedding parameters with each family's power-law fit (dashed grey: all models together).")
+        save(figures.shares(fams, title=f"Fig. 8: each component's share of cross-entropy ({dataset})"), f"fig8-{slug(dataset)}", f"Fig. 8 ({dataset}): EE/CE, SA/CE and Conf/CE against non-embedding parameters.")
     return drawn, notes
 
 
@@ -338,12 +335,6 @@ def family_points(data: ReportData, dataset: str) -> list[figures.FamilyPoints]:
             fits,
         ))
     return out
-
-
-def _slug(text: str) -> str:
-    from .cells import slug
-
-    return slug(text)
 
 
 # ---- tables -----------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .cells import slug
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -136,7 +137,7 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
     for kind, items in (("models", models), ("datasets", datasets)):
         if not items:
             raise UserError(f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see docs/sweep.md)")
-        _unique(name, kind, [(x.label, _slug(x.label)) for x in items])
+        _unique(name, kind, [(x.label, slug(x.label)) for x in items])
     for m in models:
         seen: set[str | None] = set()
         for r in m.revisions:
@@ -169,12 +170,6 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 
 # ---- validation helpers --------------------------------------------------------------------
-
-
-def _slug(text: str) -> str:
-    from .cells import slug
-
-    return slug(text)
 
 
 def _unique(name: str, kind: str, labels: list[tuple[str, str]]) -> None:

@@ -119,6 +119,8 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
         return CellState(cell, "done")
     failure = read_failure(directory)
     if failure is not None:
+        if failure.get("spec_digest") not in (None, cell.digest):
+            return CellState(cell, "pending", "failed with other settings; will retry")
         return CellState(cell, "failed", f"{failure.get('stage', '')}: {failure.get('error', '')}")
     return CellState(cell, "pending", "damaged or incomplete; will redo")
 
@@ -209,7 +211,7 @@ class _Runner:
     def fail(self, cell: Cell, stage: str, exc: BaseException, family: str | None) -> None:
         message = _one_line(exc)
         if self.writes:
-            commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family))
+            commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family, spec_digest=cell.digest))
         self.failed += 1
         self.done_count += 1
         self.log(f"[{self.done_count}/{self.total}] {cell.cell_id}: FAILED ({stage}): {message}")

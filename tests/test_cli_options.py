@@ -1,0 +1,22 @@
+"""Global options and small parsing rules of the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from errorentropy.cells import step_of
+from errorentropy.cli import build_parser
+
+
+@pytest.mark.parametrize("argv,quiet", [(["--quiet", "decompose", "x"], True), (["decompose", "x", "--quiet"], True), (["decompose", "x"], False)])
+def test_quiet_counts_before_or_after_the_command(argv, quiet):
+    args = build_parser().parse_args(argv)
+    assert args.quiet is quiet and args.debug is False
+
+
+@pytest.mark.parametrize(
+    "revision,step",
+    [("step1000", 1000), ("step-000128", 128), ("step_16", 16), ("step0", 0), ("main", None), (None, None), ("v1", None), ("3f9a2b1c9", None), ("deduped", None)],
+)
+def test_only_step_names_are_training_steps(revision, step):
+    assert step_of(revision) == step
