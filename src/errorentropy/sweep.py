@@ -499,11 +499,12 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
-    from .distributed import is_main_process
+    from .distributed import is_main_process, launch_from_env
 
     outcome = run_sweep(args.spec, args.out, dry_run=args.dry_run, progress=not args.quiet, retry_failed=args.retry_failed)
-    if not is_main_process():
-        return 0  # rank 0 reports for the launch
+    launch = launch_from_env()
+    if not is_main_process() or (launch is not None and not launch.is_main):
+        return 0  # rank 0 reports for the launch (a dry run joins no process group)
     if args.dry_run:
         print(format_states(outcome.states))
         print(outcome.summary_line())
