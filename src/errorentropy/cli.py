@@ -132,7 +132,7 @@ def run_score(args: argparse.Namespace) -> int:
     from .corpus import load_corpus
     from .distributed import init_distributed, is_main_process, shard_and_score
     from .models import load_model
-    from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
+    from .results import summarize, write_result
     from .storage import commit_folder
     from .windows import check_window_options
 
@@ -164,15 +164,8 @@ def run_score(args: argparse.Namespace) -> int:
     }
     summary = summarize(result.histogram, settings)
 
-    def build(directory: Path) -> None:
-        result.histogram.save(directory / HISTOGRAM_FILE)
-        result.tokens.save(directory / TOKENS_FILE)
-        if result.profile is not None:
-            result.profile.save(directory / PROFILE_FILE)
-        write_summary(directory, summary)
-
     # The whole folder appears at once: never a new histogram beside an old summary.
-    commit_folder(out.parent, out.name, build)
+    commit_folder(out.parent, out.name, lambda directory: write_result(directory, result, summary))
     print(json.dumps(summary))
     return 0
 

@@ -52,6 +52,15 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(directory / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
 
 
+def write_result(directory: Path, result: Any, summary: dict[str, Any]) -> None:
+    """Write a :class:`~errorentropy.engine.ScoreResult` and its summary as a result folder's files."""
+    result.histogram.save(directory / HISTOGRAM_FILE)
+    result.tokens.save(directory / TOKENS_FILE)
+    if result.profile is not None:
+        result.profile.save(directory / PROFILE_FILE)
+    write_summary(directory, summary)
+
+
 def find_histogram(source: Path | str) -> Path:
     """A histogram file, or the one inside a result folder."""
     path = Path(source)

@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import gc
 import json
-import os
 import shutil
 import socket
 import sys
@@ -260,10 +259,9 @@ class _Runner:
             _release_memory()
 
     def run_cell(self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float) -> None:
-        from .distributed import shard_and_score
-        from .results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, summarize, write_summary
+        from .distributed import agree, shard_and_score
+        from .results import summarize, write_result
 
-        from .distributed import agree
 
         error: str | None = None
         try:
@@ -308,11 +306,7 @@ class _Runner:
         }
 
         def build(directory: Path) -> None:
-            result.histogram.save(directory / HISTOGRAM_FILE)
-            result.tokens.save(directory / TOKENS_FILE)
-            if result.profile is not None:
-                result.profile.save(directory / PROFILE_FILE)
-            write_summary(directory, summary)
+            write_result(directory, result, summary)
             atomic_write_text(directory / TIMING_FILE, json.dumps(timing, indent=1) + "\n")
             write_cell_record(directory, cell.key, family=family, non_embedding_params=counts.non_embedding, total_params=counts.total, summary=summary)
 
