@@ -22,11 +22,16 @@ from .errors import UserError
 COMMAND_MODULES: tuple[str, ...] = ("sweep", "fitting_cli", "report", "demo")
 
 
-def _integer_at_least(text: str, minimum: int) -> int:
+def integer(text: str) -> int:
+    """argparse type: any integer, with a clear message otherwise."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _integer_at_least(text: str, minimum: int) -> int:
+    value = integer(text)
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
     return value
@@ -40,14 +45,6 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _integer_at_least(text, 0)
-
-
-def integer(text: str) -> int:
-    """argparse type: any integer, with a clear message otherwise."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 class _Parser(argparse.ArgumentParser):
