@@ -242,7 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "quiet", False):
             silence_library_progress()
         func: Callable[[argparse.Namespace], int] = args.func
-        return func(args)
+        status = func(args)
+        if status == 0:
+            from .distributed import finish
+
+            finish(synchronize=True)  # under torchrun: every process leaves the group together
+        return status
     except UserError as exc:
         if debug:
             raise

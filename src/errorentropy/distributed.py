@@ -187,9 +187,17 @@ def barrier() -> None:
         dist.barrier()
 
 
-def finish() -> None:
-    """Leave the process group (a no-op outside one); registered to run at exit by :func:`init_distributed`."""
+def finish(synchronize: bool = False) -> None:
+    """Leave the process group (a no-op outside one).
+
+    ``synchronize``: wait first until every process has got here, so that none tears down its
+    connections while another still reads from them (gloo can abort a process that does). The
+    command line does that after a command succeeded on every process; :func:`init_distributed`
+    registers a plain ``finish()`` at exit for the failure paths, where waiting could hang.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
