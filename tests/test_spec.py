@@ -108,7 +108,7 @@ def test_unknown_key_suggests_the_close_one():
         ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'wikipedia'\n[scoring]\nmax_length = '512'\n", "s.toml:6: 'max_length' in [scoring] must be an integer"),
         ("[scoring]\nprofile = 1\n", "must be true or false"),
         ("[scoring]\nbatch_size = 0\n", "at least 1"),
-        ("[scoring]\nhead = 'fast'\n", "choose one of auto, chunked, full"),
+        ("[scoring]\nhead = 'fast'\n", "choose one of auto, chunked, fused, full"),
         ("[scoring]\nwindow = 'stride'\nmax_length = 8\nstride = 8\n", "--stride must be between"),
         ("[run]\ndtype = 'fp8'\n", "choose one of auto, float32"),
         ("[[datasets]]\ndata = 'wikipedia'\n", "no [[models]] given"),

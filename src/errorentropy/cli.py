@@ -81,7 +81,7 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stride", type=integer, default=None, help="with --window stride: tokens between window starts (< max-length)")
     parser.add_argument("--bos", default="auto", choices=["auto", "always", "never"], help="auto: tokenizer default; always: prepend BOS (or EOS) so the first token is scored")
     parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
-    parser.add_argument("--head", default="auto", choices=["auto", "chunked", "full"], help="auto: chunked output head when verified against the model's logits, else full logits")
+    parser.add_argument("--head", default="auto", choices=["auto", "chunked", "fused", "full"], help="auto: our own output head when verified against the model's logits (the fused Triton kernel on CUDA, else torch chunks), else full logits")
     parser.add_argument("--vocab-chunk", type=positive_int, default=8192, help="vocabulary entries per chunk of the output head")
     parser.add_argument("--profile", action="store_true", help="also accumulate the sorted-probability profile (paper Fig. 5)")
 
@@ -154,6 +154,7 @@ def run_score(args: argparse.Namespace) -> int:
         **corpus.settings(),
         **scoring_options(args).settings(),
         "head_path": result.head_path,
+        "notes": result.notes,
         "n_windows": result.n_windows,
         "processes": launch.world_size if launch else 1,
         "elapsed_s": round(elapsed, 3),

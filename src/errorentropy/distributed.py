@@ -101,7 +101,7 @@ def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     )
     paths = sorted({p.head_path for p in parts if p.head_path != "none"}) or ["none"]
     profiles = [p.profile for p in parts if p.profile is not None]
-    notes = [note for p in parts for note in p.notes]
+    notes = list(dict.fromkeys(note for p in parts for note in p.notes))  # every process notes the same head
     if len(paths) > 1:
         notes.append(f"processes used different head paths: {', '.join(paths)}")
     return ScoreResult(

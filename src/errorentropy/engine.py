@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ from .profile import PROFILE_TOP, RankProfile
 from .scoring import DEFAULT_CHUNK_ELEMENTS, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
 from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
 
-HeadMode = Literal["auto", "chunked", "full"]
+HeadMode = Literal["auto", "chunked", "fused", "full"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,8 @@ class OutputHead:
     weight: torch.Tensor
     bias: torch.Tensor | None
     softcap: float | None
+    fused: bool = False  # apply it with the fused Triton kernel (fused_head.py) instead of torch chunks
+    note: str | None = None  # why the fused kernel was not used where it could have been
 
 
 def find_head(model: torch.nn.Module) -> OutputHead | None:
@@ -135,19 +137,56 @@ def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tenso
     return bool((ours.to(reference.device) - reference).abs().max() <= tolerance * scale)
 
 
-def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int]) -> OutputHead | None:
-    """The chunked head when it is asked for or verified on a sample, else None (full logits)."""
+@torch.no_grad()
+def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
+    """None when the fused kernel gives the chunked head's ranks and log-probs (within 1e-4) on
+    ``input_ids`` ``[1, L]``; else what went wrong, for a note (the chunked head is used then)."""
+    from .fused_head import score_hidden_fused
+
+    hidden = head.body(input_ids=input_ids, use_cache=False).last_hidden_state[0, :-1].to(head.weight.device)
+    targets = input_ids[0, 1:].to(head.weight.device)
+    try:
+        fused = score_hidden_fused(hidden, head.weight, targets, bias=head.bias, softcap=head.softcap)
+    except Exception as exc:  # noqa: BLE001 - a kernel that fails to compile or run is not used
+        return f"the fused head failed ({type(exc).__name__}: {str(exc).strip()[:120]}); used the chunked head"
+    chunked = score_hidden(hidden, head.weight, targets, bias=head.bias, softcap=head.softcap)
+    if not torch.equal(fused.rank.cpu(), chunked.rank.cpu()) or float((fused.logprob - chunked.logprob).abs().max()) > 1e-4:
+        return "the fused head disagreed with the chunked head on the check sample; used the chunked head"
+    return None
+
+
+def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int], *, profile: bool = False) -> OutputHead | None:
+    """The output head to apply ourselves, or None for the model's full logits.
+
+    ``auto``: the chunked head when it reproduces the model's logits on a sample, run by the
+    fused kernel where that can run (CUDA and Triton, no ``profile``) and agrees with it.
+    ``chunked`` and ``fused`` force a path; ``full`` always reads the model's logits.
+    """
+    from .fused_head import available
+
     if mode == "full":
         return None
     head = find_head(model)
     if head is None:
-        if mode == "chunked":
-            raise UserError(f"--head chunked: cannot find a linear output head on {type(model).__name__}; use --head full")
+        if mode in ("chunked", "fused"):
+            raise UserError(f"--head {mode}: cannot find a linear output head on {type(model).__name__}; use --head full")
         return None
+    if mode == "fused":
+        reason = available(head.weight.device)
+        if reason is not None:
+            raise UserError(f"--head fused: {reason}; use --head chunked")
+        if profile:
+            raise UserError("--head fused does not compute the top log-probabilities --profile needs; use --head chunked")
+        return replace(head, fused=True)
     if mode == "chunked":
         return head
     ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
-    return head if verify_head(model, head, ids) else None
+    if not verify_head(model, head, ids):
+        return None
+    if profile or head.weight.device.type != "cuda" or available(head.weight.device) is not None:
+        return head
+    note = check_fused(head, ids)
+    return replace(head, fused=note is None, note=note)
 
 
 def input_device(model: torch.nn.Module) -> torch.device:
@@ -182,16 +221,13 @@ def score_batch(model: torch.nn.Module, head: OutputHead | None, batch_ids: torc
     if head is not None:
         hidden = head.body(input_ids=ids, attention_mask=attn, use_cache=False).last_hidden_state
         selected = hidden[row_t.to(hidden.device), (col_t - 1).to(hidden.device)]
-        scores = score_hidden(
-            selected.to(head.weight.device),
-            head.weight,
-            targets.to(head.weight.device),
-            bias=head.bias,
-            softcap=head.softcap,
-            vocab_chunk=options.vocab_chunk,
-            chunk_elements=options.chunk_elements,
-            topk=topk,
-        )
+        selected, targets = selected.to(head.weight.device), targets.to(head.weight.device)
+        if head.fused:
+            from .fused_head import score_hidden_fused
+
+            scores = score_hidden_fused(selected, head.weight, targets, bias=head.bias, softcap=head.softcap)
+        else:
+            scores = score_hidden(selected, head.weight, targets, bias=head.bias, softcap=head.softcap, vocab_chunk=options.vocab_chunk, chunk_elements=options.chunk_elements, topk=topk)
     else:
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
         selected = logits[row_t.to(logits.device), (col_t - 1).to(logits.device)]
@@ -227,7 +263,7 @@ def score_documents(
         tokens = TokenTable(empty, empty, empty, np.zeros(0))
         hist = RankHistogram(n_skipped=n_skipped)
         return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
-    head = choose_head(model, options.head, windows[0].input_ids)
+    head = choose_head(model, options.head, windows[0].input_ids, profile=options.profile)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     parts: list[tuple[TokenScores, np.ndarray, np.ndarray]] = []
     profile = RankProfile() if options.profile else None
@@ -251,4 +287,5 @@ def score_documents(
     tokens = TokenTable(doc[order], pos[order], rank[order], logprob[order])
     n_docs = int(np.unique(doc).size)
     hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=int((tied > 0).sum()))
-    return ScoreResult(hist, tokens, "chunked" if head is not None else "full", len(windows), profile)
+    path = "full" if head is None else "fused" if head.fused else "chunked"
+    return ScoreResult(hist, tokens, path, len(windows), profile, [head.note] if head is not None and head.note else [])

@@ -332,7 +332,7 @@ def _scoring(c: _Checker, body: dict[str, Any]) -> dict[str, Any]:
         value = c.positive(body, key, "scoring", minimum=2 if key == "max_length" else 1)
         if value is not None:
             out[key] = value
-    for key, choices in (("window", ("truncate", "stride")), ("bos", ("auto", "always", "never")), ("head", ("auto", "chunked", "full"))):
+    for key, choices in (("window", ("truncate", "stride")), ("bos", ("auto", "always", "never")), ("head", ("auto", "chunked", "fused", "full"))):
         value = c.choice(body, key, choices, "scoring")
         if value is not None:
             out[key] = value

@@ -293,6 +293,7 @@ class _Runner:
             "data": cell.dataset.data,
             **self.options.settings(),
             "head_path": result.head_path,
+            "notes": result.notes,
             "n_windows": result.n_windows,
             "spec_digest": cell.digest,
         }
