@@ -108,7 +108,8 @@ def test_reruns_are_bit_identical(model, tokenizer, docs):
 
 
 def test_cli_reruns_write_identical_histograms(model_dir, short_docs, tmp_path, capsys):
-    """Two runs of ``errorentropy score``: histogram.json byte-identical, token tables equal."""
+    """Two runs of ``errorentropy score`` (different batch sizes): histogram.json and tokens.npz
+    byte-identical."""
     from errorentropy.cli import main
     from errorentropy.engine import TokenTable
 
@@ -119,9 +120,11 @@ def test_cli_reruns_write_identical_histograms(model_dir, short_docs, tmp_path, 
         assert main(["score", "--quiet", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--max-length", "48", "--batch-size", batch]) == 0
     capsys.readouterr()
     assert (outs[0] / "histogram.json").read_bytes() == (outs[1] / "histogram.json").read_bytes()
+    assert (outs[0] / "tokens.npz").read_bytes() == (outs[1] / "tokens.npz").read_bytes()
     a, b = (TokenTable.load(o / "tokens.npz") for o in outs)
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert len(a.rank) > 100
     sa, sb = (json.loads((o / "summary.json").read_text()) for o in outs)
     for key in ("n_tokens", "cross_entropy", "error_entropy", "self_alignment", "confidence", "n_tied", "data_fingerprint"):
         assert sa[key] == sb[key], key
@@ -145,3 +148,23 @@ def test_stride_and_truncate_agree_where_they_must(model, tokenizer, docs):
     first = stride.tokens.position < 32
     for name in FIELDS:
         np.testing.assert_array_equal(getattr(stride.tokens, name)[first], getattr(truncate.tokens, name))
+
+
+def test_token_table_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
+    """tokens.npz carries no write time (zip entries opened by name get a fixed 1980 date): the
+    same table saved an hour later has the same bytes."""
+    import time
+
+    from errorentropy.engine import TokenTable
+
+    rng = np.random.default_rng(0)
+    table = TokenTable(np.arange(50, dtype=np.int32), np.arange(50, dtype=np.int32), rng.integers(0, 9, 50).astype(np.int32), rng.normal(size=50))
+    table.save(tmp_path / "a.npz")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + 3600)
+    table.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    loaded = TokenTable.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(loaded.logprob, table.logprob)
+    with np.load(tmp_path / "b.npz") as plain:  # still an ordinary .npz for numpy users
+        assert sorted(plain.files) == ["doc", "logprob", "position", "rank"]

@@ -25,10 +25,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import figures
 from .cells import CellRecord, load_cells, slug
 from .errors import UserError
 from .storage import atomic_write_text
+from .tables import TABLE1_QUANTITIES as QUANTITIES
 
 QUANTITY_KEYS: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
 MIN_MODELS_FOR_FIT = 3
@@ -270,6 +270,8 @@ def _spread(items: list[Any], k: int = MAX_PANELS) -> list[Any]:
 
 def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], list[str]]:
     """Draw every figure the data supports into ``out_dir``; returns them and notes on what was left out."""
+    from . import figures  # loads matplotlib: on use, not on `errorentropy --help`
+
     drawn: list[FigureFile] = []
     notes: list[str] = []
 
@@ -322,6 +324,8 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
 
 def family_points(data: ReportData, dataset: str) -> list[figures.FamilyPoints]:
     """The final revisions of one dataset grouped by family, with each family's fitted lines."""
+    from . import figures  # loads matplotlib: on use, not on `errorentropy --help`
+
     by_family: dict[str, list[CellRecord]] = {}
     for cell in data.final.get(dataset, []):
         by_family.setdefault(cell.family, []).append(cell)
@@ -370,11 +374,11 @@ def _groups(rows: Sequence[FitRow], dataset: str) -> list[str]:
 def fit_tables(data: ReportData) -> list[Table]:
     """Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|), with intervals where known."""
     index = {(r.dataset, r.group, r.quantity): r for r in data.fit_rows}
-    t1 = Table("table1", "Table 1: R² of the fit log|M| = c + α log N (95% bootstrap interval in brackets)", ["dataset", "group", "models", *figures.QUANTITIES], [])
+    t1 = Table("table1", "Table 1: R² of the fit log|M| = c + α log N (95% bootstrap interval in brackets)", ["dataset", "group", "models", *QUANTITIES], [])
     t2 = Table("table2", "Table 2: |α_M − α_CE|, and each exponent α_M", ["dataset", "group", "α_CE", "|Δα| EE", "|Δα| SA", "|Δα| Conf", "α_EE", "α_SA", "α_Conf"], [])
     for dataset in data.datasets:
         for group in _groups(data.fit_rows, dataset):
-            got = {q: index.get((dataset, group, q)) for q in figures.QUANTITIES}
+            got = {q: index.get((dataset, group, q)) for q in QUANTITIES}
             n = max((r.n_models for r in got.values() if r is not None), default=0)
             t1.rows.append([dataset, group, str(n), *[_with_ci(r.r2, r.r2_ci) if r else "n/a" for r in got.values()]])
             ce = got["CE"]
@@ -484,14 +488,14 @@ def summary_sentences(data: ReportData) -> list[str]:
         groups = _groups(data.fit_rows, dataset)
         if groups:
             top_group = ALL_GROUP if ALL_GROUP in groups else groups[0]
-            got = {q: index[(dataset, top_group, q)] for q in figures.QUANTITIES if (dataset, top_group, q) in index}
+            got = {q: index[(dataset, top_group, q)] for q in QUANTITIES if (dataset, top_group, q) in index}
             finite = {q: r for q, r in got.items() if math.isfinite(r.r2)}
             if finite:
                 best = max(finite, key=lambda q: finite[q].r2)
                 ranked = ", ".join(f"{q} {finite[q].r2:.3f}" for q in sorted(finite, key=lambda q: -finite[q].r2))
                 out.append(f"{dataset}, {top_group} ({max(r.n_models for r in finite.values())} models): {best} has the highest R² of the log-log power-law fit in non-embedding parameters (R² {ranked}).")
-                clean = [q for q in figures.QUANTITIES if q in finite and finite[q].r2 >= CLEAN_R2]
-                rough = [q for q in figures.QUANTITIES if q in finite and finite[q].r2 < CLEAN_R2]
+                clean = [q for q in QUANTITIES if q in finite and finite[q].r2 >= CLEAN_R2]
+                rough = [q for q in QUANTITIES if q in finite and finite[q].r2 < CLEAN_R2]
                 out.append(f"{dataset}, {top_group}: a clean power law (R² ≥ {CLEAN_R2}) for {', '.join(clean) or 'none'}; not for {', '.join(rough) or 'none'}.")
             wins = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index and index[(dataset, g, "EE")].r2 > index[(dataset, g, "CE")].r2]
             compared = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index]

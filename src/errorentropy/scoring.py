@@ -59,6 +59,14 @@ def _check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+def row_logsumexp(z: torch.Tensor) -> torch.Tensor:
+    """float64 log-sum-exp of each row of float32 ``z``: the (exact) row maximum plus the log of
+    the float32 sum of ``exp(z - max)``. ``torch.logsumexp`` rounds its float32 result, an error
+    of ~2e-6 where the value is near 40; this keeps ~1e-7 whatever the value, and is no slower."""
+    top = z.amax(dim=-1)
+    return top.double() + torch.exp(z - top[:, None]).sum(dim=-1).double().log()
+
+
 def _softcap(z: torch.Tensor, cap: float | None) -> torch.Tensor:
     return z if cap is None else torch.tanh(z / cap) * cap
 
@@ -75,14 +83,14 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, 
         z = logits[start : start + block].float()
         tgt = targets[start : start + block].to(z.device)
         t = z.gather(1, tgt[:, None])
-        lse = torch.logsumexp(z, dim=-1)
+        lse = row_logsumexp(z)
         _check_finite(lse, t)
         rank = (z > t).sum(-1)
         tied = (z == t).sum(-1) - 1
         top = None
         if topk:
-            top = (z.topk(min(topk, vocab), dim=-1).values - lse[:, None]).double()
-        parts.append(TokenScores(rank.long(), t[:, 0].double() - lse.double(), tied.long(), top))
+            top = z.topk(min(topk, vocab), dim=-1).values.double() - lse[:, None]
+        parts.append(TokenScores(rank.long(), t[:, 0].double() - lse, tied.long(), top))
     if not parts:
         return _empty(logits.device, topk)
     return TokenScores.cat(parts)
@@ -165,7 +173,7 @@ def score_hidden(
             if bias is not None:
                 z = z + bias[v0 : v0 + vocab_chunk].float()
             z = _softcap(z, softcap)
-            lse = torch.logaddexp(lse, torch.logsumexp(z, dim=-1).double())
+            lse = torch.logaddexp(lse, row_logsumexp(z))
             inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
             if inside.any():
                 # Exclude the target's own column: it is the reference, not a competitor.

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from .errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a model is trained: `errorentropy --help` stays quick
+    import torch
 
 
 @dataclass(frozen=True)
@@ -160,8 +162,9 @@ def train_model(
     """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
     each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained model (eval mode) and the loss per step."""
-    from transformers import GPTNeoXForCausalLM
+    import torch
     from tqdm.auto import tqdm
+    from transformers import GPTNeoXForCausalLM
 
     need = settings.steps * settings.batch_size
     if len(blocks) < need:
