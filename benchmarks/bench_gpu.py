@@ -103,6 +103,17 @@ def errorentropy_scores(model: torch.nn.Module, head: Any, batches: list[torch.T
     return torch.cat(ranks), torch.cat(logprobs)
 
 
+@torch.no_grad()
+def rescored_fraction(head: Any, ids: torch.Tensor) -> float:
+    """Share of one batch's tokens whose target logit the fused kernel's safety net rescored."""
+    from errorentropy.fused_head import score_hidden_fused
+
+    hidden = head.body(input_ids=ids, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
+    stats: dict[str, int] = {}
+    score_hidden_fused(hidden, head.weight, ids[:, 1:].flatten(), bias=head.bias, softcap=head.softcap, stats=stats)
+    return stats["rescored"] / stats["tokens"]
+
+
 def measure(model: torch.nn.Module, length: int, batch_size: int, n_batches: int, repeats: int, paths: list[str]) -> list[dict[str, Any]]:
     from errorentropy.engine import choose_head
 
@@ -122,6 +133,8 @@ def measure(model: torch.nn.Module, length: int, batch_size: int, n_batches: int
         used = "full" if head is None else "fused" if head.fused else "chunked"
         row = dict(path=path, used=used, note=head.note if head is not None else None, max_length=length, batch_size=batch_size, tokens=tokens, seconds=seconds, runs=runs, tokens_per_s=tokens / seconds, ratio=seconds / bare_s, mean_ce=float(-logprob.mean()), peak_gpu_gib=peak)
         row["ce_abs_diff_vs_bare"] = abs(row["mean_ce"] - bare_ce)
+        if head is not None and head.fused:
+            row["rescored_fraction"] = rescored_fraction(head, batches[0])
         if path == "chunked":
             reference = (rank, logprob)
         elif reference is not None:
@@ -173,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     name = "e_gpu.json" if cuda else "e_gpu_tiny_cpu.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {RESULTS / name}", file=sys.stderr)
+    from summary import write_summary
+
+    write_summary(RESULTS, RESULTS.parent / "RESULTS.md")
+    print(f"wrote {RESULTS / name} and RESULTS.md", file=sys.stderr)
     return 0
 
 

@@ -134,8 +134,9 @@ def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
     g = torch.Generator().manual_seed(6)
     h, w = quarters(g, 40, 32), quarters(g, 200, 32)
     targets = torch.randint(0, 200, (40,), generator=g)
-    got = fused_head.score_hidden_fused(h, w, targets)
-    assert rescored == [len(nudged)]
+    stats: dict[str, int] = {}
+    got = fused_head.score_hidden_fused(h, w, targets, stats=stats)
+    assert rescored == [len(nudged)] and stats == {"tokens": 40, "rescored": len(nudged)}
     rank, tied, logprob, _ = reference(h, w, targets)
     assert torch.equal(got.rank, rank) and torch.equal(got.tied, tied)
     np.testing.assert_allclose(got.logprob.numpy(), logprob.numpy(), rtol=0, atol=1e-6)
@@ -165,6 +166,14 @@ def test_check_fused_agrees_and_reports_a_broken_kernel(tokenizer, short_docs, m
     monkeypatch.setattr(fused_head, "score_hidden_fused", broken)
     note = check_fused(head, ids)
     assert note is not None and "PTX assembly failed" in note and "used the chunked head" in note
+
+    def off_by_two(hidden, weight, targets, **kwargs):  # a kernel that miscounts
+        scores = score_hidden(hidden, weight, targets, **kwargs)
+        scores.rank = scores.rank + 2
+        return scores
+
+    monkeypatch.setattr(fused_head, "score_hidden_fused", off_by_two)
+    assert "disagreed" in check_fused(head, ids)
 
 
 def test_fused_head_needs_cuda_outside_the_interpreter(tokenizer, monkeypatch):

@@ -64,11 +64,15 @@ def score_hidden_fused(
     bias: torch.Tensor | None = None,
     softcap: float | None = None,
     splits: int | None = None,
+    stats: dict[str, int] | None = None,
 ) -> TokenScores:
     """Score hidden states ``[T, H]`` through head ``weight [V, H]`` with the fused kernel.
 
     Same contract as :func:`errorentropy.scoring.score_hidden` (strict ``>`` rank, ties counted
     apart, float64 log-probabilities), with products of the model's dtype accumulated in float32.
+    ``splits``: vocabulary slices per token block (default: enough programs to fill the GPU).
+    ``stats``: if given, ``stats["tokens"]`` and ``stats["rescored"]`` (tokens the safety net
+    sent to the chunked head) are increased.
     """
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError("hidden must be [T, H] and weight [V, H]")
@@ -103,6 +107,9 @@ def score_hidden_fused(
     _check_finite(lse, target_logit)
     scores = TokenScores(greater.sum(0).long(), target_logit.double() - lse, equal.sum(0).long())
     stray = (seen.sum(0) != 1).nonzero()[:, 0]
+    if stats is not None:
+        stats["tokens"] = stats.get("tokens", 0) + n_tokens
+        stats["rescored"] = stats.get("rescored", 0) + int(stray.numel())
     if stray.numel():  # the target logit's bits differ from its tile's: rescore those tokens exactly
         exact = score_hidden(hidden[stray], weight, targets[stray], bias=bias, softcap=softcap)
         scores.rank[stray], scores.logprob[stray], scores.tied[stray] = exact.rank.to(device), exact.logprob.to(device), exact.tied.to(device)
