@@ -1,16 +1,13 @@
 """The fused Triton head against a naive float64 reference and against the chunked torch head.
 
-CI has no GPU: Triton's interpreter runs the same kernels on CPU tensors (``TRITON_INTERPRET=1``,
-set before the kernels are first imported). On exact data (multiples of 1/4, whose float32
+On a machine without CUDA (CI) Triton's interpreter runs the same kernels on CPU tensors
+(``TRITON_INTERPRET=1``, set in conftest.py before Triton is first imported); on a CUDA machine
+these tests run the compiled kernels on the GPU. On exact data (multiples of 1/4, whose float32
 products and sums are exact in any order) ranks and ties must match the float64 reference
 exactly; on random data, wherever no rival logit lies within round-off of the target's.
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ["TRITON_INTERPRET"] = "1"  # noqa: E402 - must precede the first import of the kernels
 
 import numpy as np
 import pytest
@@ -20,11 +17,21 @@ from hypothesis import strategies as st
 
 pytest.importorskip("triton")
 
-from errorentropy import fused_head  # noqa: E402
+from errorentropy import fused_head  # noqa: E402 - after the importorskip
 from errorentropy.engine import ScoreOptions, check_fused, choose_head, find_head, score_documents  # noqa: E402
 from errorentropy.errors import UserError  # noqa: E402
 from errorentropy.scoring import score_hidden  # noqa: E402
 from errorentropy.toys import tiny_model  # noqa: E402
+
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fused(hidden, weight, targets, bias=None, **kwargs):
+    """The fused head on DEVICE, results back on the CPU."""
+    on = lambda x: None if x is None else x.to(DEVICE)  # noqa: E731
+    got = fused_head.score_hidden_fused(on(hidden), on(weight), on(targets), bias=on(bias), **kwargs)
+    return type(got)(got.rank.cpu(), got.logprob.cpu(), got.tied.cpu())
 
 
 def quarters(generator: torch.Generator, *shape: int) -> torch.Tensor:
@@ -63,7 +70,7 @@ def test_exact_data_matches_float64_reference(n_tokens, vocab, dim, splits, with
     h, w = quarters(g, n_tokens, dim), quarters(g, vocab, dim)
     bias = quarters(g, vocab) if with_bias else None
     targets = torch.randint(0, vocab, (n_tokens,), generator=g)
-    got = fused_head.score_hidden_fused(h, w, targets, bias=bias, splits=splits)
+    got = fused(h, w, targets, bias=bias, splits=splits)
     rank, tied, logprob, _ = reference(h, w, targets, bias)
     assert torch.equal(got.rank, rank) and torch.equal(got.tied, tied)
     np.testing.assert_allclose(got.logprob.numpy(), logprob.numpy(), rtol=0, atol=1e-6)
@@ -75,7 +82,7 @@ def test_half_precision_weights(dtype):
     g = torch.Generator().manual_seed(3)
     h, w = quarters(g, 90, 72).to(dtype), quarters(g, 300, 72).to(dtype)
     targets = torch.randint(0, 300, (90,), generator=g)
-    got = fused_head.score_hidden_fused(h, w, targets, splits=2)
+    got = fused(h, w, targets, splits=2)
     rank, tied, logprob, _ = reference(h, w, targets)
     assert torch.equal(got.rank, rank) and torch.equal(got.tied, tied) and int(tied.sum()) > 0
     np.testing.assert_allclose(got.logprob.numpy(), logprob.numpy(), rtol=0, atol=1e-6)
@@ -86,7 +93,7 @@ def test_random_data_with_softcap():
     g = torch.Generator().manual_seed(4)
     h, w = torch.randn(120, 64, generator=g), torch.randn(900, 64, generator=g) * 0.5
     targets = torch.randint(0, 900, (120,), generator=g)
-    got = fused_head.score_hidden_fused(h, w, targets, softcap=5.0, splits=3)
+    got = fused(h, w, targets, softcap=5.0, splits=3)
     rank, _, logprob, gap = reference(h, w, targets, softcap=5.0)
     clear = gap > 1e-4
     assert int(clear.sum()) > 100
@@ -100,7 +107,7 @@ def test_fused_log_probs_are_closer_to_float64_than_float32_round_off():
     g = torch.Generator().manual_seed(5)
     h, w = quarters(g, 64, 96), quarters(g, 1000, 96)
     targets = torch.randint(0, 1000, (64,), generator=g)
-    got = fused_head.score_hidden_fused(h, w, targets, splits=4)
+    got = fused(h, w, targets, splits=4)
     _, _, logprob, _ = reference(h, w, targets)
     assert float(logprob.abs().max()) > 20
     assert float((got.logprob - logprob).abs().max()) < 5e-7
@@ -135,7 +142,7 @@ def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
     h, w = quarters(g, 40, 32), quarters(g, 200, 32)
     targets = torch.randint(0, 200, (40,), generator=g)
     stats: dict[str, int] = {}
-    got = fused_head.score_hidden_fused(h, w, targets, stats=stats)
+    got = fused(h, w, targets, stats=stats)
     assert rescored == [len(nudged)] and stats == {"tokens": 40, "rescored": len(nudged)}
     rank, tied, logprob, _ = reference(h, w, targets)
     assert torch.equal(got.rank, rank) and torch.equal(got.tied, tied)
@@ -144,7 +151,7 @@ def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
 
 def test_engine_fused_path_matches_chunked_path(tokenizer, short_docs):
     """``--head fused`` through the engine: the chunked head's ranks and log-probs."""
-    model = tiny_model("llama", len(tokenizer) + 13, hidden=32, layers=1, heads=2, context=128)
+    model = tiny_model("llama", len(tokenizer) + 13, hidden=32, layers=1, heads=2, context=128).to(DEVICE)
     common = dict(max_length=64, batch_size=4)
     fused = score_documents(model, tokenizer, short_docs[:6], ScoreOptions(head="fused", **common))
     chunked = score_documents(model, tokenizer, short_docs[:6], ScoreOptions(head="chunked", **common))
@@ -155,9 +162,9 @@ def test_engine_fused_path_matches_chunked_path(tokenizer, short_docs):
 
 
 def test_check_fused_agrees_and_reports_a_broken_kernel(tokenizer, short_docs, monkeypatch):
-    model = tiny_model("qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
+    model = tiny_model("qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(DEVICE)
     head = find_head(model)
-    ids = torch.tensor([tokenizer(short_docs[3])["input_ids"][:32]])
+    ids = torch.tensor([tokenizer(short_docs[3])["input_ids"][:32]], device=DEVICE)
     assert check_fused(head, ids) is None
 
     def broken(*args, **kwargs):
