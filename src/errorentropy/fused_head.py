@@ -19,6 +19,7 @@ under ``TRITON_INTERPRET=1``, which the test suite uses on CPU).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import torch
 
@@ -80,28 +81,34 @@ def score_hidden_fused(
     device = weight.device
     if n_tokens == 0:
         return score_hidden(hidden, weight, targets, bias=bias, softcap=softcap)
+    targets = targets.to(device).long().contiguous()
+    if int(targets.min()) < 0 or int(targets.max()) >= vocab:
+        raise ValueError(f"target ids must lie in [0, {vocab}): the head has {vocab} rows")
     from . import fused_kernels as kernels
+
     hidden = hidden.to(device=device, dtype=weight.dtype).contiguous()
     weight_c = weight if weight.stride(1) == 1 else weight.contiguous()
-    targets = targets.to(device).long().contiguous()
-    bias_arg = bias if bias is not None else hidden  # any pointer: unused without HAS_BIAS
+    bias_arg = bias.contiguous() if bias is not None else hidden  # any pointer: unused without HAS_BIAS
     cap = float(softcap) if softcap else 1.0
-    flags = dict(HAS_BIAS=bias is not None, HAS_CAP=bool(softcap), UPCAST=interpreting(), BT=BLOCK_T, BV=BLOCK_V, BD=BLOCK_D)
-    target_logit = torch.empty(n_tokens, dtype=torch.float32, device=device)
-    group = min(BLOCK_T, BLOCK_V)
-    kernels.target_kernel[(-(-n_tokens // group),)](hidden, weight_c, bias_arg, targets, target_logit, n_tokens, dim, hidden.stride(0), weight_c.stride(0), cap, **flags)
+    flags = dict(HAS_BIAS=bias is not None, HAS_CAP=bool(softcap), INTERPRET=interpreting(), BT=BLOCK_T, BV=BLOCK_V, BD=BLOCK_D)
+    launch = dict(enable_fp_fusion=True)  # Triton's current default, stated: 3.10 changes it
     n_splits = splits or _splits(n_tokens, vocab, device)
     per_split = -(-vocab // n_splits)
     per_split = -(-per_split // BLOCK_V) * BLOCK_V
     n_splits = -(-vocab // per_split)
     shape = (n_splits, n_tokens)
+    target_logit = torch.empty(n_tokens, dtype=torch.float32, device=device)
     maxima = torch.empty(shape, dtype=torch.float32, device=device)
     sums = torch.empty(shape, dtype=torch.float64, device=device)
     greater = torch.empty(shape, dtype=torch.int32, device=device)
     equal = torch.empty(shape, dtype=torch.int32, device=device)
     seen = torch.empty(shape, dtype=torch.int32, device=device)
-    grid = (-(-n_tokens // BLOCK_T), n_splits)
-    kernels.head_kernel[grid](hidden, weight_c, bias_arg, targets, target_logit, maxima, sums, greater, equal, seen, n_tokens, vocab, dim, per_split, hidden.stride(0), weight_c.stride(0), cap, **flags)
+    group = min(BLOCK_T, BLOCK_V)
+    # Triton launches on the current CUDA device: make it the head's (cuda:1 under device_map).
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        kernels.target_kernel[(-(-n_tokens // group),)](hidden, weight_c, bias_arg, targets, target_logit, n_tokens, dim, hidden.stride(0), weight_c.stride(0), cap, **flags, **launch)
+        grid = (-(-n_tokens // BLOCK_T), n_splits)
+        kernels.head_kernel[grid](hidden, weight_c, bias_arg, targets, target_logit, maxima, sums, greater, equal, seen, n_tokens, vocab, dim, per_split, hidden.stride(0), weight_c.stride(0), cap, **flags, **launch)
     top = maxima.max(dim=0).values.double()
     lse = top + torch.log((sums * torch.exp(maxima.double() - top)).sum(dim=0))
     _check_finite(lse, target_logit)
