@@ -90,3 +90,17 @@ def test_log_probs_keep_float32_round_off_of_the_logits_only():
     for got in (score_hidden(hidden, weight, targets, vocab_chunk=512), score_logits(z.float(), targets)):
         np.testing.assert_array_equal(got.rank.numpy(), ranks)
         np.testing.assert_allclose(got.logprob.numpy(), logprobs, rtol=0, atol=5e-7)
+
+
+def test_tile_size_follows_the_device():
+    """4 MiB tiles on a CPU (cache-sized), 256 MiB on CUDA (launch-bound otherwise); None picks it."""
+    from errorentropy.scoring import default_chunk_elements
+
+    assert default_chunk_elements(torch.device("cpu")) * 4 == 4 << 20
+    assert default_chunk_elements(torch.device("cuda", 0)) * 4 == 256 << 20
+    g = torch.Generator().manual_seed(8)
+    hidden, weight = torch.randn(40, 8, generator=g), torch.randn(50, 8, generator=g)
+    targets = torch.randint(0, 50, (40,), generator=g)
+    a = score_hidden(hidden, weight, targets, vocab_chunk=16)
+    b = score_hidden(hidden, weight, targets, vocab_chunk=16, chunk_elements=1 << 20)
+    assert torch.equal(a.rank, b.rank) and torch.equal(a.logprob, b.logprob)

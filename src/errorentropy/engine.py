@@ -13,7 +13,7 @@ from .errors import UserError
 from .histogram import RankHistogram
 from .models import context_length
 from .profile import PROFILE_TOP, RankProfile
-from .scoring import DEFAULT_CHUNK_ELEMENTS, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
+from .scoring import DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
 from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
 
 HeadMode = Literal["auto", "chunked", "fused", "full"]
@@ -30,7 +30,7 @@ class ScoreOptions:
     batch_size: int = 8
     head: HeadMode = "auto"
     vocab_chunk: int = DEFAULT_VOCAB_CHUNK
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+    chunk_elements: int | None = None  # float32 elements per head tile; None: 2^20 on a CPU, 2^26 on CUDA
     profile: bool = False
 
     def settings(self) -> dict[str, Any]:

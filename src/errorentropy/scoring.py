@@ -25,6 +25,14 @@ DEFAULT_VOCAB_CHUNK = 8192
 # between the passes over a tile (matmul, log-sum-exp, two comparisons); 64 MiB tiles were ~2x
 # slower on CPU (benchmarks/RESULTS.md).
 DEFAULT_CHUNK_ELEMENTS = 1 << 20
+# On a GPU each tile costs a few kernel launches whatever its size, so tiles are 64x larger
+# (256 MiB): 4 MiB tiles would leave a 151,936-entry head launch-bound.
+CUDA_CHUNK_ELEMENTS = 1 << 26
+
+
+def default_chunk_elements(device: torch.device) -> int:
+    """float32 elements per ``[token block, vocab chunk]`` tile on ``device`` when none is asked for."""
+    return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
 
 
 @dataclass
@@ -77,7 +85,7 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, 
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError("logits must be [T, V] and targets [T]")
     vocab = logits.shape[1]
-    block = token_block or max(1, DEFAULT_CHUNK_ELEMENTS // max(vocab, 1))
+    block = token_block or max(1, default_chunk_elements(logits.device) // max(vocab, 1))
     parts = []
     for start in range(0, logits.shape[0], block):
         z = logits[start : start + block].float()
@@ -128,13 +136,14 @@ def score_hidden(
     bias: torch.Tensor | None = None,
     softcap: float | None = None,
     vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
     topk: int = 0,
 ) -> TokenScores:
     """Score final hidden states ``[T, H]`` through head ``weight [V, H]`` (+ ``bias``) in chunks.
 
     Only tiles of ``[token_block, vocab_chunk]`` float32 logits exist at any time, where
-    ``token_block = chunk_elements // vocab_chunk``. The target logit is the float32 dot product
+    ``token_block = chunk_elements // vocab_chunk`` (``chunk_elements`` defaults to 2^20 on a CPU,
+    where a 4 MiB tile stays in cache, and 2^26 on CUDA). The target logit is the float32 dot product
     of the hidden state with the target's head row; the target's own column is excluded from the
     greater/tied counts, so the rank is exact up to ties within float32 round-off of that dot
     product.
@@ -145,6 +154,7 @@ def score_hidden(
     if n_tokens == 0:
         return _empty(hidden.device, topk)
     vocab_chunk = max(1, min(vocab_chunk, vocab))
+    chunk_elements = chunk_elements or default_chunk_elements(weight.device)
     # Every matrix product gets a row count that is a multiple of ROW_MULTIPLE: CPU kernels round
     # the odd rows of a product differently, which would make a token's bits depend on its
     # batch-mates. Padded rows are zeros and are dropped at the end.
