@@ -89,15 +89,18 @@ def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": d}) + "\n" for d in short_docs))
     spec = tmp_path / "spec.toml"
-    spec.write_text(f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[datasets]]\ndata = "{data}"\n')
+    # a second model that fails to load: the cell is recorded as failed, the sweep exits with 3
+    spec.write_text(f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[models]]\nid = "{tmp_path / "missing-model"}"\n[[datasets]]\ndata = "{data}"\n')
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
     one = subprocess.run([sys.executable, "-m", "errorentropy", "sweep", str(spec), "--out", str(tmp_path / "one"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr
+    assert one.returncode == 3, one.stderr
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "errorentropy"]
     two = subprocess.run([*torchrun, "sweep", str(spec), "--out", str(tmp_path / "two"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
+    # torchrun exits 1 when a worker fails (and stops the rest); rank 0's own status is reported
+    assert two.returncode != 0 and "exitcode  : 3" in two.stderr, two.stderr[-3000:]
+    assert "1 done, 1 failed" in two.stderr
     (a,), (b,) = load_cells(tmp_path / "one"), load_cells(tmp_path / "two")
     assert a.key == b.key and a.histogram().equals(b.histogram())
     for name in ("doc", "position", "rank", "logprob"):
@@ -140,3 +143,35 @@ def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short
     messages = dict(results.get(timeout=5) for _ in range(2))
     assert messages[0] == messages[1]
     assert messages[0].startswith("process 1:") and "NaN or inf" in messages[0]
+
+
+def _conclude_with(rank: int, init_file: str, status: int, results) -> None:
+    import torch.distributed as dist
+
+    from errorentropy.cli import conclude
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    agreed = conclude(status)
+    results.put((rank, agreed, dist.is_initialized()))
+
+
+def test_processes_that_end_with_different_statuses_all_exit_with_the_worst(tmp_path):
+    """Rank 0 ends with 3 (failed sweep cells), rank 1 with 0: both learn 3, both leave the
+    group, neither waits for the other (the old final barrier left rank 1 waiting there)."""
+    import torch.multiprocessing as mp
+
+    from errorentropy.cli import conclude
+
+    assert conclude(5) == 5  # outside a process group: the status itself
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_conclude_with, args=(r, str(tmp_path / "pg"), 3 if r == 0 else 0, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    assert not alive, "a process waited for the other at the end"
+    assert sorted(results.get(timeout=5) for _ in range(2)) == [(0, 3, False), (1, 3, False)]

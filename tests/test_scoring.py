@@ -104,3 +104,39 @@ def test_tile_size_follows_the_device():
     a = score_hidden(hidden, weight, targets, vocab_chunk=16)
     b = score_hidden(hidden, weight, targets, vocab_chunk=16, chunk_elements=1 << 20)
     assert torch.equal(a.rank, b.rank) and torch.equal(a.logprob, b.logprob)
+
+
+def test_a_vocabulary_chunk_masked_by_its_bias_is_no_error():
+    """Head entries masked with a -inf bias (reserved tokens), a whole chunk of them: the chunk adds
+    nothing to the log-sum-exp (no NaN, no false "NaN or inf" error), and both paths match float64."""
+    g = torch.Generator().manual_seed(4)
+    hidden, weight = torch.randn(21, 8, generator=g), torch.randn(40, 8, generator=g)
+    bias = torch.randn(40, generator=g)
+    bias[:10] = float("-inf")  # exactly the first chunk of 10
+    bias[33] = float("-inf")
+    targets = torch.randint(10, 33, (21,), generator=g)
+    z = hidden.double() @ weight.double().T + bias.double()
+    ranks, logprobs = reference(z, targets)
+    for got in (score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=10), score_logits(z.float(), targets)):
+        np.testing.assert_array_equal(got.rank.numpy(), ranks)
+        np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
+
+
+def test_full_logits_give_the_same_bits_however_many_tokens_share_a_block():
+    """At 2 threads a one-row sum is split across threads, a row among many is not: blocks are
+    padded so a token's log-prob is the same bits alone or in a batch (a large vocabulary, where
+    the split happens)."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(40, 50_000, generator=g) * 3
+    targets = torch.randint(0, 50_000, (40,), generator=g)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = score_logits(logits, targets)
+        alone = [score_logits(logits[i : i + 1], targets[i : i + 1]) for i in range(40)]
+        in_threes = score_logits(logits, targets, token_block=3)
+    finally:
+        torch.set_num_threads(threads)
+    for other in (torch.cat([a.logprob for a in alone]), in_threes.logprob):
+        np.testing.assert_array_equal(other.numpy(), together.logprob.numpy())
+    np.testing.assert_array_equal(torch.cat([a.rank for a in alone]).numpy(), together.rank.numpy())

@@ -163,7 +163,10 @@ def run_score(args: argparse.Namespace) -> int:
     summary = summarize(result.histogram, settings)
 
     # The whole folder appears at once: never a new histogram beside an old summary.
-    commit_folder(out.parent, out.name, lambda directory: write_result(directory, result, summary))
+    try:
+        commit_folder(out.parent, out.name, lambda directory: write_result(directory, result, summary))
+    except OSError as exc:
+        raise UserError(f"could not write the result to --out {out}: {exc.strerror or exc}; free disk space or pass a folder you can write to") from exc
     print(json.dumps(summary))
     return 0
 
@@ -234,6 +237,18 @@ def silence_library_progress() -> None:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
 
 
+def conclude(status: int) -> int:
+    """Under torchrun, agree on the exit status with the other processes and leave the group
+    together (see :func:`errorentropy.distributed.conclude`); otherwise ``status``. A command that
+    never loaded torch (decompose, fit, report) pays nothing for this."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return status
+    from .distributed import conclude as agree_and_leave
+
+    return agree_and_leave(status)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 user error, 1 internal error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -243,17 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "quiet", False):
             silence_library_progress()
         func: Callable[[argparse.Namespace], int] = args.func
-        status = func(args)
-        if status == 0:
-            from .distributed import finish
-
-            finish(synchronize=True)  # under torchrun: every process leaves the group together
-        return status
+        return conclude(func(args))
     except UserError as exc:
         if debug:
             raise
         print(f"errorentropy: error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
+        return conclude(2)
     except KeyboardInterrupt:
         print("errorentropy: interrupted; finished results are kept", file=sys.stderr)
         return 130

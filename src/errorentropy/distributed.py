@@ -187,17 +187,27 @@ def barrier() -> None:
         dist.barrier()
 
 
-def finish(synchronize: bool = False) -> None:
-    """Leave the process group (a no-op outside one).
-
-    ``synchronize``: wait first until every process has got here, so that none tears down its
-    connections while another still reads from them (gloo can abort a process that does). The
-    command line does that after a command succeeded on every process; :func:`init_distributed`
-    registers a plain ``finish()`` at exit for the failure paths, where waiting could hang.
-    """
+def finish() -> None:
+    """Leave the process group without waiting for the others (a no-op outside one): registered
+    at exit by :func:`init_distributed` for the paths where waiting could hang (an internal error,
+    an interrupt)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        if synchronize:
-            dist.barrier()
         dist.destroy_process_group()
+
+
+def conclude(status: int) -> int:
+    """End a command under torchrun: every process learns every other's exit status, then all
+    leave the group together (none tears down its connections while another still reads from
+    them; gloo can abort a process that does). Returns the largest status, so every process exits
+    alike: rank 0's failed cells or failed write fail the whole launch, and no rank is left
+    waiting. Outside a process group: ``status``."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        return status
+    statuses: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(statuses, status)
+    dist.destroy_process_group()
+    return max(int(s) for s in statuses)

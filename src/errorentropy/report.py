@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .cells import CellRecord, load_cells, slug
 from .errors import UserError
 from .storage import atomic_write_text
 from .tables import TABLE1_QUANTITIES as QUANTITIES
+
+if TYPE_CHECKING:
+    from . import figures
 
 QUANTITY_KEYS: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
 MIN_MODELS_FOR_FIT = 3

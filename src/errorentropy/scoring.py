@@ -72,11 +72,18 @@ def row_logsumexp(z: torch.Tensor) -> torch.Tensor:
     the float32 sum of ``exp(z - max)``. ``torch.logsumexp`` rounds its float32 result, an error
     of ~2e-6 where the value is near 40; this keeps ~1e-7 whatever the value, and is no slower."""
     top = z.amax(dim=-1)
-    return top.double() + torch.exp(z - top[:, None]).sum(dim=-1).double().log()
+    # A row of -inf (a chunk of the vocabulary masked by its bias) is shifted by 0, not by -inf,
+    # and gives -inf rather than NaN; a row holding +inf or NaN stays non-finite and is reported.
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return shift.double() + torch.exp(z - shift[:, None]).sum(dim=-1).double().log()
 
 
 def _softcap(z: torch.Tensor, cap: float | None) -> torch.Tensor:
     return z if cap is None else torch.tanh(z / cap) * cap
+
+
+TARGET_BLOCK = 256
+ROW_MULTIPLE = 16
 
 
 @torch.no_grad()
@@ -85,11 +92,19 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, 
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError("logits must be [T, V] and targets [T]")
     vocab = logits.shape[1]
-    block = token_block or max(1, default_chunk_elements(logits.device) // max(vocab, 1))
+    block = token_block or max(ROW_MULTIPLE, default_chunk_elements(logits.device) // max(vocab, 1) // ROW_MULTIPLE * ROW_MULTIPLE)
     parts = []
     for start in range(0, logits.shape[0], block):
         z = logits[start : start + block].float()
         tgt = targets[start : start + block].to(z.device)
+        rows = z.shape[0]
+        if rows % ROW_MULTIPLE:
+            # A one-row sum is split across threads (another summation order than a row among
+            # many): zero rows make every block reduce row by row, so a token's bits do not
+            # depend on how many tokens share its block. Dropped below.
+            pad = -rows % ROW_MULTIPLE
+            z = torch.cat([z, z.new_zeros(pad, vocab)])
+            tgt = torch.cat([tgt, tgt.new_zeros(pad)])
         t = z.gather(1, tgt[:, None])
         lse = row_logsumexp(z)
         _check_finite(lse, t)
@@ -98,7 +113,7 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, 
         top = None
         if topk:
             top = z.topk(min(topk, vocab), dim=-1).values.double() - lse[:, None]
-        parts.append(TokenScores(rank.long(), t[:, 0].double() - lse, tied.long(), top))
+        parts.append(TokenScores(rank[:rows].long(), t[:rows, 0].double() - lse[:rows], tied[:rows].long(), None if top is None else top[:rows]))
     if not parts:
         return _empty(logits.device, topk)
     return TokenScores.cat(parts)
@@ -111,10 +126,6 @@ def _empty(device: torch.device, topk: int) -> TokenScores:
         torch.zeros(0, dtype=torch.long, device=device),
         torch.zeros(0, topk, dtype=torch.float64, device=device) if topk else None,
     )
-
-
-TARGET_BLOCK = 256
-ROW_MULTIPLE = 16
 
 
 def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -163,7 +174,7 @@ def score_hidden(
     targets = targets.to(hidden.device)
     if padding:
         hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
-        targets = torch.cat([targets, targets.new_zeros(padding)])
+        targets = torch.cat([targets, targets[:1].expand(padding)])  # a real target: finite wherever the real ones are
     parts = []
     for t0 in range(0, n_tokens, token_block):
         h = hidden[t0 : t0 + token_block].float()
