@@ -140,3 +140,33 @@ def test_full_logits_give_the_same_bits_however_many_tokens_share_a_block():
     for other in (torch.cat([a.logprob for a in alone]), in_threes.logprob):
         np.testing.assert_array_equal(other.numpy(), together.logprob.numpy())
     np.testing.assert_array_equal(torch.cat([a.rank for a in alone]).numpy(), together.rank.numpy())
+
+
+def test_chunked_head_gives_the_same_bits_at_any_thread_count():
+    """At N > 1 threads the head's token blocks run on N worker threads of one intra-op thread
+    each: the numbers are those of one thread, bit for bit, and torch's thread count is restored,
+    also when a block fails."""
+    g = torch.Generator().manual_seed(6)
+    hidden, weight = torch.randn(300, 32, generator=g), torch.randn(5000, 32, generator=g)
+    bias = torch.randn(5000, generator=g)
+    targets = torch.randint(0, 5000, (300,), generator=g)
+    threads = torch.get_num_threads()
+    runs = {}
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            runs[n] = score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=1000, chunk_elements=64_000, topk=3)
+            assert torch.get_num_threads() == n
+        bad = weight.clone()
+        bad[4321, 0] = float("nan")
+        with pytest.raises(UserError, match="NaN or inf"):
+            score_hidden(hidden, bad, targets, vocab_chunk=1000, chunk_elements=64_000)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    for n in (2, 3):
+        for name in ("rank", "logprob", "tied", "top_logprobs"):
+            assert torch.equal(getattr(runs[n], name), getattr(runs[1], name)), (n, name)
+    ranks, logprobs = reference(hidden.double() @ weight.double().T + bias.double(), targets)
+    np.testing.assert_array_equal(runs[2].rank.numpy(), ranks)
+    np.testing.assert_allclose(runs[2].logprob.numpy(), logprobs, atol=1e-5)

@@ -14,7 +14,9 @@ the ground truth's favour; ``tied`` counts the other entries exactly equal to th
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -33,6 +35,39 @@ CUDA_CHUNK_ELEMENTS = 1 << 26
 def default_chunk_elements(device: torch.device) -> int:
     """float32 elements per ``[token block, vocab chunk]`` tile on ``device`` when none is asked for."""
     return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
+
+
+def cpu_workers(device: torch.device) -> int:
+    """Threads the chunked head spreads its token blocks over: torch's intra-op thread count on a
+    CPU (1 inside a worker, so pools never nest), 1 elsewhere (a GPU runs each tile whole)."""
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: int) -> list["TokenScores"]:
+    """``block(start)`` for every start, in order, each at one intra-op thread; with ``workers`` > 1
+    the blocks run on that many threads at once.
+
+    A CPU tile of the head (a few MiB) is too small to split across OpenMP threads: every operation
+    ends in a barrier, and where another job holds a core a descheduled thread stalls each barrier
+    (2 threads ran up to 20x slower than 1 on this project's shared 2-core machine). Whole blocks
+    on separate threads share no barrier, torch releases the GIL inside each operation, and every
+    block is computed as at one thread, so the bits do not depend on the thread count.
+    """
+    if workers <= 1:
+        return [block(s) for s in starts]
+    torch.set_num_threads(1)
+    try:
+        if len(starts) == 1:
+            return [block(starts[0])]
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="errorentropy-head", initializer=torch.set_num_threads, initargs=(1,))
+        return list(pool.map(block, starts))
+    finally:
+        torch.set_num_threads(workers)
 
 
 @dataclass
@@ -138,6 +173,44 @@ def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.cat([(h[s : s + TARGET_BLOCK] @ rows[s : s + TARGET_BLOCK].T).diagonal() for s in range(0, h.shape[0], TARGET_BLOCK)])
 
 
+@torch.no_grad()  # grad mode is per thread: a worker would otherwise record the head for autograd
+def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None, vocab_chunk: int, topk: int) -> TokenScores:
+    """One block of tokens through the whole head, one ``[tokens, vocab_chunk]`` tile at a time."""
+    vocab = weight.shape[0]
+    h = hidden.float()
+    t = _target_logits(h, weight[tgt].float())
+    if bias is not None:
+        t = t + bias[tgt].float()
+    t = _softcap(t, softcap)
+    # The running log-sum-exp is carried in float64: float32 drifts by ~1e-5 over many chunks.
+    lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
+    greater = torch.zeros_like(tgt)
+    tied = torch.zeros_like(tgt)
+    top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
+    for v0 in range(0, vocab, vocab_chunk):
+        w = weight[v0 : v0 + vocab_chunk].float()
+        z = h @ w.T
+        if bias is not None:
+            z = z + bias[v0 : v0 + vocab_chunk].float()
+        z = _softcap(z, softcap)
+        lse = torch.logaddexp(lse, row_logsumexp(z))
+        inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
+        if inside.any():
+            # Exclude the target's own column: it is the reference, not a competitor.
+            rows = inside.nonzero()[:, 0]
+            z[rows, tgt[rows] - v0] = float("-inf")
+        # int32 partial sums: summing booleans into int64 first converts the whole tile.
+        greater += (z > t[:, None]).sum(-1, dtype=torch.int32)
+        tied += (z == t[:, None]).sum(-1, dtype=torch.int32)
+        if topk:
+            if inside.any():
+                z[rows, tgt[rows] - v0] = t[rows]
+            top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
+            top = top.topk(min(topk, top.shape[1]), dim=-1).values
+    _check_finite(lse, t)
+    return TokenScores(greater, t.double() - lse, tied, (top.double() - lse[:, None]) if topk else None)  # type: ignore[union-attr]
+
+
 @torch.no_grad()
 def score_hidden(
     hidden: torch.Tensor,
@@ -175,48 +248,15 @@ def score_hidden(
     if padding:
         hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
         targets = torch.cat([targets, targets[:1].expand(padding)])  # a real target: finite wherever the real ones are
-    parts = []
-    for t0 in range(0, n_tokens, token_block):
-        h = hidden[t0 : t0 + token_block].float()
-        tgt = targets[t0 : t0 + token_block]
-        t = _target_logits(h, weight[tgt].float())
-        if bias is not None:
-            t = t + bias[tgt].float()
-        t = _softcap(t, softcap)
-        # The running log-sum-exp is carried in float64: float32 drifts by ~1e-5 over many chunks.
-        lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
-        greater = torch.zeros_like(tgt)
-        tied = torch.zeros_like(tgt)
-        top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
-        for v0 in range(0, vocab, vocab_chunk):
-            w = weight[v0 : v0 + vocab_chunk].float()
-            z = h @ w.T
-            if bias is not None:
-                z = z + bias[v0 : v0 + vocab_chunk].float()
-            z = _softcap(z, softcap)
-            lse = torch.logaddexp(lse, row_logsumexp(z))
-            inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
-            if inside.any():
-                # Exclude the target's own column: it is the reference, not a competitor.
-                rows = inside.nonzero()[:, 0]
-                z[rows, tgt[rows] - v0] = float("-inf")
-            # int32 partial sums: summing booleans into int64 first converts the whole tile.
-            greater += (z > t[:, None]).sum(-1, dtype=torch.int32)
-            tied += (z == t[:, None]).sum(-1, dtype=torch.int32)
-            if topk:
-                if inside.any():
-                    z[rows, tgt[rows] - v0] = t[rows]
-                top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
-                top = top.topk(min(topk, top.shape[1]), dim=-1).values
-        _check_finite(lse, t)
-        parts.append(
-            TokenScores(
-                greater,
-                t.double() - lse,
-                tied,
-                (top.double() - lse[:, None]) if topk else None,  # type: ignore[union-attr]
-            )
-        )
+    workers = cpu_workers(hidden.device)
+    if workers > 1:
+        # Enough blocks for every worker (still a multiple of ROW_MULTIPLE rows: the same bits).
+        token_block = min(token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE)
+
+    def block(t0: int) -> TokenScores:
+        return _score_block(hidden[t0 : t0 + token_block], targets[t0 : t0 + token_block], weight, bias, softcap, vocab_chunk, topk)
+
+    parts = run_blocks(block, range(0, n_tokens, token_block), workers)
     scores = TokenScores.cat(parts)
     if padding:
         scores = TokenScores(scores.rank[:n_tokens], scores.logprob[:n_tokens], scores.tied[:n_tokens], None if scores.top_logprobs is None else scores.top_logprobs[:n_tokens])
