@@ -13,7 +13,6 @@ vocabulary size. Models are random-weight real configurations built locally (no 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time

@@ -117,6 +117,25 @@ def test_saturating_fit_matches_a_direct_curve_fit_on_noisy_data():
     assert sse((fit.a, fit.alpha, fit.e)) <= sse(ref) * (1 + 1e-6)
 
 
+def test_saturating_fit_recovers_a_rising_curve_towards_a_ceiling():
+    m = -3.0 * SIZES**-0.2 + 0.9  # rises with N towards 0.9
+    fit = fit_saturating(SIZES, m)
+    assert fit.converged, fit.reason
+    assert (fit.a, fit.alpha, fit.e) == (pytest.approx(-3.0, rel=1e-5), pytest.approx(0.2, rel=1e-5), pytest.approx(0.9, abs=1e-6))
+
+
+@pytest.mark.parametrize("m,why", [
+    (0.1 * np.log(SIZES), "no asymptote"),  # rises without bending: no ceiling
+    (5.0 - 0.1 * np.log(SIZES), "no asymptote"),  # falls without bending: no floor
+    (np.full(SIZES.size, 2.5), "same"),
+])
+def test_saturating_fit_without_an_asymptote_says_so_instead_of_reporting_nonsense(m, why):
+    """Unbounded, these 'converged' to E = -4347 and a = 4352 with R^2 = 1 (a line in log N is the
+    limit alpha -> 0, E -> -inf): the floor would be printed as a finding."""
+    fit = fit_saturating(SIZES, m)
+    assert not fit.converged and why in fit.reason, fit
+
+
 def test_saturating_fit_reports_failure_instead_of_raising():
     too_few = fit_saturating(SIZES[:3], [3.0, 2.0, 1.5])
     assert not too_few.converged and "at least 4" in too_few.reason
@@ -150,4 +169,8 @@ def test_holdout_helpers():
     fit_idx, held_idx = split_holdout(shuffled, 2)
     assert set(shuffled[held_idx]) == set(SIZES[-2:]) and len(fit_idx) == 6
     assert [default_holdout(k) for k in (3, 4, 6, 9, 32)] == [1, 1, 2, 3, 10]
+    # twins (gpt2 and pythia-160m share 85,056,000 non-embedding parameters) are held out together
+    twins = np.array([1e7, 8.5056e7, 3e7, 8.5056e7, 2e8, 5e6])
+    fit_idx, held_idx = split_holdout(twins, 2)
+    assert sorted(twins[held_idx]) == [8.5056e7, 8.5056e7, 2e8] and sorted(twins[fit_idx]) == [5e6, 1e7, 3e7]
     assert sign_changes([0.1, -0.2]) and not sign_changes([0.0, 0.3]) and not sign_changes([-1, -2])

@@ -42,7 +42,8 @@ class PowerLawFit:
 
 @dataclass(frozen=True)
 class SaturatingFit:
-    """``M = a N^(-alpha) + E`` fitted by non-linear least squares on the linear scale.
+    """``M = a N^(-alpha) + E`` fitted by non-linear least squares on the linear scale: ``a > 0``
+    falls towards the floor ``E``, ``a < 0`` rises towards the ceiling ``E``.
 
     ``r2`` is on the linear scale of M. ``converged`` is False (and the numbers NaN) when the
     optimiser failed; ``reason`` then says why. ``warning`` holds a non-fatal remark (e.g. the
@@ -125,13 +126,19 @@ def _saturating_model(log_n_scaled: np.ndarray, a: float, alpha: float, e: float
     return a * np.exp(-alpha * log_n_scaled) + e
 
 
+SATURATING_ALPHA_MAX = 5.0  # steeper than N^-5 over the sizes of a sweep is a step, not a law
+SATURATING_E_SPREADS = 10.0  # the asymptote is sought within this many spreads of the values
+
+
 def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SATURATING, maxfev: int = 20000) -> SaturatingFit:
     """Fit ``M = a N^(-alpha) + E`` with :func:`scipy.optimize.curve_fit` (never raises).
 
-    N is scaled by its geometric mean inside the optimiser for conditioning, and ``a`` is mapped
-    back to unscaled N. The start point comes from the log-log line fitted to ``M - E0`` with
-    ``E0`` a little below the smallest value (or 0 when M changes sign). A failure is returned
-    as ``converged=False`` with the reason.
+    Bounded so the answer means what its names say: ``alpha`` in (0, 5]; ``a`` > 0 when M falls
+    with N (E is a floor, within 10 spreads of the values below them) and ``a`` < 0 when M rises
+    (E a ceiling above them). A fit that ends at ``alpha ~ 0`` or at the far bound of E has found
+    no asymptote (the values do not bend) and is returned as ``converged=False`` with that reason,
+    as is an optimiser failure. N is scaled by its geometric mean inside the optimiser for
+    conditioning, and ``a`` is mapped back to unscaled N.
     """
     n = np.asarray(n, dtype=np.float64).ravel()
     m = np.asarray(m, dtype=np.float64).ravel()
@@ -150,23 +157,34 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
     z = np.log(n) - log_ref
     scale = float(np.max(np.abs(m))) or 1.0
     y = m / scale
-    # Start: decreasing curve towards a floor just under the smallest value.
-    spread = float(y.max() - y.min()) or 1.0
+    spread = float(y.max() - y.min())
+    if spread == 0.0:
+        return failed("every value is the same: there is nothing to saturate")
+    falling = float(np.polyfit(z, y, 1)[0]) < 0
+    far = SATURATING_E_SPREADS * spread
+    if falling:  # a > 0, E a floor under the values
+        lower, upper = (0.0, 0.0, float(y.min()) - far), (np.inf, SATURATING_ALPHA_MAX, float(y.max()))
+    else:  # a < 0, E a ceiling over them
+        lower, upper = (-np.inf, 0.0, float(y.min())), (0.0, SATURATING_ALPHA_MAX, float(y.max()) + far)
+    sign = 1.0 if falling else -1.0
     starts = []
-    for e0 in (float(y.min()) - 0.5 * spread, float(y.min()) - 0.05 * spread, 0.0):
-        d = y - e0
-        if np.all(d > 0):
-            slope, intercept = np.polyfit(z, np.log(d), 1)
-            starts.append((float(np.exp(intercept)), float(-slope), e0))
-    starts.append((spread, 0.5, float(y.min())))
+    for gap in (0.5, 0.05, 2.0):  # asymptote a little, or well, beyond the extreme value
+        e0 = float(y.min()) - gap * spread if falling else float(y.max()) + gap * spread
+        d = sign * (y - e0)
+        slope, intercept = np.polyfit(z, np.log(d), 1)
+        starts.append((sign * float(np.exp(intercept)), float(-slope), e0))
+    starts.append((sign * spread, 0.5, float(y.min()) if falling else float(y.max())))
+    lo, hi = np.array(lower), np.array(upper)
+    width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
     best: tuple[float, np.ndarray] | None = None
     messages: list[str] = []
     cov_warning: str | None = None
     for p0 in starts:
+        p0 = np.clip(np.array(p0), lo + 1e-6 * width, hi - 1e-6 * width)  # strictly inside the bounds
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OptimizeWarning)
             try:
-                params, _ = curve_fit(_saturating_model, z, y, p0=p0, maxfev=maxfev)
+                params, _ = curve_fit(_saturating_model, z, y, p0=p0, bounds=(lower, upper), maxfev=maxfev)
             except (RuntimeError, ValueError, FloatingPointError) as exc:
                 messages.append(str(exc).splitlines()[0])
                 continue
@@ -184,6 +202,11 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
     if best is None:
         return failed("curve_fit did not converge: " + (messages[0] if messages else "no usable start point"))
     sse, (a_s, alpha, e_s) = best
+    far_bound = lower[2] if falling else upper[2]
+    if alpha < 1e-3 or abs(e_s - far_bound) < 1e-3 * spread:
+        return failed(f"no asymptote identified: the values do not bend towards a {'floor' if falling else 'ceiling'} within {SATURATING_E_SPREADS:g} times their spread (alpha {alpha:.3g}); read the pure power law")
+    if alpha > SATURATING_ALPHA_MAX * (1 - 1e-6):
+        return failed(f"no power law identified: the best fit is a step (alpha at its bound {SATURATING_ALPHA_MAX:g})")
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - sse / ss_tot if ss_tot > 0 else np.nan
     a = a_s * scale * float(np.exp(alpha * log_ref))  # a' (N/Nref)^-alpha = a N^-alpha
@@ -210,9 +233,15 @@ class Extrapolation:
 
 
 def split_holdout(n: np.ndarray, holdout: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(fit, heldout)``: the ``holdout`` largest N are held out (ties broken by order)."""
-    order = np.argsort(np.asarray(n, dtype=np.float64), kind="stable")
-    return order[: len(order) - holdout], order[len(order) - holdout:]
+    """Indices ``(fit, heldout)``: the ``holdout`` largest N are held out, and with them every
+    model of the same size as the smallest held-out one (a twin left in the fit would make its
+    prediction an interpolation)."""
+    n = np.asarray(n, dtype=np.float64)
+    order = np.argsort(n, kind="stable")
+    cut = len(order) - holdout
+    while 0 < cut < len(order) and n[order[cut - 1]] == n[order[cut]]:
+        cut -= 1
+    return order[:cut], order[cut:]
 
 
 def extrapolate(n: np.ndarray, m: np.ndarray, holdout: int, min_points: int = MIN_MODELS) -> Extrapolation:

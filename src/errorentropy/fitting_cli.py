@@ -38,6 +38,17 @@ FITS_FILE = "fits.json"
 TABLES_DIR = "tables"
 ALL_GROUP = "All"
 LEVEL = 0.95
+MIN_DOCUMENTS = 2  # resampling one document gives zero-width "intervals"
+
+
+def abs_interval(interval: np.ndarray) -> np.ndarray:
+    """The image of ``[lo, hi]`` under ``|.|``: ``[0, max]`` when it holds 0, else the ends' magnitudes, ordered."""
+    lo, hi = (float(v) for v in interval)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return np.array([np.nan, np.nan])
+    if lo <= 0.0 <= hi:
+        return np.array([0.0, max(-lo, hi)])
+    return np.sort(np.abs([lo, hi]))
 # Short name -> key in a cell's summary; the order is the column order of bootstrap.COMPONENTS.
 QUANTITIES: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
 
@@ -105,11 +116,18 @@ def _bootstrap_dataset(cells: list[CellRecord], n_boot: int, seed: int, dataset:
             notes.append(_note("no-tokens", f"{cell.key.cell_id}: no usable per-token data ({exc}); its bootstrap intervals are missing", dataset=dataset))
             hists[cell.key.cell_id] = None
             continue
-        hists[cell.key.cell_id] = bs.document_histograms(table.doc, table.rank, table.logprob)
+        h = bs.document_histograms(table.doc, table.rank, table.logprob)
+        if h.n_documents < MIN_DOCUMENTS:
+            notes.append(_note("too-few-documents", f"{cell.key.cell_id}: {h.n_documents} scored document(s); resampling documents needs at least {MIN_DOCUMENTS}, so it has no bootstrap intervals", dataset=dataset))
+            hists[cell.key.cell_id] = None
+            continue
+        hists[cell.key.cell_id] = h
     spaces = [h.doc_space for h in hists.values() if h is not None]
     if not spaces:
         return {k: None for k in hists}
     doc_space = np.unique(np.concatenate(spaces))
+    if any(space.size != doc_space.size for space in spaces):
+        notes.append(_note("document-sets-differ", f"{dataset}: cells scored different sets of documents ({min(s.size for s in spaces)} to {doc_space.size}); the shared resampling draws from their union, so a cell's replicates also vary in how many of its own documents they hold", dataset=dataset))
     weights = bs.resample_weights(doc_space.size, n_boot, _dataset_seed(seed, dataset))
     out: dict[str, np.ndarray | None] = {}
     for cell_id, h in hists.items():
@@ -145,8 +163,9 @@ def _cell_row(cell: CellRecord, final: bool, reps: np.ndarray | None) -> dict[st
     }
 
 
-def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord], reps: dict[str, np.ndarray | None], ce_alpha: tuple[float | None, np.ndarray | None], notes: list[dict[str, Any]]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """One (dataset, group, quantity) fit row, and its bootstrap alpha replicates (for Table 2)."""
+def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord], reps: dict[str, np.ndarray | None], ce_alpha: tuple[float | None, np.ndarray | None], notes: list[dict[str, Any]]) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """One (dataset, group, quantity) fit row, and its bootstrap alpha and R^2 replicates (for
+    Table 2 and the paired R^2 comparison)."""
     j = list(QUANTITIES).index(quantity)
     n = np.array([float(c.non_embedding_params) for c in members])
     m = np.array([float(c.summary[QUANTITIES[quantity]]) for c in members])
@@ -154,7 +173,7 @@ def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord],
         "dataset": dataset, "group": group, "quantity": quantity, "n_models": len(members),
         "models": [c.key.model for c in members], "non_embedding_params": [int(x) for x in n], "values": [_num(v) for v in m],
         "alpha": None, "c": None, "r2": None, "alpha_ci": None, "r2_ci": None,
-        "delta_alpha_vs_ce": None, "delta_alpha_ci": None, "n_boot_valid": 0,
+        "delta_alpha_vs_ce": None, "delta_alpha_ci": None, "delta_alpha_signed": None, "delta_alpha_signed_ci": None, "n_boot_valid": 0,
         "saturating": None, "skipped": None, "notes": [],
     }
     try:
@@ -164,13 +183,14 @@ def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord],
         row["skipped"] = str(exc)
         row["notes"].append(reason)
         notes.append(_note("skipped", reason, dataset=dataset, group=group, quantity=quantity))
-        return row, None
+        return row, None, None
     row.update(alpha=fit.alpha, c=fit.c, r2=_num(fit.r2))
     if ce_alpha[0] is not None:
         row["delta_alpha_vs_ce"] = abs(fit.alpha - ce_alpha[0])
+        row["delta_alpha_signed"] = fit.alpha - ce_alpha[0]
     sat = fit_saturating(n, m)
     row["saturating"] = {key: (_num(v) if isinstance(v, float) else v) for key, v in sat.as_dict().items()}
-    alpha_reps = None
+    alpha_reps = r2_reps = None
     rep_list = [reps.get(c.key.cell_id) for c in members]
     if rep_list and all(r is not None for r in rep_list):
         values = np.stack([r[:, j] for r in rep_list], axis=1)  # (B, k)
@@ -183,10 +203,20 @@ def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord],
             row["alpha_ci"] = _ci(bs.percentile_interval(alpha_reps, LEVEL))
             row["r2_ci"] = _ci(bs.percentile_interval(r2_reps, LEVEL))
             if ce_alpha[1] is not None:
-                row["delta_alpha_ci"] = _ci(bs.percentile_interval(np.abs(alpha_reps - ce_alpha[1]), LEVEL))
+                # The interval of the signed difference, then its image under |.|: a percentile
+                # interval of |difference| itself is biased away from 0.
+                signed = bs.percentile_interval(alpha_reps - ce_alpha[1], LEVEL)
+                row["delta_alpha_signed_ci"] = _ci(signed)
+                row["delta_alpha_ci"] = _ci(abs_interval(signed))
+            for name, value in (("alpha", row["alpha"]), ("R^2", row["r2"]), ("|delta alpha|", row["delta_alpha_vs_ce"])):
+                ci = row[{"alpha": "alpha_ci", "R^2": "r2_ci", "|delta alpha|": "delta_alpha_ci"}[name]]
+                if value is not None and ci is not None and not ci[0] <= value <= ci[1]:
+                    message = f"{dataset}/{group}/{quantity}: {name} = {value:.4g} lies outside its own bootstrap interval [{ci[0]:.4g}, {ci[1]:.4g}]; read that interval with care (the statistic is skewed or bounded there)"
+                    row["notes"].append(message)
+                    notes.append(_note("outside-interval", message, dataset=dataset, group=group, quantity=quantity))
         if valid.sum() < valid.size:
             row["notes"].append(f"{valid.size - int(valid.sum())} of {valid.size} bootstrap replicates had a zero or non-finite value and were left out")
-    return row, alpha_reps
+    return row, alpha_reps, r2_reps
 
 
 def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], reps: dict[str, np.ndarray | None], holdout: int | None, notes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -256,6 +286,8 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
     """
     if n_boot < 0:
         raise UserError(f"--n-boot must be >= 0, got {n_boot}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
     if holdout is not None and holdout < 1:
         raise UserError(f"--holdout must be >= 1, got {holdout}")
     cells = load_cells(sweep_dir)
@@ -273,6 +305,12 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
         else:
             reps.update({c.key.cell_id: None for c in dataset_cells})
     cell_rows = [_cell_row(c, c.key.cell_id in final_ids, reps.get(c.key.cell_id)) for c in cells]
+    # Fits and extrapolations are refitted on replicates without their resampling shift, the way
+    # each cell's interval is centred on its estimate (bootstrap.centred_replicates).
+    centred: dict[str, np.ndarray | None] = {
+        c.key.cell_id: None if reps.get(c.key.cell_id) is None else bs.centred_replicates(np.array([float(c.summary[QUANTITIES[q]]) for q in QUANTITIES]), reps[c.key.cell_id])  # type: ignore[arg-type]
+        for c in cells
+    }
     for row in cell_rows:
         for q, comp in row["components"].items():
             ci, shift = comp["ci"], comp.get("resampling_shift")
@@ -282,6 +320,7 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
     fit_rows: list[dict[str, Any]] = []
     extrapolation_rows: list[dict[str, Any]] = []
     comparisons: list[dict[str, Any]] = []
+    r2_comparisons: list[dict[str, Any]] = []
     for dataset in datasets:
         members_all = []
         for c in finals:
@@ -295,20 +334,26 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
         groups = {fam: [c for c in members_all if c.family == fam] for fam in sorted({c.family for c in members_all})}
         groups[ALL_GROUP] = members_all
         for group, members in groups.items():
-            ce_row, ce_reps = _fit_row(dataset, group, "CE", members, reps, (None, None), notes)
+            ce_row, ce_reps, ce_r2 = _fit_row(dataset, group, "CE", members, centred, (None, None), notes)
             fit_rows.append(ce_row)
             for quantity in ("EE", "SA", "Conf"):
-                row, _ = _fit_row(dataset, group, quantity, members, reps, (ce_row["alpha"], ce_reps), notes)
+                row, _, r2_reps = _fit_row(dataset, group, quantity, members, centred, (ce_row["alpha"], ce_reps), notes)
                 fit_rows.append(row)
+                if quantity == "EE" and row["r2"] is not None and ce_row["r2"] is not None:
+                    # Paired: both fits' replicates come from the same resampled documents.
+                    diff_ci = _ci(bs.percentile_interval(r2_reps - ce_r2, LEVEL)) if r2_reps is not None and ce_r2 is not None else None
+                    r2_comparisons.append({"dataset": dataset, "group": group, "n_models": len(members), "ee_r2": row["r2"], "ce_r2": ce_row["r2"],
+                                           "difference_ee_minus_ce": row["r2"] - ce_row["r2"], "difference_ci": diff_ci})
             conf = np.array([float(c.summary["confidence"]) for c in members])
             if sign_changes(conf):
-                message = (f"{dataset}/{group}: Confidence changes sign across models (from {conf[0]:+.4g} at the smallest "
-                           f"to {conf[-1]:+.4g} at the largest); the log|Conf| fit hides the sign")
+                signs = ", ".join(f"{v:+.3g}" for v in conf)
+                message = (f"{dataset}/{group}: Confidence changes sign across models ({int(np.sum(conf > 0))} positive, {int(np.sum(conf < 0))} negative; "
+                           f"from the smallest model to the largest: {signs}); the log|Conf| fit hides the sign")
                 notes.append(_note("conf-sign-change", message, dataset=dataset, group=group, quantity="Conf"))
                 fit_rows[-1]["notes"].append(message)
                 fit_rows[-1]["conf_sign_change"] = True
             if len(members) >= MIN_MODELS:
-                rows, comparison = _extrapolation_rows(dataset, group, members, reps, holdout, notes)
+                rows, comparison = _extrapolation_rows(dataset, group, members, centred, holdout, notes)
                 extrapolation_rows.extend(rows)
                 if comparison is not None:
                     comparisons.append(comparison)
@@ -324,6 +369,7 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
         "fits": fit_rows,
         "extrapolation": extrapolation_rows,
         "extrapolation_ce_vs_ee": comparisons,
+        "r2_ee_vs_ce": r2_comparisons,
         "notes": notes,
     }
 
@@ -373,11 +419,11 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Register ``errorentropy fit``."""
-    from .cli import integer, non_negative_int, positive_int
+    from .cli import non_negative_int, positive_int
 
     parser = subparsers.add_parser("fit", parents=[common], help="scaling-law fits of a sweep (Tables 1 and 2, bootstrap intervals, extrapolation)", description=run_fit.__doc__)
     parser.add_argument("sweep", metavar="DIR", help="sweep folder (holds cells/)")
     parser.add_argument("--n-boot", "--bootstrap", dest="n_boot", type=non_negative_int, default=1000, help="document-level bootstrap replicates (0: no intervals; default 1000)")
-    parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)")
     parser.add_argument("--holdout", type=positive_int, default=None, help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)")
     parser.set_defaults(func=run_fit)

@@ -119,33 +119,41 @@ def pick_steps(steps: Sequence[int], k: int = MAX_STEPS_SHOWN) -> list[int]:
     return sorted(chosen)
 
 
-def least_squares_fits(final: dict[str, list[CellRecord]]) -> list[FitRow]:
-    """Point power-law fits (no intervals) per dataset, family and All, for groups of 3+ models with M != 0."""
+def least_squares_fits(final: dict[str, list[CellRecord]], notes: list[str] | None = None) -> list[FitRow]:
+    """Point power-law fits (no intervals) per dataset, family and All, for groups of 3+ models
+    with M != 0; what is left out, and Confidence changing sign, are added to ``notes``."""
+    from .fit import check_log_inputs, fit_power_law, sign_changes
+
+    notes = [] if notes is None else notes
     rows: list[FitRow] = []
-    for dataset, cells in final.items():
+    for dataset, all_cells in final.items():
+        cells = [c for c in all_cells if c.non_embedding_params > 0]
+        for c in all_cells:
+            if c.non_embedding_params <= 0:
+                notes.append(f"{c.key.model} on {dataset}: non-embedding parameter count is {c.non_embedding_params}; left out of the fits.")
         groups: dict[str, list[CellRecord]] = {ALL_GROUP: list(cells)}
         for cell in cells:
             groups.setdefault(cell.family, []).append(cell)
         for group, members in groups.items():
-            if len(members) < MIN_MODELS_FOR_FIT:
+            if len(members) < MIN_MODELS_FOR_FIT or len({c.non_embedding_params for c in members}) < 2:
                 continue
-            x = np.log([float(c.non_embedding_params) for c in members])
-            if np.ptp(x) == 0:
-                continue
+            n = np.array([float(c.non_embedding_params) for c in members])
             by_q: dict[str, FitRow] = {}
             for q, key in QUANTITY_KEYS.items():
-                y_raw = np.abs(np.array([float(c.summary[key]) for c in members]))
-                if np.any(y_raw <= 0):
+                m = np.array([float(c.summary[key]) for c in members])
+                try:
+                    check_log_inputs(n, m, MIN_MODELS_FOR_FIT)
+                except ValueError as exc:
+                    notes.append(f"{dataset}/{group}/{q}: fit skipped: {exc}.")
                     continue
-                y = np.log(y_raw)
-                alpha, c = np.polyfit(x, y, 1)
-                resid = y - (c + alpha * x)
-                total = float(((y - y.mean()) ** 2).sum())
-                r2 = 1.0 - float((resid**2).sum()) / total if total > 0 else float("nan")
-                by_q[q] = FitRow(dataset, group, q, len(members), float(alpha), float(c), r2)
+                fit = fit_power_law(n, m, MIN_MODELS_FOR_FIT)
+                by_q[q] = FitRow(dataset, group, q, len(members), fit.alpha, fit.c, fit.r2)
             if "CE" in by_q:
                 for row in by_q.values():
                     row.delta_alpha_vs_ce = abs(row.alpha - by_q["CE"].alpha)
+            conf = [float(c.summary["confidence"]) for c in members]
+            if sign_changes(np.array(conf)):
+                notes.append(f"{dataset}/{group}: Confidence changes sign across models ({', '.join(f'{v:+.3g}' for v in conf)}, smallest to largest); the log|Conf| fit hides the sign.")
             rows.extend(by_q.values())
     return rows
 
@@ -236,7 +244,7 @@ def collect(sweep_dir: Path | str, *, run_fit: bool = True, n_boot: int = 1000, 
         source = f"errorentropy.fit.fit_sweep (n_boot={n_boot}, seed={seed})"
         notes.extend(fit_notes(fits))
     else:
-        rows = least_squares_fits(final)
+        rows = least_squares_fits(final, notes)
         source = "least squares (no intervals)"
     return ReportData(sweep_dir, cells, datasets, final, training_runs(cells), rows, fits, source, notes)
 
@@ -447,14 +455,15 @@ def saturating_table(data: ReportData) -> Table | None:
     rows = [r for r in ((data.fits or {}).get("fits") or []) if isinstance(r, dict) and isinstance(r.get("saturating"), dict)]
     if not rows:
         return None
-    table = Table("saturating", "Saturating fit M = a N^(−α) + E (R² on the linear scale)", ["dataset", "group", "quantity", "α", "E (floor)", "R²"], [])
+    table = Table("saturating", "Saturating fit M = a N^(−α) + E (a > 0: falls to the floor E; a < 0: rises to the ceiling E; R² on the linear scale)", ["dataset", "group", "quantity", "a", "α", "E (asymptote)", "R²"], [])
     for r in rows:
         sat = r["saturating"]
         head = [str(r.get("dataset")), str(r.get("group")), str(r.get("quantity"))]
         if sat.get("converged"):
-            table.rows.append([*head, _num(sat.get("alpha")), _num(sat.get("E")), _num(sat.get("r2"))])
+            a = sat.get("a")
+            table.rows.append([*head, f"{a:.4g}" if isinstance(a, (int, float)) and math.isfinite(a) else "n/a", _num(sat.get("alpha")), _num(sat.get("E")), _num(sat.get("r2"))])
         else:
-            table.rows.append([*head, "n/a", "n/a", f"not fitted: {sat.get('reason', 'did not converge')}"])
+            table.rows.append([*head, "n/a", "n/a", "n/a", f"not fitted: {sat.get('reason', 'did not converge')}"])
     return table
 
 
@@ -494,28 +503,48 @@ def summary_sentences(data: ReportData) -> list[str]:
             got = {q: index[(dataset, top_group, q)] for q in QUANTITIES if (dataset, top_group, q) in index}
             finite = {q: r for q, r in got.items() if math.isfinite(r.r2)}
             if finite:
+                n_models = max(r.n_models for r in finite.values())
                 best = max(finite, key=lambda q: finite[q].r2)
-                ranked = ", ".join(f"{q} {finite[q].r2:.3f}" for q in sorted(finite, key=lambda q: -finite[q].r2))
-                out.append(f"{dataset}, {top_group} ({max(r.n_models for r in finite.values())} models): {best} has the highest R² of the log-log power-law fit in non-embedding parameters (R² {ranked}).")
-                clean = [q for q in QUANTITIES if q in finite and finite[q].r2 >= CLEAN_R2]
-                rough = [q for q in QUANTITIES if q in finite and finite[q].r2 < CLEAN_R2]
-                out.append(f"{dataset}, {top_group}: a clean power law (R² ≥ {CLEAN_R2}) for {', '.join(clean) or 'none'}; not for {', '.join(rough) or 'none'}.")
-            wins = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index and index[(dataset, g, "EE")].r2 > index[(dataset, g, "CE")].r2]
+                ranked = ", ".join(f"{q} {finite[q].r2:.3f}{_ci_text(finite[q].r2_ci)}" for q in sorted(finite, key=lambda q: -finite[q].r2))
+                caution = f" With {n_models} models a line has {n_models - 2} residual degree(s) of freedom: read R² as rough." if n_models <= 5 else ""
+                out.append(f"{dataset}, {top_group} ({n_models} models): {best} has the highest R² of the log-log power-law fit in non-embedding parameters (R² {ranked}).{caution}")
+                flips = _conf_changes_sign(data, dataset, top_group)
+                clean = [q for q in QUANTITIES if q in finite and finite[q].r2 >= CLEAN_R2 and not (q == "Conf" and flips)]
+                rough = [q for q in QUANTITIES if q in finite and finite[q].r2 < CLEAN_R2 and not (q == "Conf" and flips)]
+                flip_text = " Confidence changes sign across these models, so its log|Conf| fit describes no power law of Confidence itself." if flips and "Conf" in finite else ""
+                out.append(f"{dataset}, {top_group}: a clean power law (R² ≥ {CLEAN_R2}) for {', '.join(clean) or 'none'}; not for {', '.join(rough) or 'none'}.{flip_text}")
             compared = [g for g in groups if (dataset, g, "EE") in index and (dataset, g, "CE") in index]
+            wins = [g for g in compared if index[(dataset, g, "EE")].r2 > index[(dataset, g, "CE")].r2]
+            paired = {r["group"]: r for r in ((data.fits or {}).get("r2_ee_vs_ce") or []) if isinstance(r, dict) and r.get("dataset") == dataset}
             if compared:
-                out.append(f"{dataset}: EE's fit has a higher R² than CE's in {len(wins)} of {len(compared)} groups ({', '.join(compared)}).")
-            deltas = {q: index[(dataset, top_group, q)].delta_alpha_vs_ce for q in ("EE", "SA", "Conf") if (dataset, top_group, q) in index}
-            deltas = {q: d for q, d in deltas.items() if d is not None and math.isfinite(d)}
+                text = f"{dataset}: EE's fit has a higher R² than CE's in {len(wins)} of {len(compared)} groups ({', '.join(compared)})"
+                with_ci = {g: paired[g] for g in compared if g in paired and isinstance(paired[g].get("difference_ci"), list)}
+                if with_ci:
+                    sure = [g for g, r in with_ci.items() if r["difference_ci"][0] > 0 or r["difference_ci"][1] < 0]
+                    detail = "; ".join(f"{g} {r['difference_ee_minus_ce']:+.3f} [{r['difference_ci'][0]:+.3f}, {r['difference_ci'][1]:+.3f}]" for g, r in with_ci.items())
+                    text += f"; the paired bootstrap interval of R²(EE) − R²(CE) excludes 0 in {len(sure)} of {len(with_ci)} ({detail})"
+                out.append(text + ".")
+            deltas = {q: index[(dataset, top_group, q)] for q in ("EE", "SA", "Conf") if (dataset, top_group, q) in index}
+            deltas = {q: r for q, r in deltas.items() if r.delta_alpha_vs_ce is not None and math.isfinite(r.delta_alpha_vs_ce)}
             if deltas:
-                closest = min(deltas, key=lambda q: deltas[q])
-                out.append(f"{dataset}, {top_group}: the exponent closest to CE's is {closest}'s (|Δα| {', '.join(f'{q} {d:.4f}' for q, d in deltas.items())}).")
-        cells = data.final.get(dataset, [])
+                closest = min(deltas, key=lambda q: deltas[q].delta_alpha_vs_ce)  # type: ignore[arg-type,return-value]
+                listed = ", ".join(f"{q} {r.delta_alpha_vs_ce:.4f}{_ci_text(r.delta_alpha_ci)}" for q, r in deltas.items())
+                out.append(f"{dataset}, {top_group}: the exponent closest to CE's is {closest}'s (|Δα| {listed}).")
+        cells = [c for c in data.final.get(dataset, []) if c.non_embedding_params > 0]
         if len(cells) >= 2 and cells[0].non_embedding_params != cells[-1].non_embedding_params:
             small, large = cells[0], cells[-1]
-            s_share = float(small.summary["error_entropy"]) / float(small.summary["cross_entropy"])
-            l_share = float(large.summary["error_entropy"]) / float(large.summary["cross_entropy"])
-            trend = "falls" if l_share < s_share else "rises" if l_share > s_share else "stays"
-            out.append(f"{dataset}: EE is {100 * s_share:.1f}% of CE for the smallest model ({small.key.model}, N={_si(small.non_embedding_params)}) and {100 * l_share:.1f}% for the largest ({large.key.model}, N={_si(large.non_embedding_params)}); its share {trend} with size.")
+            shares = np.array([float(c.summary["error_entropy"]) / float(c.summary["cross_entropy"]) for c in cells])
+            text = (f"{dataset}: EE is {100 * shares[0]:.1f}% of CE for the smallest model ({small.key.model}, N={_si(small.non_embedding_params)}) "
+                    f"and {100 * shares[-1]:.1f}% for the largest ({large.key.model}, N={_si(large.non_embedding_params)})")
+            log_n = np.log10([float(c.non_embedding_params) for c in cells])
+            if len(cells) >= 3:
+                slope = float(np.polyfit(log_n, shares, 1)[0])  # over every final model, not the two ends
+                trend = "falls" if slope < 0 else "rises" if slope > 0 else "stays"
+                text += f"; over all {len(cells)} final models its share {trend} by {100 * abs(slope):.2f} percentage points per tenfold increase in parameters (least squares)."
+            else:
+                trend = "falls" if shares[-1] < shares[0] else "rises" if shares[-1] > shares[0] else "stays"
+                text += f"; its share {trend} with size (two models only)."
+            out.append(text)
         runs = data.dynamics.get(dataset, {})
         for model, run in list(runs.items())[:3]:
             first, last = run[0], run[-1]
@@ -526,6 +555,18 @@ def summary_sentences(data: ReportData) -> list[str]:
     if not out:
         out.append("There are too few models and steps in this sweep to say what scales.")
     return out
+
+
+def _ci_text(ci: tuple[float, float] | None) -> str:
+    return f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else ""
+
+
+def _conf_changes_sign(data: ReportData, dataset: str, group: str) -> bool:
+    """Whether Confidence is positive for some final models of the group and negative for others."""
+    from .fit import sign_changes
+
+    members = [c for c in data.final.get(dataset, []) if group == ALL_GROUP or c.family == group]
+    return sign_changes(np.array([float(c.summary["confidence"]) for c in members]))
 
 
 def _extrapolation_sentences(data: ReportData) -> list[str]:
@@ -647,11 +688,11 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``errorentropy report DIR [--no-fit]``."""
-    from .cli import integer, non_negative_int
+    from .cli import non_negative_int
 
     parser = subparsers.add_parser("report", parents=[common], help="figures, tables and a summary from a sweep folder (report.md, report.html)", description=run_report.__doc__)
     parser.add_argument("sweep_dir", help="a sweep folder (the --out of `errorentropy sweep`)")
     parser.add_argument("--no-fit", action="store_true", help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation")
     parser.add_argument("--n-boot", type=non_negative_int, default=1000, help="document-level bootstrap resamples for the intervals (0: none; default 1000)")
-    parser.add_argument("--seed", type=integer, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)")
     parser.set_defaults(func=run_report)
