@@ -253,3 +253,52 @@ def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: P
     keep = os.environ.get("ERRORENTROPY_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)  # for a human to look at
+
+
+def test_summary_states_uncertainty_sign_changes_and_the_share_trend(tmp_path: Path) -> None:
+    """The plain-words summary: the paired R^2 interval decides whether EE 'beats' CE, a Confidence
+    that changes sign is never called a clean power law, and EE's share trend is the least-squares
+    slope over every final model (not the two ends)."""
+    from synthetic_sweep import build_synthetic_sweep, sign_changing_conf
+
+    root = tmp_path / "synth"
+    build_synthetic_sweep(root, n_docs=40, conf_law=sign_changing_conf, dynamics=False)
+    report.build_report(root, n_boot=60, seed=1)
+    data = report.collect(root, run_fit=False)
+    from errorentropy.fitting_cli import read_fits
+
+    data.fits = read_fits(root)
+    data.fit_rows = report.rows_from_fits(data.fits)
+    for r in data.fit_rows:  # make Conf's log|Conf| fit look clean: the sign change must still win
+        if r.quantity == "Conf":
+            r.r2 = 0.999
+    sentences = report.summary_sentences(data)
+    clean = next(s for s in sentences if s.startswith("synth, All: a clean power law"))
+    assert "Conf" not in clean.split(";")[0] and "Confidence changes sign" in clean
+    paired = next(s for s in sentences if "paired bootstrap interval of R²(EE) − R²(CE)" in s)
+    comparisons = [r for r in data.fits["r2_ee_vs_ce"] if r["dataset"] == "synth"]
+    sure = sum(1 for r in comparisons if r["difference_ci"][0] > 0 or r["difference_ci"][1] < 0)
+    assert f"excludes 0 in {sure} of {len(comparisons)}" in paired
+    cells = data.final["synth"]
+    shares = np.array([c.summary["error_entropy"] / c.summary["cross_entropy"] for c in cells])
+    slope = np.polyfit(np.log10([c.non_embedding_params for c in cells]), shares, 1)[0]
+    share = next(s for s in sentences if "percentage points per tenfold" in s)
+    assert f"over all {len(cells)} final models its share {'falls' if slope < 0 else 'rises'} by {100 * abs(slope):.2f}" in share
+
+
+def test_no_fit_report_notes_what_it_cannot_fit(sweep: Path) -> None:
+    """--no-fit: a zero value, a sign-changing Confidence and N <= 0 are notes, not crashes or silence."""
+    data = report.collect(sweep, run_fit=False)
+    cells = data.final["prose"]
+    cells[0].summary["self_alignment"] = 0.0
+    cells[1].summary["confidence"] = -abs(cells[1].summary["confidence"]) or -0.1
+    cells[2].summary["confidence"] = abs(cells[2].summary["confidence"]) or 0.1
+    notes: list[str] = []
+    rows = report.least_squares_fits({"prose": cells}, notes)
+    assert not [r for r in rows if r.quantity == "SA" and r.group == "All"]
+    assert any("prose/All/SA: fit skipped" in n and "zero" in n for n in notes)
+    assert any("prose/All: Confidence changes sign" in n for n in notes)
+    object.__setattr__(cells[3], "non_embedding_params", 0)  # a frozen record, as a broken config would leave it
+    notes = []
+    report.least_squares_fits({"prose": cells}, notes)
+    assert any("non-embedding parameter count is 0" in n for n in notes)
