@@ -119,3 +119,30 @@ def test_preset_load_failure_is_one_clear_line(monkeypatch, tmp_path):
     monkeypatch.setitem(PRESETS, "c4", Preset(str(tmp_path / "missing"), None, "train"))
     with pytest.raises(UserError, match="cannot load preset c4"):
         corpus.load_corpus("c4", samples=3)
+
+
+def test_any_hub_dataset_by_hf_spec_on_a_local_stand_in(tmp_path):
+    """``hf:PATH[:CONFIG[:SPLIT]]`` goes through datasets.load_dataset (here on a local folder in
+    the hub's layout), with the column named by --text-field, sampled like a preset."""
+    import datasets
+
+    rows = [{"body": f"post {i} " * (i + 2), "n": i} for i in range(30)]
+    root = tmp_path / "forum"
+    root.mkdir()
+    write_jsonl(root / "train.jsonl", rows[:20])
+    write_jsonl(root / "test.jsonl", rows[20:])
+    got = load_corpus(f"hf:{root}", samples=5, text_field="body")
+    assert got.documents == datasets.Dataset.from_list(rows[:20]).shuffle(seed=42).select(range(5))["body"]
+    assert (got.samples, got.seed, got.total_documents) == (5, 42, 20)
+    assert got.settings()["preset_split"] == "train" and got.settings()["text_field"] == "body"
+    test = load_corpus(f"hf:{root}::test", samples=10, seed=0, text_field="body")
+    assert sorted(test.documents) == sorted(r["body"] for r in rows[20:])
+    with pytest.raises(UserError, match="has no field 'text'.*body.*--text-field"):
+        load_corpus(f"hf:{root}", samples=3)
+    with pytest.raises(UserError, match="larger than hub dataset"):
+        load_corpus(f"hf:{root}::test", samples=11, text_field="body")
+    for bad in ("hf:", "hf:a:b:c:d", "hf:a:b:"):
+        with pytest.raises(UserError, match="hf:PATH:CONFIG:SPLIT"):
+            load_corpus(bad)
+    with pytest.raises(UserError, match=r"cannot load hub dataset hf:.*missing"):
+        load_corpus(f"hf:{tmp_path / 'missing'}")

@@ -128,6 +128,7 @@ def test_unknown_key_suggests_the_close_one():
         ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'builtin:poetry'\n", "unknown built-in corpus"),
         ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nseed = 1.5\n", "'seed' in [[datasets]] #1 must be an integer"),
         ("[[models]]\nid = 'a'\n[[datasets]]\nsamples = 3\n", "[[datasets]] #1 needs the key 'data'"),
+        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:a:b:c:d'\n", "s.toml:4: --data 'hf:a:b:c:d': write a hub dataset as hf:PATH"),
     ],
 )
 def test_bad_specs_fail_with_one_clear_line(text, expected):
@@ -163,3 +164,10 @@ def test_the_documented_example_parses(tmp_path):
     assert spec.models[1].revisions == ("main", "step200") and spec.models[0].family == "pythia"
     assert [d.label for d in spec.datasets] == ["wikipedia", "notes"] and spec.datasets[1].text_field == "body"
     assert spec.score_options().max_length == 512
+
+
+def test_hub_datasets_keep_their_spec_and_get_a_short_label(tmp_path):
+    spec = parse("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:allenai/c4:en:validation'\n[[datasets]]\ndata = 'hf:owner/forum'\ntext_field = 'body'\n", tmp_path)
+    c4, forum = spec.datasets
+    assert (c4.source, c4.label) == ("hf:allenai/c4:en:validation", "c4-en-validation")
+    assert (forum.source, forum.label, forum.text_field) == ("hf:owner/forum", "forum", "body")

@@ -2,6 +2,8 @@
 
 A data spec is one of
 * a preset of the paper: ``wikipedia``, ``c4``, ``github`` (loaded with ``datasets``);
+* any hub dataset: ``hf:PATH[:CONFIG[:SPLIT]]`` (split ``train`` unless named; ``--text-field``
+  names the column), sampled like a preset;
 * ``builtin:prose`` or ``builtin:code``: text every CPython carries (no network);
 * a file or folder: ``.jsonl`` (field ``text`` unless told), ``.txt`` (one file, one document;
   a folder of them), ``.parquet``.
@@ -29,6 +31,7 @@ import numpy as np
 from .errors import UserError
 
 BUILTINS = ("builtin:prose", "builtin:code")
+HUB_PREFIX = "hf:"
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = Non
         raise UserError("--data is empty; name a preset (" + ", ".join(PRESETS) + "), a built-in corpus, a file or a folder")
     if spec in PRESETS:
         return load_preset(spec, samples=samples, seed=seed)
+    if spec.startswith(HUB_PREFIX):
+        return load_preset(spec, samples=samples, seed=seed, preset=hub_preset(spec, text_field))
     if spec in BUILTINS:
         docs = builtin_documents(spec)
         extra = {"python_version": sys.version.split()[0]}
@@ -139,7 +144,7 @@ def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = Non
         path = Path(spec).expanduser()
         if not path.exists():
             raise UserError(
-                f"unknown data {spec!r}: not a preset ({', '.join(PRESETS)}), not {' or '.join(BUILTINS)}, and no such file or folder"
+                f"unknown data {spec!r}: not a preset ({', '.join(PRESETS)}), not {' or '.join(BUILTINS)}, not a hub dataset (hf:PATH[:CONFIG[:SPLIT]]), and no such file or folder"
             )
         docs = read_documents(path, text_field)
         extra = {}
@@ -148,6 +153,15 @@ def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = Non
     chosen = sample_indices(len(docs), samples, seed)
     documents = [docs[i] for i in chosen]
     return Corpus(spec, documents, fingerprint(documents), samples, seed, len(docs), text_field, extra)
+
+
+def hub_preset(spec: str, text_field: str = "text") -> Preset:
+    """``hf:PATH[:CONFIG[:SPLIT]]`` as a :class:`Preset` (an empty CONFIG is none: ``hf:PATH::test``)."""
+    parts = spec[len(HUB_PREFIX):].split(":")
+    if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
+        raise UserError(f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)")
+    path, config, split = parts[0], (parts[1] if len(parts) > 1 and parts[1] else None), (parts[2] if len(parts) > 2 else "train")
+    return Preset(path, config, split, text_field=text_field, note=f"hub dataset {path}" + (f", config {config}" if config else "") + f", split {split}")
 
 
 def load_preset(name: str, *, samples: int | None = None, seed: int | None = None, preset: Preset | None = None) -> Corpus:
@@ -164,20 +178,27 @@ def load_preset(name: str, *, samples: int | None = None, seed: int | None = Non
         ds = datasets.load_dataset(preset.path, preset.name, split=preset.split, data_files=preset.data_files)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load preset {name} ({preset.path}): {first}; check the network or the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)") from None
+        raise UserError(f"cannot load {_what(name)} ({preset.path}): {first}; check the network or the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)") from None
+    if isinstance(ds, datasets.DatasetDict):  # pragma: no cover - load_dataset with a split returns a Dataset
+        raise UserError(f"{_what(name)} gave several splits; name one: hf:PATH:CONFIG:SPLIT")
     if preset.text_field not in ds.column_names:
-        raise UserError(f"preset {name} has no field {preset.text_field!r} (fields: {', '.join(ds.column_names)})")
+        fix = "; pass --text-field NAME" if name.startswith(HUB_PREFIX) else ""
+        raise UserError(f"{_what(name)} has no field {preset.text_field!r} (fields: {', '.join(ds.column_names)}){fix}")
     if preset.subset_field:
         ds = ds.filter(lambda row: _subset_value(row, preset.subset_field) == preset.subset_value)
     if len(ds) == 0:
-        raise UserError(f"preset {name} is empty after selecting {preset.subset_field} == {preset.subset_value!r}")
+        raise UserError(f"{_what(name)} is empty" + (f" after selecting {preset.subset_field} == {preset.subset_value!r}" if preset.subset_field else ""))
     if samples > len(ds):
-        raise UserError(f"--samples {samples} is larger than preset {name} ({len(ds)} documents); ask for at most {len(ds)}")
+        raise UserError(f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask for at most {len(ds)}")
     available = len(ds)
     ds = ds.shuffle(seed=seed).select(range(samples))
     documents = [str(t) for t in ds[preset.text_field]]
-    extra = {"preset_source": preset.path, "preset_split": preset.split}
+    extra = {"preset_source": preset.path, "preset_config": preset.name, "preset_split": preset.split}
     return Corpus(name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra)
+
+
+def _what(name: str) -> str:
+    return f"hub dataset {name}" if name.startswith(HUB_PREFIX) else f"preset {name}"
 
 
 def _subset_value(row: dict[str, Any], key: str | None) -> Any:

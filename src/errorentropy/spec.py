@@ -388,7 +388,7 @@ def _model(c: _Checker, body: dict[str, Any], i: int, base: Path) -> ModelSpec:
 
 
 def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSpec:
-    from .corpus import BUILTINS, PRESETS
+    from .corpus import BUILTINS, HUB_PREFIX, PRESETS, hub_preset
 
     c.known(body, DATASET_KEYS, "datasets", i)
     data = c.typed(body, "data", (str,), "datasets", i, required=True)
@@ -396,6 +396,13 @@ def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSp
         if data.startswith("builtin:") and data not in BUILTINS:
             raise UserError(f"{c.where('data', 'datasets', i)}: unknown built-in corpus {data!r}; choose {' or '.join(BUILTINS)}")
         source, default_label = data, data
+    elif data.startswith(HUB_PREFIX):
+        try:
+            hub = hub_preset(data)
+        except UserError as exc:
+            raise UserError(f"{c.where('data', 'datasets', i)}: {exc}") from None
+        source = data
+        default_label = "-".join(part for part in (Path(hub.path).name, hub.name, None if hub.split == "train" else hub.split) if part)
     else:
         source = _local_source(data, base) or str((base / data))
         default_label = Path(data).stem or data
