@@ -232,6 +232,7 @@ def normalise(message: str, workspace: Path) -> str:
     """A message with the workspace path replaced by ``DIR`` and argparse's list of subcommands
     by ``...`` (so the docs depend on neither the folder nor which commands are installed)."""
     message = message.replace(str(workspace), "DIR")
+    # argparse lists every subcommand; the docs show "..." so they do not depend on which are installed
     return re.sub(r"(argument command: invalid choice: '[^']*' \(choose from )[^)]*\)", r"\1...)", message)
 
 
@@ -248,8 +249,15 @@ def run_in_process(case: Case, workspace: Path) -> tuple[int, str, str]:
 def display_argv(case: Case) -> str:
     """The row's command as the docs show it."""
     parts = []
-    for arg in case.argv:
-        arg = arg.replace("{W}/", "").replace("{W}", ".")
+    argv = list(case.argv)
+    skip = set()
+    for i, arg in enumerate(argv[:-1]):  # an option given again later: argparse keeps the last, so show only that
+        if arg.startswith("--") and arg in argv[i + 1 :] and not argv[i + 1].startswith("--"):
+            skip.update((i, i + 1))
+    for i, arg in enumerate(argv):
+        if i in skip:
+            continue
+        arg = arg.replace("{W}/", "./").replace("{W}", ".")  # "./model": as typed, a path (a bare name is a hub id)
         if len(arg) > 40:
             arg = arg[:12] + f"...({len(arg)} chars)"
         parts.append(arg)

@@ -20,3 +20,14 @@ def test_quiet_counts_before_or_after_the_command(argv, quiet):
 )
 def test_only_step_names_are_training_steps(revision, step):
     assert step_of(revision) == step
+
+
+def test_a_failed_hub_load_says_when_the_name_looks_like_a_local_path(tmp_path, monkeypatch):
+    from errorentropy.models import _load_message
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    offline = OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    assert "models/ exists here but models/tyny does not" in _load_message("models/tyny", None, offline)
+    assert "HF_HUB_OFFLINE=1" in _load_message("EleutherAI/pythia-14m", None, offline)
+    assert _load_message("EleutherAI/pythia-14m", None, ValueError("bad config")) == "cannot load model EleutherAI/pythia-14m: bad config"

@@ -43,6 +43,9 @@ def test_sampling_is_a_seeded_permutation_prefix(tmp_path):
     assert a.documents == [texts[i] for i in order]
     assert load_corpus(str(path), samples=5, seed=7).fingerprint == a.fingerprint
     assert load_corpus(str(path), samples=5, seed=8).fingerprint != a.fingerprint
+    default = load_corpus(str(path), samples=5)  # no --seed: shuffled with 42, and the summary says so
+    assert default.seed == 42 and default.documents == load_corpus(str(path), samples=5, seed=42).documents
+    assert load_corpus(str(path)).seed is None  # every document in file order: no shuffle, no seed
     assert load_corpus(str(path)).documents == texts  # files: all, in file order
     with pytest.raises(UserError, match="larger than the corpus"):
         sample_indices(20, 21, 0)

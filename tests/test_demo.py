@@ -87,6 +87,21 @@ def test_tiny_demo_second_run_reuses_everything(tiny_run: tuple[Path, dict, dict
     assert summary["final"] == first["final"]
 
 
+def test_a_copied_demo_folder_points_at_its_own_report(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    """The report record holds absolute paths: a copy must redraw its own report, not send the
+    user to the original folder's."""
+    import shutil
+
+    out, first, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    logs: list[str] = []
+    summary = demo.run_demo(copy, demo.tiny_settings(), device="cpu", progress=False, log=logs.append)
+    assert Path(summary["analysis"]["report_html"]).resolve().parent == (copy / "sweep").resolve()
+    assert not any(line.startswith("report: reusing") for line in logs)
+    assert summary["final"] == first["final"]
+
+
 def test_same_seed_same_numbers_and_changed_settings_redo(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
     """A fresh folder with the same seed retrains to byte-identical histograms; a changed learning
     rate retrains and recomputes that model's cells (one model and no report, to keep it short)."""

@@ -171,3 +171,13 @@ def test_hub_datasets_keep_their_spec_and_get_a_short_label(tmp_path):
     c4, forum = spec.datasets
     assert (c4.source, c4.label) == ("hf:allenai/c4:en:validation", "c4-en-validation")
     assert (forum.source, forum.label, forum.text_field) == ("hf:owner/forum", "forum", "body")
+
+
+def test_a_mistyped_local_model_path_stays_a_local_path(tmp_path):
+    """"models/tyny" beside a "models" folder is a typo of a local path: the cell then fails with
+    "does not exist", not with a hub download of "models/tyny"."""
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    spec = parse("[[models]]\nid = 'models/tyny'\n[[models]]\nid = 'EleutherAI/pythia-14m'\n[[datasets]]\ndata = 'c4'\n", tmp_path)
+    typo, hub = spec.models
+    assert typo.source == str(tmp_path / "models" / "tyny")
+    assert hub.source == "EleutherAI/pythia-14m"

@@ -53,7 +53,8 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if len(message) > 300:  # argparse echoes the offending value; keep the line readable
             message = message[:300] + "..."
-        raise UserError(f"{self.prog}: {message} (see --help)")
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""  # "errorentropy: error: " comes first
+        raise UserError(f"{command}{message} (see --help)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -152,6 +152,8 @@ def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = Non
         raise UserError(f"data {spec!r} holds no documents; point --data at a non-empty corpus")
     chosen = sample_indices(len(docs), samples, seed)
     documents = [docs[i] for i in chosen]
+    if seed is None and samples is not None:
+        seed = PRESET_SEED  # what sample_indices shuffled with: the summary records the seed used
     return Corpus(spec, documents, fingerprint(documents), samples, seed, len(docs), text_field, extra)
 
 

@@ -524,7 +524,8 @@ def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress
             previous = read_checked_json(record, "demo report record")
         except UserError:
             previous = {}
-        if previous.get("key") == key and all(Path(previous.get(k, "")).exists() for k in ("report_md", "report_html")):
+        here = all(Path(previous.get(k, "")).exists() and Path(previous[k]).resolve().parent == sweep_dir.resolve() for k in ("report_md", "report_html"))
+        if previous.get("key") == key and here:  # a demo folder moved or copied elsewhere redraws its own report
             result.update({k: previous[k] for k in ("report_md", "report_html", "notes") if k in previous})
             result["report_seconds"] = 0.0
             log(f"report: reusing {previous['report_html']} (same cells, same fit settings; `errorentropy report {sweep_dir}` redraws it)")

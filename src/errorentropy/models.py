@@ -58,7 +58,13 @@ def _load_message(name: str, revision: str | None, exc: Exception) -> str:
         return f"model {name} has no revision {revision!r} ({first}); list its branches on the hub or drop --revision"
     if "trust_remote_code" in str(exc):
         return f"model {name} needs its own code; rerun with --trust-remote-code if you trust it"
-    return f"cannot load model {name}{'@' + revision if revision else ''}: {first}"
+    hint = ""
+    parts = Path(name).parts
+    if len(parts) > 1 and Path(parts[0]).expanduser().is_dir():
+        hint = f" (taken as a hub id; if you meant a local folder: {parts[0]}/ exists here but {name} does not)"
+    elif "huggingface.co" in first or "offline" in first.lower():
+        hint = " (no network? HF_HUB_OFFLINE=1 loads from the local cache without retrying)"
+    return f"cannot load model {name}{'@' + revision if revision else ''}: {first}{hint}"
 
 
 def load_model(

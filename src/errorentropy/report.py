@@ -311,7 +311,7 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
             save(figures.p_against_q(curves, title=f"Fig. 6: p_e against q_e at several steps ({dataset})"), f"fig6-{slug(dataset)}", f"Fig. 6 ({dataset}): p_e against q_e; the dashed line is p = q (SA = 0).")
         profiled = [c for c in data.final.get(dataset, []) if (c.path / PROFILE_FILE).exists()]
         if not profiled:
-            notes.append(f"{dataset}: no cell has a sorted-probability profile, so Fig. 5 is omitted (score with --profile to get it).")
+            notes.append(f"{dataset}: no cell has a sorted-probability profile, so Fig. 5 is omitted (score with --profile, or profile = true under [scoring] in a sweep spec, to get it).")
         else:
             from .profile import RankProfile
 
@@ -385,8 +385,9 @@ def _groups(rows: Sequence[FitRow], dataset: str) -> list[str]:
 def fit_tables(data: ReportData) -> list[Table]:
     """Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|), with intervals where known."""
     index = {(r.dataset, r.group, r.quantity): r for r in data.fit_rows}
-    t1 = Table("table1", "Table 1: R² of the fit log|M| = c + α log N (95% bootstrap interval in brackets)", ["dataset", "group", "models", *QUANTITIES], [])
-    t2 = Table("table2", "Table 2: |α_M − α_CE|, and each exponent α_M", ["dataset", "group", "α_CE", "|Δα| EE", "|Δα| SA", "|Δα| Conf", "α_EE", "α_SA", "α_Conf"], [])
+    brackets = " (95% bootstrap interval in brackets)" if any(r.r2_ci is not None or r.alpha_ci is not None for r in data.fit_rows) else " (no intervals: plain least squares)"
+    t1 = Table("table1", "Table 1: R² of the fit log|M| = c + α log N" + brackets, ["dataset", "group", "models", *QUANTITIES], [])
+    t2 = Table("table2", "Table 2: |α_M − α_CE|, and each exponent α_M" + brackets, ["dataset", "group", "α_CE", "|Δα| EE", "|Δα| SA", "|Δα| Conf", "α_EE", "α_SA", "α_Conf"], [])
     for dataset in data.datasets:
         for group in _groups(data.fit_rows, dataset):
             got = {q: index.get((dataset, group, q)) for q in QUANTITIES}

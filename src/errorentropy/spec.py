@@ -365,6 +365,9 @@ def _local_source(text: str, base: Path) -> str | None:
     candidate = expanded if expanded.is_absolute() else base / expanded
     if candidate.exists() or text.startswith((".", "/", "~")):
         return str(candidate.resolve() if candidate.exists() else candidate)
+    parts = expanded.parts
+    if len(parts) > 1 and not expanded.is_absolute() and (base / parts[0]).is_dir():
+        return str(candidate)  # "models/typo" beside a "models" folder is a mistyped path, not a hub id
     return None
 
 
