@@ -149,3 +149,14 @@ def test_any_hub_dataset_by_hf_spec_on_a_local_stand_in(tmp_path):
             load_corpus(bad)
     with pytest.raises(UserError, match=r"cannot load hub dataset hf:.*missing"):
         load_corpus(f"hf:{tmp_path / 'missing'}")
+
+
+def test_hub_dataset_columns_that_are_not_text(tmp_path):
+    """A null text is an empty document (skipped later), as in parquet files; a column of numbers
+    is refused rather than scored as the digits' string form."""
+    root = tmp_path / "mixed"
+    hub_layout_parquet(root, [{"text": "first doc", "n": 1}, {"text": None, "n": 2}, {"text": "third doc", "n": 3}], "data/train-00000-of-00001.parquet")
+    got = load_corpus(f"hf:{root}", samples=3, seed=0)
+    assert sorted(got.documents) == ["", "first doc", "third doc"]
+    with pytest.raises(UserError, match="field 'n' holds .*int.*not text.*--text-field"):
+        load_corpus(f"hf:{root}", samples=3, text_field="n")

@@ -174,3 +174,16 @@ def test_processes_that_end_with_different_statuses_all_exit_with_the_worst(tmp_
         p.kill()
     assert not alive, "a process waited for the other at the end"
     assert sorted(results.get(timeout=5) for _ in range(2)) == [(0, 3, False), (1, 3, False)]
+
+
+def test_a_process_with_no_documents_merges_cleanly(tokenizer, short_docs):
+    """More processes than documents (--samples 2 on 4 GPUs): the empty shards score nothing and
+    the merge equals one pass."""
+    model = tiny_model("gpt_neox", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
+    docs = short_docs[:2]
+    options = ScoreOptions(max_length=48)
+    parts = [score_documents(model, tokenizer, docs, options, doc_ids=shard_documents(len(docs), r, 4)) for r in range(4)]
+    assert parts[3].histogram.n_tokens == 0 and parts[3].head_path == "none"
+    merged = merge_results(parts)
+    whole = score_documents(model, tokenizer, docs, options)
+    assert merged.histogram.equals(whole.histogram) and merged.head_path == whole.head_path

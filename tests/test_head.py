@@ -179,3 +179,60 @@ def test_score_hidden_memory_is_bounded():
     reference = score_logits(hidden @ weight.T, targets)
     torch.testing.assert_close(scores.rank, reference.rank, rtol=0, atol=0)
     torch.testing.assert_close(scores.logprob, reference.logprob, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch,key,value", [("cohere", "logit_scale", 0.3), ("granite", "logits_scaling", 3.0)])
+def test_logit_scale_after_the_head(arch, key, value, tokenizer, docs):
+    """Cohere multiplies the logits by logit_scale, Granite divides them by logits_scaling: the
+    chunked head applies the same step (auto verifies it), and a head without it is rejected."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        arch, vocab_size=len(tokenizer) + PADDED, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=0, **{key: value},
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    head = find_head(model)
+    assert head is not None and (head.logit_scale, head.logit_divisor) == ((value, None) if key == "logit_scale" else (None, value))
+    assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
+    assert check_against_reference(model, tokenizer, docs, head="chunked") == "chunked"
+    ids = torch.tensor([tokenize(tokenizer, docs[:1])[0][:32]])
+    assert not verify_head(model, type(head)(head.body, head.weight, head.bias, None), ids)
+
+
+def test_a_forced_head_that_does_not_reproduce_the_logits_is_refused(tokenizer, docs):
+    """--head chunked on a model whose forward changes the logits after the head: an error naming
+    the fix, never silently different numbers (auto falls back to the full logits instead)."""
+    from errorentropy.errors import UserError
+
+    model = tiny_model("gpt_neox", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128)
+    model.register_forward_hook(lambda module, inputs, output: setattr(output, "logits", output.logits * 0.5) or output)
+    ids = tokenize(tokenizer, docs[:1])[0][:32]
+    with pytest.raises(UserError, match="--head chunked: .* does not reproduce the model's own logits.*--head auto or full"):
+        choose_head(model, "chunked", ids)
+    assert choose_head(model, "auto", ids) is None
+
+
+def test_a_pad_token_outside_the_model_vocabulary_is_never_looked_up(tokenizer, docs):
+    """A pad token added to the tokenizer only (id = model vocabulary size): padding uses id 0,
+    masked and never scored, so any batch size gives the reference numbers."""
+    import copy
+
+    padded = copy.deepcopy(tokenizer)
+    padded.add_special_tokens({"pad_token": "[PADX]"})
+    model = tiny_model("llama", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
+    assert padded.pad_token_id >= model.config.vocab_size
+    for batch_size in (1, 3):
+        assert check_against_reference(model, padded, docs, head="auto", batch_size=batch_size) == "chunked"
+
+
+def test_full_logits_of_a_bfloat16_model_carry_a_note(tokenizer, docs):
+    """In bfloat16 the full path ranks logits the model rounded to 8 mantissa bits (more ties)
+    while the chunked head computes float32 logits: the result says so."""
+    model = tiny_model("llama", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(torch.bfloat16)
+    full = score_documents(model, tokenizer, docs, ScoreOptions(max_length=48, head="full"))
+    chunked = score_documents(model, tokenizer, docs, ScoreOptions(max_length=48, head="auto"))
+    assert chunked.head_path == "chunked" and not chunked.notes
+    assert full.histogram.n_tied > chunked.histogram.n_tied
+    assert any("bfloat16 logits" in n and f"{full.histogram.n_tied} of" in n for n in full.notes)

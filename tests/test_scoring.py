@@ -170,3 +170,34 @@ def test_chunked_head_gives_the_same_bits_at_any_thread_count():
     ranks, logprobs = reference(hidden.double() @ weight.double().T + bias.double(), targets)
     np.testing.assert_array_equal(runs[2].rank.numpy(), ranks)
     np.testing.assert_allclose(runs[2].logprob.numpy(), logprobs, atol=1e-5)
+
+
+def _score_in_child(queue) -> None:
+    torch.set_num_threads(2)
+    g = torch.Generator().manual_seed(7)
+    hidden, weight = torch.randn(200, 16, generator=g), torch.randn(3000, 16, generator=g)
+    queue.put(score_hidden(hidden, weight, torch.randint(0, 3000, (200,), generator=g), vocab_chunk=500, chunk_elements=16_000).rank.sum().item())
+
+
+def test_a_forked_child_scores_after_the_parent_used_worker_threads():
+    """A forked child inherits the head's thread pool without its threads; it must not wait on it."""
+    import multiprocessing as mp
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(7)
+        hidden, weight = torch.randn(200, 16, generator=g), torch.randn(3000, 16, generator=g)
+        expected = score_hidden(hidden, weight, torch.randint(0, 3000, (200,), generator=g), vocab_chunk=500, chunk_elements=16_000).rank.sum().item()
+    finally:
+        torch.set_num_threads(threads)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_score_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+    assert not hung, "the forked child waited on the parent's worker threads"
+    assert queue.get(timeout=5) == expected

@@ -247,7 +247,25 @@ def conclude(status: int) -> int:
         return status
     from .distributed import conclude as agree_and_leave
 
+    global _LEFT_GROUP
+    _LEFT_GROUP = True
     return agree_and_leave(status)
+
+
+_LEFT_GROUP = False  # set once this process has left a torchrun process group
+
+
+def run() -> None:
+    """The console script: :func:`main`, then exit. A process that left a torchrun group exits
+    at once (``os._exit``, after flushing its output): its results are written and the group is
+    gone, and the C++ teardown of gloo's threads at interpreter exit can abort a process
+    ("terminate called without an active exception"), which makes torchrun kill the others."""
+    status = main()
+    if _LEFT_GROUP:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,4 +297,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

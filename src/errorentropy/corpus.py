@@ -192,9 +192,12 @@ def load_preset(name: str, *, samples: int | None = None, seed: int | None = Non
         raise UserError(f"{_what(name)} is empty" + (f" after selecting {preset.subset_field} == {preset.subset_value!r}" if preset.subset_field else ""))
     if samples > len(ds):
         raise UserError(f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask for at most {len(ds)}")
+    feature = ds.features.get(preset.text_field)
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise UserError(f"{_what(name)}: field {preset.text_field!r} holds {feature}, not text" + ("; pass --text-field NAME of a text column" if name.startswith(HUB_PREFIX) else ""))
     available = len(ds)
     ds = ds.shuffle(seed=seed).select(range(samples))
-    documents = [str(t) for t in ds[preset.text_field]]
+    documents = ["" if t is None else t for t in ds[preset.text_field]]  # a missing text is an empty document (skipped), as in parquet files
     extra = {"preset_source": preset.path, "preset_config": preset.name, "preset_split": preset.split}
     return Corpus(name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra)
 

@@ -13,7 +13,7 @@ from .errors import UserError
 from .histogram import RankHistogram
 from .models import context_length
 from .profile import PROFILE_TOP, RankProfile
-from .scoring import DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
+from .scoring import NON_FINITE_MESSAGE, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
 from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
 
 HeadMode = Literal["auto", "chunked", "fused", "full"]
@@ -105,6 +105,8 @@ class OutputHead:
     weight: torch.Tensor
     bias: torch.Tensor | None
     softcap: float | None
+    logit_scale: float | None = None  # logits multiplied after the head (Cohere's config.logit_scale)
+    logit_divisor: float | None = None  # logits divided after the head (Granite's config.logits_scaling)
     fused: bool = False  # apply it with the fused Triton kernel (fused_head.py) instead of torch chunks
     note: str | None = None  # why the fused kernel was not used where it could have been
 
@@ -115,18 +117,28 @@ def find_head(model: torch.nn.Module) -> OutputHead | None:
     body = getattr(model, "base_model", None)
     if not isinstance(head, torch.nn.Linear) or body is None or body is model:
         return None
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    return OutputHead(body, head.weight, head.bias, float(softcap) if softcap else None)
+    config = model.config
+    softcap = getattr(config, "final_logit_softcapping", None)
+    scale = getattr(config, "logit_scale", None)
+    divisor = getattr(config, "logits_scaling", None)
+    number = lambda x: float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x not in (0, 1) else None  # noqa: E731
+    return OutputHead(body, head.weight, head.bias, float(softcap) if softcap else None, number(scale), number(divisor))
 
 
 @torch.no_grad()
 def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tensor) -> bool:
     """True when body + head reproduce the model's own logits on ``input_ids`` ``[1, L]``."""
     reference = model(input_ids=input_ids, use_cache=False).logits[0].float()
+    if not bool(torch.isfinite(reference).all()):
+        raise UserError(NON_FINITE_MESSAGE)  # the same answer whichever head would have been used
     hidden = head.body(input_ids=input_ids, use_cache=False).last_hidden_state[0].float()
     ours = hidden @ head.weight.float().T
     if head.bias is not None:
         ours = ours + head.bias.float()
+    if head.logit_scale is not None:
+        ours = ours * head.logit_scale
+    if head.logit_divisor is not None:
+        ours = ours / head.logit_divisor
     if head.softcap:
         ours = torch.tanh(ours / head.softcap) * head.softcap
     if ours.shape != reference.shape:
@@ -203,20 +215,28 @@ def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int
         if mode in ("chunked", "fused"):
             raise UserError(f"--head {mode}: cannot find a linear output head on {type(model).__name__}; use --head full")
         return None
+    scaled = head.logit_scale is not None or head.logit_divisor is not None
     if mode == "fused":
         reason = available(head.weight.device)
         if reason is not None:
             raise UserError(f"--head fused: {reason}; use --head chunked")
+        if scaled:
+            raise UserError("--head fused does not apply a logit scale after the head (this model has one); use --head chunked")
         if profile:
             raise UserError("--head fused does not compute the top log-probabilities --profile needs; use --head chunked")
+    ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
+    if not verify_head(model, head, ids):
+        if mode in ("chunked", "fused"):  # forcing a head never buys wrong numbers
+            raise UserError(f"--head {mode}: the output head found on {type(model).__name__} does not reproduce the model's own logits (a scaling or other step after it?); use --head auto or full")
+        return None
+    if mode == "fused":
         return replace(head, fused=True)
     if mode == "chunked":
         return head
-    ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
-    if not verify_head(model, head, ids):
-        return None
     if profile or head.weight.device.type != "cuda" or available(head.weight.device) is not None:
         return head
+    if scaled:
+        return replace(head, note="the fused kernel does not apply a logit scale after the head; used the chunked head")
     note = check_fused(head, torch.tensor([list(sample_ids[:FUSED_CHECK_TOKENS])], dtype=torch.long, device=ids.device))
     return replace(head, fused=note is None, note=note)
 
@@ -259,7 +279,8 @@ def score_batch(model: torch.nn.Module, head: OutputHead | None, batch_ids: torc
 
             scores = score_hidden_fused(selected, head.weight, targets, bias=head.bias, softcap=head.softcap)
         else:
-            scores = score_hidden(selected, head.weight, targets, bias=head.bias, softcap=head.softcap, vocab_chunk=options.vocab_chunk, chunk_elements=options.chunk_elements, topk=topk)
+            scores = score_hidden(selected, head.weight, targets, bias=head.bias, softcap=head.softcap, logit_scale=head.logit_scale, logit_divisor=head.logit_divisor,
+                                  vocab_chunk=options.vocab_chunk, chunk_elements=options.chunk_elements, topk=topk)
     else:
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
         selected = logits[row_t.to(logits.device), (col_t - 1).to(logits.device)]
@@ -296,7 +317,7 @@ def score_documents(
         hist = RankHistogram(n_skipped=n_skipped)
         return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
     head = choose_head(model, options.head, windows[0].input_ids, profile=options.profile)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = 0  # padded positions are masked and never scored; the tokenizer's pad id may lie outside the model's vocabulary
     parts: list[tuple[TokenScores, np.ndarray, np.ndarray]] = []
     profile = RankProfile() if options.profile else None
     from tqdm.auto import tqdm
@@ -320,4 +341,10 @@ def score_documents(
     n_docs = int(np.unique(doc).size)
     hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=int((tied > 0).sum()))
     path = "full" if head is None else "fused" if head.fused else "chunked"
-    return ScoreResult(hist, tokens, path, len(windows), profile, [head.note] if head is not None and head.note else [])
+    notes = [head.note] if head is not None and head.note else []
+    dtype = next(model.parameters()).dtype
+    if head is None and dtype in (torch.bfloat16, torch.float16):
+        notes.append(f"ranks come from the model's own {str(dtype).removeprefix('torch.')} logits, whose rounding makes ties commoner "
+                     f"({hist.n_tied} of {hist.n_tokens} tokens tied their ground truth) than the float32 logits of the chunked head: "
+                     "compare EE only between cells with the same head_path")
+    return ScoreResult(hist, tokens, path, len(windows), profile, notes)

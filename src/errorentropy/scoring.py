@@ -1,6 +1,7 @@
 """Token scoring: from a model's output to (rank, log-probability) per scored token.
 
-Two paths give the same numbers:
+Two paths give the same numbers on float32 models (on 16-bit models :func:`score_logits` reads
+logits the model rounded to 16 bits, where :func:`score_hidden` computes them in float32):
 
 * :func:`score_hidden` applies the output head itself, in vocabulary chunks, in float32, carrying
   a running log-sum-exp, the ground truth's logit and the count of strictly greater logits, so a
@@ -14,6 +15,7 @@ the ground truth's favour; ``tied`` counts the other entries exactly equal to th
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +46,8 @@ def cpu_workers(device: torch.device) -> int:
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
+# A forked child inherits the pools but not their threads: it must start its own.
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: int) -> list["TokenScores"]:
@@ -95,11 +99,12 @@ class TokenScores:
         )
 
 
+NON_FINITE_MESSAGE = "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a half-precision overflow is the usual cause)"
+
+
 def _check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:
     if not (torch.isfinite(lse).all() and torch.isfinite(target).all()):
-        raise UserError(
-            "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a half-precision overflow is the usual cause)"
-        )
+        raise UserError(NON_FINITE_MESSAGE)
 
 
 def row_logsumexp(z: torch.Tensor) -> torch.Tensor:
@@ -115,6 +120,15 @@ def row_logsumexp(z: torch.Tensor) -> torch.Tensor:
 
 def _softcap(z: torch.Tensor, cap: float | None) -> torch.Tensor:
     return z if cap is None else torch.tanh(z / cap) * cap
+
+
+def _rescale(z: torch.Tensor, multiplier: float | None, divisor: float | None) -> torch.Tensor:
+    """A logit scale after the head, as the model applies it (Cohere multiplies, Granite divides)."""
+    if multiplier is not None:
+        z = z * multiplier
+    if divisor is not None:
+        z = z / divisor
+    return z
 
 
 TARGET_BLOCK = 256
@@ -174,14 +188,14 @@ def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()  # grad mode is per thread: a worker would otherwise record the head for autograd
-def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None, vocab_chunk: int, topk: int) -> TokenScores:
+def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None, vocab_chunk: int, topk: int, scale: tuple[float | None, float | None] = (None, None)) -> TokenScores:
     """One block of tokens through the whole head, one ``[tokens, vocab_chunk]`` tile at a time."""
     vocab = weight.shape[0]
     h = hidden.float()
     t = _target_logits(h, weight[tgt].float())
     if bias is not None:
         t = t + bias[tgt].float()
-    t = _softcap(t, softcap)
+    t = _softcap(_rescale(t, *scale), softcap)
     # The running log-sum-exp is carried in float64: float32 drifts by ~1e-5 over many chunks.
     lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
     greater = torch.zeros_like(tgt)
@@ -192,7 +206,7 @@ def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, 
         z = h @ w.T
         if bias is not None:
             z = z + bias[v0 : v0 + vocab_chunk].float()
-        z = _softcap(z, softcap)
+        z = _softcap(_rescale(z, *scale), softcap)
         lse = torch.logaddexp(lse, row_logsumexp(z))
         inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
         if inside.any():
@@ -219,6 +233,8 @@ def score_hidden(
     *,
     bias: torch.Tensor | None = None,
     softcap: float | None = None,
+    logit_scale: float | None = None,
+    logit_divisor: float | None = None,
     vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
     chunk_elements: int | None = None,
     topk: int = 0,
@@ -230,7 +246,8 @@ def score_hidden(
     where a 4 MiB tile stays in cache, and 2^26 on CUDA). The target logit is the float32 dot product
     of the hidden state with the target's head row; the target's own column is excluded from the
     greater/tied counts, so the rank is exact up to ties within float32 round-off of that dot
-    product.
+    product. Logits are then multiplied by ``logit_scale``, divided by ``logit_divisor`` and
+    soft-capped at ``softcap``, each where given, in that order (as Cohere, Granite and Gemma 2 do).
     """
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError("hidden must be [T, H] and weight [V, H]")
@@ -254,7 +271,7 @@ def score_hidden(
         token_block = min(token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE)
 
     def block(t0: int) -> TokenScores:
-        return _score_block(hidden[t0 : t0 + token_block], targets[t0 : t0 + token_block], weight, bias, softcap, vocab_chunk, topk)
+        return _score_block(hidden[t0 : t0 + token_block], targets[t0 : t0 + token_block], weight, bias, softcap, vocab_chunk, topk, (logit_scale, logit_divisor))
 
     parts = run_blocks(block, range(0, n_tokens, token_block), workers)
     scores = TokenScores.cat(parts)

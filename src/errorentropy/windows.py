@@ -44,6 +44,8 @@ def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") ->
         if start is None:
             raise UserError("--bos always needs a BOS or EOS token, and this tokenizer has neither; use --bos auto or never")
         prefix = [int(start)]
+    if not documents:  # a process of a launch with more processes than documents (tokenizers refuse [])
+        return []
     encoded = tokenizer(list(documents), add_special_tokens=(bos == "auto"), verbose=False)["input_ids"]
     return [prefix + list(ids) if prefix and (not ids or ids[0] != prefix[0]) else list(ids) for ids in encoded]
 
