@@ -124,22 +124,29 @@ def _score_with_nan_on_rank_one(rank: int, init_file: str, model_dir: str, docs:
     dist.destroy_process_group()
 
 
-def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short_docs):
-    """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting forever."""
+def _run_two_ranks(target, args, timeout: float, hang_message: str) -> list:
+    """Run ``target(*args(rank, queue))`` in 2 spawned processes; fail if one is still alive after
+    ``timeout`` s; return what both put on the queue."""
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_score_with_nan_on_rank_one, args=(r, str(tmp_path / "pg"), str(model_dir), short_docs, results)) for r in range(2)]
+    procs = [ctx.Process(target=target, args=args(r, results)) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(timeout=240)
+        p.join(timeout=timeout)
     alive = [p for p in procs if p.is_alive()]
     for p in alive:
         p.kill()
-    assert not alive, "a process hung in a collective"
-    messages = dict(results.get(timeout=5) for _ in range(2))
+    assert not alive, hang_message
+    return [results.get(timeout=5) for _ in range(2)]
+
+
+def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short_docs):
+    """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting forever."""
+    results = _run_two_ranks(_score_with_nan_on_rank_one, lambda r, queue: (r, str(tmp_path / "pg"), str(model_dir), short_docs, queue), 240, "a process hung in a collective")
+    messages = dict(results)
     assert messages[0] == messages[1]
     assert messages[0].startswith("process 1:") and "NaN or inf" in messages[0]
 
@@ -157,23 +164,11 @@ def _conclude_with(rank: int, init_file: str, status: int, results) -> None:
 def test_processes_that_end_with_different_statuses_all_exit_with_the_worst(tmp_path):
     """Rank 0 ends with 3 (failed sweep cells), rank 1 with 0: both learn 3, both leave the
     group, neither waits for the other (the old final barrier left rank 1 waiting there)."""
-    import torch.multiprocessing as mp
-
     from errorentropy.cli import conclude
 
     assert conclude(5) == 5  # outside a process group: the status itself
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [ctx.Process(target=_conclude_with, args=(r, str(tmp_path / "pg"), 3 if r == 0 else 0, results)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    alive = [p for p in procs if p.is_alive()]
-    for p in alive:
-        p.kill()
-    assert not alive, "a process waited for the other at the end"
-    assert sorted(results.get(timeout=5) for _ in range(2)) == [(0, 3, False), (1, 3, False)]
+    results = _run_two_ranks(_conclude_with, lambda r, queue: (r, str(tmp_path / "pg"), 3 if r == 0 else 0, queue), 120, "a process waited for the other at the end")
+    assert sorted(results) == [(0, 3, False), (1, 3, False)]
 
 
 def test_a_process_with_no_documents_merges_cleanly(tokenizer, short_docs):
