@@ -217,3 +217,13 @@ def test_one_document_gives_no_interval_and_a_note(tmp_path):
     assert all(comp["ci"] is None for c in result["cells"] for comp in c["components"].values())
     assert all(r["alpha_ci"] is None for r in result["fits"])
     assert any(n["kind"] == "too-few-documents" for n in result["notes"])
+
+
+def test_cells_of_one_dataset_scored_differently_get_a_note(tmp_path):
+    build_synthetic_sweep(tmp_path, dynamics=False)
+    cell = load_cells(tmp_path)[0]
+    folder = cell_path(tmp_path, cell.key)
+    write_cell_record(folder, cell.key, family=cell.family, non_embedding_params=cell.non_embedding_params, total_params=cell.total_params,
+                      summary={**cell.summary, "max_length": 16, "dtype": "bfloat16"})
+    notes = [n["message"] for n in fit_sweep(tmp_path, n_boot=0)["notes"] if n["kind"] == "mixed-settings"]
+    assert any("scored differently (max_length" in n for n in notes) and any("dtype" in n and "bfloat16" in n for n in notes)

@@ -181,3 +181,42 @@ def test_a_mistyped_local_model_path_stays_a_local_path(tmp_path):
     typo, hub = spec.models
     assert typo.source == str(tmp_path / "models" / "tyny")
     assert hub.source == "EleutherAI/pythia-14m"
+
+
+OLD_SPEC = """[scoring]
+max_length = 64
+batch_size = 4
+[[models]]
+id = "EleutherAI/pythia-14m"
+revisions = ["step1000"]
+[[datasets]]
+data = "wikipedia"
+samples = 10
+"""
+
+
+def test_batch_size_and_written_out_defaults_do_not_make_cells_stale(tmp_path):
+    """Results are bit-identical whatever the batch size: a smaller batch after running out of
+    memory redoes nothing, nor does writing out a default; cells digested by errorentropy 0.1.0
+    (golden digest below, computed by that version for this spec) stay finished."""
+    from errorentropy.spec import cell_settings, legacy_cell_settings, settings_digest
+    from errorentropy.sweep import plan_cells
+
+    def digest(text):
+        spec = parse(text, tmp_path)
+        return settings_digest(cell_settings(spec, spec.models[0], "step1000", spec.datasets[0]))
+
+    base = digest(OLD_SPEC)
+    assert digest(OLD_SPEC.replace("batch_size = 4", "batch_size = 1")) == base
+    assert digest(OLD_SPEC.replace("batch_size = 4\n", "")) == base
+    assert digest(OLD_SPEC.replace("max_length = 64\n", "max_length = 64\nbos = 'auto'\nhead = 'auto'\n")) == base
+    assert digest(OLD_SPEC.replace("max_length = 64", "max_length = 32")) != base
+    spec = parse(OLD_SPEC, tmp_path)
+    assert settings_digest(legacy_cell_settings(spec, spec.models[0], "step1000", spec.datasets[0])) == "01cb8f3e23a830ef"
+    (cell,) = plan_cells(spec)
+    assert cell.matches("01cb8f3e23a830ef") and cell.matches(base) and not cell.matches("0" * 16)
+
+
+def test_revisions_naming_one_folder_and_over_long_cell_names_are_refused(tmp_path):
+    assert "lists revisions 'run/a' and 'run-a', which name the same cell folder" in error("[[models]]\nid = 'a'\nrevisions = ['run/a', 'run-a']\n[[datasets]]\ndata = 'c4'\n")
+    assert "would be 2" in error(f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n") and "shorter label" in error(f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy.cells import CELLS_DIR, read_cell
+from errorentropy.cells import CELLS_DIR, load_cells, read_cell
 from errorentropy.cli import main
 from errorentropy.engine import TokenTable
 from errorentropy.errors import UserError
@@ -315,3 +315,63 @@ def test_plan_and_spec_copy(toy):
     assert len(cells) == 16 and len({c.cell_id for c in cells}) == 16
     assert cells[0].model.source == str((toy / "m-gpt2").resolve())
     assert cells[1].dataset.source == str((toy / "txt").resolve())
+
+
+def test_changed_documents_behind_the_same_path_are_redone(toy, reference, tmp_path, one_thread):
+    """The digest knows a dataset by its path; each cell also recorded its documents' fingerprint,
+    and a rewritten file makes its cells pending (in the dry run too), then redone."""
+    ref, _ = reference
+    root = tmp_path / "toy"
+    shutil.copytree(toy, root, ignore=shutil.ignore_patterns("m-*"))
+    for arch in ("gpt2",):
+        (root / f"m-{arch}").symlink_to(toy / f"m-{arch}")
+    spec = root / "spec.toml"
+    spec.write_text(_spec_text(["m-gpt2"]))
+    out = tmp_path / "out"
+    assert run_sweep(spec, out, progress=False).ok
+    lines = (root / "docs.jsonl").read_text().splitlines()
+    (root / "docs.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # one document fewer
+    states = {s.cell.key.dataset: s for s in run_sweep(spec, out, dry_run=True).states if s.cell.revision == "main"}
+    assert states["jsonl"].status == "pending" and "other documents" in states["jsonl"].detail
+    assert states["txt"].status == "done"
+    outcome = run_sweep(spec, out, progress=False)
+    assert outcome.ok and outcome.computed == 2  # both revisions on the jsonl dataset
+    assert all(c.summary["n_documents"] == 5 for c in load_cells(out) if c.key.dataset == "jsonl")
+
+
+def test_family_given_later_is_written_and_orphans_are_named(toy, reference, tmp_path, one_thread):
+    ref, _ = reference
+    out = _copy(ref, tmp_path / "fam")
+    spec = toy / "spec-family.toml"
+    spec.write_text(_spec_text(["m-gpt2"]).replace('id = "m-gpt2"', 'id = "m-gpt2"\nfamily = "mine"'))
+    outcome = run_sweep(spec, out, progress=False)
+    assert outcome.ok and outcome.computed == 0
+    assert {c.family for c in load_cells(out) if c.key.model == "m-gpt2"} == {"mine"}
+    assert len(outcome.orphans) == 12 and "not in this spec" in outcome.summary_line()
+
+
+def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(toy, reference, tmp_path):
+    """A kill between commit_folder's two renames leaves complete hidden copies (.NAME.old-*,
+    .NAME.tmp-*): results never include them. Merging cells scored with another max-length into
+    one dataset is refused before anything is copied."""
+    ref, _ = reference
+    out = _copy(ref, tmp_path / "left")
+    name = sorted(p.name for p in (out / CELLS_DIR).iterdir())[0]
+    shutil.copytree(out / CELLS_DIR / name, out / CELLS_DIR / f".{name}.old-123-abcdef12")
+    assert len(load_cells(out)) == 16
+    other = _copy(ref, tmp_path / "other")
+    victim = other / CELLS_DIR / name
+    record = read_cell(victim)
+    from errorentropy.cells import write_cell_record
+
+    shutil.rmtree(out / CELLS_DIR / name)  # the cell exists only in `other`, scored "differently"
+    write_cell_record(victim, record.key, family=record.family, non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary={**record.summary, "max_length": 16})
+    with pytest.raises(UserError, match="mix unlike cells: dataset 'jsonl' .*max_length (32 vs 16|16 vs 32)"):
+        merge_sweeps(tmp_path / "merged", [out, other])
+    assert not (tmp_path / "merged" / CELLS_DIR).exists() or not any((tmp_path / "merged" / CELLS_DIR).iterdir())
+
+
+def test_a_label_starting_with_a_dot_is_not_hidden():
+    from errorentropy.cells import CellKey, slug
+
+    assert slug(".5b") == "5b" and slug("..x-") == "x" and not CellKey(".5b", None, ".d").cell_id.startswith(".")

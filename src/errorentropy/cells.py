@@ -33,7 +33,7 @@ FAILURE_FILE = "failure.json"
 
 def slug(text: str) -> str:
     """A file-name-safe form of a label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-").rstrip("-") or "x"  # no leading dot: hidden names are leftovers
 
 
 def step_of(revision: str | None) -> int | None:
@@ -170,5 +170,33 @@ def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
     root = Path(sweep_dir) / CELLS_DIR
     if not root.is_dir():
         raise UserError(f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run `errorentropy sweep SPEC --out {sweep_dir}` first")
-    records = [r for r in (read_cell(d) for d in sorted(root.iterdir()) if d.is_dir()) if r is not None]
+    # Hidden folders are a killed write's leftovers (.NAME.tmp-*, .NAME.old-*): complete copies,
+    # possibly of other settings, never results.
+    records = [r for r in (read_cell(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")) if r is not None]
     return sorted(records, key=lambda r: (r.key.dataset, r.family, r.non_embedding_params, r.key.model, r.step or 0))
+
+
+# Settings that must agree between cells of one dataset for their numbers to be comparable (the
+# model, revision, dtype and head path may differ: they are what a sweep varies or notes).
+COMPARABLE_KEYS = ("data_fingerprint", "samples", "seed", "text_field", "max_length", "window", "stride", "bos")
+
+
+def comparability(record: CellRecord) -> tuple[Any, ...]:
+    """The settings of :data:`COMPARABLE_KEYS` a cell was computed with."""
+    values = {k: record.summary.get(k) for k in COMPARABLE_KEYS}
+    if values["samples"] is not None and values["seed"] is None:
+        values["seed"] = 42  # older cells recorded no seed where --samples alone shuffled with 42
+    return tuple(values.values())
+
+
+def mixed_settings(records: list[CellRecord]) -> str | None:
+    """None when every cell of each dataset shares :data:`COMPARABLE_KEYS`; else which differ, and where."""
+    by_dataset: dict[str, dict[tuple[Any, ...], str]] = {}
+    for r in records:
+        by_dataset.setdefault(r.key.dataset, {}).setdefault(comparability(r), r.key.cell_id)
+    for dataset, variants in sorted(by_dataset.items()):
+        if len(variants) > 1:
+            (a, cell_a), (b, cell_b) = list(variants.items())[:2]
+            differ = ", ".join(f"{k} {x!r} vs {y!r}" for k, x, y in zip(COMPARABLE_KEYS, a, b) if x != y)
+            return f"dataset {dataset!r} holds cells scored differently ({differ}: {cell_a} vs {cell_b})"
+    return None

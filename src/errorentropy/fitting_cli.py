@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import bootstrap as bs
-from .cells import CellRecord, load_cells
+from .cells import CellRecord, load_cells, mixed_settings
 from .errors import UserError
 from .fit import (
     MIN_MODELS,
@@ -294,6 +294,15 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
     if not cells:
         raise UserError(f"{sweep_dir} has no finished cells; run or resume `errorentropy sweep` first")
     notes: list[dict[str, Any]] = []
+    for dataset in sorted({c.key.dataset for c in cells}):
+        group = [c for c in cells if c.key.dataset == dataset]
+        mixed = mixed_settings(group)
+        if mixed:
+            notes.append(_note("mixed-settings", f"{mixed}: its fits compare unlike numbers; rescore the odd cells or give them another dataset label", dataset=dataset))
+        for key in ("dtype", "head_path"):
+            values = sorted({str(c.summary.get(key)) for c in group})
+            if len(values) > 1:
+                notes.append(_note("mixed-settings", f"{dataset}: cells were scored with {key} {', '.join(values)}; EE counts ties, which 16-bit logits make commoner, so compare such cells with care", dataset=dataset))
     finals = select_final(cells, notes)
     final_ids = {c.key.cell_id for c in finals}
     datasets = sorted({c.key.dataset for c in cells})

@@ -139,18 +139,34 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
             raise UserError(f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see docs/sweep.md)")
         _unique(name, kind, [(x.label, slug(x.label)) for x in items])
     for m in models:
-        seen: set[str | None] = set()
+        seen: dict[str, str | None] = {}
         for r in m.revisions:
-            if r in seen:
-                raise UserError(f"{name}: model {m.label!r} lists revision {r!r} twice; list each revision once")
-            seen.add(r)
+            folder = slug(r or "main")
+            if folder in seen:
+                what = f"revision {r!r} twice" if seen[folder] == r else f"revisions {seen[folder]!r} and {r!r}, which name the same cell folder"
+                raise UserError(f"{name}: model {m.label!r} lists {what}; list each revision once")
+            seen[folder] = r
+    longest = max((f"{slug(m.label)}__{slug(r or 'main')}__{slug(d.label)}" for m in models for r in m.revisions for d in datasets), key=lambda c: len(c.encode()))
+    if len(longest.encode()) > MAX_CELL_NAME:
+        raise UserError(f"{name}: cell folder {longest[:60]}... would be {len(longest.encode())} bytes, more than file systems allow with its temporary suffix ({MAX_CELL_NAME}); give the model or dataset a shorter label = \"...\"")
     spec = SweepSpec(models, datasets, scoring, run, None, text)
     spec.score_options()  # constructing it validates nothing further, but fails early on a bad field
     return spec
 
 
+MAX_CELL_NAME = 200  # bytes: a cell is written as ".NAME.tmp-PID-XXXXXXXX" first, and names stop at 255
+
+# Scoring settings that change no number (results are bit-identical whatever the batch size):
+# changing them mid-sweep, e.g. a smaller batch after running out of memory, redoes nothing.
+SPEED_ONLY = ("batch_size",)
+
+
 def cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec) -> dict[str, Any]:
-    """Everything in the spec that determines one cell's numbers (not where it ran)."""
+    """Everything in the spec that determines one cell's numbers (not where it ran): the scoring
+    options in full (defaults filled in, so an omitted default equals the value written out),
+    less those that change no number."""
+    effective = spec.score_options()
+    scoring = {k: getattr(effective, k) for k in sorted(SCORING_KEYS) if k not in SPEED_ONLY}
     return {
         "model_id": model.id,
         "revision": revision,
@@ -159,8 +175,14 @@ def cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, datas
         "samples": dataset.samples,
         "seed": dataset.seed,
         "text_field": dataset.text_field,
-        "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring)},
+        "scoring": scoring,
     }
+
+
+def legacy_cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec) -> dict[str, Any]:
+    """The settings digested by errorentropy 0.1.0 before this change (the spec's own [scoring]
+    keys only): cells finished then stay finished."""
+    return {**cell_settings(spec, model, revision, dataset), "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring)}}
 
 
 def settings_digest(settings: dict[str, Any]) -> str:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import hashlib
 import json
+import os
 import shutil
 import socket
 import sys
@@ -23,11 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
-from .cells import CELLS_DIR, CellKey, read_cell, read_failure, write_cell_record, write_failure
+from .cells import CELLS_DIR, CellKey, CellRecord, mixed_settings, read_cell, read_failure, write_cell_record, write_failure
 from .errors import UserError
-from .spec import DatasetSpec, ModelSpec, SweepSpec, cell_settings, load_spec, settings_digest
+from .spec import DatasetSpec, ModelSpec, SweepSpec, cell_settings, legacy_cell_settings, load_spec, settings_digest
 from .storage import atomic_write_text, commit_folder
 
 SPEC_COPY = "spec.toml"
@@ -47,10 +49,15 @@ class Cell:
     revision: str | None
     dataset: DatasetSpec
     digest: str
+    legacy_digest: str | None = None  # what an older errorentropy digested for the same settings
 
     @property
     def cell_id(self) -> str:
         return self.key.cell_id
+
+    def matches(self, digest: Any) -> bool:
+        """Whether a finished cell's recorded digest stands for this cell's settings."""
+        return digest is not None and digest in (self.digest, self.legacy_digest)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class CellState:
     cell: Cell
     status: Status
     detail: str = ""
+    record: CellRecord | None = None  # the finished cell, when done
 
 
 @dataclass
@@ -72,6 +80,7 @@ class SweepOutcome:
     failed_now: int = 0
     elapsed_s: float = 0.0
     dry_run: bool = False
+    orphans: list[str] = field(default_factory=list)  # cell folders in out_dir that the spec does not plan
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.states if s.status == status)
@@ -87,6 +96,9 @@ class SweepOutcome:
             line += f"; computed {self.computed} now in {self.elapsed_s:.1f} s"
         if self.count("failed"):
             line += "; see each cells/<cell_id>/failure.json, rerun with --retry-failed to retry them"
+        if self.orphans:
+            line += (f"; {len(self.orphans)} cell folder(s) there are not in this spec (e.g. {self.orphans[0]}, from a renamed label or an"
+                     " earlier spec): fit and report include them; delete them if they do not belong")
         return line
 
 
@@ -100,7 +112,8 @@ def plan_cells(spec: SweepSpec) -> list[Cell]:
         for revision in model.revisions:
             for dataset in spec.datasets:
                 digest = settings_digest(cell_settings(spec, model, revision, dataset))
-                cells.append(Cell(CellKey(model.label, revision, dataset.label), model, revision, dataset, digest))
+                legacy = settings_digest(legacy_cell_settings(spec, model, revision, dataset))
+                cells.append(Cell(CellKey(model.label, revision, dataset.label), model, revision, dataset, digest, legacy))
     return cells
 
 
@@ -110,15 +123,15 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
     if not directory.exists():
         return CellState(cell, "pending")
     record = read_cell(directory)
-    if record is not None and record.key.cell_id != cell.cell_id:
-        return CellState(cell, "pending", f"holds cell {record.key.cell_id}, not this one; will redo")
+    if record is not None and record.key != cell.key:
+        return CellState(cell, "pending", f"holds {record.key.model} at {record.key.revision or 'main'} on {record.key.dataset}, not this cell; will redo")
     if record is not None:
-        if record.summary.get("spec_digest") != cell.digest:
+        if not cell.matches(record.summary.get("spec_digest")):
             return CellState(cell, "pending", "done with other settings; will redo")
-        return CellState(cell, "done")
+        return CellState(cell, "done", record=record)
     failure = read_failure(directory)
     if failure is not None:
-        if failure.get("spec_digest") not in (None, cell.digest):
+        if failure.get("spec_digest") is not None and not cell.matches(failure.get("spec_digest")):
             return CellState(cell, "pending", "failed with other settings; will retry")
         return CellState(cell, "failed", f"{failure.get('stage', '')}: {failure.get('error', '')}")
     return CellState(cell, "pending", "damaged or incomplete; will redo")
@@ -325,6 +338,56 @@ def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
     return [cell_state(Path(out_dir), cell) for cell in plan_cells(spec)]
 
 
+def is_local_data(dataset: DatasetSpec) -> bool:
+    """A file, folder or built-in corpus: cheap to read again, unlike a hub dataset."""
+    from .corpus import HUB_PREFIX, PRESETS
+
+    return dataset.data not in PRESETS and not dataset.data.startswith(HUB_PREFIX)
+
+
+def check_data(states: list[CellState], corpus: Callable[[DatasetSpec], Any], *, pending_only_for_hub: bool = True) -> list[CellState]:
+    """Done cells whose documents are not what their dataset holds now become pending.
+
+    The settings digest knows a dataset by its spec (a path, a preset); the documents behind it
+    may change (a file rewritten, another Python's built-ins). Each done cell recorded the
+    fingerprint of its documents: a cell whose fingerprint differs from the corpus as loaded now
+    is redone. Hub datasets are read again only where a cell of theirs is pending anyway.
+    """
+    pending = {s.cell.dataset.label for s in states if s.status != "done"}
+    out = []
+    for state in states:
+        dataset = state.cell.dataset
+        if state.status == "done" and state.record is not None and (is_local_data(dataset) or not pending_only_for_hub or dataset.label in pending):
+            try:
+                now = corpus(dataset).fingerprint
+            except Exception:  # noqa: BLE001 - unreadable now: the pending cells will say why; done ones stand
+                now = None
+            recorded = state.record.summary.get("data_fingerprint")
+            if now is not None and recorded is not None and recorded != now:
+                state = CellState(state.cell, "pending", f"done on other documents (fingerprint {str(recorded)[:12]}, now {now[:12]}); will redo")
+        out.append(state)
+    return out
+
+
+def orphan_cells(spec: SweepSpec, out_dir: Path) -> list[str]:
+    """Cell folders in ``out_dir`` that ``spec`` does not plan (hidden leftovers aside)."""
+    root = out_dir / CELLS_DIR
+    if not root.is_dir():
+        return []
+    planned = {c.cell_id for c in plan_cells(spec)}
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in planned)
+
+
+def update_families(states: list[CellState], out_dir: Path) -> None:
+    """A family given in the spec after a cell was finished is written into its cell.json (the
+    numbers do not change, so nothing is recomputed)."""
+    for state in states:
+        family, record = state.cell.model.family, state.record
+        if state.status == "done" and record is not None and family is not None and record.family != family:
+            write_cell_record(out_dir / CELLS_DIR / state.cell.cell_id, record.key, family=family,
+                              non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary=record.summary)
+
+
 def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = False, progress: bool = True, retry_failed: bool = False) -> SweepOutcome:
     """Run (or with ``dry_run`` only list) every cell of the spec at ``spec_path`` into ``out_dir``.
 
@@ -337,7 +400,9 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
     if dry_run:
-        return SweepOutcome(out, sweep_states(spec, out), dry_run=True)
+        dry = _Runner(spec, out, progress=False, writes=False)
+        states = check_data(sweep_states(spec, out), lambda d: dry.corpus(d) if is_local_data(d) else _raise_unread(d))
+        return SweepOutcome(out, states, dry_run=True, orphans=orphan_cells(spec, out))
     started = time.perf_counter()
     from .distributed import agree, barrier, init_distributed, is_main_process
 
@@ -356,10 +421,12 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
         if main:
             clean_leftovers(out / CELLS_DIR)
             atomic_write_text(out / SPEC_COPY, spec.text)
-        states = sweep_states(spec, out)
-        barrier()  # every process has read the same states before rank 0 writes anything
-        todo = [s.cell for s in states if s.status == "pending" or (retry_failed and s.status == "failed")]
         runner = _Runner(spec, out, progress, writes=main)
+        states = check_data(sweep_states(spec, out), runner.corpus)
+        barrier()  # every process has read the same states before rank 0 writes anything
+        if main:
+            update_families(states, out)
+        todo = [s.cell for s in states if s.status == "pending" or (retry_failed and s.status == "failed")]
         runner.total = len(todo)
         skipped = len(states) - len(todo)
         runner.log(f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute")
@@ -368,8 +435,12 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
                 mine = [c for c in todo if c.model is model_spec and c.revision == revision]
                 if mine:
                     runner.run_model(model_spec, revision, mine)
-        states = sweep_states(spec, out)
-    return SweepOutcome(out, states, runner.computed, runner.failed, time.perf_counter() - started)
+        states = check_data(sweep_states(spec, out), runner.corpus)
+    return SweepOutcome(out, states, runner.computed, runner.failed, time.perf_counter() - started, orphans=orphan_cells(spec, out))
+
+
+def _raise_unread(dataset: DatasetSpec) -> Any:
+    raise UserError(f"{dataset.data} is a hub dataset: a dry run does not load it")
 
 
 def format_states(states: list[CellState]) -> str:
@@ -433,22 +504,32 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
         out_root = out / CELLS_DIR
         clean_leftovers(out_root)
         out_root.mkdir(parents=True, exist_ok=True)
-        done: dict[str, Path] = {d.name: d for d in sorted(out_root.iterdir()) if not d.name.startswith(".") and read_cell(d) is not None}
+        records: dict[str, CellRecord] = {}
+        for d in sorted(out_root.iterdir()):
+            record = read_cell(d) if not d.name.startswith(".") else None
+            if record is not None:
+                records[d.name] = record
+        done: dict[str, Path] = {name: out_root / name for name in records}
         origin: dict[str, Path] = dict(done)
         failed: dict[str, Path] = {}
         for root in roots:
             for d in sorted(root.iterdir()):
                 if d.name.startswith(".") or not d.is_dir():
                     continue
-                if read_cell(d) is not None:
+                record = read_cell(d)
+                if record is not None:
                     if d.name in origin:
                         problem = _same_content(origin[d.name], d)
                         if problem:
                             raise UserError(f"cell {d.name} differs between {origin[d.name].parent.parent} and {root.parent} ({problem}); delete it from one of them and merge again")
                         continue
                     origin[d.name] = d
+                    records[d.name] = record
                 elif read_failure(d) is not None:
                     failed.setdefault(d.name, d)
+        mixed = mixed_settings(list(records.values()))
+        if mixed:  # refuse before copying anything: fits over such cells would compare unlike numbers
+            raise UserError(f"merge would mix unlike cells: {mixed}; merge sweeps of the same data and [scoring] settings, or give the datasets different labels")
         for cell_id, src in origin.items():
             if cell_id in done:
                 outcome.present.append(cell_id)
@@ -469,6 +550,8 @@ def _copy_files(src: Path, dst: Path) -> None:
     for item in src.iterdir():
         if item.is_file() and not item.name.startswith("."):
             shutil.copy2(item, dst / item.name)
+            with open(dst / item.name, "rb") as copied:  # on disk before the folder is renamed into place
+                os.fsync(copied.fileno())
 
 
 def _record_sources(out: Path, sources: list[Path]) -> None:
@@ -481,12 +564,12 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
             previous = []
     names = previous + [str(s.resolve()) for s in sources if str(s.resolve()) not in previous]
     atomic_write_text(path, json.dumps({"sources": names}, indent=1) + "\n")
-    for i, src in enumerate(sources):
+    for src in sources:
         spec = src / SPEC_COPY
         if spec.exists():
-            target = out / "specs" / f"{src.resolve().name}.toml"
-            if not target.exists():
-                atomic_write_text(target, spec.read_text(encoding="utf-8"))
+            # Named by the folder and a hash of its full path: machine-a/out and machine-b/out differ.
+            tag = hashlib.sha256(str(src.resolve()).encode("utf-8")).hexdigest()[:8]
+            atomic_write_text(out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8"))
 
 
 # ---- command line --------------------------------------------------------------------------
