@@ -375,3 +375,16 @@ def test_a_label_starting_with_a_dot_is_not_hidden():
     from errorentropy.cells import CellKey, slug
 
     assert slug(".5b") == "5b" and slug("..x-") == "x" and not CellKey(".5b", None, ".d").cell_id.startswith(".")
+
+
+def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
+    from errorentropy.sweep import clean_leftovers
+
+    cells = tmp_path / CELLS_DIR
+    (cells / ".a__main__d.tmp-1-abcdef12").mkdir(parents=True)
+    (cells / "a__main__d").mkdir()
+    (tmp_path / ".spec.toml.x1y2.tmp").write_text("half")
+    (tmp_path / "spec.toml").write_text("whole")
+    clean_leftovers(cells)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CELLS_DIR, "spec.toml"]
+    assert [p.name for p in cells.iterdir()] == ["a__main__d"]

@@ -141,7 +141,12 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
 
 
 def clean_leftovers(cells_root: Path) -> None:
-    """Delete the hidden temporary folders a killed sweep left behind."""
+    """Delete the hidden temporary folders a killed sweep left behind, and the hidden temporary
+    files (``.NAME.XXXX.tmp``) of its atomic writes in the sweep folder itself."""
+    if cells_root.parent.is_dir():
+        for entry in cells_root.parent.iterdir():
+            if entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
+                entry.unlink(missing_ok=True)
     if not cells_root.is_dir():
         return
     for entry in cells_root.iterdir():
