@@ -104,6 +104,8 @@ CASES: tuple[Case, ...] = (
     Case("hist-wrong-format", "decompose", "checksummed JSON of another kind", ("decompose", "{W}/hist/profile.json"), "is not an errorentropy histogram"),
     Case("hist-newer-version", "decompose", "histogram format version from the future", ("decompose", "{W}/hist/v99.json"), "histogram format version 99, newer than"),
     Case("hist-nan", "decompose", "histogram.json holding NaN", ("decompose", "{W}/hist/nan.json"), "is corrupted or truncated"),
+    Case("hist-twice", "decompose", "the same result twice (a folder and its histogram.json)", ("decompose", "{W}/hist/res-a", "{W}/hist/res-a/histogram.json"), "are the same result; pass each once"),
+    Case("hist-mixed", "decompose", "results scored with other settings", ("decompose", "{W}/hist/res-a", "{W}/hist/res-b"), "differ in max_length"),
     Case("hist-negative-rank", "decompose", "checksummed histogram with a negative rank", ("decompose", "{W}/hist/negative-rank.json"), "is malformed"),
     Case("hist-zero-tokens", "decompose", "histogram with no scored tokens", ("decompose", "{W}/hist/zero.json"), "the rank histogram is empty"),
     # ---- the command line itself ---------------------------------------------------------
@@ -212,6 +214,11 @@ def build_workspace(root: Path, tokenizer: Any = None) -> Path:
     (hist / "plain.json").write_text(json.dumps(good_hist.to_dict()))
     (hist / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
     (hist / "empty.json").write_bytes(b"")
+    for name, max_length in (("res-a", 32), ("res-b", 16)):  # two result folders scored with other max-lengths
+        folder = hist / name
+        folder.mkdir(exist_ok=True)
+        good_hist.save(folder / "histogram.json")
+        (folder / "summary.json").write_text(json.dumps({"model": "m", "revision": None, "max_length": max_length, "data": f"{name}.jsonl", "data_fingerprint": name}))
     write_checked_json(hist / "profile.json", {"format": "errorentropy-profile", "version": 1, "sums": [], "counts": []})
     write_checked_json(hist / "v99.json", {**good_hist.to_dict(), "version": 99})
     (hist / "nan.json").write_text(text.replace('"n_documents": 1', '"n_documents": NaN'))

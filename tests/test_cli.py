@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -60,6 +61,24 @@ def test_decompose_merges_stride_shards_into_the_whole(model_dir, corpus_file, t
     assert merged["n_tokens"] == expected["n_tokens"]
     for key in ("cross_entropy", "error_entropy", "self_alignment", "confidence"):
         assert merged[key] == pytest.approx(expected[key], rel=1e-9)
+    # the settings the shards share are carried over; the data files are listed
+    assert (merged["model"], merged["max_length"], merged["window"], merged["stride"]) == (str(model_dir), 16, "stride", 8)
+    assert merged["data"] == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    # the same result twice, or the same documents twice, would be counted twice: refused
+    assert main(["decompose", str(parts[0]), str(parts[0] / "histogram.json")]) == 2
+    assert "are the same result" in capsys.readouterr().err
+    copy = tmp_path / "a-copy"
+    shutil.copytree(parts[0], copy)
+    assert main(["decompose", str(parts[0]), str(copy)]) == 2
+    assert "scored the same documents" in capsys.readouterr().err
+    # other scoring settings: refused unless asked for
+    other = tmp_path / "other"
+    assert main(["score", "--model", str(model_dir), "--data", str(tmp_path / "b.jsonl"), "--max-length", "12", "--out", str(other), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["decompose", str(parts[0]), str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "differ in max_length" in err and "--allow-mixed" in err and err.count("\n") == 1
+    assert main(["decompose", str(parts[0]), str(other), "--allow-mixed"]) == 0
 
 
 def test_params_from_config_alone(tmp_path, capsys):

@@ -122,3 +122,28 @@ def test_damaged_results_are_detected_not_read(tmp_path: Path) -> None:
         (tmp_path / "tokens.npz").write_bytes(data[:cut])
         with pytest.raises(UserError, match="token file"):
             TokenTable.load(tmp_path / "tokens.npz")
+
+
+def test_an_interrupted_replace_brings_the_earlier_result_back(tmp_path, monkeypatch):
+    """commit_folder moves the old folder aside, then renames the new one in: if that second
+    rename fails (or is interrupted), the old result returns under its name, never left hidden."""
+    import os as _os
+
+    from errorentropy import storage
+
+    storage.commit_folder(tmp_path, "cell", lambda d: (d / "x.txt").write_text("old"))
+    real = _os.replace
+    calls = []
+
+    def failing(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(storage.os, "replace", failing)
+    with pytest.raises(OSError):
+        storage.commit_folder(tmp_path, "cell", lambda d: (d / "x.txt").write_text("new"))
+    monkeypatch.setattr(storage.os, "replace", real)
+    assert (tmp_path / "cell" / "x.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["cell"]

@@ -98,3 +98,15 @@ def test_ee_depends_only_on_ranks():
 def test_non_finite_logprobs_are_refused():
     with pytest.raises(UserError, match="NaN or inf"):
         RankHistogram.from_tokens(np.array([0, 1]), np.array([-1.0, float("nan")]))
+
+
+def test_bookkeeping_fields_must_be_non_negative_integers(tmp_path):
+    from errorentropy.storage import write_checked_json
+
+    hist = RankHistogram.from_tokens(np.array([0, 1, 1]), np.array([-0.1, -1.0, -2.0]), n_documents=1)
+    for field, bad in (("n_documents", -3), ("n_skipped", 1.7), ("n_tied", "2"), ("n_tied", True)):
+        body = {k: v for k, v in hist.to_dict().items() if k != "checksum"}
+        body[field] = bad
+        write_checked_json(tmp_path / "h.json", body)  # a valid checksum over a bad value
+        with pytest.raises(UserError, match="non-negative integers"):
+            RankHistogram.load(tmp_path / "h.json")

@@ -302,3 +302,13 @@ def test_no_fit_report_notes_what_it_cannot_fit(sweep: Path) -> None:
     notes = []
     report.least_squares_fits({"prose": cells}, notes)
     assert any("non-embedding parameter count is 0" in n for n in notes)
+
+
+def test_a_model_without_non_embedding_parameters_does_not_break_fig7(sweep: Path, tmp_path: Path) -> None:
+    """The fits leave N <= 0 out with a note; Fig. 7's points and lines must too (a log axis)."""
+    data = report.collect(sweep, run_fit=False)
+    object.__setattr__(data.final["prose"][0], "non_embedding_params", 0)
+    points = report.family_points(data, "prose")
+    assert all(n > 0 for fam in points for n in fam.params)
+    figs, _ = report.draw_figures(data, tmp_path / "figures")
+    assert any(Path(f.png).name.startswith("fig7") for f in figs)

@@ -174,10 +174,10 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_decompose(args: argparse.Namespace) -> int:
     """errorentropy decompose: merge saved histograms and print their decomposition."""
-    from .results import load_histograms, summarize
+    from .results import merge_saved, summarize
 
-    histogram = load_histograms(args.results)
-    print(json.dumps(summarize(histogram, {"merged_from": [str(r) for r in args.results]})))
+    histogram, settings = merge_saved(args.results, allow_mixed=args.allow_mixed)
+    print(json.dumps(summarize(histogram, settings)))
     return 0
 
 
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     decompose = sub.add_parser("decompose", parents=[common], help="merge saved histograms and decompose", description=run_decompose.__doc__)
     decompose.add_argument("results", nargs="+", help="result folders or histogram.json files")
+    decompose.add_argument("--allow-mixed", action="store_true", help="merge results of different models or scoring settings anyway")
     decompose.set_defaults(func=run_decompose)
 
     params = sub.add_parser("params", parents=[common], help="parameter counts (total, embedding, non_embedding)", description=run_params.__doc__)

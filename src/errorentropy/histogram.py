@@ -249,7 +249,10 @@ class RankHistogram:
             sums = np.zeros(size, dtype=np.float64)
             counts[ranks] = counts_sparse
             sums[ranks] = sums_sparse
-            hist = cls(counts, sums, int(body["n_documents"]), int(body["n_skipped"]), int(body["n_tied"]))
+            bookkeeping = [body["n_documents"], body["n_skipped"], body["n_tied"]]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bookkeeping):
+                raise ValueError(f"n_documents, n_skipped and n_tied must be non-negative integers, got {bookkeeping}")
+            hist = cls(counts, sums, *bookkeeping)
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
             raise UserError(f"{source} is malformed ({str(exc)[:120]}); delete it and recompute") from None
         if hist.n_tokens != body.get("n_tokens"):

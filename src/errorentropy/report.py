@@ -329,7 +329,7 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
             notes.append(f"{dataset}: {', '.join(short)} {'has' if len(short) == 1 else 'have'} fewer than {MIN_MODELS_FOR_FIT} models, so Fig. 7 draws no line for {'it' if len(short) == 1 else 'them'}.")
         overall = {r.quantity: (r.alpha, r.c) for r in data.fit_rows if r.dataset == dataset and r.group == ALL_GROUP and r.n_models >= MIN_MODELS_FOR_FIT}
         save(figures.scaling(fams, overall, title=f"Fig. 7: each quantity against non-embedding parameters ({dataset})"), f"fig7-{slug(dataset)}", f"Fig. 7 ({dataset}): |M| against non-embedding parameters with each family's power-law fit (dashed grey: all models together).")
-        save(figures.shares(fams, title=f"Fig. 8: each component's share of cross-entropy ({dataset})"), f"fig8-{slug(dataset)}", f"Fig. 8 ({dataset}): EE/CE, SA/CE and Conf/CE against non-embedding parameters.")
+        save(figures.shares(fams, title=f"Fig. 8: each component's share of cross-entropy ({dataset})"), f"fig8-{slug(dataset)}", f"Fig. 8 ({dataset}): EE/CE, SA/CE and Conf/CE against non-embedding parameters (EE/CE + SA/CE − Conf/CE = 1).")
     return drawn, notes
 
 
@@ -339,7 +339,8 @@ def family_points(data: ReportData, dataset: str) -> list[figures.FamilyPoints]:
 
     by_family: dict[str, list[CellRecord]] = {}
     for cell in data.final.get(dataset, []):
-        by_family.setdefault(cell.family, []).append(cell)
+        if cell.non_embedding_params > 0:  # as in the fits: a log axis has no place for N <= 0 (noted there)
+            by_family.setdefault(cell.family, []).append(cell)
     out = []
     for family, cells in sorted(by_family.items()):
         fits = {r.quantity: (r.alpha, r.c) for r in data.fit_rows if r.dataset == dataset and r.group == family and r.n_models >= MIN_MODELS_FOR_FIT}

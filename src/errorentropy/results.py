@@ -11,6 +11,7 @@ Layout of a result folder (all files written atomically)::
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,5 +73,56 @@ def find_histogram(source: Path | str) -> Path:
 
 
 def load_histograms(sources: list[str]) -> RankHistogram:
-    """Merge the histograms of several result folders or files."""
+    """Merge the histograms of several result folders or files (no checks: see :func:`merge_saved`)."""
     return sum((RankHistogram.load(find_histogram(s)) for s in sources), RankHistogram())
+
+
+# What must agree for histograms to be one model's numbers on one protocol; the data may differ
+# (shards of a corpus scored separately), but not be the same documents twice.
+MERGE_KEYS = ("model", "revision", "dtype", "max_length", "window", "stride", "bos", "text_field")
+
+
+def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankHistogram, dict[str, Any]]:
+    """Merge saved results into one histogram, and the settings they share.
+
+    Refused (:class:`UserError`): the same result twice (a folder and its histogram.json, a link),
+    two results over the same documents (equal data fingerprints), and, unless ``allow_mixed``,
+    results whose :data:`MERGE_KEYS` differ (read from each folder's summary.json).
+    """
+    paths = [find_histogram(s) for s in sources]
+    for i, a in enumerate(paths):
+        for b in paths[:i]:
+            if a.resolve() == b.resolve() or os.path.samefile(a, b):
+                raise UserError(f"{a} and {b} are the same result; pass each once")
+    summaries: list[dict[str, Any] | None] = []
+    for path in paths:
+        try:
+            body = json.loads((path.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
+            summaries.append(body if isinstance(body, dict) else None)
+        except (OSError, ValueError):
+            summaries.append(None)
+    known = [(str(src), s) for src, s in zip(sources, summaries) if s is not None]
+    fingerprints: dict[tuple[Any, ...], str] = {}
+    for src, summary in known:
+        fp = summary.get("data_fingerprint")
+        key = (summary.get("model"), summary.get("revision"), fp)
+        if fp and key in fingerprints:
+            raise UserError(f"{fingerprints[key]} and {src} scored the same documents with the same model (data fingerprint {fp[:12]}); merging would count them twice")
+        if fp:
+            fingerprints[key] = src
+    settings: dict[str, Any] = {}
+    for key in MERGE_KEYS:
+        values = {json.dumps(s.get(key)) for _, s in known}
+        if len(values) == 1:
+            settings[key] = known[0][1].get(key)
+        elif len(values) > 1 and not allow_mixed:
+            shown = ", ".join(f"{src}: {s.get(key)!r}" for src, s in known[:4])
+            raise UserError(f"the results differ in {key} ({shown}); their sum would be no one model's numbers. Pass --allow-mixed to merge them anyway")
+    data = [s.get("data") for _, s in known]
+    settings["data"] = data[0] if len(set(map(str, data))) == 1 and data else data
+    unknown = [str(src) for src, s in zip(sources, summaries) if s is None]
+    if unknown:
+        settings["notes"] = [f"no summary.json beside {', '.join(unknown)}: their settings were not checked"]
+    settings["merged_from"] = [str(s) for s in sources]
+    histogram = sum((RankHistogram.load(p) for p in paths), RankHistogram())
+    return histogram, settings

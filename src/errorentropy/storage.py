@@ -49,10 +49,17 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once, at import: setting it later would race with other threads' files
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -120,15 +127,18 @@ def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None])
     tmp = cells_root / f".{cell_id}.tmp-{tag}"
     final = cells_root / cell_id
     tmp.mkdir()
+    old = None
     try:
         build(tmp)
-        old = None
         if final.exists():
             old = cells_root / f".{cell_id}.old-{tag}"
             os.replace(final, old)
         os.replace(tmp, final)
         _fsync_directory(cells_root)
     except BaseException:
+        if old is not None and not final.exists():
+            os.replace(old, final)  # interrupted between the renames: the earlier result comes back
+            old = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if old is not None:
