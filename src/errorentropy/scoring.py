@@ -45,6 +45,7 @@ def cpu_workers(device: torch.device) -> int:
     return torch.get_num_threads() if device.type == "cpu" else 1
 
 
+WORKER_COPY_BYTES = 1 << 28  # float32 copies of 16-bit head chunks held by the workers at once (256 MiB)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 # A forked child inherits the pools but not their threads: it must start its own.
 os.register_at_fork(after_in_child=_POOLS.clear)
@@ -266,6 +267,9 @@ def score_hidden(
         hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
         targets = torch.cat([targets, targets[:1].expand(padding)])  # a real target: finite wherever the real ones are
     workers = cpu_workers(hidden.device)
+    if weight.dtype != torch.float32:
+        # Each worker holds a float32 copy of its head chunk: keep them within WORKER_COPY_BYTES.
+        workers = max(1, min(workers, WORKER_COPY_BYTES // (vocab_chunk * weight.shape[1] * 4)))
     if workers > 1:
         # Enough blocks for every worker (still a multiple of ROW_MULTIPLE rows: the same bits).
         token_block = min(token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE)
