@@ -167,10 +167,30 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
     assert learning_rate(100, s) == pytest.approx(1e-4)
 
 
-def test_split_is_deterministic_and_disjoint() -> None:
-    docs = [f"doc {i}" for i in range(50)]
-    a, b = demo.split_documents("x", docs, seed=1), demo.split_documents("x", docs, seed=1)
-    assert a == b and len(a.heldout) == 5 and set(a.heldout).isdisjoint(a.train) and len(a.train) + len(a.heldout) == 50
+def test_split_keeps_each_source_on_one_side_and_drops_copies() -> None:
+    """A module's docstrings (prose) and its code are held out together; empty documents, exact
+    copies of training text and near-copies (most long lines in training) never count as held out."""
+    line = "x = compute_something_long(argument_one, argument_two)"
+    prose = [(f"m{i}.py", f"Docstring of module {i}, which says what module {i} does.") for i in range(40)] + [("topic:if", "The if statement chooses."), ("e.py", " ")]
+    code = [(f"m{i}.py", f"# module {i}\n{line} + {i}\nvalue_{i} = function_{i}(long_name_{i})\n") for i in range(40)]
+    code += [("twin.py", code[0][1]), ("near.py", f"{line} + 0\n{line} + 1\n{line} + 2\nunique_line_that_is_long_enough = 1\n"), ("e.py", "")]
+    sources = {"builtin:prose": prose, "builtin:code": code}
+    a, b = demo.split_by_source(sources, seed=3, fraction=0.5), demo.split_by_source(sources, seed=3, fraction=0.5)
+    assert a == b
+    held_modules = {f"m{i}.py" for i in range(40) if any(f"module {i}," in d for d in a["builtin:prose"].heldout)}
+    for i in range(40):  # both halves of a module on the same side
+        in_code_held = any(d.startswith(f"# module {i}\n") for d in a["builtin:code"].heldout)
+        in_code_train = any(d.startswith(f"# module {i}\n") for d in a["builtin:code"].train)
+        assert in_code_held == (f"m{i}.py" in held_modules) or (in_code_held is False and in_code_train is False)
+    for split in a.values():
+        assert set(split.heldout).isdisjoint(split.train) and all(d.strip() for d in split.heldout + split.train)
+    all_train = set(a["builtin:prose"].train) | set(a["builtin:code"].train)
+    assert not any(d in all_train for s in a.values() for d in s.heldout)
+    # near.py shares 3 of its 4 long lines with the modules' code; whichever side those are on, it is never held out beside them
+    near = next(d for k, d in code if k == "near.py")
+    train_lines = {x.strip() for d in a["builtin:code"].train + a["builtin:prose"].train for x in d.splitlines()}
+    shared = sum(x.strip() in train_lines for x in near.splitlines())
+    assert (near in a["builtin:code"].heldout) == (shared <= 2 and near not in a["builtin:code"].train)
 
 
 def test_parse_shapes_and_default_ladder_span() -> None:
@@ -204,7 +224,8 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: pytest.Capt
 
 def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
     """The CPU ladder trains in spawned worker processes (one thread each); the weights equal an
-    in-process one-thread run bit for bit, so the cache may serve either."""
+    in-process run of the same job bit for bit, whatever the process's own thread count, so the
+    cache may serve either (a model retrained alone after a kill gets the ladder's weights)."""
     import torch
     from safetensors.numpy import load_file
     from transformers import AutoTokenizer
@@ -224,9 +245,10 @@ def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[
     done = demo._train_parallel([job(s, tmp_path / "pool") for s in shapes], 2, False, lambda m: None)
     assert sorted(done) == sorted(s.name for s in shapes)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)  # the process's own count must not matter: the job says 1
     try:
         demo.train_one(job(shapes[0], tmp_path / "here"), None, False)
+        assert torch.get_num_threads() == 2  # and it is restored
     finally:
         torch.set_num_threads(threads)
     a = load_file(str(tmp_path / "pool" / shapes[0].name / "model.safetensors"))

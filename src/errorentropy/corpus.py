@@ -323,22 +323,26 @@ def _stdlib_files() -> list[Path]:
 def builtin_documents(spec: str) -> list[str]:
     """``builtin:prose``: pydoc's topic pages then, per standard-library module, its docstrings.
     ``builtin:code``: the standard library's ``.py`` sources. Sorted, so deterministic per Python."""
-    return list(_builtin_documents(spec))
+    return [text for _, text in builtin_sources(spec)]
 
 
 @functools.lru_cache(maxsize=2)
-def _builtin_documents(spec: str) -> tuple[str, ...]:
+def builtin_sources(spec: str) -> tuple[tuple[str, str], ...]:
+    """The documents of a built-in corpus with where each comes from: ``topic:KEY`` for a pydoc
+    topic page, the module's path relative to the standard library for a file's source or its
+    docstrings (so a split can keep a file's prose and code on one side)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
     if spec == "builtin:code":
         docs = []
         for path in _stdlib_files():
             try:
-                docs.append(path.read_text(encoding="utf-8"))
+                docs.append((str(path.relative_to(root)), path.read_text(encoding="utf-8")))
             except (UnicodeDecodeError, OSError):
                 continue
         return tuple(docs)
     from pydoc_data.topics import topics
 
-    docs = [topics[key] for key in sorted(topics)]
+    docs = [(f"topic:{key}", topics[key]) for key in sorted(topics)]
     for path in _stdlib_files():
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -347,5 +351,5 @@ def _builtin_documents(spec: str) -> tuple[str, ...]:
         nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
         strings = [s for s in (ast.get_docstring(n) for n in nodes) if s]
         if strings:
-            docs.append("\n\n".join(strings))
+            docs.append((str(path.relative_to(root)), "\n\n".join(strings)))
     return tuple(docs)

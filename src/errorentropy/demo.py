@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,11 +34,12 @@ from .training import ModelShape, TrainSettings, checkpoint_steps, neox_config, 
 
 CORPORA = ("builtin:prose", "builtin:code")
 DEMO_FORMAT = "errorentropy-demo-model"
-DEMO_VERSION = 1
+DEMO_VERSION = 2  # 2: held-out split by source file, near-copies dropped
+CPU_TRAIN_THREADS = 1  # intra-op threads of each model trained on a CPU (weights depend on it)
 MODEL_RECORD = "demo-model.json"
 TOKENIZER_RECORD = "demo-tokenizer.json"
 REPORT_RECORD = "demo-report.json"
-HELDOUT_FRACTION = 0.1
+HELDOUT_FRACTION = 0.125
 
 DEFAULT_SIZES = "16x1,32x2,64x2,128x3,192x4,256x4"
 TINY_SIZES = "8x1,16x1,32x2"
@@ -110,19 +112,52 @@ class Split:
     heldout: list[str]
 
 
-def split_documents(corpus: str, documents: Sequence[str], seed: int, fraction: float = HELDOUT_FRACTION) -> Split:
-    """The first ``fraction`` of a ``seed`` permutation is held out, the rest trains."""
-    order = np.random.default_rng(seed).permutation(len(documents))
-    n_held = max(1, int(round(fraction * len(documents))))
-    return Split(corpus, [documents[i] for i in order[n_held:]], [documents[i] for i in order[:n_held]])
+def split_by_source(sources: dict[str, Sequence[tuple[str, str]]], seed: int, fraction: float = HELDOUT_FRACTION) -> dict[str, Split]:
+    """Split several corpora whose documents share sources (a module's docstrings in one, its code
+    in the other) so that nothing held out is trained on under another name.
+
+    Sources (``topic:KEY`` or a module path) are held out together: the first ``fraction`` of a
+    ``seed`` permutation of all of them, across the corpora. Empty documents are dropped, and so is
+    a held-out document that is (nearly) a copy of training text: the same text as a training or
+    an earlier held-out document, or most of its long lines found among the training documents'
+    lines (the standard library's generated codec modules differ only in their tables' values).
+    Held-out documents keep the permutation's order.
+    """
+    keys = sorted({key for docs in sources.values() for key, _ in docs})
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n_held = max(1, int(round(fraction * len(keys))))
+    rank = {keys[i]: position for position, i in enumerate(order)}
+    held = {keys[i] for i in order[:n_held]}
+    train = {c: [text for key, text in docs if key not in held and text.strip()] for c, docs in sources.items()}
+    seen = {text for texts in train.values() for text in texts}
+    train_lines = {line for texts in train.values() for text in texts for line in _long_lines(text)}
+    splits = {}
+    for corpus, docs in sources.items():
+        heldout = []
+        for _, text in sorted(((key, text) for key, text in docs if key in held), key=lambda kt: rank[kt[0]]):
+            lines = _long_lines(text)
+            copied = sum(line in train_lines for line in lines) > NEAR_COPY * len(lines) if lines else False
+            if text.strip() and text not in seen and not copied:
+                heldout.append(text)
+                seen.add(text)
+        splits[corpus] = Split(corpus, train[corpus], heldout)
+    return splits
+
+
+NEAR_COPY = 0.5  # a held-out document with more than this share of its long lines in training text is a copy
+
+
+def _long_lines(text: str) -> list[str]:
+    """The lines that say something (stripped, 20 characters or more): what a near-copy shares."""
+    return [line for line in (raw.strip() for raw in text.splitlines()) if len(line) >= 20]
 
 
 @functools.lru_cache(maxsize=4)
 def load_splits(seed: int) -> dict[str, Split]:
-    """Both built-in corpora, split (kept for the process: reading the standard library takes seconds)."""
-    from .corpus import builtin_documents
+    """Both built-in corpora, split by source (kept for the process: reading the standard library takes seconds)."""
+    from .corpus import builtin_sources
 
-    return {c: split_documents(c, builtin_documents(c), seed) for c in CORPORA}
+    return split_by_source({c: builtin_sources(c) for c in CORPORA}, seed)
 
 
 def corpus_label(corpus: str) -> str:
@@ -205,6 +240,7 @@ def build_tokenizer(out: Path, splits: dict[str, Split], settings: DemoSettings,
             pass
     started = time.perf_counter()
     tokenizer = train_bpe_tokenizer(texts, settings.vocab_size)
+    record.unlink(missing_ok=True)  # a kill while saving must not leave new files under the old record
     tokenizer.save_pretrained(str(folder))
     write_checked_json(record, {"key": key, "vocab_size": len(tokenizer), "documents": len(texts)})
     log(f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents ({time.perf_counter() - started:.1f} s)")
@@ -294,11 +330,13 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     from .training import save_pretrained_atomic, train_model
 
     hf_logging.disable_progress_bar()
-    if queue is not None:
-        torch.set_num_threads(job.threads)
+    threads_before = torch.get_num_threads()
+    if job.device == "cpu":
+        torch.set_num_threads(job.threads)  # in the pool and alone alike: the weights depend on it
     started = time.perf_counter()
     cpu_started = time.process_time()
     (job.folder / MODEL_RECORD).unlink(missing_ok=True)
+    shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # no step folder of an earlier training survives
 
     def save(step: int, model: Any) -> None:
         save_pretrained_atomic(model, job.folder / "checkpoints" / f"step{step}")
@@ -330,6 +368,7 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
         "device": job.device,
     }
     write_checked_json(job.folder / MODEL_RECORD, body)
+    torch.set_num_threads(threads_before)
     return body
 
 
@@ -406,11 +445,12 @@ def train_ladder(out: Path, settings: DemoSettings, tokenizer: Any, tokenizer_ke
             records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
             log(f"model {shape.name}: reusing (non-embedding parameters {records[shape.name]['non_embedding_params']:,})")
             continue
-        jobs.append(TrainJob(shape, folder, config.to_dict(), key, settings, blocks, out / "tokenizer", device, 1))
+        # One intra-op thread per CPU model, in the pool and alone alike (the cores go to parallel
+        # models): a model retrained alone, after a kill or in a smaller ladder, gets the same weights.
+        jobs.append(TrainJob(shape, folder, config.to_dict(), key, settings, blocks, out / "tokenizer", device, CPU_TRAIN_THREADS))
     workers = training_workers(device, len(jobs), threads, settings.train_tokens)
     if workers > 1:
         jobs.sort(key=lambda j: -(j.shape.hidden ** 2 * j.shape.layers))  # longest first balances the pool
-        jobs = [replace(j, threads=max(1, threads // workers)) for j in jobs]
         records.update(_train_parallel(jobs, workers, progress, log))
     else:
         was_enabled = hf_logging.is_progress_bar_enabled()
@@ -479,11 +519,12 @@ def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout
             dataset = rest.rpartition("__")[2]
             stale_model = any(slug(name) == model and previous.get("models", {}).get(name) != key for name, key in model_keys.items())
             stale_data = any(slug(label) == dataset and previous.get("data", {}).get(label) != key for label, key in data_keys.items())
-            if stale_model or stale_data:
+            dropped = model not in {slug(name) for name in model_keys} or dataset not in {slug(label) for label in data_keys}
+            if stale_model or stale_data or dropped:  # a size left out of --sizes must leave the report too
                 shutil.rmtree(cell)
                 removed += 1
     if removed:
-        log(f"sweep: removed {removed} cells computed from other weights or other held-out documents")
+        log(f"sweep: removed {removed} cells computed from other weights, other held-out documents or models no longer in the ladder")
     write_checked_json(record_path, {"models": model_keys, "data": data_keys})
     return removed
 
