@@ -254,3 +254,17 @@ def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[
     a = load_file(str(tmp_path / "pool" / shapes[0].name / "model.safetensors"))
     b = load_file(str(tmp_path / "here" / shapes[0].name / "model.safetensors"))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_size_left_out_of_the_ladder_leaves_the_sweep(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+    import shutil
+
+    out, _, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    settings = demo.tiny_settings()
+    dropped = settings.shapes[-1].name
+    assert any(p.name.startswith(dropped + "__") for p in (copy / "sweep" / "cells").iterdir())
+    demo.run_demo(copy, replace(settings, shapes=settings.shapes[:-1]), device="cpu", progress=False, log=lambda m: None, report=False)
+    names = [p.name for p in (copy / "sweep" / "cells").iterdir()]
+    assert names and not any(n.startswith(dropped + "__") for n in names)
