@@ -201,3 +201,23 @@ def test_a_forked_child_scores_after_the_parent_used_worker_threads():
         child.kill()
     assert not hung, "the forked child waited on the parent's worker threads"
     assert queue.get(timeout=5) == expected
+
+
+def test_fewer_workers_for_a_16_bit_head_leave_the_thread_count_as_it_was(monkeypatch):
+    """A 16-bit head runs fewer workers than threads (their float32 chunk copies are bounded); the
+    caller's thread count comes back afterwards, not the worker count."""
+    import errorentropy.scoring as scoring
+
+    g = torch.Generator().manual_seed(8)
+    hidden, weight = torch.randn(64, 16, generator=g), torch.randn(2000, 16, generator=g).to(torch.bfloat16)
+    targets = torch.randint(0, 2000, (64,), generator=g)
+    monkeypatch.setattr(scoring, "WORKER_COPY_BYTES", 500 * 16 * 4 * 2)  # room for 2 workers' copies
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        got = score_hidden(hidden, weight, targets, vocab_chunk=500, chunk_elements=8000)
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+    ranks, logprobs = reference(hidden.double() @ weight.double().T, targets)
+    np.testing.assert_array_equal(got.rank.numpy(), ranks)

@@ -183,9 +183,11 @@ COMPARABLE_KEYS = ("data_fingerprint", "samples", "seed", "text_field", "max_len
 
 def comparability(record: CellRecord) -> tuple[Any, ...]:
     """The settings of :data:`COMPARABLE_KEYS` a cell was computed with."""
+    from .corpus import PRESET_SEED
+
     values = {k: record.summary.get(k) for k in COMPARABLE_KEYS}
     if values["samples"] is not None and values["seed"] is None:
-        values["seed"] = 42  # older cells recorded no seed where --samples alone shuffled with 42
+        values["seed"] = PRESET_SEED  # older cells recorded no seed where --samples alone shuffled with it
     return tuple(values.values())
 
 

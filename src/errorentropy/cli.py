@@ -283,7 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(f"errorentropy: error: {one_line(str(exc))}", file=sys.stderr)
-        return conclude(2)
+        try:
+            return conclude(2)
+        except Exception:  # noqa: BLE001 - a peer already gone: the error above is the answer
+            return 2
     except KeyboardInterrupt:
         print("errorentropy: interrupted; finished results are kept", file=sys.stderr)
         return 130

@@ -346,8 +346,11 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
             queue.put((job.shape.name, step))
 
     config = GPTNeoXConfig.from_dict(job.config)
-    model, losses = train_model(config, job.blocks, job.settings.train_settings(), save, checkpoints=job.settings.checkpoints,
-                                device=job.device, progress=progress and queue is None, label=job.shape.name, on_step=tick)
+    try:
+        model, losses = train_model(config, job.blocks, job.settings.train_settings(), save, checkpoints=job.settings.checkpoints,
+                                    device=job.device, progress=progress and queue is None, label=job.shape.name, on_step=tick)
+    finally:
+        torch.set_num_threads(threads_before)
     model.save_pretrained(str(job.folder))
     AutoTokenizer.from_pretrained(str(job.tokenizer_dir)).save_pretrained(str(job.folder))
     counts = count_parameters(model)
@@ -364,11 +367,10 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
         "losses": [round(x, 5) for x in losses],
         "train_seconds": round(time.perf_counter() - started, 2),
         "train_cpu_seconds": round(time.process_time() - cpu_started, 2),
-        "threads": torch.get_num_threads(),
+        "threads": job.threads if job.device == "cpu" else torch.get_num_threads(),  # what it trained with
         "device": job.device,
     }
     write_checked_json(job.folder / MODEL_RECORD, body)
-    torch.set_num_threads(threads_before)
     return body
 
 

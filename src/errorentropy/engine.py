@@ -13,7 +13,7 @@ from .errors import UserError
 from .histogram import RankHistogram
 from .models import context_length
 from .profile import PROFILE_TOP, RankProfile
-from .scoring import NON_FINITE_MESSAGE, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
+from .scoring import NON_FINITE_MESSAGE, _rescale, _softcap, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
 from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
 
 HeadMode = Literal["auto", "chunked", "fused", "full"]
@@ -135,12 +135,7 @@ def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tenso
     ours = hidden @ head.weight.float().T
     if head.bias is not None:
         ours = ours + head.bias.float()
-    if head.logit_scale is not None:
-        ours = ours * head.logit_scale
-    if head.logit_divisor is not None:
-        ours = ours / head.logit_divisor
-    if head.softcap:
-        ours = torch.tanh(ours / head.softcap) * head.softcap
+    ours = _softcap(_rescale(ours, head.logit_scale, head.logit_divisor), head.softcap)  # as score_hidden applies them
     if ours.shape != reference.shape:
         return False
     dtype = next(model.parameters()).dtype

@@ -122,7 +122,7 @@ def pick_steps(steps: Sequence[int], k: int = MAX_STEPS_SHOWN) -> list[int]:
 def least_squares_fits(final: dict[str, list[CellRecord]], notes: list[str] | None = None) -> list[FitRow]:
     """Point power-law fits (no intervals) per dataset, family and All, for groups of 3+ models
     with M != 0; what is left out, and Confidence changing sign, are added to ``notes``."""
-    from .fit import check_log_inputs, fit_power_law, sign_changes
+    from .fit import FitInputError, fit_power_law, sign_changes
 
     notes = [] if notes is None else notes
     rows: list[FitRow] = []
@@ -142,11 +142,10 @@ def least_squares_fits(final: dict[str, list[CellRecord]], notes: list[str] | No
             for q, key in QUANTITY_KEYS.items():
                 m = np.array([float(c.summary[key]) for c in members])
                 try:
-                    check_log_inputs(n, m, MIN_MODELS_FOR_FIT)
-                except ValueError as exc:
+                    fit = fit_power_law(n, m, MIN_MODELS_FOR_FIT)
+                except FitInputError as exc:
                     notes.append(f"{dataset}/{group}/{q}: fit skipped: {exc}.")
                     continue
-                fit = fit_power_law(n, m, MIN_MODELS_FOR_FIT)
                 by_q[q] = FitRow(dataset, group, q, len(members), fit.alpha, fit.c, fit.r2)
             if "CE" in by_q:
                 for row in by_q.values():

@@ -63,6 +63,7 @@ def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: in
     """
     if workers <= 1:
         return [block(s) for s in starts]
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         if len(starts) == 1:
@@ -72,7 +73,7 @@ def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: in
             pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="errorentropy-head", initializer=torch.set_num_threads, initargs=(1,))
         return list(pool.map(block, starts))
     finally:
-        torch.set_num_threads(workers)
+        torch.set_num_threads(before)  # not `workers`: a 16-bit head may run fewer workers than threads
 
 
 @dataclass

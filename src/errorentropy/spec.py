@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .cells import slug
+from .cells import CellKey, slug
 from .errors import UserError
 
 if sys.version_info >= (3, 11):
@@ -146,7 +146,7 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
                 what = f"revision {r!r} twice" if seen[folder] == r else f"revisions {seen[folder]!r} and {r!r}, which name the same cell folder"
                 raise UserError(f"{name}: model {m.label!r} lists {what}; list each revision once")
             seen[folder] = r
-    longest = max((f"{slug(m.label)}__{slug(r or 'main')}__{slug(d.label)}" for m in models for r in m.revisions for d in datasets), key=lambda c: len(c.encode()))
+    longest = max((CellKey(m.label, r, d.label).cell_id for m in models for r in m.revisions for d in datasets), key=lambda c: len(c.encode()))
     if len(longest.encode()) > MAX_CELL_NAME:
         raise UserError(f"{name}: cell folder {longest[:60]}... would be {len(longest.encode())} bytes, more than file systems allow with its temporary suffix ({MAX_CELL_NAME}); give the model or dataset a shorter label = \"...\"")
     spec = SweepSpec(models, datasets, scoring, run, None, text)

@@ -350,19 +350,19 @@ def is_local_data(dataset: DatasetSpec) -> bool:
     return dataset.data not in PRESETS and not dataset.data.startswith(HUB_PREFIX)
 
 
-def check_data(states: list[CellState], corpus: Callable[[DatasetSpec], Any], *, pending_only_for_hub: bool = True) -> list[CellState]:
+def check_data(states: list[CellState], corpus: Callable[[DatasetSpec], Any], *, hub_loaded: set[str] | frozenset[str] = frozenset()) -> list[CellState]:
     """Done cells whose documents are not what their dataset holds now become pending.
 
     The settings digest knows a dataset by its spec (a path, a preset); the documents behind it
     may change (a file rewritten, another Python's built-ins). Each done cell recorded the
     fingerprint of its documents: a cell whose fingerprint differs from the corpus as loaded now
-    is redone. Hub datasets are read again only where a cell of theirs is pending anyway.
+    is redone. A hub dataset is compared only when its label is in ``hub_loaded`` (the datasets
+    this run loads anyway, for cells it computes).
     """
-    pending = {s.cell.dataset.label for s in states if s.status != "done"}
     out = []
     for state in states:
         dataset = state.cell.dataset
-        if state.status == "done" and state.record is not None and (is_local_data(dataset) or not pending_only_for_hub or dataset.label in pending):
+        if state.status == "done" and state.record is not None and (is_local_data(dataset) or dataset.label in hub_loaded):
             try:
                 now = corpus(dataset).fingerprint
             except Exception:  # noqa: BLE001 - unreadable now: the pending cells will say why; done ones stand
@@ -405,8 +405,7 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
     if dry_run:
-        dry = _Runner(spec, out, progress=False, writes=False)
-        states = check_data(sweep_states(spec, out), lambda d: dry.corpus(d) if is_local_data(d) else _raise_unread(d))
+        states = check_data(sweep_states(spec, out), _Runner(spec, out, progress=False, writes=False).corpus)
         return SweepOutcome(out, states, dry_run=True, orphans=orphan_cells(spec, out))
     started = time.perf_counter()
     from .distributed import agree, barrier, init_distributed, is_main_process
@@ -427,7 +426,9 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
             clean_leftovers(out / CELLS_DIR)
             atomic_write_text(out / SPEC_COPY, spec.text)
         runner = _Runner(spec, out, progress, writes=main)
-        states = check_data(sweep_states(spec, out), runner.corpus)
+        states = sweep_states(spec, out)
+        computed = {s.cell.dataset.label for s in states if s.status == "pending" or (retry_failed and s.status == "failed")}
+        states = check_data(states, runner.corpus, hub_loaded=computed)
         barrier()  # every process has read the same states before rank 0 writes anything
         if main:
             update_families(states, out)
@@ -440,12 +441,8 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
                 mine = [c for c in todo if c.model is model_spec and c.revision == revision]
                 if mine:
                     runner.run_model(model_spec, revision, mine)
-        states = check_data(sweep_states(spec, out), runner.corpus)
+        states = check_data(sweep_states(spec, out), runner.corpus, hub_loaded={label for label, value in runner.corpora.items() if not isinstance(value, Exception)})
     return SweepOutcome(out, states, runner.computed, runner.failed, time.perf_counter() - started, orphans=orphan_cells(spec, out))
-
-
-def _raise_unread(dataset: DatasetSpec) -> Any:
-    raise UserError(f"{dataset.data} is a hub dataset: a dry run does not load it")
 
 
 def format_states(states: list[CellState]) -> str:
