@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import UserError
 from .histogram import RankHistogram
+from .results import PROTOCOL_KEYS
 from .storage import read_checked_json, sha256_hex, write_checked_json
 
 CELL_FORMAT = "errorentropy-cell"
@@ -178,7 +179,7 @@ def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
 
 # Settings that must agree between cells of one dataset for their numbers to be comparable (the
 # model, revision, dtype and head path may differ: they are what a sweep varies or notes).
-COMPARABLE_KEYS = ("data_fingerprint", "samples", "seed", "text_field", "max_length", "window", "stride", "bos")
+COMPARABLE_KEYS = ("data_fingerprint", "samples", "seed", *PROTOCOL_KEYS)
 
 
 def comparability(record: CellRecord) -> tuple[Any, ...]:

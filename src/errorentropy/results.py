@@ -77,9 +77,11 @@ def load_histograms(sources: list[str]) -> RankHistogram:
     return sum((RankHistogram.load(find_histogram(s)) for s in sources), RankHistogram())
 
 
+# The summary settings that define how documents became scored tokens.
+PROTOCOL_KEYS = ("text_field", "max_length", "window", "stride", "bos")
 # What must agree for histograms to be one model's numbers on one protocol; the data may differ
 # (shards of a corpus scored separately), but not be the same documents twice.
-MERGE_KEYS = ("model", "revision", "dtype", "max_length", "window", "stride", "bos", "text_field")
+MERGE_KEYS = ("model", "revision", "dtype", *PROTOCOL_KEYS)
 
 
 def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankHistogram, dict[str, Any]]:
@@ -124,5 +126,4 @@ def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankH
     if unknown:
         settings["notes"] = [f"no summary.json beside {', '.join(unknown)}: their settings were not checked"]
     settings["merged_from"] = [str(s) for s in sources]
-    histogram = sum((RankHistogram.load(p) for p in paths), RankHistogram())
-    return histogram, settings
+    return load_histograms([str(p) for p in paths]), settings
