@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from common import load_tokenizer, log, median_time, model_dir, documents
+from common import documents, load_tokenizer, log, median_time, model_dir
 
 GOAL = 0.85
 
@@ -17,16 +17,25 @@ def bare_cross_entropy(model: torch.nn.Module, batches: list[Any]) -> tuple[floa
     total, count = 0.0, 0
     with torch.no_grad():
         for batch in batches:
-            logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+            logits = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+            ).logits
             labels = batch.input_ids.clone()
             labels[batch.attention_mask == 0] = -100
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100, reduction="sum")
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].flatten(0, 1),
+                labels[:, 1:].flatten(),
+                ignore_index=-100,
+                reduction="sum",
+            )
             total += float(loss)
             count += int((labels[:, 1:] != -100).sum())
     return total / count, count
 
 
-def measure(name: str, n_docs: int, max_length: int, batch_size: int, repeats: int, vocab_chunk: int) -> dict[str, Any]:
+def measure(
+    name: str, n_docs: int, max_length: int, batch_size: int, repeats: int, vocab_chunk: int
+) -> dict[str, Any]:
     from errorentropy.engine import ScoreOptions, score_documents
     from errorentropy.models import load_model
     from errorentropy.windows import batches, make_windows, tokenize
@@ -74,7 +83,9 @@ def measure(name: str, n_docs: int, max_length: int, batch_size: int, repeats: i
         "ce_bare": bare_ce,
         "ce_abs_diff": abs(ours_ce - bare_ce),
     }
-    log(f"(a) {name}: errorentropy {ours_t:.2f}s, bare forward+CE {bare_t:.2f}s, ratio {row['ratio']:.3f}")
+    log(
+        f"(a) {name}: errorentropy {ours_t:.2f}s, bare forward+CE {bare_t:.2f}s, ratio {row['ratio']:.3f}"
+    )
     return row
 
 
@@ -83,7 +94,10 @@ def run(quick: bool, vocab_chunk: int, threads: int) -> dict[str, Any]:
     if quick:
         rows = [measure("pythia14m", 16, 128, 8, 2, vocab_chunk)]
     else:
-        rows = [measure("pythia14m", 32, 256, 8, 3, vocab_chunk), measure("qwen2-tiny-151k", 16, 256, 8, 3, vocab_chunk)]
+        rows = [
+            measure("pythia14m", 32, 256, 8, 3, vocab_chunk),
+            measure("qwen2-tiny-151k", 16, 256, 8, 3, vocab_chunk),
+        ]
         if threads == 1:
             torch.set_num_threads(2)
             rows.append(measure("pythia14m", 32, 256, 8, 2, vocab_chunk))

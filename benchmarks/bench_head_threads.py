@@ -14,15 +14,15 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, write_result  # noqa: E402
-
 from errorentropy.scoring import _score_block, score_hidden  # noqa: E402
 
 
@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return torch.nn.functional.cross_entropy(hidden @ weight.T, targets)
 
     def openmp_tiles() -> Any:  # every tile operation split across the intra-op threads
-        return [_score_block(hidden[s : s + 128], targets[s : s + 128], weight, None, None, 8192, 0) for s in range(0, 2048, 128)]
+        return [
+            _score_block(hidden[s : s + 128], targets[s : s + 128], weight, None, None, 8192, 0)
+            for s in range(0, 2048, 128)
+        ]
 
     def workers() -> Any:
         return score_hidden(hidden, weight, targets)
@@ -67,11 +70,25 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    rows = [{"case": name, "min_s": min(t), "median_s": statistics.median(t), "max_s": max(t)} for name, t in times.items()]
+    rows = [
+        {"case": name, "min_s": min(t), "median_s": statistics.median(t), "max_s": max(t)}
+        for name, t in times.items()
+    ]
     print(f"{'case':50s} {'min s':>8s} {'median s':>9s} {'max s':>8s}")
     for r in rows:
         print(f"{r['case']:50s} {r['min_s']:8.3f} {r['median_s']:9.3f} {r['max_s']:8.3f}")
-    write_result("f_head_threads", {"command": "python benchmarks/bench_head_threads.py --repeats " + str(args.repeats), "machine": machine(), "tokens": 2048, "hidden": 128, "vocab": 50304, "repeats": args.repeats, "rows": rows})
+    write_result(
+        "f_head_threads",
+        {
+            "command": "python benchmarks/bench_head_threads.py --repeats " + str(args.repeats),
+            "machine": machine(),
+            "tokens": 2048,
+            "hidden": 128,
+            "vocab": 50304,
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
     return 0
 
 

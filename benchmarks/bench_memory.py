@@ -15,7 +15,11 @@ GOAL_MIB = 1024
 
 
 def probe(model: Path, threads: int, *extra: str) -> dict[str, Any]:
-    _, out = run_process([sys.executable, str(HERE / "probe_memory.py"), str(model), *extra], threads=threads, timeout=900)
+    _, out = run_process(
+        [sys.executable, str(HERE / "probe_memory.py"), str(model), *extra],
+        threads=threads,
+        timeout=900,
+    )
     row = json.loads(out.strip().splitlines()[-1])
     log(f"(c) {' '.join(extra)}: peak RSS {row['peak_rss_mib']:.0f} MiB")
     return row
@@ -26,10 +30,21 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
     rows = [probe(model, threads, "--load-only")]
     chunks = [8192] if quick else [2048, 8192, 32768]
     for chunk in chunks:
-        rows.append(probe(model, threads, "--batch", "8", "--max-length", "2048", "--vocab-chunk", str(chunk)))
+        rows.append(
+            probe(
+                model, threads, "--batch", "8", "--max-length", "2048", "--vocab-chunk", str(chunk)
+            )
+        )
     # Full logits for comparison at batch 1 only (batch 8 would need 9.3 GiB for the logits alone).
     rows.append(probe(model, threads, "--batch", "1", "--max-length", "2048", "--head", "full"))
-    main = [r for r in rows if r.get("head") == "chunked" and not r.get("load_only") and r.get("batch") == 8 and "tokens" in r]
+    main = [
+        r
+        for r in rows
+        if r.get("head") == "chunked"
+        and not r.get("load_only")
+        and r.get("batch") == 8
+        and "tokens" in r
+    ]
     full_logits_gib = 8 * 2048 * 151936 * 4 / 2**30
     return {
         "benchmark": "c_memory",

@@ -45,12 +45,18 @@ def agreement(result_dir: Path, minicons_file: Path) -> dict[str, Any]:
     theirs_lp = np.concatenate([np.asarray(r["logprob"], dtype=np.float64) for r in rows])
     theirs_rank = np.concatenate([np.asarray(r["rank"], dtype=np.int64) - 1 for r in rows])
     if theirs_lp.size != ours.logprob.size:
-        return {"comparable": False, "tokens_errorentropy": int(ours.logprob.size), "tokens_minicons": int(theirs_lp.size)}
+        return {
+            "comparable": False,
+            "tokens_errorentropy": int(ours.logprob.size),
+            "tokens_minicons": int(theirs_lp.size),
+        }
     mismatched = np.flatnonzero(theirs_rank != ours.rank)
     return {
         "comparable": True,
         "tokens": int(theirs_lp.size),
-        "mismatches_explained_by_minicons_float32_ties": explain_mismatches(ours, theirs_rank, mismatched),
+        "mismatches_explained_by_minicons_float32_ties": explain_mismatches(
+            ours, theirs_rank, mismatched
+        ),
         "rank_mismatches": int((theirs_rank != ours.rank).sum()),
         "max_abs_logprob_diff": float(np.abs(theirs_lp - ours.logprob).max()),
         "ranks_exact": bool((theirs_rank == ours.rank).all()),
@@ -82,7 +88,10 @@ def explain_mismatches(ours: Any, theirs_rank: np.ndarray, mismatched: np.ndarra
             pos = int(ours.position[i])
             row, target = logprobs[pos - 1], logprobs[pos - 1, ids[pos]]
             greater, equal = int((row > target).sum()), int((row == target).sum()) - 1
-            if greater <= theirs_rank[i] <= greater + equal and greater <= ours.rank[i] <= greater + equal:
+            if (
+                greater <= theirs_rank[i] <= greater + equal
+                and greater <= ours.rank[i] <= greater + equal
+            ):
                 explained += 1
     return explained
 
@@ -94,10 +103,41 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
     data, n_tokens = write_documents(n_docs, max_length)
     out = WORK / "bench-b-errorentropy"
     commands = {
-        "errorentropy": [sys.executable, "-m", "errorentropy", "score", "--model", str(model), "--data", str(data), "--max-length", str(max_length),
-                         "--batch-size", str(batch_size), "--device", "cpu", "--quiet", "--out", str(out)],
-        "minicons": [sys.executable, str(HERE / "probe_minicons.py"), str(model), str(data), str(WORK / "minicons.json"), str(batch_size)],
-        "lm_eval": [sys.executable, str(HERE / "probe_lmeval.py"), str(model), str(data), str(max_length), str(batch_size)],
+        "errorentropy": [
+            sys.executable,
+            "-m",
+            "errorentropy",
+            "score",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--max-length",
+            str(max_length),
+            "--batch-size",
+            str(batch_size),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        "minicons": [
+            sys.executable,
+            str(HERE / "probe_minicons.py"),
+            str(model),
+            str(data),
+            str(WORK / "minicons.json"),
+            str(batch_size),
+        ],
+        "lm_eval": [
+            sys.executable,
+            str(HERE / "probe_lmeval.py"),
+            str(model),
+            str(data),
+            str(max_length),
+            str(batch_size),
+        ],
     }
     times: dict[str, list[float]] = {k: [] for k in commands}
     errors: dict[str, str] = {}
@@ -113,7 +153,11 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
                 errors[tool] = str(exc)
                 log(f"(b) {tool} failed: {exc}")
     medians = {k: statistics.median(v) for k, v in times.items() if v}
-    ratios = {tool: medians[tool] / medians["errorentropy"] for tool in ("minicons", "lm_eval") if tool in medians and "errorentropy" in medians}
+    ratios = {
+        tool: medians[tool] / medians["errorentropy"]
+        for tool in ("minicons", "lm_eval")
+        if tool in medians and "errorentropy" in medians
+    }
     return {
         "benchmark": "b_tools",
         "model": name,
@@ -129,7 +173,12 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
         "goals": {k: f">= {v}x" for k, v in GOALS.items()},
         "met": {k: ratios[k] >= GOALS[k] for k in ratios},
         "errors": errors,
-        "agreement_with_minicons": agreement(out, WORK / "minicons.json") if not errors.get("minicons") and "errorentropy" in medians else None,
+        "agreement_with_minicons": agreement(out, WORK / "minicons.json")
+        if not errors.get("minicons") and "errorentropy" in medians
+        else None,
         "note": "lm-eval scores each document's first token too (after an EOT prefix); errorentropy and minicons score tokens 2..L",
-        "commands": {k: " ".join(Path(c).name if i < 2 else c for i, c in enumerate(v)) for k, v in commands.items()},
+        "commands": {
+            k: " ".join(Path(c).name if i < 2 else c for i, c in enumerate(v))
+            for k, v in commands.items()
+        },
     }

@@ -11,19 +11,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-WORK = Path(os.environ.get("ERRORENTROPY_BENCH_DIR", Path(tempfile.gettempdir()) / "errorentropy-bench"))
+WORK = Path(
+    os.environ.get("ERRORENTROPY_BENCH_DIR", Path(tempfile.gettempdir()) / "errorentropy-bench")
+)
 TOKENIZER_VOCAB = 2048
 
 # Real configurations with random weights: pythia-14m (gpt_neox) and a Qwen2-0.5B-like
 # vocabulary of 151,936 entries on a small body.
 MODELS: dict[str, dict[str, Any]] = {
-    "pythia14m": dict(arch="gpt_neox", vocab_size=50304, hidden=128, layers=6, heads=4, context=2048),
-    "qwen2-tiny-151k": dict(arch="qwen2", vocab_size=151936, hidden=64, layers=2, heads=4, context=2048),
+    "pythia14m": dict(
+        arch="gpt_neox", vocab_size=50304, hidden=128, layers=6, heads=4, context=2048
+    ),
+    "qwen2-tiny-151k": dict(
+        arch="qwen2", vocab_size=151936, hidden=64, layers=2, heads=4, context=2048
+    ),
 }
 
 
@@ -37,7 +44,7 @@ def documents(n: int, *, min_chars: int = 400, max_chars: int = 1500) -> list[st
 
     docs = [d[:max_chars] for d in builtin_documents("builtin:prose") if len(d) >= min_chars]
     if len(docs) < n:
-        docs = (docs * (n // len(docs) + 1))
+        docs = docs * (n // len(docs) + 1)
     return docs[:n]
 
 
@@ -63,7 +70,9 @@ def tokenizer_dir() -> Path:
         from errorentropy.corpus import builtin_documents
         from errorentropy.toys import train_bpe_tokenizer
 
-        tok = train_bpe_tokenizer(builtin_documents("builtin:prose")[:300], vocab_size=TOKENIZER_VOCAB)
+        tok = train_bpe_tokenizer(
+            builtin_documents("builtin:prose")[:300], vocab_size=TOKENIZER_VOCAB
+        )
         tok.save_pretrained(path)
     return path
 
@@ -98,14 +107,25 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]
     return statistics.median(times), times
 
 
-def run_process(cmd: list[str], *, threads: int | None = None, timeout: float = 600) -> tuple[float, str]:
+def run_process(
+    cmd: list[str], *, threads: int | None = None, timeout: float = 600
+) -> tuple[float, str]:
     """Run a whole process (``threads`` intra-op threads); its wall time and stdout (raises with stderr on failure)."""
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
     return elapsed, done.stdout
 
 

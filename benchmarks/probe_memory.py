@@ -22,12 +22,27 @@ from errorentropy.models import load_model  # noqa: E402
 model, _ = load_model(args.model, device="cpu", dtype="float32")
 tokenizer = load_tokenizer()
 docs = long_documents(args.batch, args.max_length, tokenizer)
-row = {"batch": args.batch, "max_length": args.max_length, "vocab_size": model.config.vocab_size, "vocab_chunk": args.vocab_chunk, "head": args.head}
+row = {
+    "batch": args.batch,
+    "max_length": args.max_length,
+    "vocab_size": model.config.vocab_size,
+    "vocab_chunk": args.vocab_chunk,
+    "head": args.head,
+}
 if not args.load_only:
     started = time.perf_counter()
-    options = ScoreOptions(max_length=args.max_length, batch_size=args.batch, head=args.head, vocab_chunk=args.vocab_chunk)
+    options = ScoreOptions(
+        max_length=args.max_length,
+        batch_size=args.batch,
+        head=args.head,
+        vocab_chunk=args.vocab_chunk,
+    )
     result = score_documents(model, tokenizer, docs, options)
-    row.update(elapsed_s=time.perf_counter() - started, tokens=result.histogram.n_tokens, head_path=result.head_path)
+    row.update(
+        elapsed_s=time.perf_counter() - started,
+        tokens=result.histogram.n_tokens,
+        head_path=result.head_path,
+    )
 # getrusage's ru_maxrss survives fork + exec on Linux (a child of a large parent reports the
 # parent's peak), so the peak of this process's own address space, VmHWM, is the figure.
 row["ru_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB

@@ -28,8 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one repeat")
     parser.add_argument("--only", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op CPU threads for every measurement (default 1; see RESULTS.md)")
-    parser.add_argument("--vocab-chunk", type=int, default=8192, help="vocabulary entries per head chunk")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op CPU threads for every measurement (default 1; see RESULTS.md)",
+    )
+    parser.add_argument(
+        "--vocab-chunk", type=int, default=8192, help="vocabulary entries per head chunk"
+    )
     args = parser.parse_args(argv)
     wanted = {x.strip() for x in args.only.split(",") if x.strip()}
     if not wanted <= {"a", "b", "c", "d"}:

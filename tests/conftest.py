@@ -40,4 +40,8 @@ def short_docs(prose_docs) -> list[str]:
 def model_dir(tmp_path_factory, tokenizer) -> Path:
     """A tiny gpt2 saved as a standard model folder."""
     directory = tmp_path_factory.mktemp("tiny-gpt2")
-    return save_model(tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=128), tokenizer, directory)
+    return save_model(
+        tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=128),
+        tokenizer,
+        directory,
+    )

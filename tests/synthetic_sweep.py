@@ -20,8 +20,9 @@ on one dataset, plus training-dynamics revisions of one model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
@@ -59,7 +60,14 @@ def population(r: float, log_c: float, beta: float, max_rank: int = 100_000) -> 
     log_q = beta * log_p - np.logaddexp.reduce(beta * log_p)
     ee = float(-(p * log_p).sum())
     sa = float((p * (log_p - log_q)).sum())
-    return {"p": p, "log_Q": log_q + log_c, "EE": ee, "SA": sa, "Conf": log_c, "CE": ee + sa - log_c}
+    return {
+        "p": p,
+        "log_Q": log_q + log_c,
+        "EE": ee,
+        "SA": sa,
+        "Conf": log_c,
+        "CE": ee + sa - log_c,
+    }
 
 
 def _default_conf(n: float) -> float:
@@ -103,22 +111,44 @@ def build_synthetic_sweep(
                 model = f"{family}-{i}"
                 revisions: list[tuple[str | None, float, bool]] = [(None, size, True)]
                 if dynamics and family == first and i == len(law["sizes"]) - 1:
-                    revisions = [("step10", size / 1e4, False), ("step100", size / 1e2, False), ("step1000", size, True)]
+                    revisions = [
+                        ("step10", size / 1e4, False),
+                        ("step100", size / 1e2, False),
+                        ("step1000", size, True),
+                    ]
                 for revision, effective, final in revisions:
                     ee = law["ee_a"] * effective ** law["ee_alpha"]
                     pop = population(solve_ratio(ee), conf_law(effective), beta)
                     if pop["log_Q"].max() > -NOISE:
-                        raise ValueError(f"synthetic law gives Q_0 >= 1 for {model}; lower Conf or beta")
+                        raise ValueError(
+                            f"synthetic law gives Q_0 >= 1 for {model}; lower Conf or beta"
+                        )
                     key = CellKey(model, revision, dataset)
-                    _write_cell(directory, key, family, int(size), pop, n_docs, doc_len, rng, write_tokens)
-                    truth["cells"][key.cell_id] = {q: pop[q] for q in ("CE", "EE", "SA", "Conf")} | {"N": int(size), "final": final}
+                    _write_cell(
+                        directory, key, family, int(size), pop, n_docs, doc_len, rng, write_tokens
+                    )
+                    truth["cells"][key.cell_id] = {
+                        q: pop[q] for q in ("CE", "EE", "SA", "Conf")
+                    } | {"N": int(size), "final": final}
     return truth
 
 
-def _write_cell(directory: Path, key: CellKey, family: str, n_params: int, pop: dict[str, Any], n_docs: int, doc_len: int, rng: np.random.Generator, write_tokens: bool) -> None:
+def _write_cell(
+    directory: Path,
+    key: CellKey,
+    family: str,
+    n_params: int,
+    pop: dict[str, Any],
+    n_docs: int,
+    doc_len: int,
+    rng: np.random.Generator,
+    write_tokens: bool,
+) -> None:
     n_tokens = n_docs * doc_len
     cdf = np.cumsum(pop["p"])
-    rank = np.minimum(np.searchsorted(cdf, rng.random(n_tokens) * cdf[-1], side="right"), cdf.size - 1)
+    rank = np.minimum(
+        np.searchsorted(cdf, rng.random(n_tokens) * cdf[-1], side="right"), cdf.size - 1
+    )
     logprob = pop["log_Q"][rank] + rng.uniform(-NOISE, NOISE, n_tokens)
     table = TokenTable(
         doc=np.repeat(np.arange(n_docs, dtype=np.int32), doc_len),
@@ -132,5 +162,14 @@ def _write_cell(directory: Path, key: CellKey, family: str, n_params: int, pop: 
     histogram.save(folder / "histogram.json")
     if write_tokens:
         table.save(folder / "tokens.npz")
-    summary = summarize(histogram, {"model": key.model, "revision": key.revision, "synthetic": True})
-    write_cell_record(folder, key, family=family, non_embedding_params=n_params, total_params=n_params + 1000, summary=summary)
+    summary = summarize(
+        histogram, {"model": key.model, "revision": key.revision, "synthetic": True}
+    )
+    write_cell_record(
+        folder,
+        key,
+        family=family,
+        non_embedding_params=n_params,
+        total_params=n_params + 1000,
+        summary=summary,
+    )

@@ -35,7 +35,9 @@ def _plant_finished_result(workspace: Path) -> dict[str, bytes]:
 def _check_one_line(code: int, stderr: str, case: table.Case, workspace: Path) -> None:
     assert code != 0, f"{case.id}: exit code 0"
     lines = stderr.splitlines()
-    assert len(lines) == 1, f"{case.id}: expected one line on stderr, got {len(lines)}: {stderr[:500]!r}"
+    assert len(lines) == 1, (
+        f"{case.id}: expected one line on stderr, got {len(lines)}: {stderr[:500]!r}"
+    )
     line = table.normalise(lines[0], workspace)
     assert "Traceback" not in stderr and "internal error" not in line, line
     assert line.startswith("errorentropy: error: "), line
@@ -66,7 +68,10 @@ def test_bad_input_as_a_process(case: table.Case, workspace: Path) -> None:
     env.pop("ERRORENTROPY_DEBUG", None)
     proc = subprocess.run(
         [sys.executable, "-m", "errorentropy", *table.expand(case.argv, workspace)],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     _check_one_line(proc.returncode, proc.stderr, case, workspace)
     assert proc.returncode == 2
@@ -79,7 +84,19 @@ def test_debug_flag_shows_the_traceback(workspace: Path) -> None:
     from errorentropy.errors import UserError
 
     with pytest.raises(UserError, match="unknown data"):
-        main(["score", "--debug", "--quiet", "--model", "m", "--data", str(workspace / "nope.jsonl"), "--out", str(workspace / "o")])
+        main(
+            [
+                "score",
+                "--debug",
+                "--quiet",
+                "--model",
+                "m",
+                "--data",
+                str(workspace / "nope.jsonl"),
+                "--out",
+                str(workspace / "o"),
+            ]
+        )
 
 
 def test_very_long_valid_document_is_scored(workspace: Path, capsys) -> None:
@@ -91,7 +108,20 @@ def test_very_long_valid_document_is_scored(workspace: Path, capsys) -> None:
     data = workspace / "long-valid.jsonl"
     data.write_text(json.dumps({"text": "word " * 200_000}) + "\n")
     out = workspace / "long-out"
-    code = main(["score", "--quiet", "--model", str(workspace / "model"), "--data", str(data), "--out", str(out), "--max-length", "16"])
+    code = main(
+        [
+            "score",
+            "--quiet",
+            "--model",
+            str(workspace / "model"),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-length",
+            "16",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads((out / "summary.json").read_text())

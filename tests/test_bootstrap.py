@@ -46,7 +46,9 @@ def test_weighted_replicates_equal_naive_resampled_decompositions():
     assert np.all(weights.sum(axis=1) == hists.n_documents)
     got = replicate_components(hists, weights)
     for b in range(weights.shape[0]):
-        picked = np.repeat(hists.doc_space, weights[b].astype(int))  # the documents drawn, with repeats
+        picked = np.repeat(
+            hists.doc_space, weights[b].astype(int)
+        )  # the documents drawn, with repeats
         idx = np.concatenate([np.flatnonzero(doc == d) for d in picked])
         ref = _as_tuple(RankHistogram.from_tokens(rank[idx], logprob[idx]).decompose())
         np.testing.assert_allclose(got[b], ref, rtol=1e-11, atol=1e-12)
@@ -61,17 +63,26 @@ def test_reindex_to_a_shared_space_changes_nothing():
     weights[0, np.searchsorted(wide, hists.doc_space)] = np.arange(1, hists.n_documents + 1)
     direct = np.zeros((1, hists.n_documents))
     direct[0] = np.arange(1, hists.n_documents + 1)
-    np.testing.assert_allclose(replicate_components(moved, weights), replicate_components(hists, direct), rtol=1e-13)
-    np.testing.assert_array_equal(document_histograms(doc, rank, logprob, doc_space=wide).counts.toarray(), moved.counts.toarray())
+    np.testing.assert_allclose(
+        replicate_components(moved, weights), replicate_components(hists, direct), rtol=1e-13
+    )
+    np.testing.assert_array_equal(
+        document_histograms(doc, rank, logprob, doc_space=wide).counts.toarray(),
+        moved.counts.toarray(),
+    )
     with pytest.raises(ValueError, match="doc_space"):
         document_histograms(doc, rank, logprob, doc_space=np.array([1, 4]))
 
 
 def test_empty_rows_give_nan_and_intervals_ignore_them():
-    out = components_from_dense(np.array([[0.0, 0.0], [3.0, 1.0]]), np.array([[0.0, 0.0], [-1.0, -2.0]]))
+    out = components_from_dense(
+        np.array([[0.0, 0.0], [3.0, 1.0]]), np.array([[0.0, 0.0], [-1.0, -2.0]])
+    )
     assert np.all(np.isnan(out[0])) and np.all(np.isfinite(out[1]))
     lo, hi = percentile_interval(np.array([1.0, np.nan, 3.0, 2.0]))
-    assert lo == pytest.approx(np.percentile([1.0, 3.0, 2.0], 2.5)) and hi == pytest.approx(np.percentile([1.0, 3.0, 2.0], 97.5))
+    assert lo == pytest.approx(np.percentile([1.0, 3.0, 2.0], 2.5)) and hi == pytest.approx(
+        np.percentile([1.0, 3.0, 2.0], 97.5)
+    )
     assert np.all(np.isnan(percentile_interval(np.array([np.nan, np.nan]))))
 
 
@@ -110,7 +121,9 @@ def test_intervals_cover_the_true_values_at_about_the_nominal_rate():
         n_docs = 50
         lengths = rng.integers(20, 61, n_docs)
         doc = np.repeat(np.arange(n_docs), lengths)
-        effect = rng.normal(0.0, 0.4, n_docs)[doc]  # shared within a document: tokens are not independent
+        effect = rng.normal(0.0, 0.4, n_docs)[
+            doc
+        ]  # shared within a document: tokens are not independent
         rank = rng.choice(4, size=doc.size, p=p)
         logprob = np.minimum(base[rank] + effect + rng.normal(0, 0.1, doc.size), 0.0)
         return doc, rank, logprob
@@ -186,7 +199,12 @@ def test_centred_intervals_cover_the_corpus_level_ee_where_percentile_intervals_
     def ee(hists, weights):
         return replicate_components(hists, weights)[:, 1]
 
-    target = np.mean([ee(h, np.ones((1, h.n_documents)))[0] for h in (document_histograms(*draw()) for _ in range(150))])
+    target = np.mean(
+        [
+            ee(h, np.ones((1, h.n_documents)))[0]
+            for h in (document_histograms(*draw()) for _ in range(150))
+        ]
+    )
     centred = plain = 0
     trials = 60
     for _ in range(trials):

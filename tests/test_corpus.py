@@ -43,8 +43,13 @@ def test_sampling_is_a_seeded_permutation_prefix(tmp_path):
     assert a.documents == [texts[i] for i in order]
     assert load_corpus(str(path), samples=5, seed=7).fingerprint == a.fingerprint
     assert load_corpus(str(path), samples=5, seed=8).fingerprint != a.fingerprint
-    default = load_corpus(str(path), samples=5)  # no --seed: shuffled with 42, and the summary says so
-    assert default.seed == 42 and default.documents == load_corpus(str(path), samples=5, seed=42).documents
+    default = load_corpus(
+        str(path), samples=5
+    )  # no --seed: shuffled with 42, and the summary says so
+    assert (
+        default.seed == 42
+        and default.documents == load_corpus(str(path), samples=5, seed=42).documents
+    )
     assert load_corpus(str(path)).seed is None  # every document in file order: no shuffle, no seed
     assert load_corpus(str(path)).documents == texts  # files: all, in file order
     with pytest.raises(UserError, match="larger than the corpus"):
@@ -53,7 +58,12 @@ def test_sampling_is_a_seeded_permutation_prefix(tmp_path):
 
 @pytest.mark.parametrize(
     "content,field,message",
-    [('{"text": "a"}\n{"text": \n', "text", "line 2 is not valid JSON"), ('{"body": "a"}\n', "text", "no field 'text'"), ('{"text": 3}\n', "text", "not a string"), ("[1, 2]\n", "text", "not an object")],
+    [
+        ('{"text": "a"}\n{"text": \n', "text", "line 2 is not valid JSON"),
+        ('{"body": "a"}\n', "text", "no field 'text'"),
+        ('{"text": 3}\n', "text", "not a string"),
+        ("[1, 2]\n", "text", "not an object"),
+    ],
 )
 def test_bad_jsonl(tmp_path, content, field, message):
     path = tmp_path / "bad.jsonl"
@@ -92,9 +102,18 @@ def hub_layout_parquet(root, rows, relative):
 
 
 def test_wikipedia_preset_on_a_local_stand_in(tmp_path, monkeypatch):
-    rows = [{"id": str(i), "url": f"u{i}", "title": f"T{i}", "text": f"article {i} " * (i + 1)} for i in range(40)]
+    rows = [
+        {"id": str(i), "url": f"u{i}", "title": f"T{i}", "text": f"article {i} " * (i + 1)}
+        for i in range(40)
+    ]
     hub_layout_parquet(tmp_path / "wiki", rows, "20231101.en/train-00000-of-00001.parquet")
-    monkeypatch.setitem(PRESETS, "wikipedia", Preset(str(tmp_path / "wiki"), None, "train", data_files={"train": "20231101.en/*.parquet"}))
+    monkeypatch.setitem(
+        PRESETS,
+        "wikipedia",
+        Preset(
+            str(tmp_path / "wiki"), None, "train", data_files={"train": "20231101.en/*.parquet"}
+        ),
+    )
     got = load_corpus("wikipedia", samples=10)  # defaults: seed 42
     import datasets
 
@@ -107,11 +126,28 @@ def test_wikipedia_preset_on_a_local_stand_in(tmp_path, monkeypatch):
 
 
 def test_github_preset_keeps_only_github_documents(tmp_path, monkeypatch):
-    rows = [{"text": f"code {i}" if i % 3 == 0 else f"prose {i}", "meta": {"pile_set_name": "Github" if i % 3 == 0 else "Pile-CC"}} for i in range(30)]
+    rows = [
+        {
+            "text": f"code {i}" if i % 3 == 0 else f"prose {i}",
+            "meta": {"pile_set_name": "Github" if i % 3 == 0 else "Pile-CC"},
+        }
+        for i in range(30)
+    ]
     root = tmp_path / "pile"
     root.mkdir()
     write_jsonl(root / "test.jsonl", rows)
-    monkeypatch.setitem(PRESETS, "github", Preset(str(root), None, "test", data_files={"test": "test.jsonl"}, subset_field="pile_set_name", subset_value="Github"))
+    monkeypatch.setitem(
+        PRESETS,
+        "github",
+        Preset(
+            str(root),
+            None,
+            "test",
+            data_files={"test": "test.jsonl"},
+            subset_field="pile_set_name",
+            subset_value="Github",
+        ),
+    )
     got = load_corpus("github", samples=5, seed=1)
     assert len(got.documents) == 5 and all(d.startswith("code") for d in got.documents)
     with pytest.raises(UserError, match="larger than preset github"):
@@ -135,7 +171,10 @@ def test_any_hub_dataset_by_hf_spec_on_a_local_stand_in(tmp_path):
     write_jsonl(root / "train.jsonl", rows[:20])
     write_jsonl(root / "test.jsonl", rows[20:])
     got = load_corpus(f"hf:{root}", samples=5, text_field="body")
-    assert got.documents == datasets.Dataset.from_list(rows[:20]).shuffle(seed=42).select(range(5))["body"]
+    assert (
+        got.documents
+        == datasets.Dataset.from_list(rows[:20]).shuffle(seed=42).select(range(5))["body"]
+    )
     assert (got.samples, got.seed, got.total_documents) == (5, 42, 20)
     assert got.settings()["preset_split"] == "train" and got.settings()["text_field"] == "body"
     test = load_corpus(f"hf:{root}::test", samples=10, seed=0, text_field="body")
@@ -155,7 +194,11 @@ def test_hub_dataset_columns_that_are_not_text(tmp_path):
     """A null text is an empty document (skipped later), as in parquet files; a column of numbers
     is refused rather than scored as the digits' string form."""
     root = tmp_path / "mixed"
-    hub_layout_parquet(root, [{"text": "first doc", "n": 1}, {"text": None, "n": 2}, {"text": "third doc", "n": 3}], "data/train-00000-of-00001.parquet")
+    hub_layout_parquet(
+        root,
+        [{"text": "first doc", "n": 1}, {"text": None, "n": 2}, {"text": "third doc", "n": 3}],
+        "data/train-00000-of-00001.parquet",
+    )
     got = load_corpus(f"hf:{root}", samples=3, seed=0)
     assert sorted(got.documents) == ["", "first doc", "third doc"]
     with pytest.raises(UserError, match="field 'n' holds .*int.*not text.*--text-field"):

@@ -13,17 +13,29 @@ import pytest
 from errorentropy import demo
 from errorentropy.cli import main
 from errorentropy.errors import UserError
-from errorentropy.training import ModelShape, TrainSettings, checkpoint_steps, learning_rate, pack_tokens, parse_shapes, token_blocks
+from errorentropy.training import (
+    ModelShape,
+    TrainSettings,
+    checkpoint_steps,
+    learning_rate,
+    pack_tokens,
+    parse_shapes,
+    token_blocks,
+)
 
 
 def _histograms(sweep: Path) -> dict[str, str]:
-    return {p.parent.name: p.read_text() for p in sorted((sweep / "cells").glob("*/histogram.json"))}
+    return {
+        p.parent.name: p.read_text() for p in sorted((sweep / "cells").glob("*/histogram.json"))
+    }
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, float]]:
     out = tmp_path_factory.mktemp("demo")
-    summary = demo.run_demo(out, demo.tiny_settings(), device="cpu", progress=False, log=lambda m: None)
+    summary = demo.run_demo(
+        out, demo.tiny_settings(), device="cpu", progress=False, log=lambda m: None
+    )
     mtimes = {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     return out, summary, mtimes
 
@@ -50,7 +62,10 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
     final_ckpt = AutoModelForCausalLM.from_pretrained(end)
     for a, b in zip(last.state_dict().values(), final_ckpt.state_dict().values()):
         assert np.array_equal(a.numpy(), b.numpy())
-    assert any(not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(first.state_dict().values(), last.state_dict().values()))
+    assert any(
+        not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(first.state_dict().values(), last.state_dict().values())
+    )
     # the spec names every model and checkpoint and both held-out corpora
     spec = load_spec(out / "sweep.toml")
     assert [m.label for m in spec.models] == names
@@ -65,10 +80,18 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
     assert {c.step for c in cells} == set(settings.checkpoints)
     for c in cells:
         s = c.summary
-        assert math.isclose(s["cross_entropy"], s["error_entropy"] + s["self_alignment"] - s["confidence"], abs_tol=1e-9)
+        assert math.isclose(
+            s["cross_entropy"],
+            s["error_entropy"] + s["self_alignment"] - s["confidence"],
+            abs_tol=1e-9,
+        )
     # step-0 models are near uniform over the vocabulary; training lowers CE for every model
     for name in names:
-        ce = {c.step: c.summary["cross_entropy"] for c in cells if c.key.model == name and c.key.dataset == "prose"}
+        ce = {
+            c.step: c.summary["cross_entropy"]
+            for c in cells
+            if c.key.model == name and c.key.dataset == "prose"
+        }
         assert ce[settings.steps] < ce[0]
     analysis = summary["analysis"]
     assert Path(analysis["report_html"]).exists() and Path(analysis["report_md"]).exists()
@@ -78,16 +101,24 @@ def test_tiny_demo_second_run_reuses_everything(tiny_run: tuple[Path, dict, dict
     out, first, mtimes = tiny_run
     before = _histograms(out / "sweep")
     logs: list[str] = []
-    summary = demo.run_demo(out, demo.tiny_settings(), device="cpu", progress=False, log=logs.append)
+    summary = demo.run_demo(
+        out, demo.tiny_settings(), device="cpu", progress=False, log=logs.append
+    )
     assert summary["analysis"]["cells"]["computed_now"] == 0
-    assert sum(line.startswith("model") and "reusing" in line for line in logs) == len(demo.tiny_settings().shapes)
-    assert any(line.startswith("tokenizer: reusing") for line in logs) and any(line.startswith("report: reusing") for line in logs)
+    assert sum(line.startswith("model") and "reusing" in line for line in logs) == len(
+        demo.tiny_settings().shapes
+    )
+    assert any(line.startswith("tokenizer: reusing") for line in logs) and any(
+        line.startswith("report: reusing") for line in logs
+    )
     assert {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")} == mtimes
     assert _histograms(out / "sweep") == before
     assert summary["final"] == first["final"]
 
 
-def test_a_copied_demo_folder_points_at_its_own_report(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+def test_a_copied_demo_folder_points_at_its_own_report(
+    tiny_run: tuple[Path, dict, dict], tmp_path: Path
+) -> None:
     """The report record holds absolute paths: a copy must redraw its own report, not send the
     user to the original folder's."""
     import shutil
@@ -96,13 +127,17 @@ def test_a_copied_demo_folder_points_at_its_own_report(tiny_run: tuple[Path, dic
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     logs: list[str] = []
-    summary = demo.run_demo(copy, demo.tiny_settings(), device="cpu", progress=False, log=logs.append)
+    summary = demo.run_demo(
+        copy, demo.tiny_settings(), device="cpu", progress=False, log=logs.append
+    )
     assert Path(summary["analysis"]["report_html"]).resolve().parent == (copy / "sweep").resolve()
     assert not any(line.startswith("report: reusing") for line in logs)
     assert summary["final"] == first["final"]
 
 
-def test_same_seed_same_numbers_and_changed_settings_redo(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+def test_same_seed_same_numbers_and_changed_settings_redo(
+    tiny_run: tuple[Path, dict, dict], tmp_path: Path
+) -> None:
     """A fresh folder with the same seed retrains to byte-identical histograms; a changed learning
     rate retrains and recomputes that model's cells (one model and no report, to keep it short)."""
     out, _, _ = tiny_run
@@ -114,7 +149,14 @@ def test_same_seed_same_numbers_and_changed_settings_redo(tiny_run: tuple[Path, 
     assert before and all(reference[k] == v for k, v in before.items())
 
     logs: list[str] = []
-    summary = demo.run_demo(tmp_path, replace(one, lr=one.lr / 3), device="cpu", progress=False, log=logs.append, report=False)
+    summary = demo.run_demo(
+        tmp_path,
+        replace(one, lr=one.lr / 3),
+        device="cpu",
+        progress=False,
+        log=logs.append,
+        report=False,
+    )
     assert not any(line.startswith("model") and "reusing" in line for line in logs)
     assert summary["analysis"]["cells"]["computed_now"] == len(before)
     after = _histograms(tmp_path / "sweep")
@@ -131,11 +173,19 @@ def test_heldout_heads_tokenize_like_the_whole_documents(tiny_run: tuple[Path, d
     tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
     splits = demo.load_splits(settings.seed)
     for corpus, split in splits.items():
-        rows = [json.loads(line)["text"] for line in (out / "data" / f"heldout-{demo.corpus_label(corpus)}.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line)["text"]
+            for line in (out / "data" / f"heldout-{demo.corpus_label(corpus)}.jsonl")
+            .read_text()
+            .splitlines()
+        ]
         for head, whole in zip(rows, split.heldout[: settings.eval_docs]):
             assert whole.startswith(head)
             full = tokenizer(whole, add_special_tokens=False)["input_ids"][: settings.max_length]
-            assert tokenizer(head, add_special_tokens=False)["input_ids"][: settings.max_length] == full
+            assert (
+                tokenizer(head, add_special_tokens=False)["input_ids"][: settings.max_length]
+                == full
+            )
 
 
 # ---- pieces ----------------------------------------------------------------------------------------
@@ -155,7 +205,9 @@ def test_blocks_are_a_seeded_shuffle_of_the_packed_stream() -> None:
     long = np.arange(100)
     a, b = token_blocks(long, 10, 25, seed=3), token_blocks(long, 10, 25, seed=3)
     assert np.array_equal(a, b)
-    assert sorted(map(tuple, a[:10].tolist())) == [tuple(range(i, i + 10)) for i in range(0, 100, 10)]  # one epoch, then the next
+    assert sorted(map(tuple, a[:10].tolist())) == [
+        tuple(range(i, i + 10)) for i in range(0, 100, 10)
+    ]  # one epoch, then the next
     assert not np.array_equal(token_blocks(long, 10, 10, seed=4), a[:10])
 
 
@@ -171,33 +223,61 @@ def test_split_keeps_each_source_on_one_side_and_drops_copies() -> None:
     """A module's docstrings (prose) and its code are held out together; empty documents, exact
     copies of training text and near-copies (most long lines in training) never count as held out."""
     line = "x = compute_something_long(argument_one, argument_two)"
-    prose = [(f"m{i}.py", f"Docstring of module {i}, which says what module {i} does.") for i in range(40)] + [("topic:if", "The if statement chooses."), ("e.py", " ")]
-    code = [(f"m{i}.py", f"# module {i}\n{line} + {i}\nvalue_{i} = function_{i}(long_name_{i})\n") for i in range(40)]
-    code += [("twin.py", code[0][1]), ("near.py", f"{line} + 0\n{line} + 1\n{line} + 2\nunique_line_that_is_long_enough = 1\n"), ("e.py", "")]
+    prose = [
+        (f"m{i}.py", f"Docstring of module {i}, which says what module {i} does.")
+        for i in range(40)
+    ] + [("topic:if", "The if statement chooses."), ("e.py", " ")]
+    code = [
+        (f"m{i}.py", f"# module {i}\n{line} + {i}\nvalue_{i} = function_{i}(long_name_{i})\n")
+        for i in range(40)
+    ]
+    code += [
+        ("twin.py", code[0][1]),
+        ("near.py", f"{line} + 0\n{line} + 1\n{line} + 2\nunique_line_that_is_long_enough = 1\n"),
+        ("e.py", ""),
+    ]
     sources = {"builtin:prose": prose, "builtin:code": code}
-    a, b = demo.split_by_source(sources, seed=3, fraction=0.5), demo.split_by_source(sources, seed=3, fraction=0.5)
+    a, b = (
+        demo.split_by_source(sources, seed=3, fraction=0.5),
+        demo.split_by_source(sources, seed=3, fraction=0.5),
+    )
     assert a == b
-    held_modules = {f"m{i}.py" for i in range(40) if any(f"module {i}," in d for d in a["builtin:prose"].heldout)}
+    held_modules = {
+        f"m{i}.py"
+        for i in range(40)
+        if any(f"module {i}," in d for d in a["builtin:prose"].heldout)
+    }
     for i in range(40):  # both halves of a module on the same side
         in_code_held = any(d.startswith(f"# module {i}\n") for d in a["builtin:code"].heldout)
         in_code_train = any(d.startswith(f"# module {i}\n") for d in a["builtin:code"].train)
-        assert in_code_held == (f"m{i}.py" in held_modules) or (in_code_held is False and in_code_train is False)
+        assert in_code_held == (f"m{i}.py" in held_modules) or (
+            in_code_held is False and in_code_train is False
+        )
     for split in a.values():
-        assert set(split.heldout).isdisjoint(split.train) and all(d.strip() for d in split.heldout + split.train)
+        assert set(split.heldout).isdisjoint(split.train) and all(
+            d.strip() for d in split.heldout + split.train
+        )
     all_train = set(a["builtin:prose"].train) | set(a["builtin:code"].train)
     assert not any(d in all_train for s in a.values() for d in s.heldout)
     # near.py shares 3 of its 4 long lines with the modules' code; whichever side those are on, it is never held out beside them
     near = next(d for k, d in code if k == "near.py")
-    train_lines = {x.strip() for d in a["builtin:code"].train + a["builtin:prose"].train for x in d.splitlines()}
+    train_lines = {
+        x.strip()
+        for d in a["builtin:code"].train + a["builtin:prose"].train
+        for x in d.splitlines()
+    }
     shared = sum(x.strip() in train_lines for x in near.splitlines())
-    assert (near in a["builtin:code"].heldout) == (shared <= 2 and near not in a["builtin:code"].train)
+    assert (near in a["builtin:code"].heldout) == (
+        shared <= 2 and near not in a["builtin:code"].train
+    )
 
 
 def test_parse_shapes_and_default_ladder_span() -> None:
+    import torch
+    from transformers import GPTNeoXForCausalLM
+
     from errorentropy.models import count_parameters
     from errorentropy.training import neox_config
-    from transformers import GPTNeoXForCausalLM
-    import torch
 
     assert parse_shapes("16x1, 64x2") == [ModelShape(16, 1), ModelShape(64, 2)]
     for bad in ("16", "ax2", "16x0", "16x1,16x1", "", "100x2"):
@@ -206,11 +286,16 @@ def test_parse_shapes_and_default_ladder_span() -> None:
     shapes = parse_shapes(demo.DEFAULT_SIZES)
     assert len(shapes) >= 6
     with torch.device("meta"):
-        counts = [count_parameters(GPTNeoXForCausalLM(neox_config(s, 4096, 128))).non_embedding for s in shapes]
+        counts = [
+            count_parameters(GPTNeoXForCausalLM(neox_config(s, 4096, 128))).non_embedding
+            for s in shapes
+        ]
     assert counts == sorted(counts) and counts[-1] / counts[0] >= 100
 
 
-def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_bad_options_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "3", "--tokens", "100"]) == 2
     assert "--steps and --tokens" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "d"), "--sizes", "16y1"]) == 2
@@ -222,7 +307,9 @@ def test_cli_rejects_bad_options_in_one_line(tmp_path: Path, capsys: pytest.Capt
     assert "is a file" in capsys.readouterr().err
 
 
-def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+def test_worker_processes_train_the_same_weights_as_one_process(
+    tiny_run: tuple[Path, dict, dict], tmp_path: Path
+) -> None:
     """The CPU ladder trains in spawned worker processes (one thread each); the weights equal an
     in-process run of the same job bit for bit, whatever the process's own thread count, so the
     cache may serve either (a model retrained alone after a kill gets the ladder's weights)."""
@@ -238,11 +325,17 @@ def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[
     blocks = demo.training_blocks(tokenizer, demo.load_splits(settings.seed), settings)
 
     def job(shape: ModelShape, root: Path) -> demo.TrainJob:
-        config = neox_config(shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id).to_dict()
-        return demo.TrainJob(shape, root / shape.name, config, "k", settings, blocks, out / "tokenizer", "cpu", 1)
+        config = neox_config(
+            shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id
+        ).to_dict()
+        return demo.TrainJob(
+            shape, root / shape.name, config, "k", settings, blocks, out / "tokenizer", "cpu", 1
+        )
 
     shapes = settings.shapes[:2]
-    done = demo._train_parallel([job(s, tmp_path / "pool") for s in shapes], 2, False, lambda m: None)
+    done = demo._train_parallel(
+        [job(s, tmp_path / "pool") for s in shapes], 2, False, lambda m: None
+    )
     assert sorted(done) == sorted(s.name for s in shapes)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the process's own count must not matter: the job says 1
@@ -256,7 +349,9 @@ def test_worker_processes_train_the_same_weights_as_one_process(tiny_run: tuple[
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_a_size_left_out_of_the_ladder_leaves_the_sweep(tiny_run: tuple[Path, dict, dict], tmp_path: Path) -> None:
+def test_a_size_left_out_of_the_ladder_leaves_the_sweep(
+    tiny_run: tuple[Path, dict, dict], tmp_path: Path
+) -> None:
     import shutil
 
     out, _, _ = tiny_run
@@ -265,6 +360,13 @@ def test_a_size_left_out_of_the_ladder_leaves_the_sweep(tiny_run: tuple[Path, di
     settings = demo.tiny_settings()
     dropped = settings.shapes[-1].name
     assert any(p.name.startswith(dropped + "__") for p in (copy / "sweep" / "cells").iterdir())
-    demo.run_demo(copy, replace(settings, shapes=settings.shapes[:-1]), device="cpu", progress=False, log=lambda m: None, report=False)
+    demo.run_demo(
+        copy,
+        replace(settings, shapes=settings.shapes[:-1]),
+        device="cpu",
+        progress=False,
+        log=lambda m: None,
+        report=False,
+    )
     names = [p.name for p in (copy / "sweep" / "cells").iterdir()]
     assert names and not any(n.startswith(dropped + "__") for n in names)

@@ -54,7 +54,15 @@ def same_histogram(a: RankHistogram, b: RankHistogram) -> None:
 def test_batch_sizes_give_identical_results(model, tokenizer, docs, arch, head):
     if arch != "gpt2":
         model = tiny_model(arch, len(tokenizer), hidden=32, layers=1, heads=2, context=128, seed=11)
-    results = [score_documents(model, tokenizer, docs, ScoreOptions(max_length=64, batch_size=b, head=head, vocab_chunk=128)) for b in (1, 3, 8)]
+    results = [
+        score_documents(
+            model,
+            tokenizer,
+            docs,
+            ScoreOptions(max_length=64, batch_size=b, head=head, vocab_chunk=128),
+        )
+        for b in (1, 3, 8)
+    ]
     assert results[0].histogram.n_tokens > 200
     for other in results[1:]:
         same_tokens(other, results[0])
@@ -62,7 +70,15 @@ def test_batch_sizes_give_identical_results(model, tokenizer, docs, arch, head):
 
 
 def test_stride_windows_are_batch_size_independent(model, tokenizer, docs):
-    results = [score_documents(model, tokenizer, docs, ScoreOptions(max_length=32, window="stride", stride=20, batch_size=b)) for b in (1, 8)]
+    results = [
+        score_documents(
+            model,
+            tokenizer,
+            docs,
+            ScoreOptions(max_length=32, window="stride", stride=20, batch_size=b),
+        )
+        for b in (1, 8)
+    ]
     for other in results[1:]:
         same_tokens(other, results[0])
         same_histogram(other.histogram, results[0].histogram)
@@ -72,7 +88,10 @@ def test_document_order_does_not_matter(model, tokenizer, docs):
     """Reversed and shuffled corpora: per-document tokens are the same bits, the histogram the same."""
     options = ScoreOptions(max_length=64, batch_size=3)
     base = score_documents(model, tokenizer, docs, options)
-    for order in (list(reversed(range(len(docs)))), list(np.random.default_rng(3).permutation(len(docs)))):
+    for order in (
+        list(reversed(range(len(docs)))),
+        list(np.random.default_rng(3).permutation(len(docs))),
+    ):
         permuted = score_documents(model, tokenizer, [docs[i] for i in order], options)
         same_histogram(permuted.histogram, base.histogram)
         # map the permuted corpus's document numbers back to the original ones
@@ -89,7 +108,13 @@ def test_process_counts_merge_to_one_pass(model, tokenizer, docs, processes):
     """Round-robin shards as ``errorentropy score`` under torchrun makes them, each with its own batch size."""
     whole = score_documents(model, tokenizer, docs, ScoreOptions(max_length=64, batch_size=8))
     parts = [
-        score_documents(model, tokenizer, docs, ScoreOptions(max_length=64, batch_size=1 + 2 * rank), doc_ids=shard_documents(len(docs), rank, processes))
+        score_documents(
+            model,
+            tokenizer,
+            docs,
+            ScoreOptions(max_length=64, batch_size=1 + 2 * rank),
+            doc_ids=shard_documents(len(docs), rank, processes),
+        )
         for rank in range(processes)
     ]
     merged = merge_results(parts)
@@ -117,7 +142,25 @@ def test_cli_reruns_write_identical_histograms(model_dir, short_docs, tmp_path, 
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in short_docs))
     outs = [tmp_path / "a", tmp_path / "b"]
     for out, batch in zip(outs, ("2", "5")):
-        assert main(["score", "--quiet", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--max-length", "48", "--batch-size", batch]) == 0
+        assert (
+            main(
+                [
+                    "score",
+                    "--quiet",
+                    "--model",
+                    str(model_dir),
+                    "--data",
+                    str(data),
+                    "--out",
+                    str(out),
+                    "--max-length",
+                    "48",
+                    "--batch-size",
+                    batch,
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert (outs[0] / "histogram.json").read_bytes() == (outs[1] / "histogram.json").read_bytes()
     assert (outs[0] / "tokens.npz").read_bytes() == (outs[1] / "tokens.npz").read_bytes()
@@ -126,7 +169,15 @@ def test_cli_reruns_write_identical_histograms(model_dir, short_docs, tmp_path, 
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert len(a.rank) > 100
     sa, sb = (json.loads((o / "summary.json").read_text()) for o in outs)
-    for key in ("n_tokens", "cross_entropy", "error_entropy", "self_alignment", "confidence", "n_tied", "data_fingerprint"):
+    for key in (
+        "n_tokens",
+        "cross_entropy",
+        "error_entropy",
+        "self_alignment",
+        "confidence",
+        "n_tied",
+        "data_fingerprint",
+    ):
         assert sa[key] == sb[key], key
 
 
@@ -136,18 +187,36 @@ def test_stride_and_truncate_agree_where_they_must(model, tokenizer, docs):
     ids = tokenize(tokenizer, docs, "auto")
     fits = [d for d, x in zip(docs, ids) if len(x) <= 128]
     assert len(fits) >= 6
-    long = [score_documents(model, tokenizer, fits, ScoreOptions(max_length=128, window=w, stride=64 if w == "stride" else None)) for w in ("truncate", "stride")]
+    long = [
+        score_documents(
+            model,
+            tokenizer,
+            fits,
+            ScoreOptions(max_length=128, window=w, stride=64 if w == "stride" else None),
+        )
+        for w in ("truncate", "stride")
+    ]
     same_tokens(long[0], long[1])
 
     truncate = score_documents(model, tokenizer, docs, ScoreOptions(max_length=32, batch_size=4))
-    stride = score_documents(model, tokenizer, docs, ScoreOptions(max_length=32, window="stride", stride=16, batch_size=4))
+    stride = score_documents(
+        model,
+        tokenizer,
+        docs,
+        ScoreOptions(max_length=32, window="stride", stride=16, batch_size=4),
+    )
     expected = [(d, p) for d, x in enumerate(ids) if len(x) >= 2 for p in range(1, len(x))]
     assert list(zip(stride.tokens.doc.tolist(), stride.tokens.position.tolist())) == expected
     assert stride.histogram.n_tokens == len(expected) > truncate.histogram.n_tokens
-    assert (stride.histogram.n_documents, stride.histogram.n_skipped) == (truncate.histogram.n_documents, truncate.histogram.n_skipped)
+    assert (stride.histogram.n_documents, stride.histogram.n_skipped) == (
+        truncate.histogram.n_documents,
+        truncate.histogram.n_skipped,
+    )
     first = stride.tokens.position < 32
     for name in FIELDS:
-        np.testing.assert_array_equal(getattr(stride.tokens, name)[first], getattr(truncate.tokens, name))
+        np.testing.assert_array_equal(
+            getattr(stride.tokens, name)[first], getattr(truncate.tokens, name)
+        )
 
 
 def test_token_table_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
@@ -158,7 +227,12 @@ def test_token_table_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
     from errorentropy.engine import TokenTable
 
     rng = np.random.default_rng(0)
-    table = TokenTable(np.arange(50, dtype=np.int32), np.arange(50, dtype=np.int32), rng.integers(0, 9, 50).astype(np.int32), rng.normal(size=50))
+    table = TokenTable(
+        np.arange(50, dtype=np.int32),
+        np.arange(50, dtype=np.int32),
+        rng.integers(0, 9, 50).astype(np.int32),
+        rng.normal(size=50),
+    )
     table.save(tmp_path / "a.npz")
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now + 3600)

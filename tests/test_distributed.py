@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from errorentropy.distributed import launch_from_env, merge_results, shard_and_score, shard_documents
+from errorentropy.distributed import (
+    launch_from_env,
+    merge_results,
+    shard_and_score,
+    shard_documents,
+)
 from errorentropy.engine import ScoreOptions, TokenTable, score_documents
 from errorentropy.errors import UserError
 from errorentropy.histogram import RankHistogram
@@ -42,7 +47,12 @@ def test_merged_shards_equal_one_pass(tokenizer, short_docs):
     model = tiny_model("gpt_neox", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
     options = ScoreOptions(max_length=48, batch_size=3, profile=True)
     whole = score_documents(model, tokenizer, short_docs, options)
-    parts = [score_documents(model, tokenizer, short_docs, options, doc_ids=shard_documents(len(short_docs), r, 3)) for r in range(3)]
+    parts = [
+        score_documents(
+            model, tokenizer, short_docs, options, doc_ids=shard_documents(len(short_docs), r, 3)
+        )
+        for r in range(3)
+    ]
     merged = merge_results(parts)
     assert merged.histogram.equals(whole.histogram)  # exact: counts, sums and bookkeeping
     for name in ("doc", "position", "rank", "logprob"):
@@ -59,20 +69,60 @@ def test_torchrun_two_processes_gloo(tmp_path, model_dir, short_docs):
     """``torchrun --nproc-per-node 2 -m errorentropy score`` writes what one process writes."""
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": d}) + "\n" for d in short_docs * 2))
-    common = ["score", "--model", str(model_dir), "--data", str(data), "--max-length", "64", "--batch-size", "3", "--device", "cpu", "--quiet"]
+    common = [
+        "score",
+        "--model",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--max-length",
+        "64",
+        "--batch-size",
+        "3",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    one = subprocess.run([sys.executable, "-m", "errorentropy", *common, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [sys.executable, "-m", "errorentropy", *common, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "errorentropy"]
-    two = subprocess.run([*torchrun, *common, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "errorentropy",
+    ]
+    two = subprocess.run(
+        [*torchrun, *common, "--out", str(tmp_path / "two")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
-    a, b = RankHistogram.load(tmp_path / "one" / "histogram.json"), RankHistogram.load(tmp_path / "two" / "histogram.json")
+    a, b = (
+        RankHistogram.load(tmp_path / "one" / "histogram.json"),
+        RankHistogram.load(tmp_path / "two" / "histogram.json"),
+    )
     np.testing.assert_array_equal(a.counts, b.counts)
     assert (a.n_documents, a.n_skipped, a.n_tied) == (b.n_documents, b.n_skipped, b.n_tied)
     np.testing.assert_allclose(a.logprob_sums, b.logprob_sums, rtol=0, atol=1e-9)
-    ta, tb = TokenTable.load(tmp_path / "one" / "tokens.npz"), TokenTable.load(tmp_path / "two" / "tokens.npz")
+    ta, tb = (
+        TokenTable.load(tmp_path / "one" / "tokens.npz"),
+        TokenTable.load(tmp_path / "two" / "tokens.npz"),
+    )
     for name in ("doc", "position", "rank", "logprob"):
         np.testing.assert_array_equal(getattr(ta, name), getattr(tb, name))
     assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
@@ -89,14 +139,46 @@ def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
     data.write_text("".join(json.dumps({"text": d}) + "\n" for d in short_docs))
     spec = tmp_path / "spec.toml"
     # a second model that fails to load: the cell is recorded as failed, the sweep exits with 3
-    spec.write_text(f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[models]]\nid = "{tmp_path / "missing-model"}"\n[[datasets]]\ndata = "{data}"\n')
+    spec.write_text(
+        f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[models]]\nid = "{tmp_path / "missing-model"}"\n[[datasets]]\ndata = "{data}"\n'
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(var, None)
-    one = subprocess.run([sys.executable, "-m", "errorentropy", "sweep", str(spec), "--out", str(tmp_path / "one"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "errorentropy",
+            "sweep",
+            str(spec),
+            "--out",
+            str(tmp_path / "one"),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 3, one.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "errorentropy"]
-    two = subprocess.run([*torchrun, "sweep", str(spec), "--out", str(tmp_path / "two"), "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "errorentropy",
+    ]
+    two = subprocess.run(
+        [*torchrun, "sweep", str(spec), "--out", str(tmp_path / "two"), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # torchrun exits 1 when a worker fails (and stops the rest); rank 0's own status is reported
     assert two.returncode != 0 and "exitcode  : 3" in two.stderr, two.stderr[-3000:]
     assert "1 done, 1 failed" in two.stderr
@@ -106,7 +188,9 @@ def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
         np.testing.assert_array_equal(getattr(a.tokens(), name), getattr(b.tokens(), name))
 
 
-def _score_with_nan_on_rank_one(rank: int, init_file: str, model_dir: str, docs: list[str], results) -> None:
+def _score_with_nan_on_rank_one(
+    rank: int, init_file: str, model_dir: str, docs: list[str], results
+) -> None:
     import torch.distributed as dist
 
     from errorentropy.models import load_model
@@ -145,7 +229,12 @@ def _run_two_ranks(target, args, timeout: float, hang_message: str) -> list:
 
 def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short_docs):
     """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting forever."""
-    results = _run_two_ranks(_score_with_nan_on_rank_one, lambda r, queue: (r, str(tmp_path / "pg"), str(model_dir), short_docs, queue), 240, "a process hung in a collective")
+    results = _run_two_ranks(
+        _score_with_nan_on_rank_one,
+        lambda r, queue: (r, str(tmp_path / "pg"), str(model_dir), short_docs, queue),
+        240,
+        "a process hung in a collective",
+    )
     messages = dict(results)
     assert messages[0] == messages[1]
     assert messages[0].startswith("process 1:") and "NaN or inf" in messages[0]
@@ -167,7 +256,12 @@ def test_processes_that_end_with_different_statuses_all_exit_with_the_worst(tmp_
     from errorentropy.cli import conclude
 
     assert conclude(5) == 5  # outside a process group: the status itself
-    results = _run_two_ranks(_conclude_with, lambda r, queue: (r, str(tmp_path / "pg"), 3 if r == 0 else 0, queue), 120, "a process waited for the other at the end")
+    results = _run_two_ranks(
+        _conclude_with,
+        lambda r, queue: (r, str(tmp_path / "pg"), 3 if r == 0 else 0, queue),
+        120,
+        "a process waited for the other at the end",
+    )
     assert sorted(results) == [(0, 3, False), (1, 3, False)]
 
 
@@ -177,7 +271,10 @@ def test_a_process_with_no_documents_merges_cleanly(tokenizer, short_docs):
     model = tiny_model("gpt_neox", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
     docs = short_docs[:2]
     options = ScoreOptions(max_length=48)
-    parts = [score_documents(model, tokenizer, docs, options, doc_ids=shard_documents(len(docs), r, 4)) for r in range(4)]
+    parts = [
+        score_documents(model, tokenizer, docs, options, doc_ids=shard_documents(len(docs), r, 4))
+        for r in range(4)
+    ]
     assert parts[3].histogram.n_tokens == 0 and parts[3].head_path == "none"
     merged = merge_results(parts)
     whole = score_documents(model, tokenizer, docs, options)

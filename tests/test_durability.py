@@ -18,7 +18,9 @@ from errorentropy.histogram import RankHistogram
 from errorentropy.results import load_histograms
 
 
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch
+) -> None:
     target = tmp_path / "histogram.json"
     old = RankHistogram.from_tokens([0, 1], [-0.5, -2.0], n_documents=1)
     old.save(target)
@@ -40,11 +42,15 @@ def test_an_interrupted_write_keeps_the_old_file(tmp_path: Path, monkeypatch) ->
     """Ctrl-C between writing and renaming: the old file stays, the half-done one is removed."""
     target = tmp_path / "summary.json"
     storage.atomic_write_text(target, "old\n")
-    monkeypatch.setattr(storage.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(
+        storage.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt())
+    )
     with pytest.raises(KeyboardInterrupt):
         storage.atomic_write_text(target, "new\n")
     monkeypatch.undo()
-    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == [
+        "summary.json"
+    ]
 
 
 def test_written_files_have_the_usual_permissions(tmp_path: Path) -> None:
@@ -54,7 +60,9 @@ def test_written_files_have_the_usual_permissions(tmp_path: Path) -> None:
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def test_score_writes_every_file_atomically(model_dir: Path, short_docs, tmp_path: Path, monkeypatch, capsys) -> None:
+def test_score_writes_every_file_atomically(
+    model_dir: Path, short_docs, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """Every file in a result folder arrives by rename of a fully written temporary."""
     from errorentropy.cli import main
 
@@ -69,15 +77,33 @@ def test_score_writes_every_file_atomically(model_dir: Path, short_docs, tmp_pat
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in short_docs))
     out = tmp_path / "out"
-    code = main(["score", "--quiet", "--model", str(model_dir), "--data", str(data), "--out", str(out), "--max-length", "32", "--profile"])
+    code = main(
+        [
+            "score",
+            "--quiet",
+            "--model",
+            str(model_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-length",
+            "32",
+            "--profile",
+        ]
+    )
     capsys.readouterr()
     assert code == 0
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(["histogram.json", "tokens.npz", "profile.json", "summary.json"])
-    assert sorted(renamed) == sorted(written + ["out"])  # each file, then the whole folder, by rename
+    assert sorted(renamed) == sorted(
+        written + ["out"]
+    )  # each file, then the whole folder, by rename
 
 
-def test_score_replaces_a_result_folder_whole(model_dir: Path, short_docs, tmp_path: Path, capsys) -> None:
+def test_score_replaces_a_result_folder_whole(
+    model_dir: Path, short_docs, tmp_path: Path, capsys
+) -> None:
     """A rerun into the same --out leaves no file of the old result (a stale profile.json included);
     a folder holding anything else is refused before any work."""
     from errorentropy.cli import main
@@ -111,11 +137,18 @@ def test_damaged_results_are_detected_not_read(tmp_path: Path) -> None:
     text = raw.decode()
     at = text.index('"logprob_sums"') + 30
     digit = next(i for i in range(at, len(text)) if text[i].isdigit())
-    (tmp_path / "histogram.json").write_text(text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1 :])
+    (tmp_path / "histogram.json").write_text(
+        text[:digit] + str((int(text[digit]) + 1) % 10) + text[digit + 1 :]
+    )
     with pytest.raises(UserError, match="fails its checksum"):
         load_histograms([str(tmp_path)])
 
-    tokens = TokenTable(np.zeros(50, np.int32), np.arange(50, dtype=np.int32), (np.arange(50) % 7).astype(np.int32), -np.linspace(0.01, 5, 50))
+    tokens = TokenTable(
+        np.zeros(50, np.int32),
+        np.arange(50, dtype=np.int32),
+        (np.arange(50) % 7).astype(np.int32),
+        -np.linspace(0.01, 5, 50),
+    )
     tokens.save(tmp_path / "tokens.npz")
     data = (tmp_path / "tokens.npz").read_bytes()
     for cut in (10, len(data) // 2, len(data) - 5):

@@ -21,4 +21,11 @@ def test_example_spec_parses(path):
 def test_dynamics_example_has_the_papers_checkpoints():
     spec = load_spec(next(p for p in EXAMPLES if p.name == "paper-dynamics.toml"))
     for model in spec.models:
-        assert list(model.revisions) == ["step0", "step16", "step128", "step1000", "step10000", "step100000"]
+        assert list(model.revisions) == [
+            "step0",
+            "step16",
+            "step128",
+            "step1000",
+            "step10000",
+            "step100000",
+        ]

@@ -27,7 +27,18 @@ def test_backend_is_agg() -> None:
 
 
 def test_components_vs_step_plots_the_values() -> None:
-    series = [figures.StepSeries("m", [0, 16, 1000], {"CE": [3.0, 2.0, 1.0], "EE": [2.5, 1.5, 0.7], "SA": [0.4, 0.3, 0.5], "Conf": [0.1, -0.2, 0.2]})]
+    series = [
+        figures.StepSeries(
+            "m",
+            [0, 16, 1000],
+            {
+                "CE": [3.0, 2.0, 1.0],
+                "EE": [2.5, 1.5, 0.7],
+                "SA": [0.4, 0.3, 0.5],
+                "Conf": [0.1, -0.2, 0.2],
+            },
+        )
+    ]
     fig = figures.components_vs_step(series)
     _check_labelled(fig)
     (ax,) = _visible(fig)
@@ -42,7 +53,9 @@ def test_rank_and_pq_figures_shift_rank_by_one() -> None:
     ranks = np.array([0, 1, 5])
     p = np.array([0.7, 0.2, 0.1])
     q = np.array([0.5, 0.3, 0.2])
-    curves = {"m": [figures.RankCurve("0", ranks, p, q), figures.RankCurve("100", ranks, p[::-1], q)]}
+    curves = {
+        "m": [figures.RankCurve("0", ranks, p, q), figures.RankCurve("100", ranks, p[::-1], q)]
+    }
     fig4 = figures.rank_distribution(curves)
     _check_labelled(fig4)
     ax = _visible(fig4)[0]
@@ -66,19 +79,35 @@ def test_profile_skips_unobserved_ranks() -> None:
     counts[[0, 2]] = [10, 3]
     fig = figures.sorted_probability_profile({"m": (mean, counts)}, ranks=(0, 1, 2, 4))
     _check_labelled(fig)
-    labels = [line.get_label() for line in _visible(fig)[0].get_lines() if not line.get_label().startswith("_")]
+    labels = [
+        line.get_label()
+        for line in _visible(fig)[0].get_lines()
+        if not line.get_label().startswith("_")
+    ]
     assert labels == ["r = 0 (n = 10)", "r = 2 (n = 3)"]
 
 
 def test_scaling_draws_the_power_law_and_abs_values() -> None:
     n = [1e6, 1e7, 1e8]
-    fam = figures.FamilyPoints("fam", n, {"CE": [4.0, 3.0, 2.5], "EE": [3.0, 2.0, 1.5], "SA": [0.5, 0.6, 0.5], "Conf": [-0.5, -0.4, -0.3]}, {"EE": (-0.2, 4.0)})
+    fam = figures.FamilyPoints(
+        "fam",
+        n,
+        {
+            "CE": [4.0, 3.0, 2.5],
+            "EE": [3.0, 2.0, 1.5],
+            "SA": [0.5, 0.6, 0.5],
+            "Conf": [-0.5, -0.4, -0.3],
+        },
+        {"EE": (-0.2, 4.0)},
+    )
     fig = figures.scaling([fam], overall={"CE": (-0.1, 3.0)})
     _check_labelled(fig)
     axes = {ax.get_title(): ax for ax in _visible(fig)}
     ee_lines = axes[figures.QUANTITY_NAMES["EE"]].get_lines()
     line = ee_lines[1]
-    np.testing.assert_allclose(line.get_ydata(), np.exp(4.0 - 0.2 * np.log(line.get_xdata())), rtol=1e-12)
+    np.testing.assert_allclose(
+        line.get_ydata(), np.exp(4.0 - 0.2 * np.log(line.get_xdata())), rtol=1e-12
+    )
     assert "α = -0.200" in ee_lines[0].get_label()
     conf_points = axes[figures.QUANTITY_NAMES["Conf"]].get_lines()[0]
     np.testing.assert_array_equal(conf_points.get_ydata(), [0.5, 0.4, 0.3])
@@ -88,7 +117,11 @@ def test_scaling_draws_the_power_law_and_abs_values() -> None:
 
 
 def test_shares_are_ratios_sorted_by_size() -> None:
-    fam = figures.FamilyPoints("fam", [1e8, 1e6], {"CE": [2.0, 4.0], "EE": [1.0, 3.6], "SA": [1.5, 1.0], "Conf": [0.5, 0.6]})
+    fam = figures.FamilyPoints(
+        "fam",
+        [1e8, 1e6],
+        {"CE": [2.0, 4.0], "EE": [1.0, 3.6], "SA": [1.5, 1.0], "Conf": [0.5, 0.6]},
+    )
     fig = figures.shares([fam])
     _check_labelled(fig)
     ee = _visible(fig)[0].get_lines()[0]
@@ -97,7 +130,11 @@ def test_shares_are_ratios_sorted_by_size() -> None:
 
 
 def test_save_figure_writes_png_and_svg(tmp_path: Path) -> None:
-    fam = figures.FamilyPoints("fam", [1e6, 1e7], {"CE": [2.0, 1.0], "EE": [1.0, 0.5], "SA": [0.5, 0.3], "Conf": [0.2, 0.1]})
+    fam = figures.FamilyPoints(
+        "fam",
+        [1e6, 1e7],
+        {"CE": [2.0, 1.0], "EE": [1.0, 0.5], "SA": [0.5, 0.3], "Conf": [0.2, 0.1]},
+    )
     before = plt.get_fignums()
     png, svg = figures.save_figure(figures.shares([fam]), tmp_path / "sub" / "f")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

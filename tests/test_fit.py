@@ -82,19 +82,24 @@ def test_rescaling_values_shifts_only_the_intercept(alpha, log_k):
     assert scaled.r2 == pytest.approx(base.r2, abs=1e-9)
 
 
-@pytest.mark.parametrize("n,m,match", [
-    ([1e6, 1e7], [2.0, 1.5], "at least 3"),
-    ([1e6, 1e7, 1e8], [2.0, 0.0, 1.5], "exactly zero"),
-    ([1e6, 1e7, 1e8], [2.0, np.nan, 1.5], "not finite"),
-    ([1e6, 0.0, 1e8], [2.0, 1.7, 1.5], "positive"),
-    ([1e6, 1e6, 1e6], [2.0, 1.7, 1.5], "same parameter count"),
-])
+@pytest.mark.parametrize(
+    "n,m,match",
+    [
+        ([1e6, 1e7], [2.0, 1.5], "at least 3"),
+        ([1e6, 1e7, 1e8], [2.0, 0.0, 1.5], "exactly zero"),
+        ([1e6, 1e7, 1e8], [2.0, np.nan, 1.5], "not finite"),
+        ([1e6, 0.0, 1e8], [2.0, 1.7, 1.5], "positive"),
+        ([1e6, 1e6, 1e6], [2.0, 1.7, 1.5], "same parameter count"),
+    ],
+)
 def test_unfittable_input_raises_a_clear_error(n, m, match):
     with pytest.raises(FitInputError, match=match):
         fit_power_law(np.array(n), np.array(m))
 
 
-@pytest.mark.parametrize("a,alpha,e", [(5.0, 0.3, 1.7), (400.0, 0.34, 1.69), (2.0, 0.1, 0.0), (30.0, 0.2, -0.5)])
+@pytest.mark.parametrize(
+    "a,alpha,e", [(5.0, 0.3, 1.7), (400.0, 0.34, 1.69), (2.0, 0.1, 0.0), (30.0, 0.2, -0.5)]
+)
 def test_saturating_fit_recovers_exact_parameters(a, alpha, e):
     m = a * SIZES**-alpha + e
     fit = fit_saturating(SIZES, m)
@@ -112,7 +117,13 @@ def test_saturating_fit_matches_a_direct_curve_fit_on_noisy_data():
     rng = np.random.default_rng(5)
     m = 8.0 * SIZES**-0.25 + 1.8 + rng.normal(0, 0.005, SIZES.size)
     fit = fit_saturating(SIZES, m)
-    ref, _ = curve_fit(lambda n, a, al, e: a * n**-al + e, SIZES, m, p0=(fit.a * 1.1, fit.alpha * 0.9, fit.e), maxfev=50000)
+    ref, _ = curve_fit(
+        lambda n, a, al, e: a * n**-al + e,
+        SIZES,
+        m,
+        p0=(fit.a * 1.1, fit.alpha * 0.9, fit.e),
+        maxfev=50000,
+    )
     sse = lambda p: float(np.sum((p[0] * SIZES ** -p[1] + p[2] - m) ** 2))  # noqa: E731
     assert sse((fit.a, fit.alpha, fit.e)) <= sse(ref) * (1 + 1e-6)
 
@@ -121,14 +132,21 @@ def test_saturating_fit_recovers_a_rising_curve_towards_a_ceiling():
     m = -3.0 * SIZES**-0.2 + 0.9  # rises with N towards 0.9
     fit = fit_saturating(SIZES, m)
     assert fit.converged, fit.reason
-    assert (fit.a, fit.alpha, fit.e) == (pytest.approx(-3.0, rel=1e-5), pytest.approx(0.2, rel=1e-5), pytest.approx(0.9, abs=1e-6))
+    assert (fit.a, fit.alpha, fit.e) == (
+        pytest.approx(-3.0, rel=1e-5),
+        pytest.approx(0.2, rel=1e-5),
+        pytest.approx(0.9, abs=1e-6),
+    )
 
 
-@pytest.mark.parametrize("m,why", [
-    (0.1 * np.log(SIZES), "no asymptote"),  # rises without bending: no ceiling
-    (5.0 - 0.1 * np.log(SIZES), "no asymptote"),  # falls without bending: no floor
-    (np.full(SIZES.size, 2.5), "same"),
-])
+@pytest.mark.parametrize(
+    "m,why",
+    [
+        (0.1 * np.log(SIZES), "no asymptote"),  # rises without bending: no ceiling
+        (5.0 - 0.1 * np.log(SIZES), "no asymptote"),  # falls without bending: no floor
+        (np.full(SIZES.size, 2.5), "same"),
+    ],
+)
 def test_saturating_fit_without_an_asymptote_says_so_instead_of_reporting_nonsense(m, why):
     """Unbounded, these 'converged' to E = -4347 and a = 4352 with R^2 = 1 (a line in log N is the
     limit alpha -> 0, E -> -inf): the floor would be printed as a finding."""
@@ -152,9 +170,13 @@ def test_extrapolation_is_exact_on_a_power_law_and_measures_a_bend():
     bent = 3.0 * SIZES**-0.3 + 1.5
     ex = extrapolate(SIZES, bent, holdout=2)
     ref_slope, ref_c = np.polyfit(np.log(SIZES[:-2]), np.log(bent[:-2]), 1)
-    np.testing.assert_allclose(ex.predicted, np.exp(ref_c + ref_slope * np.log(SIZES[-2:])), rtol=1e-10)
+    np.testing.assert_allclose(
+        ex.predicted, np.exp(ref_c + ref_slope * np.log(SIZES[-2:])), rtol=1e-10
+    )
     assert np.all(ex.relative_error < 0)
-    assert ex.mean_abs_relative_error == pytest.approx(np.mean(np.abs(ex.predicted - bent[-2:]) / bent[-2:]))
+    assert ex.mean_abs_relative_error == pytest.approx(
+        np.mean(np.abs(ex.predicted - bent[-2:]) / bent[-2:])
+    )
 
 
 def test_extrapolation_bad_input():
@@ -172,5 +194,9 @@ def test_holdout_helpers():
     # twins (gpt2 and pythia-160m share 85,056,000 non-embedding parameters) are held out together
     twins = np.array([1e7, 8.5056e7, 3e7, 8.5056e7, 2e8, 5e6])
     fit_idx, held_idx = split_holdout(twins, 2)
-    assert sorted(twins[held_idx]) == [8.5056e7, 8.5056e7, 2e8] and sorted(twins[fit_idx]) == [5e6, 1e7, 3e7]
+    assert sorted(twins[held_idx]) == [8.5056e7, 8.5056e7, 2e8] and sorted(twins[fit_idx]) == [
+        5e6,
+        1e7,
+        3e7,
+    ]
     assert sign_changes([0.1, -0.2]) and not sign_changes([0.0, 0.3]) and not sign_changes([-1, -2])

@@ -14,7 +14,6 @@ from errorentropy.engine import TokenTable
 from errorentropy.fitting_cli import fit_sweep, read_fits, select_final
 from errorentropy.results import summarize
 from errorentropy.tables import table1_markdown
-
 from synthetic_sweep import build_synthetic_sweep, sign_changing_conf
 
 
@@ -39,7 +38,11 @@ def fitted(sweep):
 
 
 def _row(result, dataset, group, quantity):
-    return next(r for r in result["fits"] if (r["dataset"], r["group"], r["quantity"]) == (dataset, group, quantity))
+    return next(
+        r
+        for r in result["fits"]
+        if (r["dataset"], r["group"], r["quantity"]) == (dataset, group, quantity)
+    )
 
 
 def test_fit_recovers_the_synthetic_exponents(sweep, fitted):
@@ -64,13 +67,21 @@ def test_fit_rows_agree_with_an_independent_fit_of_the_cells(sweep, fitted):
     finals = select_final(cells, [])
     assert {c.key.revision for c in finals if c.key.model == "A-3"} == {"step1000"}
     n = np.array([c.non_embedding_params for c in finals], dtype=float)
-    for quantity, key in (("CE", "cross_entropy"), ("SA", "self_alignment"), ("Conf", "confidence")):
+    for quantity, key in (
+        ("CE", "cross_entropy"),
+        ("SA", "self_alignment"),
+        ("Conf", "confidence"),
+    ):
         m = np.array([c.summary[key] for c in finals])
         slope, intercept = np.polyfit(np.log(n), np.log(np.abs(m)), 1)
         row = _row(result, "wiki", "All", quantity)
-        assert row["alpha"] == pytest.approx(slope, rel=1e-9) and row["c"] == pytest.approx(intercept, rel=1e-9)
+        assert row["alpha"] == pytest.approx(slope, rel=1e-9) and row["c"] == pytest.approx(
+            intercept, rel=1e-9
+        )
         if quantity != "CE":
-            assert row["delta_alpha_vs_ce"] == pytest.approx(abs(slope - _row(result, "wiki", "All", "CE")["alpha"]), rel=1e-9)
+            assert row["delta_alpha_vs_ce"] == pytest.approx(
+                abs(slope - _row(result, "wiki", "All", "CE")["alpha"]), rel=1e-9
+            )
             assert row["delta_alpha_ci"][0] <= row["delta_alpha_ci"][1]
 
 
@@ -83,7 +94,9 @@ def test_cells_carry_components_with_intervals(sweep, fitted):
         ce = cell["components"]["CE"]
         assert ce["ci"][0] < ce["value"] < ce["ci"][1]
         comp = cell["components"]
-        assert comp["CE"]["value"] == pytest.approx(comp["EE"]["value"] + comp["SA"]["value"] - comp["Conf"]["value"], abs=1e-10)
+        assert comp["CE"]["value"] == pytest.approx(
+            comp["EE"]["value"] + comp["SA"]["value"] - comp["Conf"]["value"], abs=1e-10
+        )
 
 
 def test_extrapolation_rows_and_ce_vs_ee_comparison(fitted):
@@ -92,8 +105,14 @@ def test_extrapolation_rows_and_ce_vs_ee_comparison(fitted):
     assert set(comparisons) == {(d, g) for d in ("wiki", "code") for g in ("A", "B", "All")}
     c = comparisons[("wiki", "All")]
     assert c["holdout"] == 3 and c["difference_ci"][0] <= c["difference_ci"][1]
-    assert c["ee_extrapolates_better"] == (c["ee_mean_abs_relative_error"] < c["ce_mean_abs_relative_error"])
-    ee = next(r for r in result["extrapolation"] if (r["dataset"], r["group"], r["quantity"]) == ("wiki", "All", "EE"))
+    assert c["ee_extrapolates_better"] == (
+        c["ee_mean_abs_relative_error"] < c["ce_mean_abs_relative_error"]
+    )
+    ee = next(
+        r
+        for r in result["extrapolation"]
+        if (r["dataset"], r["group"], r["quantity"]) == ("wiki", "All", "EE")
+    )
     assert len(ee["heldout"]) == 3 and len(ee["fit_models"]) == 6
     for h in ee["heldout"]:
         assert h["relative_error"] == pytest.approx((h["predicted"] - h["actual"]) / h["actual"])
@@ -111,9 +130,17 @@ def test_tables_are_written_in_three_formats_and_table1_is_printed(sweep, fitted
         with open(tables / f"{name}.csv", newline="") as handle:
             records = list(csv.DictReader(handle))
         assert len(records) == 6  # 2 datasets x (A, B, All)
-    record = next(r for r in csv.DictReader(open(tables / "table1.csv")) if (r["dataset"], r["group"]) == ("code", "B"))
+    record = next(
+        r
+        for r in csv.DictReader(open(tables / "table1.csv"))
+        if (r["dataset"], r["group"]) == ("code", "B")
+    )
     assert float(record["EE_r2"]) == _row(result, "code", "B", "EE")["r2"]
-    record = next(r for r in csv.DictReader(open(tables / "table2.csv")) if (r["dataset"], r["group"]) == ("wiki", "All"))
+    record = next(
+        r
+        for r in csv.DictReader(open(tables / "table2.csv"))
+        if (r["dataset"], r["group"]) == ("wiki", "All")
+    )
     assert float(record["SA_delta_alpha"]) == _row(result, "wiki", "All", "SA")["delta_alpha_vs_ce"]
     body = json.loads((directory / "fits.json").read_text())
     assert body["format"] == "errorentropy-fits" and "checksum" in body
@@ -124,23 +151,45 @@ def test_small_family_zero_value_and_sign_change_are_notes_not_crashes(tmp_path)
         "A": {"sizes": [1e6, 4e6, 1.6e7, 6.4e7], "ee_a": 12.0, "ee_alpha": -0.09},
         "Tiny": {"sizes": [2e6, 2e7], "ee_a": 9.0, "ee_alpha": -0.07},
     }
-    build_synthetic_sweep(tmp_path, families=families, conf_law=sign_changing_conf, n_docs=40, doc_len=40, dynamics=False)
+    build_synthetic_sweep(
+        tmp_path,
+        families=families,
+        conf_law=sign_changing_conf,
+        n_docs=40,
+        doc_len=40,
+        dynamics=False,
+    )
     # A model that always ranks the truth first: EE = SA = 0 exactly.
     n_docs, length = 10, 20
-    table = TokenTable(np.repeat(np.arange(n_docs, dtype=np.int32), length), np.tile(np.arange(1, length + 1, dtype=np.int32), n_docs),
-                       np.zeros(n_docs * length, dtype=np.int32), np.full(n_docs * length, -0.3))
+    table = TokenTable(
+        np.repeat(np.arange(n_docs, dtype=np.int32), length),
+        np.tile(np.arange(1, length + 1, dtype=np.int32), n_docs),
+        np.zeros(n_docs * length, dtype=np.int32),
+        np.full(n_docs * length, -0.3),
+    )
     key = CellKey("A-perfect", None, "synth")
     folder = cell_path(tmp_path, key)
     folder.mkdir(parents=True)
     table.save(folder / "tokens.npz")
     hist = table.histogram(n_documents=n_docs)
     hist.save(folder / "histogram.json")
-    write_cell_record(folder, key, family="A", non_embedding_params=int(3e8), total_params=int(3e8), summary=summarize(hist))
+    write_cell_record(
+        folder,
+        key,
+        family="A",
+        non_embedding_params=int(3e8),
+        total_params=int(3e8),
+        summary=summarize(hist),
+    )
 
     assert main(["fit", str(tmp_path), "--bootstrap", "50", "--quiet"]) == 0
     result = read_fits(tmp_path)
     kinds = {(n["kind"], n["group"], n["quantity"]) for n in result["notes"]}
-    assert ("skipped", "Tiny", "CE") in kinds and ("skipped", "A", "EE") in kinds and ("skipped", "All", "SA") in kinds
+    assert (
+        ("skipped", "Tiny", "CE") in kinds
+        and ("skipped", "A", "EE") in kinds
+        and ("skipped", "All", "SA") in kinds
+    )
     tiny = _row(result, "synth", "Tiny", "EE")
     assert tiny["alpha"] is None and "at least 3" in tiny["skipped"]
     assert "exactly zero" in _row(result, "synth", "A", "EE")["skipped"]
@@ -164,12 +213,15 @@ def test_without_tokens_or_bootstrap_the_fits_still_run(tmp_path):
     assert all(c["components"]["EE"]["ci"] is None for c in plain["cells"])
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["--bootstrap", "-1"], "--n-boot/--bootstrap"),
-    (["--holdout", "0"], "--holdout"),
-    (["--seed", "x"], "--seed"),
-    (["--seed", "-1"], "--seed"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["--bootstrap", "-1"], "--n-boot/--bootstrap"),
+        (["--holdout", "0"], "--holdout"),
+        (["--seed", "x"], "--seed"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv, match):
     assert main(["fit", str(tmp_path)] + argv) == 2
     err = capsys.readouterr().err
@@ -199,12 +251,22 @@ def test_fit_intervals_hold_their_estimates_when_resampling_shifts_small_models_
     assert max(shifts) - min(shifts) > 0.3  # the situation this test is about
     rows = {r["quantity"]: r for r in result["fits"] if r["group"] == "All"}
     for q, row in rows.items():
-        assert row["alpha_ci"][0] <= row["alpha"] <= row["alpha_ci"][1], (q, row["alpha"], row["alpha_ci"])
+        assert row["alpha_ci"][0] <= row["alpha"] <= row["alpha_ci"][1], (
+            q,
+            row["alpha"],
+            row["alpha_ci"],
+        )
         if q != "CE":
             lo, hi = row["delta_alpha_signed_ci"]
-            assert row["delta_alpha_ci"] == ([0.0, max(-lo, hi)] if lo <= 0 <= hi else sorted([abs(lo), abs(hi)]))
-            assert row["delta_alpha_ci"][0] <= row["delta_alpha_vs_ce"] <= row["delta_alpha_ci"][1], q
-    assert not [n for n in result["notes"] if n["kind"] == "outside-interval" and "alpha" in n["message"]]
+            assert row["delta_alpha_ci"] == (
+                [0.0, max(-lo, hi)] if lo <= 0 <= hi else sorted([abs(lo), abs(hi)])
+            )
+            assert (
+                row["delta_alpha_ci"][0] <= row["delta_alpha_vs_ce"] <= row["delta_alpha_ci"][1]
+            ), q
+    assert not [
+        n for n in result["notes"] if n["kind"] == "outside-interval" and "alpha" in n["message"]
+    ]
     (paired,) = [r for r in result["r2_ee_vs_ce"] if r["group"] == "All"]
     assert paired["difference_ee_minus_ce"] == pytest.approx(rows["EE"]["r2"] - rows["CE"]["r2"])
     assert paired["difference_ci"][0] < paired["difference_ci"][1]
@@ -223,7 +285,19 @@ def test_cells_of_one_dataset_scored_differently_get_a_note(tmp_path):
     build_synthetic_sweep(tmp_path, dynamics=False)
     cell = load_cells(tmp_path)[0]
     folder = cell_path(tmp_path, cell.key)
-    write_cell_record(folder, cell.key, family=cell.family, non_embedding_params=cell.non_embedding_params, total_params=cell.total_params,
-                      summary={**cell.summary, "max_length": 16, "dtype": "bfloat16"})
-    notes = [n["message"] for n in fit_sweep(tmp_path, n_boot=0)["notes"] if n["kind"] == "mixed-settings"]
-    assert any("scored differently (max_length" in n for n in notes) and any("dtype" in n and "bfloat16" in n for n in notes)
+    write_cell_record(
+        folder,
+        cell.key,
+        family=cell.family,
+        non_embedding_params=cell.non_embedding_params,
+        total_params=cell.total_params,
+        summary={**cell.summary, "max_length": 16, "dtype": "bfloat16"},
+    )
+    notes = [
+        n["message"]
+        for n in fit_sweep(tmp_path, n_boot=0)["notes"]
+        if n["kind"] == "mixed-settings"
+    ]
+    assert any("scored differently (max_length" in n for n in notes) and any(
+        "dtype" in n and "bfloat16" in n for n in notes
+    )

@@ -45,9 +45,13 @@ print(json.dumps(out))
 
 def test_kernels_compile_for_hopper():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     mma = json.loads(done.stdout.strip().splitlines()[-1])
     assert mma["target_kernel/bf16"] and mma["target_kernel/bf16"] == mma["head_kernel/bf16"], mma
     assert any("bf16" in op for op in mma["head_kernel/bf16"]), mma
-    assert mma["head_kernel/fp32"] == mma["target_kernel/fp32"]  # fp32 (no tensor cores): the same FMA loop in both
+    assert (
+        mma["head_kernel/fp32"] == mma["target_kernel/fp32"]
+    )  # fp32 (no tensor cores): the same FMA loop in both

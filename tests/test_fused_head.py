@@ -23,7 +23,6 @@ from errorentropy.errors import UserError  # noqa: E402
 from errorentropy.scoring import score_hidden  # noqa: E402
 from errorentropy.toys import tiny_model  # noqa: E402
 
-
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -32,7 +31,9 @@ def fused(hidden, weight, targets, bias=None, rescored=0, **kwargs):
     through the safety net (none, unless a test forces it): the kernel's own counts are tested."""
     on = lambda x: None if x is None else x.to(DEVICE)  # noqa: E731
     stats: dict[str, int] = {}
-    got = fused_head.score_hidden_fused(on(hidden), on(weight), on(targets), bias=on(bias), stats=stats, **kwargs)
+    got = fused_head.score_hidden_fused(
+        on(hidden), on(weight), on(targets), bias=on(bias), stats=stats, **kwargs
+    )
     assert stats == {"tokens": len(targets), "rescored": rescored}
     return type(got)(got.rank.cpu(), got.logprob.cpu(), got.tied.cpu())
 
@@ -53,7 +54,9 @@ def reference(hidden, weight, targets, bias=None, softcap=None):
     rank = (z > t).sum(1)
     tied = (z == t).sum(1) - 1
     logprob = t[:, 0] - torch.logsumexp(z, 1)
-    gap = (z - t).abs().scatter(1, targets[:, None], float("inf")).min(1).values  # distance to the nearest rival
+    gap = (
+        (z - t).abs().scatter(1, targets[:, None], float("inf")).min(1).values
+    )  # distance to the nearest rival
     return rank, tied, logprob, gap
 
 
@@ -129,7 +132,9 @@ def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
             def launch(*args, **kwargs):
                 original[grid](*args, **kwargs)
                 out = args[4]
-                out[nudged] = torch.nextafter(out[nudged], torch.full_like(out[nudged], float("inf")))
+                out[nudged] = torch.nextafter(
+                    out[nudged], torch.full_like(out[nudged], float("inf"))
+                )
 
             return launch
 
@@ -153,10 +158,14 @@ def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
 
 def test_engine_fused_path_matches_chunked_path(tokenizer, short_docs):
     """``--head fused`` through the engine: the chunked head's ranks and log-probs."""
-    model = tiny_model("llama", len(tokenizer) + 13, hidden=32, layers=1, heads=2, context=128).to(DEVICE)
+    model = tiny_model("llama", len(tokenizer) + 13, hidden=32, layers=1, heads=2, context=128).to(
+        DEVICE
+    )
     common = dict(max_length=64, batch_size=4)
     fused = score_documents(model, tokenizer, short_docs[:6], ScoreOptions(head="fused", **common))
-    chunked = score_documents(model, tokenizer, short_docs[:6], ScoreOptions(head="chunked", **common))
+    chunked = score_documents(
+        model, tokenizer, short_docs[:6], ScoreOptions(head="chunked", **common)
+    )
     assert (fused.head_path, chunked.head_path) == ("fused", "chunked")
     # On a GPU the two sum products in different orders, which may reorder a near-tie or two.
     allowed = 0 if DEVICE.type == "cpu" else 0.01 * len(chunked.tokens.rank)
@@ -166,7 +175,9 @@ def test_engine_fused_path_matches_chunked_path(tokenizer, short_docs):
 
 
 def test_check_fused_agrees_and_reports_a_broken_kernel(tokenizer, short_docs, monkeypatch):
-    model = tiny_model("qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(DEVICE)
+    model = tiny_model("qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(
+        DEVICE
+    )
     head = find_head(model)
     ids = torch.tensor([tokenizer(short_docs[3])["input_ids"][:32]], device=DEVICE)
     assert check_fused(head, ids) is None
@@ -200,7 +211,9 @@ def test_fused_head_needs_cuda_outside_the_interpreter(tokenizer, monkeypatch):
     model = tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "needs a CUDA device" in fused_head.available("cpu")
-    with pytest.raises(UserError, match="--head fused: the fused head needs a CUDA device .*use --head chunked"):
+    with pytest.raises(
+        UserError, match="--head fused: the fused head needs a CUDA device .*use --head chunked"
+    ):
         choose_head(model, "fused", [1, 2, 3])
     # auto on CPU never tries the fused kernel: the chunked head, verified
     head = choose_head(model, "auto", list(range(1, 20)))
@@ -226,4 +239,6 @@ def test_minus_infinity_bias_and_bad_targets():
     assert torch.equal(got.rank, rank) and torch.equal(got.tied, tied)
     np.testing.assert_allclose(got.logprob.numpy(), logprob.numpy(), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match=r"target ids must lie in \[0, 300\)"):
-        fused_head.score_hidden_fused(h.to(DEVICE), w.to(DEVICE), torch.tensor([5, 300], device=DEVICE))
+        fused_head.score_hidden_fused(
+            h.to(DEVICE), w.to(DEVICE), torch.tensor([5, 300], device=DEVICE)
+        )

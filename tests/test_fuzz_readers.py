@@ -30,11 +30,27 @@ from errorentropy.profile import RankProfile
 from errorentropy.storage import read_checked_json, write_checked_json
 
 # ERRORENTROPY_FUZZ_EXAMPLES=1000 searches harder than the default run.
-FUZZ = settings(max_examples=int(os.environ.get("ERRORENTROPY_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("ERRORENTROPY_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 WORK = Path(tempfile.mkdtemp(prefix="errorentropy-fuzz-"))
 
-json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def only_user_errors(call, *args, **kwargs):
@@ -60,7 +76,11 @@ def damage(data: bytes, how: st.DataObject) -> bytes:
     if kind == "truncate":
         return data[:at]
     if kind == "flip":
-        return data[:at] + bytes([data[at] ^ how.draw(st.integers(1, 255))]) + data[at + 1 :] if data else data
+        return (
+            data[:at] + bytes([data[at] ^ how.draw(st.integers(1, 255))]) + data[at + 1 :]
+            if data
+            else data
+        )
     return data[:at] + how.draw(st.binary(max_size=16)) + data[at:]
 
 
@@ -68,7 +88,10 @@ def damage(data: bytes, how: st.DataObject) -> bytes:
 
 
 @FUZZ
-@given(raw=st.binary(max_size=400), suffix=st.sampled_from([".jsonl", ".txt", ".parquet", ".json", ".csv"]))
+@given(
+    raw=st.binary(max_size=400),
+    suffix=st.sampled_from([".jsonl", ".txt", ".parquet", ".json", ".csv"]),
+)
 def test_corpus_random_bytes(raw, suffix):
     docs = only_user_errors(read_documents, put("corpus" + suffix, raw), "text")
     assert docs is None or all(isinstance(d, str) for d in docs)
@@ -84,9 +107,21 @@ def test_corpus_random_json_lines(rows, field):
 
 
 @FUZZ
-@given(lines=st.lists(st.text(max_size=30) | st.sampled_from(['{"text": 1e999}', '{"text": "a"', "[" * 5000, '{"text": ' + "9" * 5000 + "}", "NaN"]), max_size=4))
+@given(
+    lines=st.lists(
+        st.text(max_size=30)
+        | st.sampled_from(
+            ['{"text": 1e999}', '{"text": "a"', "[" * 5000, '{"text": ' + "9" * 5000 + "}", "NaN"]
+        ),
+        max_size=4,
+    )
+)
 def test_corpus_awkward_json_lines(lines):
-    only_user_errors(read_documents, put("awkward.jsonl", "\n".join(lines).encode("utf-8", "surrogatepass")), "text")
+    only_user_errors(
+        read_documents,
+        put("awkward.jsonl", "\n".join(lines).encode("utf-8", "surrogatepass")),
+        "text",
+    )
 
 
 @FUZZ
@@ -117,16 +152,23 @@ def test_checked_json_random_bytes(raw):
 def test_checksummed_random_objects(body):
     path = WORK / "object.json"
     write_checked_json(path, body)
-    assert only_user_errors(read_checked_json, path, "file") == {k: v for k, v in body.items() if k != "checksum"}
+    assert only_user_errors(read_checked_json, path, "file") == {
+        k: v for k, v in body.items() if k != "checksum"
+    }
     only_user_errors(RankHistogram.load, path)
     only_user_errors(RankProfile.load, path)
 
 
-GOOD = RankHistogram.from_tokens([0, 0, 1, 4], [-0.1, -0.2, -1.5, -3.0], n_documents=2, n_tied=1).to_dict()
+GOOD = RankHistogram.from_tokens(
+    [0, 0, 1, 4], [-0.1, -0.2, -1.5, -3.0], n_documents=2, n_tied=1
+).to_dict()
 
 
 @FUZZ
-@given(key=st.sampled_from(sorted(GOOD) + ["extra"]), value=json_values | st.lists(st.integers(-3, 2**40), max_size=5))
+@given(
+    key=st.sampled_from(sorted(GOOD) + ["extra"]),
+    value=json_values | st.lists(st.integers(-3, 2**40), max_size=5),
+)
 def test_histogram_with_one_wrong_field(key, value):
     """A checksum-valid histogram whose one field holds anything: refused cleanly, or still consistent."""
     path = WORK / "hist.json"
@@ -152,7 +194,9 @@ def test_damaged_histogram_file(how):
 @given(sums=json_values, counts=json_values)
 def test_profile_with_wrong_arrays(sums, counts):
     path = WORK / "profile.json"
-    write_checked_json(path, {"format": "errorentropy-profile", "version": 1, "sums": sums, "counts": counts})
+    write_checked_json(
+        path, {"format": "errorentropy-profile", "version": 1, "sums": sums, "counts": counts}
+    )
     profile = only_user_errors(RankProfile.load, path)
     if profile is not None:
         assert profile.sums.ndim == 2 and profile.counts.shape == profile.sums.shape[:1]
@@ -167,7 +211,12 @@ def _npz(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-GOOD_TOKENS = dict(doc=np.array([0, 0, 1], np.int32), position=np.array([1, 2, 1], np.int32), rank=np.array([0, 3, 1], np.int32), logprob=np.array([-0.1, -2.0, -0.5]))
+GOOD_TOKENS = dict(
+    doc=np.array([0, 0, 1], np.int32),
+    position=np.array([1, 2, 1], np.int32),
+    rank=np.array([0, 3, 1], np.int32),
+    logprob=np.array([-0.1, -2.0, -0.5]),
+)
 
 
 @FUZZ
@@ -183,7 +232,10 @@ def test_tokens_damaged(how):
 
 
 @FUZZ
-@given(drop=st.sampled_from([None, "doc", "logprob"]), shape=st.sampled_from(["ok", "short", "2d", "strings", "object"]))
+@given(
+    drop=st.sampled_from([None, "doc", "logprob"]),
+    shape=st.sampled_from(["ok", "short", "2d", "strings", "object"]),
+)
 def test_tokens_wrong_arrays(drop, shape):
     arrays = {k: v for k, v in GOOD_TOKENS.items() if k != drop}
     if shape == "short":
@@ -219,7 +271,27 @@ def test_tokens_bad_member_in_zip():
 
 
 @FUZZ
-@given(body=st.dictionaries(st.sampled_from(["format", "version", "model", "revision", "dataset", "family", "files", "summary", "step", "non_embedding_params", "total_params"]), json_values, max_size=11))
+@given(
+    body=st.dictionaries(
+        st.sampled_from(
+            [
+                "format",
+                "version",
+                "model",
+                "revision",
+                "dataset",
+                "family",
+                "files",
+                "summary",
+                "step",
+                "non_embedding_params",
+                "total_params",
+            ]
+        ),
+        json_values,
+        max_size=11,
+    )
+)
 def test_cell_with_wrong_fields_is_redone_not_read(body):
     cell = WORK / "cell"
     cell.mkdir(exist_ok=True)
@@ -245,15 +317,57 @@ def test_cell_random_bytes(raw):
 
 spec = pytest.importorskip("errorentropy.spec")
 
-TOML_KEYS = ["id", "data", "revisions", "family", "label", "samples", "seed", "max_length", "stride", "window", "bos", "batch_size", "dtype", "text_field", "profile", "device", "unknown"]
-toml_values = st.sampled_from(['"x"', '"step1"', "1", "0", "-5", "1.5", "true", '["a", "b"]', "[1, 2]", "[]", '"wikipedia"', "{a = 1}", '"./nope"', "9999999999999999999", "nan", "inf"])
+TOML_KEYS = [
+    "id",
+    "data",
+    "revisions",
+    "family",
+    "label",
+    "samples",
+    "seed",
+    "max_length",
+    "stride",
+    "window",
+    "bos",
+    "batch_size",
+    "dtype",
+    "text_field",
+    "profile",
+    "device",
+    "unknown",
+]
+toml_values = st.sampled_from(
+    [
+        '"x"',
+        '"step1"',
+        "1",
+        "0",
+        "-5",
+        "1.5",
+        "true",
+        '["a", "b"]',
+        "[1, 2]",
+        "[]",
+        '"wikipedia"',
+        "{a = 1}",
+        '"./nope"',
+        "9999999999999999999",
+        "nan",
+        "inf",
+    ]
+)
 
 
 @st.composite
 def toml_documents(draw) -> str:
     """Spec-shaped TOML: known tables and keys, with values of any type."""
     lines = []
-    for header in draw(st.lists(st.sampled_from(["[scoring]", "[run]", "[[models]]", "[[datasets]]", "[other]", ""]), max_size=5)):
+    for header in draw(
+        st.lists(
+            st.sampled_from(["[scoring]", "[run]", "[[models]]", "[[datasets]]", "[other]", ""]),
+            max_size=5,
+        )
+    ):
         lines.append(header)
         for key in draw(st.lists(st.sampled_from(TOML_KEYS), max_size=4, unique=True)):
             lines.append(f"{key} = {draw(toml_values)}")

@@ -32,14 +32,37 @@ DOC = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
 POSITION = [1, 2, 3, 4, 5, 6, 7, 1, 2, 4, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8]
 RANK = [0, 1, 0, 0, 2, 5, 0, 17, 0, 1, 0, 0, 3, 0, 1, 0, 0, 2, 299, 0]
 LOGPROB = [
-    -0.1053605156578263, -1.3862943611198906, -0.02020270731751944, -0.6931471805599453, -2.3025850929940455,
-    -4.605170185988091, -0.010050335853501451, -9.210340371976182, -0.2876820724517809, -1.6094379124341003,
-    -0.05129329438755058, -0.35667494393873245, -3.506557897319982, -0.0006000000180000007, -2.0794415416798357,
-    -0.15082288973458366, -0.916290731874155, -2.995732273553991, -12.345678901234567, -1e-12,
+    -0.1053605156578263,
+    -1.3862943611198906,
+    -0.02020270731751944,
+    -0.6931471805599453,
+    -2.3025850929940455,
+    -4.605170185988091,
+    -0.010050335853501451,
+    -9.210340371976182,
+    -0.2876820724517809,
+    -1.6094379124341003,
+    -0.05129329438755058,
+    -0.35667494393873245,
+    -3.506557897319982,
+    -0.0006000000180000007,
+    -2.0794415416798357,
+    -0.15082288973458366,
+    -0.916290731874155,
+    -2.995732273553991,
+    -12.345678901234567,
+    -1e-12,
 ]
 N_DOCUMENTS, N_SKIPPED, N_TIED = 3, 2, 1
 CELL_KEY = CellKey("tiny/gpt2-32", "step128", "builtin:prose")
-CELL_SUMMARY = {"n_tokens": 20, "cross_entropy": 2.131668160504764, "error_entropy": 1.442783312158676, "data": "builtin:prose", "seed": 42, "max_length": 512}
+CELL_SUMMARY = {
+    "n_tokens": 20,
+    "cross_entropy": 2.131668160504764,
+    "error_entropy": 1.442783312158676,
+    "data": "builtin:prose",
+    "seed": 42,
+    "max_length": 512,
+}
 
 
 def golden_tokens() -> TokenTable:
@@ -59,7 +82,10 @@ def golden_histogram() -> RankHistogram:
 def golden_profile() -> RankProfile:
     """A profile from fixed top-4 log-probs per token (ranks beyond the profile's 16 are dropped)."""
     ranks = np.asarray(RANK)
-    top = np.log(np.asarray([[0.5, 0.25, 0.125, 0.0625]] * len(RANK))) - 0.01 * np.arange(len(RANK))[:, None]
+    top = (
+        np.log(np.asarray([[0.5, 0.25, 0.125, 0.0625]] * len(RANK)))
+        - 0.01 * np.arange(len(RANK))[:, None]
+    )
     profile = RankProfile()
     profile.add_tokens(ranks, top)
     return profile
@@ -75,7 +101,14 @@ def write_cell(directory: Path) -> None:
 
 
 def seal_cell(directory: Path) -> None:
-    write_cell_record(directory, CELL_KEY, family="gpt2", non_embedding_params=12_608, total_params=26_240, summary=CELL_SUMMARY)
+    write_cell_record(
+        directory,
+        CELL_KEY,
+        family="gpt2",
+        non_embedding_params=12_608,
+        total_params=26_240,
+        summary=CELL_SUMMARY,
+    )
 
 
 # ---- the committed files load, with exact values -------------------------------------------
@@ -102,8 +135,17 @@ def test_golden_histogram_v1_loads_exactly() -> None:
 
 def test_golden_tokens_v1_load_exactly() -> None:
     tokens = TokenTable.load(GOLDEN / "tokens.npz")
-    assert [a.dtype for a in (tokens.doc, tokens.position, tokens.rank, tokens.logprob)] == [np.int32, np.int32, np.int32, np.float64]
-    assert tokens.doc.tolist() == DOC and tokens.position.tolist() == POSITION and tokens.rank.tolist() == RANK
+    assert [a.dtype for a in (tokens.doc, tokens.position, tokens.rank, tokens.logprob)] == [
+        np.int32,
+        np.int32,
+        np.int32,
+        np.float64,
+    ]
+    assert (
+        tokens.doc.tolist() == DOC
+        and tokens.position.tolist() == POSITION
+        and tokens.rank.tolist() == RANK
+    )
     assert tokens.logprob.tolist() == LOGPROB
 
 
@@ -112,7 +154,9 @@ def test_golden_profile_v1_loads_exactly() -> None:
     assert profile.sums.shape == (16, 32) and profile.counts.tolist()[:6] == [11, 3, 2, 1, 0, 1]
     assert profile.counts.sum() == 18  # ranks 17 and 299 lie beyond the profile's 16 ranks
     rows0 = [i for i, r in enumerate(RANK) if r == 0]
-    assert profile.sums[0, 0] == pytest.approx(sum(0.5 * np.exp(-0.01 * i) for i in rows0), rel=1e-15)
+    assert profile.sums[0, 0] == pytest.approx(
+        sum(0.5 * np.exp(-0.01 * i) for i in rows0), rel=1e-15
+    )
     assert np.all(profile.sums[:, 4:] == 0.0)
 
 
@@ -142,12 +186,16 @@ FORMAT_CHANGED = "{name} is written differently now: a format change. Bump its v
 
 def test_histogram_writer_is_byte_identical(tmp_path: Path) -> None:
     golden_histogram().save(tmp_path / "h.json")
-    assert (tmp_path / "h.json").read_bytes() == (GOLDEN / "histogram.json").read_bytes(), FORMAT_CHANGED.format(name="histogram.json")
+    assert (tmp_path / "h.json").read_bytes() == (GOLDEN / "histogram.json").read_bytes(), (
+        FORMAT_CHANGED.format(name="histogram.json")
+    )
 
 
 def test_profile_writer_is_byte_identical(tmp_path: Path) -> None:
     golden_profile().save(tmp_path / "p.json")
-    assert (tmp_path / "p.json").read_bytes() == (GOLDEN / "profile.json").read_bytes(), FORMAT_CHANGED.format(name="profile.json")
+    assert (tmp_path / "p.json").read_bytes() == (GOLDEN / "profile.json").read_bytes(), (
+        FORMAT_CHANGED.format(name="profile.json")
+    )
 
 
 def test_cell_writer_is_byte_identical(tmp_path: Path) -> None:
@@ -156,7 +204,9 @@ def test_cell_writer_is_byte_identical(tmp_path: Path) -> None:
     for name in ("histogram.json", "tokens.npz", "profile.json"):
         shutil.copy(GOLDEN / "cell" / name, cell / name)
     seal_cell(cell)
-    assert (cell / "cell.json").read_bytes() == (GOLDEN / "cell" / "cell.json").read_bytes(), FORMAT_CHANGED.format(name="cell.json")
+    assert (cell / "cell.json").read_bytes() == (GOLDEN / "cell" / "cell.json").read_bytes(), (
+        FORMAT_CHANGED.format(name="cell.json")
+    )
 
 
 def test_token_writer_keeps_names_dtypes_and_values(tmp_path: Path) -> None:

@@ -30,8 +30,16 @@ def reference_scores(model: torch.nn.Module, ids: list[int]) -> tuple[np.ndarray
     return rank, logprob
 
 
-def check_against_reference(model, tokenizer, docs, *, head="chunked", vocab_chunk=100, max_length=64, batch_size=4) -> str:
-    options = ScoreOptions(max_length=max_length, batch_size=batch_size, head=head, vocab_chunk=vocab_chunk, chunk_elements=vocab_chunk * 16)
+def check_against_reference(
+    model, tokenizer, docs, *, head="chunked", vocab_chunk=100, max_length=64, batch_size=4
+) -> str:
+    options = ScoreOptions(
+        max_length=max_length,
+        batch_size=batch_size,
+        head=head,
+        vocab_chunk=vocab_chunk,
+        chunk_elements=vocab_chunk * 16,
+    )
     result = score_documents(model, tokenizer, docs, options)
     ranks, logprobs = [], []
     for ids in tokenize(tokenizer, docs):
@@ -67,21 +75,39 @@ def test_full_logits_path_matches_reference(tokenizer, docs):
 
 
 def test_tied_head(tokenizer, docs):
-    model = tiny_model("qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128, tie_word_embeddings=True)
+    model = tiny_model(
+        "qwen2", len(tokenizer), hidden=32, layers=1, heads=2, context=128, tie_word_embeddings=True
+    )
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
 
 
 def test_opt_with_project_out(tokenizer, docs):
     """OPT with word_embed_proj_dim != hidden: the decoder's project_out maps back to the embedding width."""
-    model = tiny_model("opt", len(tokenizer) + PADDED, hidden=48, layers=1, heads=2, context=128, word_embed_proj_dim=24)
+    model = tiny_model(
+        "opt",
+        len(tokenizer) + PADDED,
+        hidden=48,
+        layers=1,
+        heads=2,
+        context=128,
+        word_embed_proj_dim=24,
+    )
     assert model.model.decoder.project_out is not None
     assert model.get_output_embeddings().weight.shape[1] == 24
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
 
 
 def test_head_with_bias(tokenizer, docs):
-    model = tiny_model("gpt2", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128, tie_word_embeddings=False)
+    model = tiny_model(
+        "gpt2",
+        len(tokenizer) + PADDED,
+        hidden=32,
+        layers=1,
+        heads=2,
+        context=128,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(1)
     lm_head = torch.nn.Linear(32, len(tokenizer) + PADDED, bias=True)
     torch.nn.init.normal_(lm_head.bias, std=2.0)
@@ -96,9 +122,19 @@ def test_logit_softcapping(tokenizer, docs):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(
-        "gemma2", vocab_size=len(tokenizer) + PADDED, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=128,
-        final_logit_softcapping=2.0, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        "gemma2",
+        vocab_size=len(tokenizer) + PADDED,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=128,
+        final_logit_softcapping=2.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
@@ -116,7 +152,9 @@ def test_logit_softcapping(tokenizer, docs):
 
 def test_auto_falls_back_when_logits_are_post_processed(tokenizer, docs):
     """A model whose forward changes the logits after the head: verify rejects the chunked head."""
-    model = tiny_model("gpt_neox", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128)
+    model = tiny_model(
+        "gpt_neox", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128
+    )
     torch.manual_seed(2)
     offset = torch.randn(len(tokenizer) + PADDED) * 3.0
 
@@ -173,7 +211,9 @@ def test_score_hidden_memory_is_bounded():
     weight = torch.randn(vocab, hidden_size)
     targets = torch.randint(0, vocab, (n_tokens,))
     with LargestOutput() as mode:
-        scores = score_hidden(hidden, weight, targets, vocab_chunk=vocab_chunk, chunk_elements=chunk_elements)
+        scores = score_hidden(
+            hidden, weight, targets, vocab_chunk=vocab_chunk, chunk_elements=chunk_elements
+        )
     bound = max(chunk_elements, vocab_chunk * hidden_size, n_tokens * hidden_size)
     assert mode.largest <= bound < n_tokens * vocab // 100
     reference = score_logits(hidden @ weight.T, targets)
@@ -181,20 +221,34 @@ def test_score_hidden_memory_is_bounded():
     torch.testing.assert_close(scores.logprob, reference.logprob, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("arch,key,value", [("cohere", "logit_scale", 0.3), ("granite", "logits_scaling", 3.0)])
+@pytest.mark.parametrize(
+    "arch,key,value", [("cohere", "logit_scale", 0.3), ("granite", "logits_scaling", 3.0)]
+)
 def test_logit_scale_after_the_head(arch, key, value, tokenizer, docs):
     """Cohere multiplies the logits by logit_scale, Granite divides them by logits_scaling: the
     chunked head applies the same step (auto verifies it), and a head without it is rejected."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.for_model(
-        arch, vocab_size=len(tokenizer) + PADDED, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128, bos_token_id=0, eos_token_id=0, pad_token_id=0, **{key: value},
+        arch,
+        vocab_size=len(tokenizer) + PADDED,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        **{key: value},
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
     head = find_head(model)
-    assert head is not None and (head.logit_scale, head.logit_divisor) == ((value, None) if key == "logit_scale" else (None, value))
+    assert head is not None and (head.logit_scale, head.logit_divisor) == (
+        (value, None) if key == "logit_scale" else (None, value)
+    )
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
     assert check_against_reference(model, tokenizer, docs, head="chunked") == "chunked"
     ids = torch.tensor([tokenize(tokenizer, docs[:1])[0][:32]])
@@ -206,10 +260,17 @@ def test_a_forced_head_that_does_not_reproduce_the_logits_is_refused(tokenizer, 
     the fix, never silently different numbers (auto falls back to the full logits instead)."""
     from errorentropy.errors import UserError
 
-    model = tiny_model("gpt_neox", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128)
-    model.register_forward_hook(lambda module, inputs, output: setattr(output, "logits", output.logits * 0.5) or output)
+    model = tiny_model(
+        "gpt_neox", len(tokenizer) + PADDED, hidden=32, layers=1, heads=2, context=128
+    )
+    model.register_forward_hook(
+        lambda module, inputs, output: setattr(output, "logits", output.logits * 0.5) or output
+    )
     ids = tokenize(tokenizer, docs[:1])[0][:32]
-    with pytest.raises(UserError, match="--head chunked: .* does not reproduce the model's own logits.*--head auto or full"):
+    with pytest.raises(
+        UserError,
+        match="--head chunked: .* does not reproduce the model's own logits.*--head auto or full",
+    ):
         choose_head(model, "chunked", ids)
     assert choose_head(model, "auto", ids) is None
 
@@ -224,13 +285,18 @@ def test_a_pad_token_outside_the_model_vocabulary_is_never_looked_up(tokenizer, 
     model = tiny_model("llama", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
     assert padded.pad_token_id >= model.config.vocab_size
     for batch_size in (1, 3):
-        assert check_against_reference(model, padded, docs, head="auto", batch_size=batch_size) == "chunked"
+        assert (
+            check_against_reference(model, padded, docs, head="auto", batch_size=batch_size)
+            == "chunked"
+        )
 
 
 def test_full_logits_of_a_bfloat16_model_carry_a_note(tokenizer, docs):
     """In bfloat16 the full path ranks logits the model rounded to 8 mantissa bits (more ties)
     while the chunked head computes float32 logits: the result says so."""
-    model = tiny_model("llama", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(torch.bfloat16)
+    model = tiny_model("llama", len(tokenizer), hidden=32, layers=1, heads=2, context=128).to(
+        torch.bfloat16
+    )
     full = score_documents(model, tokenizer, docs, ScoreOptions(max_length=48, head="full"))
     chunked = score_documents(model, tokenizer, docs, ScoreOptions(max_length=48, head="auto"))
     assert chunked.head_path == "chunked" and not chunked.notes

@@ -31,7 +31,9 @@ def test_addition_is_associative_and_commutative(a, b, c):
     assert sum([ha, hb, hc]).equals(ha + hb + hc, rtol=1e-12)
     # Merging equals one pass over the concatenated tokens.
     assert (ha + hb + hc).counts.tolist() == hist_of(a + b + c).counts.tolist()
-    np.testing.assert_allclose((ha + hb + hc).logprob_sums, hist_of(a + b + c).logprob_sums, rtol=1e-12)
+    np.testing.assert_allclose(
+        (ha + hb + hc).logprob_sums, hist_of(a + b + c).logprob_sums, rtol=1e-12
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -103,7 +105,9 @@ def test_non_finite_logprobs_are_refused():
 def test_bookkeeping_fields_must_be_non_negative_integers(tmp_path):
     from errorentropy.storage import write_checked_json
 
-    hist = RankHistogram.from_tokens(np.array([0, 1, 1]), np.array([-0.1, -1.0, -2.0]), n_documents=1)
+    hist = RankHistogram.from_tokens(
+        np.array([0, 1, 1]), np.array([-0.1, -1.0, -2.0]), n_documents=1
+    )
     for field, bad in (("n_documents", -3), ("n_skipped", 1.7), ("n_tied", "2"), ("n_tied", True)):
         body = {k: v for k, v in hist.to_dict().items() if k != "checksum"}
         body[field] = bad

@@ -42,20 +42,33 @@ def reference(support: dict[int, tuple[int, float]]) -> dict[str, float]:
         ee = -mpmath.fsum(pi * mpmath.log(pi) for pi in p)
         sa = mpmath.fsum(pi * (mpmath.log(pi) - (lq - log_c)) for pi, lq in zip(p, log_q))
         ce = -mpmath.fsum(s_e) / n
-        return {"cross_entropy": float(ce), "error_entropy": float(ee), "self_alignment": float(sa), "confidence": float(log_c)}
+        return {
+            "cross_entropy": float(ce),
+            "error_entropy": float(ee),
+            "self_alignment": float(sa),
+            "confidence": float(log_c),
+        }
 
 
-def check_against_reference(support: dict[int, tuple[int, float]], rel: float = 1e-12, abs_: float = 1e-12) -> None:
+def check_against_reference(
+    support: dict[int, tuple[int, float]], rel: float = 1e-12, abs_: float = 1e-12
+) -> None:
     counts, sums = dense(support)
     d = decompose_arrays(counts, sums)
     ref = reference(support)
     for name, value in ref.items():
         got = getattr(d, name)
         assert math.isfinite(got), name
-        assert got == pytest.approx(value, rel=rel, abs=abs_), f"{name}: {got!r} vs reference {value!r}"
+        assert got == pytest.approx(value, rel=rel, abs=abs_), (
+            f"{name}: {got!r} vs reference {value!r}"
+        )
     scale = max(1.0, abs(d.cross_entropy), abs(d.confidence))
     assert abs(d.identity_residual) <= 4 * np.finfo(np.float64).eps * scale
-    assert np.all(np.isfinite(d.p)) and np.all(np.isfinite(d.q)) and d.q.sum() == pytest.approx(1.0, rel=1e-14)
+    assert (
+        np.all(np.isfinite(d.p))
+        and np.all(np.isfinite(d.q))
+        and d.q.sum() == pytest.approx(1.0, rel=1e-14)
+    )
     assert math.isfinite(d.error_entropy_miller_madow)
 
 
@@ -72,7 +85,14 @@ def test_single_rank_is_exact(rank: int) -> None:
 
 
 def test_ranks_up_to_a_million() -> None:
-    support = {0: (5000, -400.0), 1: (900, -720.5), 10: (300, -900.25), 1000: (40, -320.0), 999_999: (3, -45.0), 1_000_000: (2, -31.5)}
+    support = {
+        0: (5000, -400.0),
+        1: (900, -720.5),
+        10: (300, -900.25),
+        1000: (40, -320.0),
+        999_999: (3, -45.0),
+        1_000_000: (2, -31.5),
+    }
     check_against_reference(support)
     hist = RankHistogram(*dense(support), n_documents=4)
     assert hist.counts.size == 1_000_001
@@ -100,7 +120,12 @@ def test_logprob_minus_ten_thousand_per_token() -> None:
 
 
 def test_a_billion_tokens_per_rank() -> None:
-    support = {0: (4_000_000_000, -4e9 * 0.05), 1: (1_000_000_000, -1e9 * 1.7), 2: (3, -9.5), 50_000: (999_999_999, -999_999_999 * 11.0)}
+    support = {
+        0: (4_000_000_000, -4e9 * 0.05),
+        1: (1_000_000_000, -1e9 * 1.7),
+        2: (3, -9.5),
+        50_000: (999_999_999, -999_999_999 * 11.0),
+    }
     check_against_reference(support)
     hist = RankHistogram(*dense(support))
     assert hist.n_tokens == 6_000_000_002 and hist.decompose().n_tokens == 6_000_000_002
@@ -108,9 +133,13 @@ def test_a_billion_tokens_per_rank() -> None:
 
 def test_billion_count_histograms_merge_and_save_exactly() -> None:
     """Ten shards of 10^9 tokens each: integer counts add without overflow and round-trip JSON."""
-    shard = RankHistogram(*dense({0: (10**9, -1e9 * 0.25), 7: (3 * 10**8, -3e8 * 2.0)}), n_documents=10**6)
+    shard = RankHistogram(
+        *dense({0: (10**9, -1e9 * 0.25), 7: (3 * 10**8, -3e8 * 2.0)}), n_documents=10**6
+    )
     merged = sum([shard] * 10, 0)
-    assert merged.counts[0] == 10**10 and merged.counts[7] == 3 * 10**9 and merged.n_documents == 10**7
+    assert (
+        merged.counts[0] == 10**10 and merged.counts[7] == 3 * 10**9 and merged.n_documents == 10**7
+    )
     assert merged.n_tokens == 13 * 10**9
     back = RankHistogram.from_dict(merged.to_dict())
     assert back == merged and np.array_equal(back.logprob_sums, merged.logprob_sums)
@@ -127,7 +156,10 @@ def test_random_histograms_match_reference() -> None:
         ranks = np.sort(rng.choice(200_000, size=k, replace=False))
         counts = rng.integers(1, 10**9, size=k)
         mean_logprob = -rng.exponential(5.0, size=k) - rng.choice([0.0, 1e4], size=k, p=[0.9, 0.1])
-        check_against_reference({int(r): (int(n), float(n * m)) for r, n, m in zip(ranks, counts, mean_logprob)}, rel=1e-11)
+        check_against_reference(
+            {int(r): (int(n), float(n * m)) for r, n, m in zip(ranks, counts, mean_logprob)},
+            rel=1e-11,
+        )
 
 
 # ---- ties with the ground truth's logit ------------------------------------------------------
@@ -142,7 +174,9 @@ def test_ties_count_in_the_ground_truths_favour_and_are_reported() -> None:
     chunked = score_hidden(logits, torch.eye(4), targets, vocab_chunk=3)
     assert chunked.rank.tolist() == [0, 0, 3] and chunked.tied.tolist() == [1, 3, 0]
     assert chunked.logprob.tolist() == pytest.approx(scores.logprob.tolist(), abs=1e-6)
-    hist = RankHistogram.from_tokens(scores.rank.numpy(), scores.logprob.numpy(), n_tied=int((scores.tied > 0).sum()))
+    hist = RankHistogram.from_tokens(
+        scores.rank.numpy(), scores.logprob.numpy(), n_tied=int((scores.tied > 0).sum())
+    )
     summary = summarize(hist)
     assert summary["n_tied"] == 2 and summary["n_tokens"] == 3
 
@@ -152,12 +186,16 @@ def test_a_model_whose_logits_all_tie(tokenizer) -> None:
     from errorentropy.engine import ScoreOptions, score_documents
     from errorentropy.toys import tiny_model
 
-    model = tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=64, tie_word_embeddings=False)
+    model = tiny_model(
+        "gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=64, tie_word_embeddings=False
+    )
     with torch.no_grad():
         model.lm_head.weight.copy_(model.lm_head.weight[:1].expand_as(model.lm_head.weight))
     docs = ["All logits tie here, so every rank is zero.", "A second short document."]
     for head in ("full", "chunked"):
-        result = score_documents(model, tokenizer, docs, ScoreOptions(max_length=32, head=head, vocab_chunk=100))
+        result = score_documents(
+            model, tokenizer, docs, ScoreOptions(max_length=32, head=head, vocab_chunk=100)
+        )
         hist = result.histogram
         assert hist.n_tokens > 10 and hist.counts.tolist() == [hist.n_tokens]
         assert hist.n_tied == hist.n_tokens

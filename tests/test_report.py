@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -22,14 +22,21 @@ from errorentropy.tables import TABLE1_QUANTITIES
 
 # family -> (model name, non-embedding params)
 FAMILIES = {
-    "alpha": [("alpha-1m", 1_000_000), ("alpha-4m", 4_000_000), ("alpha-16m", 16_000_000), ("alpha-64m", 64_000_000)],
+    "alpha": [
+        ("alpha-1m", 1_000_000),
+        ("alpha-4m", 4_000_000),
+        ("alpha-16m", 16_000_000),
+        ("alpha-64m", 64_000_000),
+    ],
     "beta": [("beta-2m", 2_000_000), ("beta-20m", 20_000_000), ("beta-200m", 200_000_000)],
     "solo": [("solo-8m", 8_000_000)],
 }
 STEPS = (0, 16, 128, 1000, 10000)
 
 
-def _tokens(rng: np.random.Generator, skill: float, n_docs: int = 6, per_doc: int = 60) -> TokenTable:
+def _tokens(
+    rng: np.random.Generator, skill: float, n_docs: int = 6, per_doc: int = 60
+) -> TokenTable:
     """Ranks from a Zipf law that sharpens with ``skill``; log-probs that fall with rank."""
     n = n_docs * per_doc
     ranks = np.minimum(rng.zipf(1.3 + skill, size=n) - 1, 400).astype(np.int32)
@@ -43,12 +50,23 @@ def _profile(rng: np.random.Generator, ranks: np.ndarray) -> RankProfile:
     """Descending top-32 log-probs with a drop just after the ground truth's position."""
     prof = RankProfile()
     j = np.arange(PROFILE_TOP)
-    top = -0.4 * j[None, :] - 1.5 * (j[None, :] > ranks[:, None]) - rng.exponential(0.05, size=(ranks.size, PROFILE_TOP)).cumsum(axis=1)
+    top = (
+        -0.4 * j[None, :]
+        - 1.5 * (j[None, :] > ranks[:, None])
+        - rng.exponential(0.05, size=(ranks.size, PROFILE_TOP)).cumsum(axis=1)
+    )
     prof.add_tokens(ranks, top)
     return prof
 
 
-def build_sweep(root: Path, *, steps: bool = True, profile: bool = True, datasets: tuple[str, ...] = ("prose",), seed: int = 0) -> Path:
+def build_sweep(
+    root: Path,
+    *,
+    steps: bool = True,
+    profile: bool = True,
+    datasets: tuple[str, ...] = ("prose",),
+    seed: int = 0,
+) -> Path:
     """A small fake sweep folder: 3 families (4, 3 and 1 models), several steps per model, profiles."""
     rng = np.random.default_rng(seed)
     for dataset in datasets:
@@ -67,8 +85,25 @@ def build_sweep(root: Path, *, steps: bool = True, profile: bool = True, dataset
                     tokens.save(path / "tokens.npz")
                     if profile:
                         _profile(rng, tokens.rank).save(path / "profile.json")
-                    summary = summarize(hist, {"dataset": dataset, "samples": 6, "seed": 42, "max_length": 64, "model": model, "revision": revision})
-                    write_cell_record(path, key, family=family, non_embedding_params=n, total_params=n + 500_000, summary=summary)
+                    summary = summarize(
+                        hist,
+                        {
+                            "dataset": dataset,
+                            "samples": 6,
+                            "seed": 42,
+                            "max_length": 64,
+                            "model": model,
+                            "revision": revision,
+                        },
+                    )
+                    write_cell_record(
+                        path,
+                        key,
+                        family=family,
+                        non_embedding_params=n,
+                        total_params=n + 500_000,
+                        summary=summary,
+                    )
     return root
 
 
@@ -111,7 +146,9 @@ def test_least_squares_fit_matches_scipy(sweep: Path) -> None:
             assert row.alpha == pytest.approx(ref.slope, rel=1e-9, abs=1e-12)
             assert row.c == pytest.approx(ref.intercept, rel=1e-9, abs=1e-12)
             assert row.r2 == pytest.approx(ref.rvalue**2, rel=1e-9, abs=1e-12)
-        assert rows[(group, "EE")].delta_alpha_vs_ce == pytest.approx(abs(rows[(group, "EE")].alpha - rows[(group, "CE")].alpha))
+        assert rows[(group, "EE")].delta_alpha_vs_ce == pytest.approx(
+            abs(rows[(group, "EE")].alpha - rows[(group, "CE")].alpha)
+        )
 
 
 def test_report_files_and_figures(sweep: Path, built: dict) -> None:
@@ -144,7 +181,10 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
     assert any(s.startswith(f"prose, All (8 models): {best} has the highest R²") for s in sentences)
     small, large = data.final["prose"][0], data.final["prose"][-1]
     share = 100 * small.summary["error_entropy"] / small.summary["cross_entropy"]
-    assert any(f"EE is {share:.1f}% of CE for the smallest model ({small.key.model}" in s for s in sentences)
+    assert any(
+        f"EE is {share:.1f}% of CE for the smallest model ({small.key.model}" in s
+        for s in sentences
+    )
     assert large.key.model == "beta-200m"
     # Flip the data: the summary must follow it, never contradict it.
     for r in data.fit_rows:
@@ -157,19 +197,28 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
 
 def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
     data = report.collect(sweep, run_fit=False)
-    row = {"dataset": "prose", "group": "All", "holdout": 2, "ce_mean_abs_relative_error": 0.03, "ee_mean_abs_relative_error": 0.01, "difference_ci": [0.005, 0.04]}
+    row = {
+        "dataset": "prose",
+        "group": "All",
+        "holdout": 2,
+        "ce_mean_abs_relative_error": 0.03,
+        "ee_mean_abs_relative_error": 0.01,
+        "difference_ci": [0.005, 0.04],
+    }
     data.fits = {"extrapolation_ce_vs_ee": [row]}
     (sentence,) = report._extrapolation_sentences(data)
-    assert "EE extrapolates better than CE (mean |relative error| EE 1.00% vs CE 3.00%" in sentence and "excludes 0" in sentence
+    assert (
+        "EE extrapolates better than CE (mean |relative error| EE 1.00% vs CE 3.00%" in sentence
+        and "excludes 0" in sentence
+    )
     row.update(ee_mean_abs_relative_error=0.05, difference_ci=[-0.04, 0.01])
     (sentence,) = report._extrapolation_sentences(data)
     assert "EE extrapolates worse than CE" in sentence and "includes 0" in sentence
 
 
 def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
-    from synthetic_sweep import build_synthetic_sweep
-
     from errorentropy.fitting_cli import read_fits
+    from synthetic_sweep import build_synthetic_sweep
 
     root = tmp_path / "synth"
     build_synthetic_sweep(root, n_docs=40)
@@ -187,14 +236,22 @@ def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
     comps = report.components_table(data)
     cell = next(c for c in fits["cells"] if c["final"] and c["model"] == "A-0")
     lo, hi = cell["components"]["CE"]["ci"]
-    assert f"{cell['components']['CE']['value']:.4f} [{lo:.4f}, {hi:.4f}]" in next(r for r in comps.rows if r[2] == "A-0")
-    assert report.extrapolation_table(data) is not None and report.saturating_table(data) is not None
+    assert f"{cell['components']['CE']['value']:.4f} [{lo:.4f}, {hi:.4f}]" in next(
+        r for r in comps.rows if r[2] == "A-0"
+    )
+    assert (
+        report.extrapolation_table(data) is not None and report.saturating_table(data) is not None
+    )
     page = (root / "report.html").read_text()
     assert 'id="extrapolation"' in page and "extrapolates" in page
-    assert {Path(p).name for p in result["figures"] if p.endswith(".png")} == {f"fig{i}-synth.png" for i in (3, 4, 6, 7, 8)}
+    assert {Path(p).name for p in result["figures"] if p.endswith(".png")} == {
+        f"fig{i}-synth.png" for i in (3, 4, 6, 7, 8)
+    }
 
 
-def test_cli_report_without_steps_or_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_without_steps_or_profile(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from errorentropy.cli import main
 
     root = build_sweep(tmp_path / "plain", steps=False, profile=False)
@@ -203,7 +260,12 @@ def test_cli_report_without_steps_or_profile(tmp_path: Path, capsys: pytest.Capt
     assert Path(out["report_html"]) == root / "report.html" and root.joinpath("report.md").exists()
     # No steps and no profile: only the scaling figures, and notes that say why.
     assert out["n_figures"] == 2
-    assert {p.name for p in (root / "figures").iterdir()} == {"fig7-prose.png", "fig7-prose.svg", "fig8-prose.png", "fig8-prose.svg"}
+    assert {p.name for p in (root / "figures").iterdir()} == {
+        "fig7-prose.png",
+        "fig7-prose.svg",
+        "fig8-prose.png",
+        "fig8-prose.svg",
+    }
     notes = " ".join(out["notes"])
     assert "Fig. 3, 4 and 6 are omitted" in notes and "Fig. 5 is omitted" in notes
     assert "Fig. 5 is omitted" in (root / "report.html").read_text()
@@ -219,8 +281,18 @@ def _chromium() -> str | None:
 
 
 def _chromium_run(binary: str, profile_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile_dir}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile_dir}",
+    ]
     return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=90)
 
 
@@ -231,8 +303,15 @@ def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: P
     page = (sweep / "report.html").resolve()
     # Decoded images report their natural width; a broken data URI leaves it 0.
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", "<script>document.addEventListener('DOMContentLoaded',()=>{});window.onload=()=>{document.body.setAttribute('data-widths',[...document.images].map(i=>i.naturalWidth).join(','));}</script></body>"))
-    dom = _chromium_run(binary, tmp_path / "profile1", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    probe.write_text(
+        page.read_text().replace(
+            "</body>",
+            "<script>document.addEventListener('DOMContentLoaded',()=>{});window.onload=()=>{document.body.setAttribute('data-widths',[...document.images].map(i=>i.naturalWidth).join(','));}</script></body>",
+        )
+    )
+    dom = _chromium_run(
+        binary, tmp_path / "profile1", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     html_out = dom.stdout
     for fig in (3, 4, 5, 6, 7, 8):
@@ -243,7 +322,14 @@ def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: P
     assert widths is not None, "onload never ran"
     assert all(int(w) > 200 for w in widths.group(1).split(",")), widths.group(1)
     shot = tmp_path / "shot.png"
-    run = _chromium_run(binary, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars", page.as_uri())
+    run = _chromium_run(
+        binary,
+        tmp_path / "profile2",
+        f"--screenshot={shot}",
+        "--window-size=1280,2400",
+        "--hide-scrollbars",
+        page.as_uri(),
+    )
     assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
     from matplotlib.image import imread
 
@@ -283,7 +369,10 @@ def test_summary_states_uncertainty_sign_changes_and_the_share_trend(tmp_path: P
     shares = np.array([c.summary["error_entropy"] / c.summary["cross_entropy"] for c in cells])
     slope = np.polyfit(np.log10([c.non_embedding_params for c in cells]), shares, 1)[0]
     share = next(s for s in sentences if "percentage points per tenfold" in s)
-    assert f"over all {len(cells)} final models its share {'falls' if slope < 0 else 'rises'} by {100 * abs(slope):.2f}" in share
+    assert (
+        f"over all {len(cells)} final models its share {'falls' if slope < 0 else 'rises'} by {100 * abs(slope):.2f}"
+        in share
+    )
 
 
 def test_no_fit_report_notes_what_it_cannot_fit(sweep: Path) -> None:
@@ -298,13 +387,17 @@ def test_no_fit_report_notes_what_it_cannot_fit(sweep: Path) -> None:
     assert not [r for r in rows if r.quantity == "SA" and r.group == "All"]
     assert any("prose/All/SA: fit skipped" in n and "zero" in n for n in notes)
     assert any("prose/All: Confidence changes sign" in n for n in notes)
-    object.__setattr__(cells[3], "non_embedding_params", 0)  # a frozen record, as a broken config would leave it
+    object.__setattr__(
+        cells[3], "non_embedding_params", 0
+    )  # a frozen record, as a broken config would leave it
     notes = []
     report.least_squares_fits({"prose": cells}, notes)
     assert any("non-embedding parameter count is 0" in n for n in notes)
 
 
-def test_a_model_without_non_embedding_parameters_does_not_break_fig7(sweep: Path, tmp_path: Path) -> None:
+def test_a_model_without_non_embedding_parameters_does_not_break_fig7(
+    sweep: Path, tmp_path: Path
+) -> None:
     """The fits leave N <= 0 out with a note; Fig. 7's points and lines must too (a log axis)."""
     data = report.collect(sweep, run_fit=False)
     object.__setattr__(data.final["prose"][0], "non_embedding_params", 0)

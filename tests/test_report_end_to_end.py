@@ -18,12 +18,18 @@ def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
     texts = [topics[k] for k in sorted(topics)]
     tokenizer = train_bpe_tokenizer(texts[:30], vocab_size=300)
-    spec = "[scoring]\nmax_length = 32\nbatch_size = 4\nprofile = true\n\n[run]\ndevice = \"cpu\"\n"
-    for i, hidden in enumerate((8, 16, 32)):  # three sizes of one family, each at two training steps and final
+    spec = '[scoring]\nmax_length = 32\nbatch_size = 4\nprofile = true\n\n[run]\ndevice = "cpu"\n'
+    for i, hidden in enumerate(
+        (8, 16, 32)
+    ):  # three sizes of one family, each at two training steps and final
         kw = dict(hidden=hidden, layers=1, heads=2, context=64)
-        folder = save_model(tiny_model("gpt2", len(tokenizer), seed=i, **kw), tokenizer, tmp_path / f"toy-{hidden}")
+        folder = save_model(
+            tiny_model("gpt2", len(tokenizer), seed=i, **kw), tokenizer, tmp_path / f"toy-{hidden}"
+        )
         for step in (0, 10):
-            tiny_model("gpt2", len(tokenizer), seed=100 * step + i, **kw).save_pretrained(folder / "checkpoints" / f"step{step}")
+            tiny_model("gpt2", len(tokenizer), seed=100 * step + i, **kw).save_pretrained(
+                folder / "checkpoints" / f"step{step}"
+            )
         spec += f'\n[[models]]\nid = "toy-{hidden}"\nfamily = "toy"\nrevisions = ["step0", "step10", "main"]\n'
     with open(tmp_path / "docs.jsonl", "w", encoding="utf-8") as handle:
         for text in texts[40:48]:

@@ -13,7 +13,9 @@ from errorentropy.scoring import score_hidden, score_logits
 def reference(logits: torch.Tensor, targets: torch.Tensor):
     z = logits.double()
     t = z.gather(1, targets[:, None])
-    return (z > t).sum(-1).numpy(), torch.log_softmax(z, -1).gather(1, targets[:, None])[:, 0].numpy()
+    return (z > t).sum(-1).numpy(), torch.log_softmax(z, -1).gather(1, targets[:, None])[
+        :, 0
+    ].numpy()
 
 
 @pytest.mark.parametrize("vocab_chunk,chunk_elements", [(7, 50), (64, 10_000), (1000, 1 << 20)])
@@ -23,7 +25,15 @@ def test_chunked_head_matches_reference(vocab_chunk, chunk_elements):
     weight = torch.randn(101, 16, generator=g)
     bias = torch.randn(101, generator=g)
     targets = torch.randint(0, 101, (37,), generator=g)
-    got = score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=vocab_chunk, chunk_elements=chunk_elements, topk=5)
+    got = score_hidden(
+        hidden,
+        weight,
+        targets,
+        bias=bias,
+        vocab_chunk=vocab_chunk,
+        chunk_elements=chunk_elements,
+        topk=5,
+    )
     ranks, logprobs = reference(hidden.double() @ weight.double().T + bias.double(), targets)
     np.testing.assert_array_equal(got.rank.numpy(), ranks)
     np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
@@ -81,13 +91,18 @@ def test_log_probs_keep_float32_round_off_of_the_logits_only():
     """Large, spread logits (log-sum-exp near 60): both paths stay within 5e-7 of float64, where a
     float32 log-sum-exp alone would be off by ~4e-6."""
     g = torch.Generator().manual_seed(3)
-    hidden = torch.randint(-8, 9, (64, 48), generator=g).float() / 4  # exact float32 products and sums
+    hidden = (
+        torch.randint(-8, 9, (64, 48), generator=g).float() / 4
+    )  # exact float32 products and sums
     weight = torch.randint(-8, 9, (3000, 48), generator=g).float() / 4
     targets = torch.randint(0, 3000, (64,), generator=g)
     z = hidden.double() @ weight.double().T
     ranks, logprobs = reference(z, targets)
     assert float(torch.logsumexp(z, -1).max()) > 40
-    for got in (score_hidden(hidden, weight, targets, vocab_chunk=512), score_logits(z.float(), targets)):
+    for got in (
+        score_hidden(hidden, weight, targets, vocab_chunk=512),
+        score_logits(z.float(), targets),
+    ):
         np.testing.assert_array_equal(got.rank.numpy(), ranks)
         np.testing.assert_allclose(got.logprob.numpy(), logprobs, rtol=0, atol=5e-7)
 
@@ -117,7 +132,10 @@ def test_a_vocabulary_chunk_masked_by_its_bias_is_no_error():
     targets = torch.randint(10, 33, (21,), generator=g)
     z = hidden.double() @ weight.double().T + bias.double()
     ranks, logprobs = reference(z, targets)
-    for got in (score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=10), score_logits(z.float(), targets)):
+    for got in (
+        score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=10),
+        score_logits(z.float(), targets),
+    ):
         np.testing.assert_array_equal(got.rank.numpy(), ranks)
         np.testing.assert_allclose(got.logprob.numpy(), logprobs, atol=1e-5)
 
@@ -155,7 +173,9 @@ def test_chunked_head_gives_the_same_bits_at_any_thread_count():
     try:
         for n in (1, 2, 3):
             torch.set_num_threads(n)
-            runs[n] = score_hidden(hidden, weight, targets, bias=bias, vocab_chunk=1000, chunk_elements=64_000, topk=3)
+            runs[n] = score_hidden(
+                hidden, weight, targets, bias=bias, vocab_chunk=1000, chunk_elements=64_000, topk=3
+            )
             assert torch.get_num_threads() == n
         bad = weight.clone()
         bad[4321, 0] = float("nan")
@@ -176,7 +196,17 @@ def _score_in_child(queue) -> None:
     torch.set_num_threads(2)
     g = torch.Generator().manual_seed(7)
     hidden, weight = torch.randn(200, 16, generator=g), torch.randn(3000, 16, generator=g)
-    queue.put(score_hidden(hidden, weight, torch.randint(0, 3000, (200,), generator=g), vocab_chunk=500, chunk_elements=16_000).rank.sum().item())
+    queue.put(
+        score_hidden(
+            hidden,
+            weight,
+            torch.randint(0, 3000, (200,), generator=g),
+            vocab_chunk=500,
+            chunk_elements=16_000,
+        )
+        .rank.sum()
+        .item()
+    )
 
 
 def test_a_forked_child_scores_after_the_parent_used_worker_threads():
@@ -188,7 +218,17 @@ def test_a_forked_child_scores_after_the_parent_used_worker_threads():
     try:
         g = torch.Generator().manual_seed(7)
         hidden, weight = torch.randn(200, 16, generator=g), torch.randn(3000, 16, generator=g)
-        expected = score_hidden(hidden, weight, torch.randint(0, 3000, (200,), generator=g), vocab_chunk=500, chunk_elements=16_000).rank.sum().item()
+        expected = (
+            score_hidden(
+                hidden,
+                weight,
+                torch.randint(0, 3000, (200,), generator=g),
+                vocab_chunk=500,
+                chunk_elements=16_000,
+            )
+            .rank.sum()
+            .item()
+        )
     finally:
         torch.set_num_threads(threads)
     ctx = mp.get_context("fork")
@@ -209,9 +249,14 @@ def test_fewer_workers_for_a_16_bit_head_leave_the_thread_count_as_it_was(monkey
     import errorentropy.scoring as scoring
 
     g = torch.Generator().manual_seed(8)
-    hidden, weight = torch.randn(64, 16, generator=g), torch.randn(2000, 16, generator=g).to(torch.bfloat16)
+    hidden, weight = (
+        torch.randn(64, 16, generator=g),
+        torch.randn(2000, 16, generator=g).to(torch.bfloat16),
+    )
     targets = torch.randint(0, 2000, (64,), generator=g)
-    monkeypatch.setattr(scoring, "WORKER_COPY_BYTES", 500 * 16 * 4 * 2)  # room for 2 workers' copies
+    monkeypatch.setattr(
+        scoring, "WORKER_COPY_BYTES", 500 * 16 * 4 * 2
+    )  # room for 2 workers' copies
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:

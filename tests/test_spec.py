@@ -58,17 +58,44 @@ def error(text: str) -> str:
 def test_good_spec_parses_to_what_it_says(tmp_path):
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     spec = parse(GOOD, tmp_path)
-    assert spec.scoring == {"max_length": 64, "batch_size": 2, "window": "stride", "stride": 32, "profile": True}
+    assert spec.scoring == {
+        "max_length": 64,
+        "batch_size": 2,
+        "window": "stride",
+        "stride": 32,
+        "profile": True,
+    }
     options = spec.score_options()
-    assert (options.max_length, options.stride, options.profile, options.head) == (64, 32, True, "auto")
-    assert (spec.run.dtype, spec.run.device, spec.run.trust_remote_code) == ("float32", "cpu", False)
+    assert (options.max_length, options.stride, options.profile, options.head) == (
+        64,
+        32,
+        True,
+        "auto",
+    )
+    assert (spec.run.dtype, spec.run.device, spec.run.trust_remote_code) == (
+        "float32",
+        "cpu",
+        False,
+    )
     pythia, tiny = spec.models
-    assert (pythia.source, pythia.label, pythia.family, pythia.revisions) == ("EleutherAI/pythia-14m", "EleutherAI/pythia-14m", "pythia", ("step1000", "step143000"))
-    assert tiny.source == str((tmp_path / "models" / "tiny").resolve()) and tiny.label == "tiny # one"
+    assert (pythia.source, pythia.label, pythia.family, pythia.revisions) == (
+        "EleutherAI/pythia-14m",
+        "EleutherAI/pythia-14m",
+        "pythia",
+        ("step1000", "step143000"),
+    )
+    assert (
+        tiny.source == str((tmp_path / "models" / "tiny").resolve()) and tiny.label == "tiny # one"
+    )
     assert tiny.family is None and tiny.revisions == (None,)
     wiki, docs = spec.datasets
     assert (wiki.source, wiki.label, wiki.samples, wiki.seed) == ("wikipedia", "wikipedia", 100, 7)
-    assert (docs.source, docs.label, docs.text_field, docs.samples) == (str(tmp_path / "corpus" / "docs.jsonl"), "docs", "body", None)
+    assert (docs.source, docs.label, docs.text_field, docs.samples) == (
+        str(tmp_path / "corpus" / "docs.jsonl"),
+        "docs",
+        "body",
+        None,
+    )
 
 
 def test_load_spec_resolves_against_the_spec_folder(tmp_path):
@@ -84,8 +111,18 @@ def test_load_spec_resolves_against_the_spec_folder(tmp_path):
     "text, line, key, table",
     [
         ("[scoring]\nmax_length = 8\nmax_lenght = 9\n", 3, "max_lenght", "[scoring]"),
-        ('[[models]]\nid = "a"\n\n[[models]]\nid = "b"\n  famly = "x"\n', 6, "famly", "[[models]] #2"),
-        ('[[models]]\nid = "a"\n[[datasets]]\ndata = "wikipedia"\nsample = 3\n', 5, "sample", "[[datasets]] #1"),
+        (
+            '[[models]]\nid = "a"\n\n[[models]]\nid = "b"\n  famly = "x"\n',
+            6,
+            "famly",
+            "[[models]] #2",
+        ),
+        (
+            '[[models]]\nid = "a"\n[[datasets]]\ndata = "wikipedia"\nsample = 3\n',
+            5,
+            "sample",
+            "[[datasets]] #1",
+        ),
         ('title = "x"\n[[models]]\nid = "a"\n', 1, "title", "the top level"),
         ('[[models]]\nid = "a"\n\n[scorng]\nmax_length = 3\n', 4, "scorng", "the top level"),
         ('[run]\n"devise" = "cpu" # note\n', 2, "devise", "[run]"),
@@ -105,7 +142,10 @@ def test_unknown_key_suggests_the_close_one():
     "text, expected",
     [
         ("[scoring\n", "invalid TOML"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'wikipedia'\n[scoring]\nmax_length = '512'\n", "s.toml:6: 'max_length' in [scoring] must be an integer"),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'wikipedia'\n[scoring]\nmax_length = '512'\n",
+            "s.toml:6: 'max_length' in [scoring] must be an integer",
+        ),
         ("[scoring]\nprofile = 1\n", "must be true or false"),
         ("[scoring]\nbatch_size = 0\n", "at least 1"),
         ("[scoring]\nhead = 'fast'\n", "choose one of auto, chunked, fused, full"),
@@ -121,14 +161,38 @@ def test_unknown_key_suggests_the_close_one():
         ("[[models]]\nid = 'a'\nrevisions = []\n", "revisions in [[models]] #1 is empty"),
         ("[[models]]\nid = 'a'\nrevisions = ['x', 1]\n", "must be non-empty strings"),
         ("[[models]]\nid = 'a'\nrevisions = 'step1'\n", "must be an array"),
-        ("[[models]]\nid = 'a'\nrevisions = ['s1', 's1']\n[[datasets]]\ndata = 'c4'\n", "lists revision 's1' twice"),
-        ("[[models]]\nid = 'x/a'\n[[models]]\nid = 'y/b'\nlabel = 'x/a'\n[[datasets]]\ndata = 'c4'\n", "label 'x/a' twice"),
-        ("[[models]]\nid = 'a b'\n[[models]]\nid = 'a-b'\n[[datasets]]\ndata = 'c4'\n", "name the same cell folder"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\n[[datasets]]\ndata = 'c4'\nsamples = 5\n", "label 'c4' twice"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'builtin:poetry'\n", "unknown built-in corpus"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nseed = 1.5\n", "'seed' in [[datasets]] #1 must be an integer"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\nsamples = 3\n", "[[datasets]] #1 needs the key 'data'"),
-        ("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:a:b:c:d'\n", "s.toml:4: --data 'hf:a:b:c:d': write a hub dataset as hf:PATH"),
+        (
+            "[[models]]\nid = 'a'\nrevisions = ['s1', 's1']\n[[datasets]]\ndata = 'c4'\n",
+            "lists revision 's1' twice",
+        ),
+        (
+            "[[models]]\nid = 'x/a'\n[[models]]\nid = 'y/b'\nlabel = 'x/a'\n[[datasets]]\ndata = 'c4'\n",
+            "label 'x/a' twice",
+        ),
+        (
+            "[[models]]\nid = 'a b'\n[[models]]\nid = 'a-b'\n[[datasets]]\ndata = 'c4'\n",
+            "name the same cell folder",
+        ),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\n[[datasets]]\ndata = 'c4'\nsamples = 5\n",
+            "label 'c4' twice",
+        ),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'builtin:poetry'\n",
+            "unknown built-in corpus",
+        ),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nseed = 1.5\n",
+            "'seed' in [[datasets]] #1 must be an integer",
+        ),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\nsamples = 3\n",
+            "[[datasets]] #1 needs the key 'data'",
+        ),
+        (
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:a:b:c:d'\n",
+            "s.toml:4: --data 'hf:a:b:c:d': write a hub dataset as hf:PATH",
+        ),
     ],
 )
 def test_bad_specs_fail_with_one_clear_line(text, expected):
@@ -149,7 +213,10 @@ def test_cli_reports_spec_errors_in_one_line(tmp_path, capsys):
     path.write_text('[[models]]\nid = "a"\nfamliy = "x"\n[[datasets]]\ndata = "c4"\n')
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"errorentropy: error: {path}:3: unknown key 'famliy' in [[models]] #1 (did you mean 'family'?); allowed: id, label, family, revisions, dtype, trust_remote_code"
+    assert (
+        err
+        == f"errorentropy: error: {path}:3: unknown key 'famliy' in [[models]] #1 (did you mean 'family'?); allowed: id, label, family, revisions, dtype, trust_remote_code"
+    )
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "not found" in capsys.readouterr().err
@@ -162,22 +229,30 @@ def test_the_documented_example_parses(tmp_path):
     spec = parse(example, tmp_path)
     assert [m.label for m in spec.models] == ["EleutherAI/pythia-160m", "my-gpt2-small"]
     assert spec.models[1].revisions == ("main", "step200") and spec.models[0].family == "pythia"
-    assert [d.label for d in spec.datasets] == ["wikipedia", "notes"] and spec.datasets[1].text_field == "body"
+    assert [d.label for d in spec.datasets] == ["wikipedia", "notes"] and spec.datasets[
+        1
+    ].text_field == "body"
     assert spec.score_options().max_length == 512
 
 
 def test_hub_datasets_keep_their_spec_and_get_a_short_label(tmp_path):
-    spec = parse("[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:allenai/c4:en:validation'\n[[datasets]]\ndata = 'hf:owner/forum'\ntext_field = 'body'\n", tmp_path)
+    spec = parse(
+        "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:allenai/c4:en:validation'\n[[datasets]]\ndata = 'hf:owner/forum'\ntext_field = 'body'\n",
+        tmp_path,
+    )
     c4, forum = spec.datasets
     assert (c4.source, c4.label) == ("hf:allenai/c4:en:validation", "c4-en-validation")
     assert (forum.source, forum.label, forum.text_field) == ("hf:owner/forum", "forum", "body")
 
 
 def test_a_mistyped_local_model_path_stays_a_local_path(tmp_path):
-    """"models/tyny" beside a "models" folder is a typo of a local path: the cell then fails with
+    """ "models/tyny" beside a "models" folder is a typo of a local path: the cell then fails with
     "does not exist", not with a hub download of "models/tyny"."""
     (tmp_path / "models" / "tiny").mkdir(parents=True)
-    spec = parse("[[models]]\nid = 'models/tyny'\n[[models]]\nid = 'EleutherAI/pythia-14m'\n[[datasets]]\ndata = 'c4'\n", tmp_path)
+    spec = parse(
+        "[[models]]\nid = 'models/tyny'\n[[models]]\nid = 'EleutherAI/pythia-14m'\n[[datasets]]\ndata = 'c4'\n",
+        tmp_path,
+    )
     typo, hub = spec.models
     assert typo.source == str(tmp_path / "models" / "tyny")
     assert hub.source == "EleutherAI/pythia-14m"
@@ -209,14 +284,28 @@ def test_batch_size_and_written_out_defaults_do_not_make_cells_stale(tmp_path):
     base = digest(OLD_SPEC)
     assert digest(OLD_SPEC.replace("batch_size = 4", "batch_size = 1")) == base
     assert digest(OLD_SPEC.replace("batch_size = 4\n", "")) == base
-    assert digest(OLD_SPEC.replace("max_length = 64\n", "max_length = 64\nbos = 'auto'\nhead = 'auto'\n")) == base
+    assert (
+        digest(
+            OLD_SPEC.replace("max_length = 64\n", "max_length = 64\nbos = 'auto'\nhead = 'auto'\n")
+        )
+        == base
+    )
     assert digest(OLD_SPEC.replace("max_length = 64", "max_length = 32")) != base
     spec = parse(OLD_SPEC, tmp_path)
-    assert settings_digest(legacy_cell_settings(spec, spec.models[0], "step1000", spec.datasets[0])) == "01cb8f3e23a830ef"
+    assert (
+        settings_digest(legacy_cell_settings(spec, spec.models[0], "step1000", spec.datasets[0]))
+        == "01cb8f3e23a830ef"
+    )
     (cell,) = plan_cells(spec)
     assert cell.matches("01cb8f3e23a830ef") and cell.matches(base) and not cell.matches("0" * 16)
 
 
 def test_revisions_naming_one_folder_and_over_long_cell_names_are_refused(tmp_path):
-    assert "lists revisions 'run/a' and 'run-a', which name the same cell folder" in error("[[models]]\nid = 'a'\nrevisions = ['run/a', 'run-a']\n[[datasets]]\ndata = 'c4'\n")
-    assert "would be 2" in error(f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n") and "shorter label" in error(f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n")
+    assert "lists revisions 'run/a' and 'run-a', which name the same cell folder" in error(
+        "[[models]]\nid = 'a'\nrevisions = ['run/a', 'run-a']\n[[datasets]]\ndata = 'c4'\n"
+    )
+    assert "would be 2" in error(
+        f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n"
+    ) and "shorter label" in error(
+        f"[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\nlabel = '{'d' * 235}'\n"
+    )

@@ -49,7 +49,7 @@ def _texts() -> list[str]:
 
 
 def _spec_text(models: list[str], extra_models: str = "") -> str:
-    body = "[scoring]\nmax_length = 32\nbatch_size = 4\n\n[run]\ndevice = \"cpu\"\n"
+    body = '[scoring]\nmax_length = 32\nbatch_size = 4\n\n[run]\ndevice = "cpu"\n'
     for name in models:
         body += f'\n[[models]]\nid = "{name}"\nrevisions = ["main", "step1"]\n'
     body += extra_models
@@ -67,8 +67,12 @@ def toy(tmp_path_factory) -> Path:
     tokenizer = train_bpe_tokenizer(texts[:30], vocab_size=300)
     for i, arch in enumerate(ARCHS):
         kw = dict(hidden=32, layers=1, heads=2, context=64)
-        folder = save_model(tiny_model(arch, len(tokenizer), seed=i, **kw), tokenizer, root / f"m-{arch}")
-        tiny_model(arch, len(tokenizer), seed=100 + i, **kw).save_pretrained(folder / "checkpoints" / "step1")
+        folder = save_model(
+            tiny_model(arch, len(tokenizer), seed=i, **kw), tokenizer, root / f"m-{arch}"
+        )
+        tiny_model(arch, len(tokenizer), seed=100 + i, **kw).save_pretrained(
+            folder / "checkpoints" / "step1"
+        )
     with open(root / "docs.jsonl", "w", encoding="utf-8") as handle:
         for text in texts[40:46]:
             handle.write(json.dumps({"text": text[:160]}) + "\n")
@@ -89,7 +93,9 @@ def _forkserver() -> multiprocessing.context.BaseContext:
     saved = {k: os.environ.get(k) for k in ONE_THREAD}
     os.environ.update(ONE_THREAD)
     try:
-        warm = ctx.Process(target=len, args=([],))  # starts the server (inheriting this environment) if needed
+        warm = ctx.Process(
+            target=len, args=([],)
+        )  # starts the server (inheriting this environment) if needed
         warm.start()
         warm.join()
     finally:
@@ -140,7 +146,12 @@ def assert_same_results(got: Path, expected: Path) -> None:
         a, b = read_cell(got / CELLS_DIR / name), read_cell(expected / CELLS_DIR / name)
         assert a is not None and b is not None, name
         assert a.summary == b.summary, name
-        assert (a.key, a.family, a.non_embedding_params, a.step) == (b.key, b.family, b.non_embedding_params, b.step)
+        assert (a.key, a.family, a.non_embedding_params, a.step) == (
+            b.key,
+            b.family,
+            b.non_embedding_params,
+            b.step,
+        )
         assert a.histogram() == b.histogram(), name
         ta, tb = a.tokens(), b.tokens()
         for field in ("doc", "position", "rank", "logprob"):
@@ -162,7 +173,10 @@ def test_reference_sweep_records_x_axis_and_family(toy, reference):
     assert {records[f"m-{a}__main__jsonl"].family for a in ARCHS} == set(ARCHS)
     # The token arrays rebuild the histogram exactly (bootstrap data is consistent).
     tokens = gpt2.tokens()
-    assert RankHistogram.from_tokens(tokens.rank, tokens.logprob).counts.tolist() == gpt2.histogram().counts.tolist()
+    assert (
+        RankHistogram.from_tokens(tokens.rank, tokens.logprob).counts.tolist()
+        == gpt2.histogram().counts.tolist()
+    )
     assert gpt2.summary["n_tokens"] == tokens.rank.size and np.unique(tokens.doc).size == 6
     assert (out / "spec.toml").read_text() == (toy / "spec.toml").read_text()
 
@@ -175,7 +189,9 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
     out = tmp_path / "killed"
     spec = load_spec(toy / "spec.toml")
     kills = runs = partial = leftovers = 0
-    while kills < 20 or partial < 5:  # at least 5 kills must fall mid-sweep (some cells done, some not)
+    while (
+        kills < 20 or partial < 5
+    ):  # at least 5 kills must fall mid-sweep (some cells done, some not)
         runs += 1
         assert runs < 200, "the sweep makes no progress between kills"
         process = _start(ctx, toy / "spec.toml", out)
@@ -187,16 +203,37 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
             kills += 1
             done = sum(s.status == "done" for s in sweep_states(spec, out))
             partial += 0 < done < 16
-            leftovers += any(p.name.startswith(".") for p in (out / CELLS_DIR).glob(".*")) if (out / CELLS_DIR).exists() else 0
+            leftovers += (
+                any(p.name.startswith(".") for p in (out / CELLS_DIR).glob(".*"))
+                if (out / CELLS_DIR).exists()
+                else 0
+            )
         else:
             assert process.exitcode == 0
-            if kills < 20 or partial < 5:  # finished before enough kills: start over in a fresh folder
+            if (
+                kills < 20 or partial < 5
+            ):  # finished before enough kills: start over in a fresh folder
                 assert_same_results(out, ref)
                 shutil.rmtree(out)
-    print(f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some cells done, {leftovers} mid-write", file=sys.stderr)
+    print(
+        f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some cells done, {leftovers} mid-write",
+        file=sys.stderr,
+    )
     finished = subprocess.run(
-        [sys.executable, "-m", "errorentropy", "sweep", str(toy / "spec.toml"), "--out", str(out), "--quiet"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **ONE_THREAD},
+        [
+            sys.executable,
+            "-m",
+            "errorentropy",
+            "sweep",
+            str(toy / "spec.toml"),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **ONE_THREAD},
     )
     assert finished.returncode == 0, finished.stderr
     assert "16 done, 0 failed, 0 pending" in finished.stderr
@@ -215,14 +252,21 @@ def test_damaged_cells_are_detected_and_redone(toy, reference, tmp_path, capsys,
     tokens = cells / "m-llama__step1__jsonl" / "tokens.npz"
     tokens.write_bytes(tokens.read_bytes()[: tokens.stat().st_size // 2])  # truncated
     hist = cells / "m-llama__step1__txt" / "histogram.json"
-    hist.write_text(hist.read_text().replace('"n_tied": 0', '"n_tied": 1'))  # edited, checksum fails
+    hist.write_text(
+        hist.read_text().replace('"n_tied": 0', '"n_tied": 1')
+    )  # edited, checksum fails
     cell = cells / "m-qwen2__main__txt" / "cell.json"
     cell.write_bytes(cell.read_bytes()[:-20])  # truncated seal
     (cells / "m-qwen2__main__jsonl" / "summary.json").unlink()  # a listed file missing
     (cells / ".m-gpt2__main__txt.tmp-1-deadbeef").mkdir()  # a killed run's leftover
     spec = load_spec(toy / "spec.toml")
     states = {s.cell.cell_id: s for s in sweep_states(spec, out)}
-    damaged = {"m-llama__step1__jsonl", "m-llama__step1__txt", "m-qwen2__main__txt", "m-qwen2__main__jsonl"}
+    damaged = {
+        "m-llama__step1__jsonl",
+        "m-llama__step1__txt",
+        "m-qwen2__main__txt",
+        "m-qwen2__main__jsonl",
+    }
     assert {k for k, s in states.items() if s.status == "pending"} == damaged
     assert all("damaged" in states[k].detail for k in damaged)
     with pytest.raises(UserError):
@@ -239,7 +283,9 @@ def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, o
     broken = tmp_path / "broken"
     shutil.copytree(toy / "m-gpt2", broken)
     (broken / "config.json").write_text("{ not json")
-    extra = f'\n[[models]]\nid = "{broken}"\n\n[[models]]\nid = "./missing-model"\nfamily = "ghost"\n'
+    extra = (
+        f'\n[[models]]\nid = "{broken}"\n\n[[models]]\nid = "./missing-model"\nfamily = "ghost"\n'
+    )
     spec = toy / "spec-failing.toml"
     spec.write_text(_spec_text(["m-gpt2"], extra) + '\n[[datasets]]\ndata = "absent.jsonl"\n')
     out = tmp_path / "out"
@@ -247,13 +293,29 @@ def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, o
     err = capsys.readouterr().err
     assert code == 3
     assert "4 done, 8 failed, 0 pending of 12 cells" in err
-    records = {d.name: json.loads((d / "failure.json").read_text()) for d in (out / CELLS_DIR).iterdir() if (d / "failure.json").exists()}
-    assert set(records) == {f"{m}__{r}__{d}" for m in ("broken", "missing-model") for r in ("main",) for d in ("jsonl", "txt", "absent")} | {
-        "m-gpt2__main__absent", "m-gpt2__step1__absent"}
+    records = {
+        d.name: json.loads((d / "failure.json").read_text())
+        for d in (out / CELLS_DIR).iterdir()
+        if (d / "failure.json").exists()
+    }
+    assert set(records) == {
+        f"{m}__{r}__{d}"
+        for m in ("broken", "missing-model")
+        for r in ("main",)
+        for d in ("jsonl", "txt", "absent")
+    } | {"m-gpt2__main__absent", "m-gpt2__step1__absent"}
     assert all(r["error"] and "\n" not in r["error"] for r in records.values())
-    assert {r["stage"] for k, r in records.items() if k.startswith(("broken", "missing"))} == {"load model"}
-    assert records["m-gpt2__step1__absent"]["stage"] == "load data" and "absent.jsonl" in records["m-gpt2__step1__absent"]["error"]
-    assert "does not exist" in records["missing-model__main__txt"]["error"] and records["missing-model__main__txt"]["family"] == "ghost"
+    assert {r["stage"] for k, r in records.items() if k.startswith(("broken", "missing"))} == {
+        "load model"
+    }
+    assert (
+        records["m-gpt2__step1__absent"]["stage"] == "load data"
+        and "absent.jsonl" in records["m-gpt2__step1__absent"]["error"]
+    )
+    assert (
+        "does not exist" in records["missing-model__main__txt"]["error"]
+        and records["missing-model__main__txt"]["family"] == "ghost"
+    )
     assert sum(read_cell(d) is not None for d in (out / CELLS_DIR).iterdir()) == 4
     # A rerun keeps everything and recomputes nothing; --dry-run lists the failures.
     assert run_sweep(spec, out, progress=False).computed == 0
@@ -261,15 +323,26 @@ def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, o
     listing = capsys.readouterr().out
     assert listing.count("\nfailed ") == 8 and "load model" in listing and "load data" in listing
     # --retry-failed tries again (and fails again), the finished cells stay untouched.
-    before = {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
+    before = {
+        d.name: (d / "cell.json").read_bytes()
+        for d in (out / CELLS_DIR).iterdir()
+        if (d / "cell.json").exists()
+    }
     outcome = run_sweep(spec, out, progress=False, retry_failed=True)
     assert outcome.failed_now == 8 and outcome.count("done") == 4 and outcome.computed == 0
-    assert before == {d.name: (d / "cell.json").read_bytes() for d in (out / CELLS_DIR).iterdir() if (d / "cell.json").exists()}
+    assert before == {
+        d.name: (d / "cell.json").read_bytes()
+        for d in (out / CELLS_DIR).iterdir()
+        if (d / "cell.json").exists()
+    }
     # Changed settings (say another max_length) make failed cells pending again, without --retry-failed.
     changed = toy / "spec-failing-changed.toml"
     changed.write_text(spec.read_text().replace("max_length = 32", "max_length = 24"))
     states = {s.cell.cell_id: s for s in sweep_states(load_spec(changed), out)}
-    assert states["missing-model__main__txt"].status == "pending" and "failed with other settings" in states["missing-model__main__txt"].detail
+    assert (
+        states["missing-model__main__txt"].status == "pending"
+        and "failed with other settings" in states["missing-model__main__txt"].detail
+    )
 
 
 def test_changed_settings_make_cells_stale(toy, reference, tmp_path):
@@ -302,7 +375,14 @@ def test_merge_unites_sweeps_and_refuses_conflicts(toy, reference, tmp_path, cap
     hist.save(victim / "histogram.json")
     from errorentropy.cells import write_cell_record
 
-    write_cell_record(victim, record.key, family=record.family, non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary=record.summary)
+    write_cell_record(
+        victim,
+        record.key,
+        family=record.family,
+        non_embedding_params=record.non_embedding_params,
+        total_params=record.total_params,
+        summary=record.summary,
+    )
     assert read_cell(victim) is not None
     with pytest.raises(UserError, match=names[7]):
         merge_sweeps(tmp_path / "merged2", [a, b])
@@ -331,7 +411,11 @@ def test_changed_documents_behind_the_same_path_are_redone(toy, reference, tmp_p
     assert run_sweep(spec, out, progress=False).ok
     lines = (root / "docs.jsonl").read_text().splitlines()
     (root / "docs.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # one document fewer
-    states = {s.cell.key.dataset: s for s in run_sweep(spec, out, dry_run=True).states if s.cell.revision == "main"}
+    states = {
+        s.cell.key.dataset: s
+        for s in run_sweep(spec, out, dry_run=True).states
+        if s.cell.revision == "main"
+    }
     assert states["jsonl"].status == "pending" and "other documents" in states["jsonl"].detail
     assert states["txt"].status == "done"
     outcome = run_sweep(spec, out, progress=False)
@@ -343,14 +427,18 @@ def test_family_given_later_is_written_and_orphans_are_named(toy, reference, tmp
     ref, _ = reference
     out = _copy(ref, tmp_path / "fam")
     spec = toy / "spec-family.toml"
-    spec.write_text(_spec_text(["m-gpt2"]).replace('id = "m-gpt2"', 'id = "m-gpt2"\nfamily = "mine"'))
+    spec.write_text(
+        _spec_text(["m-gpt2"]).replace('id = "m-gpt2"', 'id = "m-gpt2"\nfamily = "mine"')
+    )
     outcome = run_sweep(spec, out, progress=False)
     assert outcome.ok and outcome.computed == 0
     assert {c.family for c in load_cells(out) if c.key.model == "m-gpt2"} == {"mine"}
     assert len(outcome.orphans) == 12 and "not in this spec" in outcome.summary_line()
 
 
-def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(toy, reference, tmp_path):
+def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(
+    toy, reference, tmp_path
+):
     """A kill between commit_folder's two renames leaves complete hidden copies (.NAME.old-*,
     .NAME.tmp-*): results never include them. Merging cells scored with another max-length into
     one dataset is refused before anything is copied."""
@@ -365,16 +453,31 @@ def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(toy,
     from errorentropy.cells import write_cell_record
 
     shutil.rmtree(out / CELLS_DIR / name)  # the cell exists only in `other`, scored "differently"
-    write_cell_record(victim, record.key, family=record.family, non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary={**record.summary, "max_length": 16})
-    with pytest.raises(UserError, match="mix unlike cells: dataset 'jsonl' .*max_length (32 vs 16|16 vs 32)"):
+    write_cell_record(
+        victim,
+        record.key,
+        family=record.family,
+        non_embedding_params=record.non_embedding_params,
+        total_params=record.total_params,
+        summary={**record.summary, "max_length": 16},
+    )
+    with pytest.raises(
+        UserError, match="mix unlike cells: dataset 'jsonl' .*max_length (32 vs 16|16 vs 32)"
+    ):
         merge_sweeps(tmp_path / "merged", [out, other])
-    assert not (tmp_path / "merged" / CELLS_DIR).exists() or not any((tmp_path / "merged" / CELLS_DIR).iterdir())
+    assert not (tmp_path / "merged" / CELLS_DIR).exists() or not any(
+        (tmp_path / "merged" / CELLS_DIR).iterdir()
+    )
 
 
 def test_a_label_starting_with_a_dot_is_not_hidden():
     from errorentropy.cells import CellKey, slug
 
-    assert slug(".5b") == "5b" and slug("..x-") == "x" and not CellKey(".5b", None, ".d").cell_id.startswith(".")
+    assert (
+        slug(".5b") == "5b"
+        and slug("..x-") == "x"
+        and not CellKey(".5b", None, ".d").cell_id.startswith(".")
+    )
 
 
 def test_leftovers_of_killed_writes_are_cleaned(tmp_path):

@@ -46,7 +46,13 @@ def test_truncate_keeps_the_first_tokens_and_skips_short_documents():
 
 @pytest.mark.parametrize(
     "max_length,window,stride,message",
-    [(1, "truncate", None, "at least 2"), (8, "stride", None, "needs --stride"), (8, "stride", 8, "between 1 and"), (8, "stride", 0, "between 1 and"), (8, "sliding", None, "unknown --window")],
+    [
+        (1, "truncate", None, "at least 2"),
+        (8, "stride", None, "needs --stride"),
+        (8, "stride", 8, "between 1 and"),
+        (8, "stride", 0, "between 1 and"),
+        (8, "sliding", None, "unknown --window"),
+    ],
 )
 def test_impossible_window_options(max_length, window, stride, message):
     with pytest.raises(UserError, match=message):

@@ -44,7 +44,9 @@ class DocumentHistograms:
         return int(self.doc_space.size)
 
 
-def document_histograms(doc: np.ndarray, rank: np.ndarray, logprob: np.ndarray, doc_space: np.ndarray | None = None) -> DocumentHistograms:
+def document_histograms(
+    doc: np.ndarray, rank: np.ndarray, logprob: np.ndarray, doc_space: np.ndarray | None = None
+) -> DocumentHistograms:
     """Sparse per-document histograms from per-token ``doc``, ``rank`` and ``logprob`` arrays.
 
     ``doc_space`` (sorted unique document ids) fixes the rows so several cells share one
@@ -61,7 +63,9 @@ def document_histograms(doc: np.ndarray, rank: np.ndarray, logprob: np.ndarray, 
         raise ValueError("doc_space does not contain every document id of the cell")
     ranks, cols = np.unique(rank, return_inverse=True)
     shape = (int(space.size), int(ranks.size))
-    counts = sparse.csr_matrix((np.ones(doc.size), (rows, cols)), shape=shape)  # duplicates are summed
+    counts = sparse.csr_matrix(
+        (np.ones(doc.size), (rows, cols)), shape=shape
+    )  # duplicates are summed
     sums = sparse.csr_matrix((logprob, (rows, cols)), shape=shape)
     counts.sum_duplicates()
     sums.sum_duplicates()
@@ -72,7 +76,9 @@ def resample_weights(n_documents: int, n_boot: int, rng: np.random.Generator) ->
     """Bootstrap weights, shape (n_boot, n_documents): how often each document is drawn."""
     if n_documents < 1:
         raise ValueError("cannot resample zero documents")
-    return rng.multinomial(n_documents, np.full(n_documents, 1.0 / n_documents), size=n_boot).astype(np.float64)
+    return rng.multinomial(
+        n_documents, np.full(n_documents, 1.0 / n_documents), size=n_boot
+    ).astype(np.float64)
 
 
 def components_from_dense(counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
@@ -102,15 +108,17 @@ def replicate_components(hists: DocumentHistograms, weights: np.ndarray) -> np.n
     """(CE, EE, SA, Conf) of each weighted replicate; ``weights`` has shape (B, n_documents)."""
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
     if weights.shape[1] != hists.n_documents:
-        raise ValueError(f"weights cover {weights.shape[1]} documents, the histograms {hists.n_documents}")
+        raise ValueError(
+            f"weights cover {weights.shape[1]} documents, the histograms {hists.n_documents}"
+        )
     n_boot = weights.shape[0]
     chunk = max(1, CHUNK_ELEMENTS // max(1, hists.ranks.size))
     counts_t = hists.counts.T.tocsr()
     sums_t = hists.sums.T.tocsr()
     out = np.empty((n_boot, len(COMPONENTS)))
     for start in range(0, n_boot, chunk):
-        w = weights[start:start + chunk].T  # (D, b)
-        out[start:start + chunk] = components_from_dense((counts_t @ w).T, (sums_t @ w).T)
+        w = weights[start : start + chunk].T  # (D, b)
+        out[start : start + chunk] = components_from_dense((counts_t @ w).T, (sums_t @ w).T)
     return out
 
 
@@ -126,7 +134,9 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95, axis: int =
         return np.percentile(replicates, [tail, 100.0 - tail], axis=axis)
     masked = np.where(finite, replicates, np.nan)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # 'All-NaN slice': NaN bounds already say it
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # 'All-NaN slice': NaN bounds already say it
         return np.nanpercentile(masked, [tail, 100.0 - tail], axis=axis)
 
 
@@ -167,12 +177,23 @@ class CellBootstrap:
     def as_dict(self) -> dict[str, dict[str, Any]]:
         """``{"CE": {"value": x, "ci": [lo, hi]}, ...}``."""
         return {
-            name: {"value": float(self.point[j]), "ci": [float(self.interval[0, j]), float(self.interval[1, j])]}
+            name: {
+                "value": float(self.point[j]),
+                "ci": [float(self.interval[0, j]), float(self.interval[1, j])],
+            }
             for j, name in enumerate(COMPONENTS)
         }
 
 
-def bootstrap_cell(doc: np.ndarray, rank: np.ndarray, logprob: np.ndarray, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> CellBootstrap:
+def bootstrap_cell(
+    doc: np.ndarray,
+    rank: np.ndarray,
+    logprob: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> CellBootstrap:
     """Bootstrap one cell on its own documents (for a sweep, share weights with :func:`replicate_components`)."""
     hists = document_histograms(doc, rank, logprob)
     weights = resample_weights(hists.n_documents, n_boot, np.random.default_rng(seed))
@@ -185,7 +206,9 @@ def reindex(hists: DocumentHistograms, doc_space: np.ndarray) -> DocumentHistogr
     """The same histograms with rows over a wider ``doc_space`` (sorted ids, a superset)."""
     doc_space = np.asarray(doc_space, dtype=np.int64)
     new_rows = np.searchsorted(doc_space, hists.doc_space)
-    if hists.doc_space.size and (new_rows.max() >= doc_space.size or not np.array_equal(doc_space[new_rows], hists.doc_space)):
+    if hists.doc_space.size and (
+        new_rows.max() >= doc_space.size or not np.array_equal(doc_space[new_rows], hists.doc_space)
+    ):
         raise ValueError("doc_space does not contain every document id of the cell")
     shape = (int(doc_space.size), int(hists.ranks.size))
 

@@ -34,7 +34,9 @@ FAILURE_FILE = "failure.json"
 
 def slug(text: str) -> str:
     """A file-name-safe form of a label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-").rstrip("-") or "x"  # no leading dot: hidden names are leftovers
+    return (
+        re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-").rstrip("-") or "x"
+    )  # no leading dot: hidden names are leftovers
 
 
 def step_of(revision: str | None) -> int | None:
@@ -86,27 +88,43 @@ def cell_path(sweep_dir: Path | str, key: CellKey) -> Path:
     return Path(sweep_dir) / CELLS_DIR / key.cell_id
 
 
-def write_cell_record(directory: Path, key: CellKey, *, family: str, non_embedding_params: int, total_params: int, summary: dict[str, Any]) -> None:
+def write_cell_record(
+    directory: Path,
+    key: CellKey,
+    *,
+    family: str,
+    non_embedding_params: int,
+    total_params: int,
+    summary: dict[str, Any],
+) -> None:
     """Seal a cell whose data files are already in ``directory``: checksum them and write cell.json last."""
-    files = {p.name: sha256_hex(p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file() and p.name not in (CELL_FILE, FAILURE_FILE) and not p.name.startswith(".")}
+    files = {
+        p.name: sha256_hex(p.read_bytes())
+        for p in sorted(directory.iterdir())
+        if p.is_file() and p.name not in (CELL_FILE, FAILURE_FILE) and not p.name.startswith(".")
+    }
     (directory / FAILURE_FILE).unlink(missing_ok=True)
-    write_checked_json(directory / CELL_FILE, {
-        "format": CELL_FORMAT,
-        "version": CELL_VERSION,
-        "model": key.model,
-        "revision": key.revision,
-        "dataset": key.dataset,
-        "family": family,
-        "non_embedding_params": int(non_embedding_params),
-        "total_params": int(total_params),
-        "step": step_of(key.revision),
-        "summary": summary,
-        "files": files,
-    })
+    write_checked_json(
+        directory / CELL_FILE,
+        {
+            "format": CELL_FORMAT,
+            "version": CELL_VERSION,
+            "model": key.model,
+            "revision": key.revision,
+            "dataset": key.dataset,
+            "family": family,
+            "non_embedding_params": int(non_embedding_params),
+            "total_params": int(total_params),
+            "step": step_of(key.revision),
+            "summary": summary,
+            "files": files,
+        },
+    )
 
 
 def _well_formed(body: dict[str, Any]) -> bool:
     """cell.json holds every field with its type, and lists plain file names including the histogram."""
+
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
@@ -114,11 +132,19 @@ def _well_formed(body: dict[str, Any]) -> bool:
     return (
         all(isinstance(body.get(k), str) for k in ("model", "dataset", "family"))
         and (body.get("revision") is None or isinstance(body.get("revision"), str))
-        and is_int(body.get("non_embedding_params")) and is_int(body.get("total_params"))
+        and is_int(body.get("non_embedding_params"))
+        and is_int(body.get("total_params"))
         and (body.get("step") is None or is_int(body.get("step")))
         and isinstance(body.get("summary"), dict)
-        and isinstance(files, dict) and "histogram.json" in files
-        and all(isinstance(d, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..") for n, d in files.items())
+        and isinstance(files, dict)
+        and "histogram.json" in files
+        and all(
+            isinstance(d, str)
+            and isinstance(n, str)
+            and n == Path(n).name
+            and n not in ("", ".", "..")
+            for n, d in files.items()
+        )
     )
 
 
@@ -130,30 +156,53 @@ def read_cell(directory: Path) -> CellRecord | None:
         body = read_checked_json(directory / CELL_FILE, "cell")
     except UserError:
         return None
-    if body.get("format") != CELL_FORMAT or body.get("version") != CELL_VERSION or not _well_formed(body):
+    if (
+        body.get("format") != CELL_FORMAT
+        or body.get("version") != CELL_VERSION
+        or not _well_formed(body)
+    ):
         return None
     for name, digest in body["files"].items():
         path = directory / name
         if not path.is_file() or sha256_hex(path.read_bytes()) != digest:
             return None
     key = CellKey(body["model"], body["revision"], body["dataset"])
-    return CellRecord(key, body["family"], body["non_embedding_params"], body["total_params"], body["step"], body["summary"], directory)
+    return CellRecord(
+        key,
+        body["family"],
+        body["non_embedding_params"],
+        body["total_params"],
+        body["step"],
+        body["summary"],
+        directory,
+    )
 
 
-def write_failure(directory: Path, key: CellKey, *, error: str, stage: str, family: str | None = None, spec_digest: str | None = None) -> None:
+def write_failure(
+    directory: Path,
+    key: CellKey,
+    *,
+    error: str,
+    stage: str,
+    family: str | None = None,
+    spec_digest: str | None = None,
+) -> None:
     """Record in ``directory`` that a cell failed: the one-line error, the stage it failed at, and
     the digest of the settings it failed with (a failure under other settings is retried)."""
-    write_checked_json(directory / FAILURE_FILE, {
-        "format": CELL_FORMAT + "-failure",
-        "version": CELL_VERSION,
-        "model": key.model,
-        "revision": key.revision,
-        "dataset": key.dataset,
-        "family": family,
-        "stage": stage,
-        "error": error,
-        "spec_digest": spec_digest,
-    })
+    write_checked_json(
+        directory / FAILURE_FILE,
+        {
+            "format": CELL_FORMAT + "-failure",
+            "version": CELL_VERSION,
+            "model": key.model,
+            "revision": key.revision,
+            "dataset": key.dataset,
+            "family": family,
+            "stage": stage,
+            "error": error,
+            "spec_digest": spec_digest,
+        },
+    )
 
 
 def read_failure(directory: Path) -> dict[str, Any] | None:
@@ -170,11 +219,24 @@ def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
     """Every complete cell of a sweep folder, sorted by (dataset, family, size, model, step)."""
     root = Path(sweep_dir) / CELLS_DIR
     if not root.is_dir():
-        raise UserError(f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run `errorentropy sweep SPEC --out {sweep_dir}` first")
+        raise UserError(
+            f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run `errorentropy sweep SPEC --out {sweep_dir}` first"
+        )
     # Hidden folders are a killed write's leftovers (.NAME.tmp-*, .NAME.old-*): complete copies,
     # possibly of other settings, never results.
-    records = [r for r in (read_cell(d) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")) if r is not None]
-    return sorted(records, key=lambda r: (r.key.dataset, r.family, r.non_embedding_params, r.key.model, r.step or 0))
+    records = [
+        r
+        for r in (
+            read_cell(d)
+            for d in sorted(root.iterdir())
+            if d.is_dir() and not d.name.startswith(".")
+        )
+        if r is not None
+    ]
+    return sorted(
+        records,
+        key=lambda r: (r.key.dataset, r.family, r.non_embedding_params, r.key.model, r.step or 0),
+    )
 
 
 # Settings that must agree between cells of one dataset for their numbers to be comparable (the
@@ -188,7 +250,9 @@ def comparability(record: CellRecord) -> tuple[Any, ...]:
 
     values = {k: record.summary.get(k) for k in COMPARABLE_KEYS}
     if values["samples"] is not None and values["seed"] is None:
-        values["seed"] = PRESET_SEED  # older cells recorded no seed where --samples alone shuffled with it
+        values["seed"] = (
+            PRESET_SEED  # older cells recorded no seed where --samples alone shuffled with it
+        )
     return tuple(values.values())
 
 
@@ -200,6 +264,8 @@ def mixed_settings(records: list[CellRecord]) -> str | None:
     for dataset, variants in sorted(by_dataset.items()):
         if len(variants) > 1:
             (a, cell_a), (b, cell_b) = list(variants.items())[:2]
-            differ = ", ".join(f"{k} {x!r} vs {y!r}" for k, x, y in zip(COMPARABLE_KEYS, a, b) if x != y)
+            differ = ", ".join(
+                f"{k} {x!r} vs {y!r}" for k, x, y in zip(COMPARABLE_KEYS, a, b) if x != y
+            )
             return f"dataset {dataset!r} holds cells scored differently ({differ}: {cell_a} vs {cell_b})"
     return None

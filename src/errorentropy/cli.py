@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import __version__
 from .errors import UserError
@@ -23,7 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = ("sweep", "fitting_cli", "report", "demo")
 
 
 def integer(text: str) -> int:
-    """argparse type: any integer, with a clear message otherwise."""
+    """Argparse type: any integer, with a clear message otherwise."""
     try:
         return int(text)
     except ValueError:
@@ -38,12 +39,12 @@ def _integer_at_least(text: str, minimum: int) -> int:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+    """Argparse type: an integer >= 1."""
     return _integer_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
+    """Argparse type: an integer >= 0."""
     return _integer_at_least(text, 0)
 
 
@@ -53,38 +54,103 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         if len(message) > 300:  # argparse echoes the offending value; keep the line readable
             message = message[:300] + "..."
-        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""  # "errorentropy: error: " comes first
+        command = (
+            self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        )  # "errorentropy: error: " comes first
         raise UserError(f"{command}{message} (see --help)")
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options naming and placing a model."""
-    parser.add_argument("--model", required=True, help="hub id (EleutherAI/pythia-160m) or local model folder")
-    parser.add_argument("--revision", default=None, help="hub branch/tag (Pythia: step1000) or a local checkpoints/NAME folder")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help="weights dtype; auto = checkpoint dtype on GPU, float32 on CPU")
+    parser.add_argument(
+        "--model", required=True, help="hub id (EleutherAI/pythia-160m) or local model folder"
+    )
+    parser.add_argument(
+        "--revision",
+        default=None,
+        help="hub branch/tag (Pythia: step1000) or a local checkpoints/NAME folder",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="weights dtype; auto = checkpoint dtype on GPU, float32 on CPU",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--device-map", default=None, help="pass 'auto' to spread a model too large for one GPU over all GPUs")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own Python code (only for models you trust)")
+    parser.add_argument(
+        "--device-map",
+        default=None,
+        help="pass 'auto' to spread a model too large for one GPU over all GPUs",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own Python code (only for models you trust)",
+    )
 
 
 def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Options naming and sampling a corpus."""
-    parser.add_argument("--data", required=required, help="wikipedia | c4 | github | builtin:prose | builtin:code | FILE.jsonl | FILE.parquet | FILE.txt | FOLDER")
-    parser.add_argument("--text-field", default="text", help="JSON/parquet field holding the text (default: text)")
-    parser.add_argument("--samples", type=positive_int, default=None, help="documents to take after shuffling (presets: 1000)")
+    parser.add_argument(
+        "--data",
+        required=required,
+        help="wikipedia | c4 | github | builtin:prose | builtin:code | FILE.jsonl | FILE.parquet | FILE.txt | FOLDER",
+    )
+    parser.add_argument(
+        "--text-field", default="text", help="JSON/parquet field holding the text (default: text)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=positive_int,
+        default=None,
+        help="documents to take after shuffling (presets: 1000)",
+    )
     parser.add_argument("--seed", type=integer, default=None, help="shuffle seed (presets: 42)")
 
 
 def add_scoring_options(parser: argparse.ArgumentParser) -> None:
     """Options turning documents into scored tokens."""
-    parser.add_argument("--max-length", type=integer, default=512, help="tokens per window (default 512)")
-    parser.add_argument("--window", default="truncate", choices=["truncate", "stride"], help="truncate: first max-length tokens (the paper); stride: every token once")
-    parser.add_argument("--stride", type=integer, default=None, help="with --window stride: tokens between window starts (< max-length)")
-    parser.add_argument("--bos", default="auto", choices=["auto", "always", "never"], help="auto: tokenizer default; always: prepend BOS (or EOS) so the first token is scored")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
-    parser.add_argument("--head", default="auto", choices=["auto", "chunked", "fused", "full"], help="auto: our own output head when verified against the model's logits (the fused Triton kernel on CUDA, else torch chunks), else full logits")
-    parser.add_argument("--vocab-chunk", type=positive_int, default=8192, help="vocabulary entries per chunk of the output head")
-    parser.add_argument("--profile", action="store_true", help="also accumulate the sorted-probability profile (paper Fig. 5)")
+    parser.add_argument(
+        "--max-length", type=integer, default=512, help="tokens per window (default 512)"
+    )
+    parser.add_argument(
+        "--window",
+        default="truncate",
+        choices=["truncate", "stride"],
+        help="truncate: first max-length tokens (the paper); stride: every token once",
+    )
+    parser.add_argument(
+        "--stride",
+        type=integer,
+        default=None,
+        help="with --window stride: tokens between window starts (< max-length)",
+    )
+    parser.add_argument(
+        "--bos",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="auto: tokenizer default; always: prepend BOS (or EOS) so the first token is scored",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=8, help="windows per forward pass"
+    )
+    parser.add_argument(
+        "--head",
+        default="auto",
+        choices=["auto", "chunked", "fused", "full"],
+        help="auto: our own output head when verified against the model's logits (the fused Triton kernel on CUDA, else torch chunks), else full logits",
+    )
+    parser.add_argument(
+        "--vocab-chunk",
+        type=positive_int,
+        default=8192,
+        help="vocabulary entries per chunk of the output head",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also accumulate the sorted-probability profile (paper Fig. 5)",
+    )
 
 
 def scoring_options(args: argparse.Namespace) -> Any:
@@ -115,7 +181,9 @@ def check_out_folder(out: Path) -> None:
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in RESULT_FILES)
         if foreign:
-            raise UserError(f"--out {out} already holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass a new folder or an earlier result folder")
+            raise UserError(
+                f"--out {out} already holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass a new folder or an earlier result folder"
+            )
     existing = out.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -126,7 +194,7 @@ def check_out_folder(out: Path) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """errorentropy score: one model over one corpus, written to --out."""
+    """Errorentropy score: one model over one corpus, written to --out."""
     from .corpus import load_corpus
     from .distributed import init_distributed, is_main_process, shard_and_score
     from .models import load_model
@@ -137,14 +205,29 @@ def run_score(args: argparse.Namespace) -> int:
     check_window_options(args.max_length, args.window, args.stride)
     out = Path(args.out)
     check_out_folder(out)
-    corpus = load_corpus(args.data, samples=args.samples, seed=args.seed, text_field=args.text_field)
-    launch = init_distributed(args.device)  # under torchrun: join the group, shard documents, rank 0 writes
-    model, tokenizer = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code, device_map=args.device_map)
+    corpus = load_corpus(
+        args.data, samples=args.samples, seed=args.seed, text_field=args.text_field
+    )
+    launch = init_distributed(
+        args.device
+    )  # under torchrun: join the group, shard documents, rank 0 writes
+    model, tokenizer = load_model(
+        args.model,
+        revision=args.revision,
+        dtype=args.dtype,
+        device=args.device,
+        trust_remote_code=args.trust_remote_code,
+        device_map=args.device_map,
+    )
     started = time.perf_counter()
-    result = shard_and_score(model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet)
+    result = shard_and_score(
+        model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet
+    )
     elapsed = time.perf_counter() - started
     if result.histogram.n_tokens == 0:
-        raise UserError(f"every document of {args.data} was skipped (fewer than 2 tokens each: {result.histogram.n_skipped} documents); use longer documents or --bos always")
+        raise UserError(
+            f"every document of {args.data} was skipped (fewer than 2 tokens each: {result.histogram.n_skipped} documents); use longer documents or --bos always"
+        )
     if not is_main_process():
         return 0
     settings = {
@@ -165,15 +248,19 @@ def run_score(args: argparse.Namespace) -> int:
 
     # The whole folder appears at once: never a new histogram beside an old summary.
     try:
-        commit_folder(out.parent, out.name, lambda directory: write_result(directory, result, summary))
+        commit_folder(
+            out.parent, out.name, lambda directory: write_result(directory, result, summary)
+        )
     except OSError as exc:
-        raise UserError(f"could not write the result to --out {out}: {exc.strerror or exc}; free disk space or pass a folder you can write to") from exc
+        raise UserError(
+            f"could not write the result to --out {out}: {exc.strerror or exc}; free disk space or pass a folder you can write to"
+        ) from exc
     print(json.dumps(summary))
     return 0
 
 
 def run_decompose(args: argparse.Namespace) -> int:
-    """errorentropy decompose: merge saved histograms and print their decomposition."""
+    """Errorentropy decompose: merge saved histograms and print their decomposition."""
     from .results import merge_saved, summarize
 
     histogram, settings = merge_saved(args.results, allow_mixed=args.allow_mixed)
@@ -182,7 +269,7 @@ def run_decompose(args: argparse.Namespace) -> int:
 
 
 def run_params(args: argparse.Namespace) -> int:
-    """errorentropy params: parameter counts from the config alone."""
+    """Errorentropy params: parameter counts from the config alone."""
     from .models import count_parameters_from_config
 
     counts = count_parameters_from_config(args.model, args.revision, args.trust_remote_code)
@@ -193,30 +280,65 @@ def run_params(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full parser; subcommand help comes from the functions' docstrings."""
     top = argparse.ArgumentParser(add_help=False)
-    top.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    top.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+    )
     top.add_argument("--quiet", action="store_true", help="no progress bars")
     # The same options after the subcommand; SUPPRESS keeps a subcommand's default from
     # overwriting `errorentropy --quiet score ...`.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks instead of one-line errors")
-    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
-    parser = _Parser(prog="errorentropy", description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.", epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.", parents=[top])
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks instead of one-line errors",
+    )
+    common.add_argument(
+        "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars"
+    )
+    parser = _Parser(
+        prog="errorentropy",
+        description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.",
+        epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.",
+        parents=[top],
+    )
     parser.add_argument("--version", action="version", version=f"errorentropy {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    score = sub.add_parser("score", parents=[common], help="score a model over a corpus and decompose its cross-entropy", description=run_score.__doc__)
+    score = sub.add_parser(
+        "score",
+        parents=[common],
+        help="score a model over a corpus and decompose its cross-entropy",
+        description=run_score.__doc__,
+    )
     add_model_options(score)
     add_data_options(score)
     add_scoring_options(score)
-    score.add_argument("--out", required=True, help="result folder (histogram.json, tokens.npz, summary.json)")
+    score.add_argument(
+        "--out", required=True, help="result folder (histogram.json, tokens.npz, summary.json)"
+    )
     score.set_defaults(func=run_score)
 
-    decompose = sub.add_parser("decompose", parents=[common], help="merge saved histograms and decompose", description=run_decompose.__doc__)
+    decompose = sub.add_parser(
+        "decompose",
+        parents=[common],
+        help="merge saved histograms and decompose",
+        description=run_decompose.__doc__,
+    )
     decompose.add_argument("results", nargs="+", help="result folders or histogram.json files")
-    decompose.add_argument("--allow-mixed", action="store_true", help="merge results of different models or scoring settings anyway")
+    decompose.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="merge results of different models or scoring settings anyway",
+    )
     decompose.set_defaults(func=run_decompose)
 
-    params = sub.add_parser("params", parents=[common], help="parameter counts (total, embedding, non_embedding)", description=run_params.__doc__)
+    params = sub.add_parser(
+        "params",
+        parents=[common],
+        help="parameter counts (total, embedding, non_embedding)",
+        description=run_params.__doc__,
+    )
     params.add_argument("model", help="hub id or local model folder")
     params.add_argument("--revision", default=None)
     params.add_argument("--trust-remote-code", action="store_true")
@@ -234,7 +356,9 @@ def one_line(message: str) -> str:
 
 def silence_library_progress() -> None:
     """--quiet: no progress bars from transformers/datasets either (weights loading, downloads)."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read when transformers/datasets are first imported
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = (
+        "1"  # read when transformers/datasets are first imported
+    )
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
 
@@ -296,7 +420,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug or os.environ.get("ERRORENTROPY_DEBUG"):
             raise
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"errorentropy: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"errorentropy: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

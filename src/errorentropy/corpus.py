@@ -22,9 +22,10 @@ import hashlib
 import json
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "wikipedia": Preset("wikimedia/wikipedia", "20231101.en", "train", note="English Wikipedia dump of 2023-11-01"),
+    "wikipedia": Preset(
+        "wikimedia/wikipedia", "20231101.en", "train", note="English Wikipedia dump of 2023-11-01"
+    ),
     "c4": Preset(
         "allenai/c4",
         None,
@@ -110,7 +113,9 @@ def fingerprint(documents: Sequence[str]) -> str:
 
 def check_seed(seed: int | None) -> None:
     """Shuffle seeds are non-negative integers (what numpy and ``datasets`` accept)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
         raise UserError(f"--seed must be a non-negative integer (got {seed!r})")
 
 
@@ -122,15 +127,23 @@ def sample_indices(n_available: int, samples: int | None, seed: int | None) -> n
     if samples is None and seed is None:
         return np.arange(n_available)
     if samples is not None and samples > n_available:
-        raise UserError(f"--samples {samples} is larger than the corpus ({n_available} documents); ask for at most {n_available}")
+        raise UserError(
+            f"--samples {samples} is larger than the corpus ({n_available} documents); ask for at most {n_available}"
+        )
     order = np.random.default_rng(PRESET_SEED if seed is None else seed).permutation(n_available)
     return order if samples is None else order[:samples]
 
 
-def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = None, text_field: str = "text") -> Corpus:
+def load_corpus(
+    spec: str, *, samples: int | None = None, seed: int | None = None, text_field: str = "text"
+) -> Corpus:
     """Resolve a data spec into a :class:`Corpus` (see the module docstring)."""
     if not spec.strip():
-        raise UserError("--data is empty; name a preset (" + ", ".join(PRESETS) + "), a built-in corpus, a file or a folder")
+        raise UserError(
+            "--data is empty; name a preset ("
+            + ", ".join(PRESETS)
+            + "), a built-in corpus, a file or a folder"
+        )
     if spec in PRESETS:
         return load_preset(spec, samples=samples, seed=seed)
     if spec.startswith(HUB_PREFIX):
@@ -154,19 +167,35 @@ def load_corpus(spec: str, *, samples: int | None = None, seed: int | None = Non
     documents = [docs[i] for i in chosen]
     if seed is None and samples is not None:
         seed = PRESET_SEED  # what sample_indices shuffled with: the summary records the seed used
-    return Corpus(spec, documents, fingerprint(documents), samples, seed, len(docs), text_field, extra)
+    return Corpus(
+        spec, documents, fingerprint(documents), samples, seed, len(docs), text_field, extra
+    )
 
 
 def hub_preset(spec: str, text_field: str = "text") -> Preset:
     """``hf:PATH[:CONFIG[:SPLIT]]`` as a :class:`Preset` (an empty CONFIG is none: ``hf:PATH::test``)."""
-    parts = spec[len(HUB_PREFIX):].split(":")
+    parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
-        raise UserError(f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)")
-    path, config, split = parts[0], (parts[1] if len(parts) > 1 and parts[1] else None), (parts[2] if len(parts) > 2 else "train")
-    return Preset(path, config, split, text_field=text_field, note=f"hub dataset {path}" + (f", config {config}" if config else "") + f", split {split}")
+        raise UserError(
+            f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)"
+        )
+    path, config, split = (
+        parts[0],
+        (parts[1] if len(parts) > 1 and parts[1] else None),
+        (parts[2] if len(parts) > 2 else "train"),
+    )
+    return Preset(
+        path,
+        config,
+        split,
+        text_field=text_field,
+        note=f"hub dataset {path}" + (f", config {config}" if config else "") + f", split {split}",
+    )
 
 
-def load_preset(name: str, *, samples: int | None = None, seed: int | None = None, preset: Preset | None = None) -> Corpus:
+def load_preset(
+    name: str, *, samples: int | None = None, seed: int | None = None, preset: Preset | None = None
+) -> Corpus:
     """Load a paper preset from the hub (or the local datasets cache) with ``datasets``."""
     preset = preset or PRESETS[name]
     samples = PRESET_SAMPLES if samples is None else samples
@@ -177,29 +206,57 @@ def load_preset(name: str, *, samples: int | None = None, seed: int | None = Non
     except ImportError:  # pragma: no cover - a dependency
         raise UserError("the presets need the `datasets` package; pip install datasets") from None
     try:
-        ds = datasets.load_dataset(preset.path, preset.name, split=preset.split, data_files=preset.data_files)
+        ds = datasets.load_dataset(
+            preset.path, preset.name, split=preset.split, data_files=preset.data_files
+        )
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load {_what(name)} ({preset.path}): {first}; check the network or the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)") from None
-    if isinstance(ds, datasets.DatasetDict):  # pragma: no cover - load_dataset with a split returns a Dataset
+        raise UserError(
+            f"cannot load {_what(name)} ({preset.path}): {first}; check the network or the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)"
+        ) from None
+    if isinstance(
+        ds, datasets.DatasetDict
+    ):  # pragma: no cover - load_dataset with a split returns a Dataset
         raise UserError(f"{_what(name)} gave several splits; name one: hf:PATH:CONFIG:SPLIT")
     if preset.text_field not in ds.column_names:
         fix = "; pass --text-field NAME" if name.startswith(HUB_PREFIX) else ""
-        raise UserError(f"{_what(name)} has no field {preset.text_field!r} (fields: {', '.join(ds.column_names)}){fix}")
+        raise UserError(
+            f"{_what(name)} has no field {preset.text_field!r} (fields: {', '.join(ds.column_names)}){fix}"
+        )
     if preset.subset_field:
         ds = ds.filter(lambda row: _subset_value(row, preset.subset_field) == preset.subset_value)
     if len(ds) == 0:
-        raise UserError(f"{_what(name)} is empty" + (f" after selecting {preset.subset_field} == {preset.subset_value!r}" if preset.subset_field else ""))
+        raise UserError(
+            f"{_what(name)} is empty"
+            + (
+                f" after selecting {preset.subset_field} == {preset.subset_value!r}"
+                if preset.subset_field
+                else ""
+            )
+        )
     if samples > len(ds):
-        raise UserError(f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask for at most {len(ds)}")
+        raise UserError(
+            f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask for at most {len(ds)}"
+        )
     feature = ds.features.get(preset.text_field)
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise UserError(f"{_what(name)}: field {preset.text_field!r} holds {feature}, not text" + ("; pass --text-field NAME of a text column" if name.startswith(HUB_PREFIX) else ""))
+        raise UserError(
+            f"{_what(name)}: field {preset.text_field!r} holds {feature}, not text"
+            + ("; pass --text-field NAME of a text column" if name.startswith(HUB_PREFIX) else "")
+        )
     available = len(ds)
     ds = ds.shuffle(seed=seed).select(range(samples))
-    documents = ["" if t is None else t for t in ds[preset.text_field]]  # a missing text is an empty document (skipped), as in parquet files
-    extra = {"preset_source": preset.path, "preset_config": preset.name, "preset_split": preset.split}
-    return Corpus(name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra)
+    documents = [
+        "" if t is None else t for t in ds[preset.text_field]
+    ]  # a missing text is an empty document (skipped), as in parquet files
+    extra = {
+        "preset_source": preset.path,
+        "preset_config": preset.name,
+        "preset_split": preset.split,
+    }
+    return Corpus(
+        name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra
+    )
 
 
 def _what(name: str) -> str:
@@ -226,7 +283,9 @@ def read_documents(path: Path, text_field: str = "text") -> list[str]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
-            raise UserError(f"folder {path} holds no .txt files; put one document per .txt file there")
+            raise UserError(
+                f"folder {path} holds no .txt files; put one document per .txt file there"
+            )
         return [_read_text(p) for p in files]
     suffix = "".join(path.suffixes[-1:]).lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
@@ -235,7 +294,9 @@ def read_documents(path: Path, text_field: str = "text") -> list[str]:
         return _read_parquet(path, text_field)
     if suffix in (".txt", ".text", ".md", ".py"):
         return [_read_text(path)]
-    raise UserError(f"cannot tell the format of {path}; use .jsonl, .parquet, .txt, or a folder of .txt files")
+    raise UserError(
+        f"cannot tell the format of {path}; use .jsonl, .parquet, .txt, or a folder of .txt files"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -254,7 +315,9 @@ def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = f" line {line}" if line is not None else ""
-        raise UserError(f"{path}{where} is not valid UTF-8 (bad byte at offset {exc.start}); re-encode the file as UTF-8") from None
+        raise UserError(
+            f"{path}{where} is not valid UTF-8 (bad byte at offset {exc.start}); re-encode the file as UTF-8"
+        ) from None
 
 
 def _read_text(path: Path) -> str:
@@ -270,19 +333,41 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise UserError(f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line") from None
-        except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, nesting too deep
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too long to read"
-            raise UserError(f"{path} line {number} is not valid JSON ({reason}); fix or remove that line") from None
+            raise UserError(
+                f"{path} line {number} is not valid JSON ({exc.msg}); fix or remove that line"
+            ) from None
+        except (
+            ValueError,
+            RecursionError,
+        ) as exc:  # a number of over 4300 digits, nesting too deep
+            reason = (
+                "nested too deeply"
+                if isinstance(exc, RecursionError)
+                else "a number too long to read"
+            )
+            raise UserError(
+                f"{path} line {number} is not valid JSON ({reason}); fix or remove that line"
+            ) from None
         if not isinstance(row, dict):
-            raise UserError(f"{path} line {number} is a JSON {type(row).__name__}, not an object with a {text_field!r} field")
+            raise UserError(
+                f"{path} line {number} is a JSON {type(row).__name__}, not an object with a {text_field!r} field"
+            )
         if text_field not in row:
             names = sorted(map(str, row))
-            fields = ", ".join(json.dumps(n, ensure_ascii=False)[1:-1][:40] for n in names[:10]) + (f", ... ({len(names)} in all)" if len(names) > 10 else "") if names else "none"
-            raise UserError(f"{path} line {number} has no field {text_field!r} (fields: {fields}); pass --text-field NAME")
+            fields = (
+                ", ".join(json.dumps(n, ensure_ascii=False)[1:-1][:40] for n in names[:10])
+                + (f", ... ({len(names)} in all)" if len(names) > 10 else "")
+                if names
+                else "none"
+            )
+            raise UserError(
+                f"{path} line {number} has no field {text_field!r} (fields: {fields}); pass --text-field NAME"
+            )
         text = row[text_field]
         if not isinstance(text, str):
-            raise UserError(f"{path} line {number}: field {text_field!r} is a {type(text).__name__}, not a string")
+            raise UserError(
+                f"{path} line {number}: field {text_field!r} is a {type(text).__name__}, not a string"
+            )
         documents.append(text)
     return documents
 
@@ -297,10 +382,16 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is not a readable parquet file ({first})") from None
     if text_field not in schema.names:
-        raise UserError(f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text-field NAME")
+        raise UserError(
+            f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text-field NAME"
+        )
     try:
         column = pq.read_table(path, columns=[text_field]).column(text_field)
-    except (pa.ArrowException, OSError, ValueError) as exc:  # a damaged file whose footer still reads
+    except (
+        pa.ArrowException,
+        OSError,
+        ValueError,
+    ) as exc:  # a damaged file whose footer still reads
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is a damaged parquet file ({first}); re-export it") from None
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -308,7 +399,9 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
     try:
         return [t if t is not None else "" for t in column.to_pylist()]
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: column {text_field!r} holds bytes that are not valid UTF-8 (at offset {exc.start}); re-export it as UTF-8") from None
+        raise UserError(
+            f"{path}: column {text_field!r} holds bytes that are not valid UTF-8 (at offset {exc.start}); re-export it as UTF-8"
+        ) from None
 
 
 # ---- built-in corpora ----------------------------------------------------------------------
@@ -348,7 +441,11 @@ def builtin_sources(spec: str) -> tuple[tuple[str, str], ...]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
             continue
-        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))]
+        nodes = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        ]
         strings = [s for s in (ast.get_docstring(n) for n in nodes) if s]
         if strings:
             docs.append((str(path.relative_to(root)), "\n\n".join(strings)))

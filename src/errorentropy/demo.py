@@ -22,15 +22,24 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import UserError
 from .storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
-from .training import ModelShape, TrainSettings, checkpoint_steps, neox_config, pack_tokens, parse_shapes, token_blocks
+from .training import (
+    ModelShape,
+    TrainSettings,
+    checkpoint_steps,
+    neox_config,
+    pack_tokens,
+    parse_shapes,
+    token_blocks,
+)
 
 CORPORA = ("builtin:prose", "builtin:code")
 DEMO_FORMAT = "errorentropy-demo-model"
@@ -59,7 +68,9 @@ class DemoSettings:
     eval_docs: int = 64
     max_length: int = 128
     n_boot: int = 1000
-    tokenizer_docs: int | None = None  # training documents per corpus the tokenizer sees (None: all)
+    tokenizer_docs: int | None = (
+        None  # training documents per corpus the tokenizer sees (None: all)
+    )
     n_log_checkpoints: int = 5
     score_batch_size: int = 16
 
@@ -112,7 +123,9 @@ class Split:
     heldout: list[str]
 
 
-def split_by_source(sources: dict[str, Sequence[tuple[str, str]]], seed: int, fraction: float = HELDOUT_FRACTION) -> dict[str, Split]:
+def split_by_source(
+    sources: dict[str, Sequence[tuple[str, str]]], seed: int, fraction: float = HELDOUT_FRACTION
+) -> dict[str, Split]:
     """Split several corpora whose documents share sources (a module's docstrings in one, its code
     in the other) so that nothing held out is trained on under another name.
 
@@ -128,15 +141,24 @@ def split_by_source(sources: dict[str, Sequence[tuple[str, str]]], seed: int, fr
     n_held = max(1, int(round(fraction * len(keys))))
     rank = {keys[i]: position for position, i in enumerate(order)}
     held = {keys[i] for i in order[:n_held]}
-    train = {c: [text for key, text in docs if key not in held and text.strip()] for c, docs in sources.items()}
+    train = {
+        c: [text for key, text in docs if key not in held and text.strip()]
+        for c, docs in sources.items()
+    }
     seen = {text for texts in train.values() for text in texts}
     train_lines = {line for texts in train.values() for text in texts for line in _long_lines(text)}
     splits = {}
     for corpus, docs in sources.items():
         heldout = []
-        for _, text in sorted(((key, text) for key, text in docs if key in held), key=lambda kt: rank[kt[0]]):
+        for _, text in sorted(
+            ((key, text) for key, text in docs if key in held), key=lambda kt: rank[kt[0]]
+        ):
             lines = _long_lines(text)
-            copied = sum(line in train_lines for line in lines) > NEAR_COPY * len(lines) if lines else False
+            copied = (
+                sum(line in train_lines for line in lines) > NEAR_COPY * len(lines)
+                if lines
+                else False
+            )
             if text.strip() and text not in seen and not copied:
                 heldout.append(text)
                 seen.add(text)
@@ -182,14 +204,21 @@ def document_head(tokenizer: Any, text: str, max_length: int, margin: int = 16) 
     return head
 
 
-def write_heldout(out: Path, splits: dict[str, Split], settings: DemoSettings, tokenizer: Any) -> dict[str, Path]:
+def write_heldout(
+    out: Path, splits: dict[str, Split], settings: DemoSettings, tokenizer: Any
+) -> dict[str, Path]:
     """The scored held-out documents (their first ``max_length`` tokens' worth of text) as
     ``DIR/data/heldout-<corpus>.jsonl``, rewritten only when their content changes."""
     paths = {}
     for corpus, split in splits.items():
         if settings.eval_docs > len(split.heldout):
-            raise UserError(f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
-        docs = [document_head(tokenizer, d, settings.max_length) for d in split.heldout[: settings.eval_docs]]
+            raise UserError(
+                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}"
+            )
+        docs = [
+            document_head(tokenizer, d, settings.max_length)
+            for d in split.heldout[: settings.eval_docs]
+        ]
         text = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs)
         path = out / "data" / f"heldout-{corpus_label(corpus)}.jsonl"
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -221,14 +250,18 @@ def tokenizer_texts(splits: dict[str, Split], limit: int | None) -> list[str]:
     return texts
 
 
-def build_tokenizer(out: Path, splits: dict[str, Split], settings: DemoSettings, log: Any) -> tuple[Any, str]:
+def build_tokenizer(
+    out: Path, splits: dict[str, Split], settings: DemoSettings, log: Any
+) -> tuple[Any, str]:
     """The demo's tokenizer, trained once and reused while its inputs are unchanged; returns (tokenizer, key)."""
     from transformers import AutoTokenizer
 
     from .toys import train_bpe_tokenizer
 
     texts = tokenizer_texts(splits, settings.tokenizer_docs)
-    key = digest({"vocab_size": settings.vocab_size, "texts": text_digest(texts), "version": DEMO_VERSION})
+    key = digest(
+        {"vocab_size": settings.vocab_size, "texts": text_digest(texts), "version": DEMO_VERSION}
+    )
     folder = out / "tokenizer"
     record = folder / TOKENIZER_RECORD
     if record.exists():
@@ -240,10 +273,14 @@ def build_tokenizer(out: Path, splits: dict[str, Split], settings: DemoSettings,
             pass
     started = time.perf_counter()
     tokenizer = train_bpe_tokenizer(texts, settings.vocab_size)
-    record.unlink(missing_ok=True)  # a kill while saving must not leave new files under the old record
+    record.unlink(
+        missing_ok=True
+    )  # a kill while saving must not leave new files under the old record
     tokenizer.save_pretrained(str(folder))
     write_checked_json(record, {"key": key, "vocab_size": len(tokenizer), "documents": len(texts)})
-    log(f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents ({time.perf_counter() - started:.1f} s)")
+    log(
+        f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents ({time.perf_counter() - started:.1f} s)"
+    )
     return AutoTokenizer.from_pretrained(str(folder)), key
 
 
@@ -274,19 +311,27 @@ def training_blocks(tokenizer: Any, splits: dict[str, Split], settings: DemoSett
 # ---- models ------------------------------------------------------------------------------------
 
 
-def model_key(config: Any, settings: DemoSettings, tokenizer_key: str, blocks: np.ndarray, device_kind: str) -> str:
+def model_key(
+    config: Any, settings: DemoSettings, tokenizer_key: str, blocks: np.ndarray, device_kind: str
+) -> str:
     """What a trained model depends on; a folder whose record holds another key is retrained."""
-    cfg = {k: v for k, v in config.to_dict().items() if k not in ("transformers_version", "_name_or_path")}
-    return digest({
-        "format": DEMO_FORMAT,
-        "version": DEMO_VERSION,
-        "config": cfg,
-        "train": settings.train_settings().as_dict(),
-        "checkpoints": settings.checkpoints,
-        "tokenizer": tokenizer_key,
-        "blocks": hashlib.sha256(np.ascontiguousarray(blocks).tobytes()).hexdigest(),
-        "device": device_kind,
-    })
+    cfg = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in ("transformers_version", "_name_or_path")
+    }
+    return digest(
+        {
+            "format": DEMO_FORMAT,
+            "version": DEMO_VERSION,
+            "config": cfg,
+            "train": settings.train_settings().as_dict(),
+            "checkpoints": settings.checkpoints,
+            "tokenizer": tokenizer_key,
+            "blocks": hashlib.sha256(np.ascontiguousarray(blocks).tobytes()).hexdigest(),
+            "device": device_kind,
+        }
+    )
 
 
 def cached_model(folder: Path, key: str, checkpoints: Sequence[int]) -> bool:
@@ -300,7 +345,10 @@ def cached_model(folder: Path, key: str, checkpoints: Sequence[int]) -> bool:
         return False
     if body.get("key") != key:
         return False
-    return all((folder / "checkpoints" / f"step{s}" / "config.json").exists() for s in checkpoints) and (folder / "config.json").exists()
+    return (
+        all((folder / "checkpoints" / f"step{s}" / "config.json").exists() for s in checkpoints)
+        and (folder / "config.json").exists()
+    )
 
 
 @dataclass(frozen=True)
@@ -336,7 +384,9 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     started = time.perf_counter()
     cpu_started = time.process_time()
     (job.folder / MODEL_RECORD).unlink(missing_ok=True)
-    shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)  # no step folder of an earlier training survives
+    shutil.rmtree(
+        job.folder / "checkpoints", ignore_errors=True
+    )  # no step folder of an earlier training survives
 
     def save(step: int, model: Any) -> None:
         save_pretrained_atomic(model, job.folder / "checkpoints" / f"step{step}")
@@ -347,8 +397,17 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
 
     config = GPTNeoXConfig.from_dict(job.config)
     try:
-        model, losses = train_model(config, job.blocks, job.settings.train_settings(), save, checkpoints=job.settings.checkpoints,
-                                    device=job.device, progress=progress and queue is None, label=job.shape.name, on_step=tick)
+        model, losses = train_model(
+            config,
+            job.blocks,
+            job.settings.train_settings(),
+            save,
+            checkpoints=job.settings.checkpoints,
+            device=job.device,
+            progress=progress and queue is None,
+            label=job.shape.name,
+            on_step=tick,
+        )
     finally:
         torch.set_num_threads(threads_before)
     model.save_pretrained(str(job.folder))
@@ -363,18 +422,22 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
         **{f"{k}_params": v for k, v in counts.as_dict().items()},
         "checkpoints": [f"step{s}" for s in job.settings.checkpoints],
         "train_tokens": job.settings.train_tokens,
-        "final_train_loss": float(np.mean(losses[-max(1, len(losses) // 20):])),
+        "final_train_loss": float(np.mean(losses[-max(1, len(losses) // 20) :])),
         "losses": [round(x, 5) for x in losses],
         "train_seconds": round(time.perf_counter() - started, 2),
         "train_cpu_seconds": round(time.process_time() - cpu_started, 2),
-        "threads": job.threads if job.device == "cpu" else torch.get_num_threads(),  # what it trained with
+        "threads": job.threads
+        if job.device == "cpu"
+        else torch.get_num_threads(),  # what it trained with
         "device": job.device,
     }
     write_checked_json(job.folder / MODEL_RECORD, body)
     return body
 
 
-def _train_parallel(jobs: Sequence[TrainJob], workers: int, progress: bool, log: Any) -> dict[str, dict[str, Any]]:
+def _train_parallel(
+    jobs: Sequence[TrainJob], workers: int, progress: bool, log: Any
+) -> dict[str, dict[str, Any]]:
     """Train CPU jobs in ``workers`` spawned processes, largest first; one aggregate progress bar."""
     import multiprocessing as mp
     import queue as queue_module
@@ -388,7 +451,13 @@ def _train_parallel(jobs: Sequence[TrainJob], workers: int, progress: bool, log:
     done: dict[str, dict[str, Any]] = {}
     steps = {job.shape.name: 0 for job in jobs}
     total = sum(job.settings.steps for job in jobs)
-    bar = tqdm(total=total, desc=f"train {len(jobs)} models ({workers} processes)", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        desc=f"train {len(jobs)} models ({workers} processes)",
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending = {pool.submit(train_one, job, messages, False): job for job in jobs}
@@ -407,7 +476,11 @@ def _train_parallel(jobs: Sequence[TrainJob], workers: int, progress: bool, log:
                     bar.update(job.settings.steps - steps[job.shape.name])
                     steps[job.shape.name] = job.settings.steps
                     done[job.shape.name] = body
-                    _log_trained(body, job.settings.steps, (lambda m: bar.write(f"[demo] {m}")) if progress else log)
+                    _log_trained(
+                        body,
+                        job.settings.steps,
+                        (lambda m: bar.write(f"[demo] {m}")) if progress else log,
+                    )
     finally:
         bar.close()
         manager.shutdown()
@@ -415,8 +488,10 @@ def _train_parallel(jobs: Sequence[TrainJob], workers: int, progress: bool, log:
 
 
 def _log_trained(body: dict[str, Any], steps: int, log: Any) -> None:
-    log(f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} steps in {body['train_seconds']:.1f} s "
-        f"({body['train_cpu_seconds']:.1f} s CPU), final training loss {body['final_train_loss']:.3f}")
+    log(
+        f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} steps in {body['train_seconds']:.1f} s "
+        f"({body['train_cpu_seconds']:.1f} s CPU), final training loss {body['final_train_loss']:.3f}"
+    )
 
 
 PARALLEL_MIN_TOKENS = 65536  # below this, starting worker processes costs more than it saves
@@ -429,7 +504,18 @@ def training_workers(device: str, n_jobs: int, threads: int, train_tokens: int) 
     return min(n_jobs, threads)
 
 
-def train_ladder(out: Path, settings: DemoSettings, tokenizer: Any, tokenizer_key: str, splits: dict[str, Split], device: str, *, threads: int, progress: bool, log: Any) -> list[dict[str, Any]]:
+def train_ladder(
+    out: Path,
+    settings: DemoSettings,
+    tokenizer: Any,
+    tokenizer_key: str,
+    splits: dict[str, Split],
+    device: str,
+    *,
+    threads: int,
+    progress: bool,
+    log: Any,
+) -> list[dict[str, Any]]:
     """Train (or reuse) every model of the ladder; returns one record per model, smallest first."""
     from transformers.utils import logging as hf_logging
 
@@ -439,20 +525,38 @@ def train_ladder(out: Path, settings: DemoSettings, tokenizer: Any, tokenizer_ke
     jobs: list[TrainJob] = []
     for shape in settings.shapes:
         folder = out / "models" / shape.name
-        config = neox_config(shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id)
+        config = neox_config(
+            shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id
+        )
         if blocks is None:
             blocks = training_blocks(tokenizer, splits, settings)
         key = model_key(config, settings, tokenizer_key, blocks, device_kind)
         if cached_model(folder, key, settings.checkpoints):
             records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
-            log(f"model {shape.name}: reusing (non-embedding parameters {records[shape.name]['non_embedding_params']:,})")
+            log(
+                f"model {shape.name}: reusing (non-embedding parameters {records[shape.name]['non_embedding_params']:,})"
+            )
             continue
         # One intra-op thread per CPU model, in the pool and alone alike (the cores go to parallel
         # models): a model retrained alone, after a kill or in a smaller ladder, gets the same weights.
-        jobs.append(TrainJob(shape, folder, config.to_dict(), key, settings, blocks, out / "tokenizer", device, CPU_TRAIN_THREADS))
+        jobs.append(
+            TrainJob(
+                shape,
+                folder,
+                config.to_dict(),
+                key,
+                settings,
+                blocks,
+                out / "tokenizer",
+                device,
+                CPU_TRAIN_THREADS,
+            )
+        )
     workers = training_workers(device, len(jobs), threads, settings.train_tokens)
     if workers > 1:
-        jobs.sort(key=lambda j: -(j.shape.hidden ** 2 * j.shape.layers))  # longest first balances the pool
+        jobs.sort(
+            key=lambda j: -(j.shape.hidden**2 * j.shape.layers)
+        )  # longest first balances the pool
         records.update(_train_parallel(jobs, workers, progress, log))
     else:
         was_enabled = hf_logging.is_progress_bar_enabled()
@@ -470,7 +574,13 @@ def train_ladder(out: Path, settings: DemoSettings, tokenizer: Any, tokenizer_ke
 # ---- sweep, fit, report ------------------------------------------------------------------------
 
 
-def sweep_spec_text(out: Path, settings: DemoSettings, records: Sequence[dict[str, Any]], heldout: dict[str, Path], device: str) -> str:
+def sweep_spec_text(
+    out: Path,
+    settings: DemoSettings,
+    records: Sequence[dict[str, Any]],
+    heldout: dict[str, Path],
+    device: str,
+) -> str:
     """The TOML spec a user would write for this ladder (paths relative to ``DIR``)."""
     lines = [
         "# Written by `errorentropy demo`: every model and checkpoint of the ladder on held-out prose and code.",
@@ -487,14 +597,26 @@ def sweep_spec_text(out: Path, settings: DemoSettings, records: Sequence[dict[st
     ]
     for record in records:
         revisions = ", ".join(f'"{r}"' for r in record["checkpoints"])
-        lines += ["", "[[models]]", f'id = "models/{record["name"]}"', 'family = "demo-neox"', f"revisions = [{revisions}]"]
+        lines += [
+            "",
+            "[[models]]",
+            f'id = "models/{record["name"]}"',
+            'family = "demo-neox"',
+            f"revisions = [{revisions}]",
+        ]
     for corpus, path in heldout.items():
         rel = path.relative_to(out).as_posix()
         lines += ["", "[[datasets]]", f'data = "{rel}"', f'label = "{corpus_label(corpus)}"']
     return "\n".join(lines) + "\n"
 
 
-def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout: dict[str, Path], settings: DemoSettings, log: Any) -> int:
+def invalidate_stale_cells(
+    out: Path,
+    records: Sequence[dict[str, Any]],
+    heldout: dict[str, Path],
+    settings: DemoSettings,
+    log: Any,
+) -> int:
     """Delete sweep cells computed from other weights or other held-out documents.
 
     The sweep knows a cell by model folder, revision and dataset path, not by the weights or the
@@ -505,7 +627,12 @@ def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout
     from .cells import CELLS_DIR, slug
 
     record_path = out / "sweep" / "demo-inputs.json"
-    data_keys = {corpus_label(c): digest({"file": p.read_text(encoding="utf-8"), "max_length": settings.max_length}) for c, p in heldout.items()}
+    data_keys = {
+        corpus_label(c): digest(
+            {"file": p.read_text(encoding="utf-8"), "max_length": settings.max_length}
+        )
+        for c, p in heldout.items()
+    }
     model_keys = {r["name"]: r["key"] for r in records}
     previous: dict[str, Any] = {}
     if record_path.exists():
@@ -519,35 +646,63 @@ def invalidate_stale_cells(out: Path, records: Sequence[dict[str, Any]], heldout
         for cell in sorted(cells_root.iterdir()):
             model, _, rest = cell.name.partition("__")
             dataset = rest.rpartition("__")[2]
-            stale_model = any(slug(name) == model and previous.get("models", {}).get(name) != key for name, key in model_keys.items())
-            stale_data = any(slug(label) == dataset and previous.get("data", {}).get(label) != key for label, key in data_keys.items())
-            dropped = model not in {slug(name) for name in model_keys} or dataset not in {slug(label) for label in data_keys}
-            if stale_model or stale_data or dropped:  # a size left out of --sizes must leave the report too
+            stale_model = any(
+                slug(name) == model and previous.get("models", {}).get(name) != key
+                for name, key in model_keys.items()
+            )
+            stale_data = any(
+                slug(label) == dataset and previous.get("data", {}).get(label) != key
+                for label, key in data_keys.items()
+            )
+            dropped = model not in {slug(name) for name in model_keys} or dataset not in {
+                slug(label) for label in data_keys
+            }
+            if (
+                stale_model or stale_data or dropped
+            ):  # a size left out of --sizes must leave the report too
                 shutil.rmtree(cell)
                 removed += 1
     if removed:
-        log(f"sweep: removed {removed} cells computed from other weights, other held-out documents or models no longer in the ladder")
+        log(
+            f"sweep: removed {removed} cells computed from other weights, other held-out documents or models no longer in the ladder"
+        )
     write_checked_json(record_path, {"models": model_keys, "data": data_keys})
     return removed
 
 
-def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress: bool, log: Any, report: bool = True) -> dict[str, Any]:
+def run_analysis(
+    out: Path,
+    spec_path: Path,
+    settings: DemoSettings,
+    *,
+    progress: bool,
+    log: Any,
+    report: bool = True,
+) -> dict[str, Any]:
     """The user's path: sweep, fits, report. Pieces not yet available are reported, not faked."""
     sweep_dir = out / "sweep"
     result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
     try:
         from .sweep import run_sweep
     except ImportError:
-        log("sweep: errorentropy.sweep is not available in this build; run `errorentropy sweep` on the spec by hand")
+        log(
+            "sweep: errorentropy.sweep is not available in this build; run `errorentropy sweep` on the spec by hand"
+        )
         result["missing"] = ["sweep"]
         return result
     started = time.perf_counter()
     outcome = run_sweep(spec_path, sweep_dir, progress=progress)
     result["sweep_seconds"] = round(time.perf_counter() - started, 2)
-    result["cells"] = {"done": outcome.count("done"), "failed": outcome.count("failed"), "computed_now": outcome.computed}
+    result["cells"] = {
+        "done": outcome.count("done"),
+        "failed": outcome.count("failed"),
+        "computed_now": outcome.computed,
+    }
     log(outcome.summary_line())
     if not outcome.ok:
-        raise UserError(f"{outcome.count('failed')} sweep cells failed (see {sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} --out {sweep_dir} --retry-failed`")
+        raise UserError(
+            f"{outcome.count('failed')} sweep cells failed (see {sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} --out {sweep_dir} --retry-failed`"
+        )
     if not report:
         return result
     try:
@@ -559,19 +714,35 @@ def run_analysis(out: Path, spec_path: Path, settings: DemoSettings, *, progress
     from . import __version__
 
     cells = sorted((sweep_dir / "cells").glob("*/cell.json"))
-    key = digest({"cells": {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cells},
-                  "n_boot": settings.n_boot, "seed": settings.seed, "version": __version__})
+    key = digest(
+        {
+            "cells": {p.parent.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in cells},
+            "n_boot": settings.n_boot,
+            "seed": settings.seed,
+            "version": __version__,
+        }
+    )
     record = sweep_dir / REPORT_RECORD
     if record.exists():
         try:
             previous = read_checked_json(record, "demo report record")
         except UserError:
             previous = {}
-        here = all(Path(previous.get(k, "")).exists() and Path(previous[k]).resolve().parent == sweep_dir.resolve() for k in ("report_md", "report_html"))
-        if previous.get("key") == key and here:  # a demo folder moved or copied elsewhere redraws its own report
-            result.update({k: previous[k] for k in ("report_md", "report_html", "notes") if k in previous})
+        here = all(
+            Path(previous.get(k, "")).exists()
+            and Path(previous[k]).resolve().parent == sweep_dir.resolve()
+            for k in ("report_md", "report_html")
+        )
+        if (
+            previous.get("key") == key and here
+        ):  # a demo folder moved or copied elsewhere redraws its own report
+            result.update(
+                {k: previous[k] for k in ("report_md", "report_html", "notes") if k in previous}
+            )
             result["report_seconds"] = 0.0
-            log(f"report: reusing {previous['report_html']} (same cells, same fit settings; `errorentropy report {sweep_dir}` redraws it)")
+            log(
+                f"report: reusing {previous['report_html']} (same cells, same fit settings; `errorentropy report {sweep_dir}` redraws it)"
+            )
             return result
     started = time.perf_counter()
     report = build_report(sweep_dir, run_fit=True, n_boot=settings.n_boot, seed=settings.seed)
@@ -592,11 +763,21 @@ def headline(sweep_dir: Path, steps: int) -> dict[str, list[dict[str, Any]]]:
         if cell.step != steps:
             continue
         s = cell.summary
-        table.setdefault(cell.key.dataset, []).append({
-            "model": cell.key.model,
-            "non_embedding_params": cell.non_embedding_params,
-            **{k: round(s[key], 4) for k, key in (("CE", "cross_entropy"), ("EE", "error_entropy"), ("SA", "self_alignment"), ("Conf", "confidence"))},
-        })
+        table.setdefault(cell.key.dataset, []).append(
+            {
+                "model": cell.key.model,
+                "non_embedding_params": cell.non_embedding_params,
+                **{
+                    k: round(s[key], 4)
+                    for k, key in (
+                        ("CE", "cross_entropy"),
+                        ("EE", "error_entropy"),
+                        ("SA", "self_alignment"),
+                        ("Conf", "confidence"),
+                    )
+                },
+            }
+        )
     for rows in table.values():
         rows.sort(key=lambda r: r["non_embedding_params"])
     return table
@@ -606,9 +787,13 @@ def format_headline(table: dict[str, list[dict[str, Any]]]) -> str:
     """The headline table as aligned text lines."""
     lines = []
     for dataset, rows in sorted(table.items()):
-        lines.append(f"{dataset}: {'model':<12} {'N (non-emb.)':>12} {'CE':>7} {'EE':>7} {'SA':>7} {'Conf':>7} {'EE/CE':>6}")
+        lines.append(
+            f"{dataset}: {'model':<12} {'N (non-emb.)':>12} {'CE':>7} {'EE':>7} {'SA':>7} {'Conf':>7} {'EE/CE':>6}"
+        )
         for r in rows:
-            lines.append(f"{'':<{len(dataset) + 1}} {r['model']:<12} {r['non_embedding_params']:>12,} {r['CE']:>7.4f} {r['EE']:>7.4f} {r['SA']:>7.4f} {r['Conf']:>7.4f} {r['EE'] / r['CE']:>6.3f}")
+            lines.append(
+                f"{'':<{len(dataset) + 1}} {r['model']:<12} {r['non_embedding_params']:>12,} {r['CE']:>7.4f} {r['EE']:>7.4f} {r['SA']:>7.4f} {r['Conf']:>7.4f} {r['EE'] / r['CE']:>6.3f}"
+            )
     return "\n".join(lines)
 
 
@@ -622,7 +807,9 @@ def resolve_training_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
+        raise UserError(
+            f"--device {device}: CUDA is not available on this machine; use --device cpu or auto"
+        )
     if not (device == "cpu" or device.startswith("cuda")):
         raise UserError(f"--device {device!r}: choose auto, cpu, cuda or cuda:N")
     return device
@@ -640,7 +827,16 @@ def set_threads() -> int:
     return torch.get_num_threads()
 
 
-def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", progress: bool = True, analyse: bool = True, report: bool = True, log: Any = None) -> dict[str, Any]:
+def run_demo(
+    out: Path | str,
+    settings: DemoSettings,
+    *,
+    device: str = "auto",
+    progress: bool = True,
+    analyse: bool = True,
+    report: bool = True,
+    log: Any = None,
+) -> dict[str, Any]:
     """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done
     (``analyse=False``: stop after training and the spec; ``report=False``: stop after the sweep)."""
     out = Path(out)
@@ -658,9 +854,13 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
     splits = load_splits(settings.seed)
     for corpus, split in splits.items():
         if settings.eval_docs > len(split.heldout):
-            raise UserError(f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}")
+            raise UserError(
+                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}"
+            )
     timings["data_s"] = time.perf_counter() - t
-    say(f"data: {', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; scoring {settings.eval_docs} documents each")
+    say(
+        f"data: {', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; scoring {settings.eval_docs} documents each"
+    )
 
     t = time.perf_counter()
     tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)
@@ -668,8 +868,20 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
     timings["tokenizer_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    say(f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), {settings.steps} steps x {settings.batch_size} x {settings.block} tokens = {settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}")
-    records = train_ladder(out, settings, tokenizer, tokenizer_key, splits, dev, threads=threads, progress=progress, log=say)
+    say(
+        f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), {settings.steps} steps x {settings.batch_size} x {settings.block} tokens = {settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}"
+    )
+    records = train_ladder(
+        out,
+        settings,
+        tokenizer,
+        tokenizer_key,
+        splits,
+        dev,
+        threads=threads,
+        progress=progress,
+        log=say,
+    )
     timings["train_s"] = time.perf_counter() - t
 
     spec_path = out / "sweep.toml"
@@ -680,22 +892,40 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
         "out": str(out),
         "device": dev,
         "threads": threads,
-        "models": [{k: r[k] for k in ("name", "non_embedding_params", "total_params", "final_train_loss", "train_seconds")} for r in records],
+        "models": [
+            {
+                k: r[k]
+                for k in (
+                    "name",
+                    "non_embedding_params",
+                    "total_params",
+                    "final_train_loss",
+                    "train_seconds",
+                )
+            }
+            for r in records
+        ],
         "spec": str(spec_path),
     }
     if analyse:
         invalidate_stale_cells(out, records, heldout, settings, say)
         t = time.perf_counter()
-        summary["analysis"] = run_analysis(out, spec_path, settings, progress=progress, log=say, report=report)
+        summary["analysis"] = run_analysis(
+            out, spec_path, settings, progress=progress, log=say, report=report
+        )
         timings["analysis_s"] = time.perf_counter() - t
         if "sweep_seconds" in summary["analysis"]:
             summary["final"] = headline(out / "sweep", settings.steps)
             say("final checkpoints, held-out nats per token:\n" + format_headline(summary["final"]))
     timings["total_s"] = time.perf_counter() - started
-    timings["cpu_s"] = time.process_time() - cpu_started  # all threads: wall time on a shared machine overstates
+    timings["cpu_s"] = (
+        time.process_time() - cpu_started
+    )  # all threads: wall time on a shared machine overstates
     summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     write_checked_json(out / "demo-summary.json", summary)
-    say(f"done in {timings['total_s']:.1f} s; open {summary.get('analysis', {}).get('report_html', spec_path)}")
+    say(
+        f"done in {timings['total_s']:.1f} s; open {summary.get('analysis', {}).get('report_html', spec_path)}"
+    )
     return summary
 
 
@@ -704,7 +934,11 @@ def run_demo(out: Path | str, settings: DemoSettings, *, device: str = "auto", p
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     """Demo settings from the command line: ``--tiny`` starts from the CI version, flags override."""
-    base = tiny_settings(args.seed) if args.tiny else DemoSettings(shapes=tuple(parse_shapes(DEFAULT_SIZES)), seed=args.seed)
+    base = (
+        tiny_settings(args.seed)
+        if args.tiny
+        else DemoSettings(shapes=tuple(parse_shapes(DEFAULT_SIZES)), seed=args.seed)
+    )
     changes: dict[str, Any] = {}
     if args.sizes:
         changes["shapes"] = tuple(parse_shapes(args.sizes))
@@ -714,7 +948,9 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
             changes[name] = value
     settings = replace(base, **changes)
     if args.steps is not None and args.tokens is not None:
-        raise UserError("--steps and --tokens both given; pass one (tokens = steps x batch-size x block)")
+        raise UserError(
+            "--steps and --tokens both given; pass one (tokens = steps x batch-size x block)"
+        )
     if args.steps is not None:
         settings = replace(settings, steps=args.steps)
     if args.tokens is not None:
@@ -723,15 +959,31 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     if settings.lr <= 0:
         raise UserError(f"--lr must be positive (got {settings.lr})")
     if settings.max_length > settings.block:
-        raise UserError(f"--max-length {settings.max_length} exceeds the models' context (--block {settings.block}); pass --max-length <= --block")
+        raise UserError(
+            f"--max-length {settings.max_length} exceeds the models' context (--block {settings.block}); pass --max-length <= --block"
+        )
     return settings
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    """errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every checkpoint on held-out prose and code, fit and report (offline, cached)."""
+    """Errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every checkpoint on held-out prose and code, fit and report (offline, cached)."""
     settings = settings_from_args(args)
-    summary = run_demo(Path(args.out), settings, device=args.device, progress=not args.quiet, analyse=not args.no_analysis)
-    print(json.dumps({"out": summary["out"], "timings": summary["timings"], "report": summary.get("analysis", {}).get("report_html")}))
+    summary = run_demo(
+        Path(args.out),
+        settings,
+        device=args.device,
+        progress=not args.quiet,
+        analyse=not args.no_analysis,
+    )
+    print(
+        json.dumps(
+            {
+                "out": summary["out"],
+                "timings": summary["timings"],
+                "report": summary.get("analysis", {}).get("report_html"),
+            }
+        )
+    )
     return 0
 
 
@@ -748,20 +1000,79 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
             raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
         return value
 
-    p = subparsers.add_parser("demo", parents=[common], help="the paper in miniature: train a small GPT-NeoX ladder offline, sweep, fit, report", description=run_demo_command.__doc__)
-    p.add_argument("--out", default="errorentropy-demo", help="demo folder (default ./errorentropy-demo); reused on a second run")
-    p.add_argument("--sizes", default=None, help=f"HIDDENxLAYERS list (default {DEFAULT_SIZES}; --tiny: {TINY_SIZES})")
-    p.add_argument("--steps", type=positive_int, default=None, help="optimizer steps per model (default 384)")
-    p.add_argument("--tokens", type=positive_int, default=None, help="training tokens per model instead of --steps")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="blocks per step (default 8)")
-    p.add_argument("--block", type=positive_int, default=None, help="tokens per block = model context (default 128)")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default 2e-3)")
-    p.add_argument("--vocab-size", type=positive_int, default=None, help="BPE entries (default 4096)")
-    p.add_argument("--eval-docs", type=positive_int, default=None, help="held-out documents scored per corpus (default 64)")
-    p.add_argument("--max-length", type=positive_int, default=None, help="tokens scored per held-out document (default 128)")
-    p.add_argument("--n-boot", type=positive_int, default=None, help="bootstrap resamples for the fits' intervals (default 1000)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)")
-    p.add_argument("--seed", type=integer, default=0, help="seed of the split, the data order and every initialisation (default 0)")
-    p.add_argument("--tiny", action="store_true", help="the seconds-long version (CI): three very small models, a few steps")
-    p.add_argument("--no-analysis", action="store_true", help="stop after training and writing sweep.toml")
+    p = subparsers.add_parser(
+        "demo",
+        parents=[common],
+        help="the paper in miniature: train a small GPT-NeoX ladder offline, sweep, fit, report",
+        description=run_demo_command.__doc__,
+    )
+    p.add_argument(
+        "--out",
+        default="errorentropy-demo",
+        help="demo folder (default ./errorentropy-demo); reused on a second run",
+    )
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help=f"HIDDENxLAYERS list (default {DEFAULT_SIZES}; --tiny: {TINY_SIZES})",
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="optimizer steps per model (default 384)"
+    )
+    p.add_argument(
+        "--tokens",
+        type=positive_int,
+        default=None,
+        help="training tokens per model instead of --steps",
+    )
+    p.add_argument(
+        "--batch-size", type=positive_int, default=None, help="blocks per step (default 8)"
+    )
+    p.add_argument(
+        "--block",
+        type=positive_int,
+        default=None,
+        help="tokens per block = model context (default 128)",
+    )
+    p.add_argument(
+        "--lr", type=positive_float, default=None, help="peak learning rate (default 2e-3)"
+    )
+    p.add_argument(
+        "--vocab-size", type=positive_int, default=None, help="BPE entries (default 4096)"
+    )
+    p.add_argument(
+        "--eval-docs",
+        type=positive_int,
+        default=None,
+        help="held-out documents scored per corpus (default 64)",
+    )
+    p.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="tokens scored per held-out document (default 128)",
+    )
+    p.add_argument(
+        "--n-boot",
+        type=positive_int,
+        default=None,
+        help="bootstrap resamples for the fits' intervals (default 1000)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)"
+    )
+    p.add_argument(
+        "--seed",
+        type=integer,
+        default=0,
+        help="seed of the split, the data order and every initialisation (default 0)",
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the seconds-long version (CI): three very small models, a few steps",
+    )
+    p.add_argument(
+        "--no-analysis", action="store_true", help="stop after training and writing sweep.toml"
+    )
     p.set_defaults(func=run_demo_command)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import atexit
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,9 @@ def launch_from_env(environ: dict[str, str] | None = None) -> Launch | None:
         rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
         local = int(env.get("LOCAL_RANK", rank))
     except ValueError:
-        raise UserError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} / LOCAL_RANK={env.get('LOCAL_RANK')!r} are not integers; launch with torchrun") from None
+        raise UserError(
+            f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} / LOCAL_RANK={env.get('LOCAL_RANK')!r} are not integers; launch with torchrun"
+        ) from None
     if world < 1 or not 0 <= rank < world:
         raise UserError(f"RANK={rank} is outside WORLD_SIZE={world}; launch with torchrun")
     return Launch(rank, world, local)
@@ -68,10 +71,14 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 60.0) -> Lau
     use_cuda = torch.cuda.is_available() and not device.startswith("cpu")
     if use_cuda:
         if launch.local_rank >= torch.cuda.device_count():
-            raise UserError(f"LOCAL_RANK {launch.local_rank} but only {torch.cuda.device_count()} GPUs are visible; use --nproc-per-node {torch.cuda.device_count()} or fewer")
+            raise UserError(
+                f"LOCAL_RANK {launch.local_rank} but only {torch.cuda.device_count()} GPUs are visible; use --nproc-per-node {torch.cuda.device_count()} or fewer"
+            )
         torch.cuda.set_device(launch.local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", timeout=timedelta(minutes=timeout_minutes))
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", timeout=timedelta(minutes=timeout_minutes)
+        )
         atexit.register(finish)
     return launch
 
@@ -101,7 +108,9 @@ def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     )
     paths = sorted({p.head_path for p in parts if p.head_path != "none"}) or ["none"]
     profiles = [p.profile for p in parts if p.profile is not None]
-    notes = list(dict.fromkeys(note for p in parts for note in p.notes))  # every process notes the same head
+    notes = list(
+        dict.fromkeys(note for p in parts for note in p.notes)
+    )  # every process notes the same head
     if len(paths) > 1:
         notes.append(f"processes used different head paths: {', '.join(paths)}")
     return ScoreResult(
@@ -159,12 +168,21 @@ def shard_and_score(
     rank, world = dist.get_rank(), dist.get_world_size()
     local: ScoreResult | None = None
     try:
-        local = score_documents(model, tokenizer, documents, options, progress=progress and rank == 0, doc_ids=shard_documents(len(documents), rank, world))
+        local = score_documents(
+            model,
+            tokenizer,
+            documents,
+            options,
+            progress=progress and rank == 0,
+            doc_ids=shard_documents(len(documents), rank, world),
+        )
         error = None
     except UserError as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - shared with the other processes, then raised on all
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        error = (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
     failure = agree(error)
     if failure is not None:
         raise UserError(failure)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -13,7 +14,15 @@ from .errors import UserError
 from .histogram import RankHistogram
 from .models import context_length
 from .profile import PROFILE_TOP, RankProfile
-from .scoring import NON_FINITE_MESSAGE, _rescale, _softcap, DEFAULT_VOCAB_CHUNK, TokenScores, score_hidden, score_logits
+from .scoring import (
+    DEFAULT_VOCAB_CHUNK,
+    NON_FINITE_MESSAGE,
+    TokenScores,
+    _rescale,
+    _softcap,
+    score_hidden,
+    score_logits,
+)
 from .windows import BosMode, WindowMode, batches, check_window_options, make_windows, tokenize
 
 HeadMode = Literal["auto", "chunked", "fused", "full"]
@@ -30,7 +39,9 @@ class ScoreOptions:
     batch_size: int = 8
     head: HeadMode = "auto"
     vocab_chunk: int = DEFAULT_VOCAB_CHUNK
-    chunk_elements: int | None = None  # float32 elements per head tile; None: 2^20 on a CPU, 2^26 on CUDA
+    chunk_elements: int | None = (
+        None  # float32 elements per head tile; None: 2^20 on a CPU, 2^26 on CUDA
+    )
     profile: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -56,7 +67,9 @@ class TokenTable:
     logprob: np.ndarray  # float64
 
     def histogram(self, n_documents: int = 0, n_skipped: int = 0, n_tied: int = 0) -> RankHistogram:
-        return RankHistogram.from_tokens(self.rank, self.logprob, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied)
+        return RankHistogram.from_tokens(
+            self.rank, self.logprob, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied
+        )
 
     def save(self, path: Any) -> None:
         """Compressed ``.npz`` (arrays doc, position, rank, logprob), written atomically."""
@@ -65,23 +78,35 @@ class TokenTable:
         from .storage import atomic_write_bytes
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, doc=self.doc, position=self.position, rank=self.rank, logprob=self.logprob)
+        np.savez_compressed(
+            buffer, doc=self.doc, position=self.position, rank=self.rank, logprob=self.logprob
+        )
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Any) -> "TokenTable":
+    def load(cls, path: Any) -> TokenTable:
         try:
             with np.load(path, allow_pickle=False) as data:
                 table = cls(data["doc"], data["position"], data["rank"], data["logprob"])
         except FileNotFoundError:
-            raise UserError(f"token file {path} not found; rerun the scoring that writes it") from None
+            raise UserError(
+                f"token file {path} not found; rerun the scoring that writes it"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - zip, zlib, npy-header and pickle errors of a damaged file
             detail = f"{type(exc).__name__}: {str(exc)[:80]!r}" if str(exc) else type(exc).__name__
-            raise UserError(f"token file {path} is unreadable or truncated ({detail}); delete it and recompute") from None
+            raise UserError(
+                f"token file {path} is unreadable or truncated ({detail}); delete it and recompute"
+            ) from None
         arrays = (table.doc, table.position, table.rank, table.logprob)
         integer = all(a.dtype.kind in "iu" for a in arrays[:3])
-        if not integer or table.logprob.dtype.kind != "f" or any(a.ndim != 1 or a.shape != table.doc.shape for a in arrays):
-            raise UserError(f"token file {path} is malformed (doc, position, rank, logprob must be 1-D arrays of equal length); delete it and recompute")
+        if (
+            not integer
+            or table.logprob.dtype.kind != "f"
+            or any(a.ndim != 1 or a.shape != table.doc.shape for a in arrays)
+        ):
+            raise UserError(
+                f"token file {path} is malformed (doc, position, rank, logprob must be 1-D arrays of equal length); delete it and recompute"
+            )
         return table
 
 
@@ -105,9 +130,15 @@ class OutputHead:
     weight: torch.Tensor
     bias: torch.Tensor | None
     softcap: float | None
-    logit_scale: float | None = None  # logits multiplied after the head (Cohere's config.logit_scale)
-    logit_divisor: float | None = None  # logits divided after the head (Granite's config.logits_scaling)
-    fused: bool = False  # apply it with the fused Triton kernel (fused_head.py) instead of torch chunks
+    logit_scale: float | None = (
+        None  # logits multiplied after the head (Cohere's config.logit_scale)
+    )
+    logit_divisor: float | None = (
+        None  # logits divided after the head (Granite's config.logits_scaling)
+    )
+    fused: bool = (
+        False  # apply it with the fused Triton kernel (fused_head.py) instead of torch chunks
+    )
     note: str | None = None  # why the fused kernel was not used where it could have been
 
 
@@ -121,8 +152,19 @@ def find_head(model: torch.nn.Module) -> OutputHead | None:
     softcap = getattr(config, "final_logit_softcapping", None)
     scale = getattr(config, "logit_scale", None)
     divisor = getattr(config, "logits_scaling", None)
-    number = lambda x: float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x not in (0, 1) else None  # noqa: E731
-    return OutputHead(body, head.weight, head.bias, float(softcap) if softcap else None, number(scale), number(divisor))
+    number = lambda x: (
+        float(x)
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and x not in (0, 1)
+        else None
+    )  # noqa: E731
+    return OutputHead(
+        body,
+        head.weight,
+        head.bias,
+        float(softcap) if softcap else None,
+        number(scale),
+        number(divisor),
+    )
 
 
 @torch.no_grad()
@@ -135,7 +177,9 @@ def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tenso
     ours = hidden @ head.weight.float().T
     if head.bias is not None:
         ours = ours + head.bias.float()
-    ours = _softcap(_rescale(ours, head.logit_scale, head.logit_divisor), head.softcap)  # as score_hidden applies them
+    ours = _softcap(
+        _rescale(ours, head.logit_scale, head.logit_divisor), head.softcap
+    )  # as score_hidden applies them
     if ours.shape != reference.shape:
         return False
     dtype = next(model.parameters()).dtype
@@ -160,17 +204,25 @@ def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
     """
     from . import fused_head
 
-    hidden = head.body(input_ids=input_ids, use_cache=False).last_hidden_state[0, :-1].to(head.weight.device)
+    hidden = (
+        head.body(input_ids=input_ids, use_cache=False)
+        .last_hidden_state[0, :-1]
+        .to(head.weight.device)
+    )
     targets = input_ids[0, 1:].to(head.weight.device)
     stats: dict[str, int] = {}
     try:
-        fused = fused_head.score_hidden_fused(hidden, head.weight, targets, bias=head.bias, softcap=head.softcap, stats=stats)
+        fused = fused_head.score_hidden_fused(
+            hidden, head.weight, targets, bias=head.bias, softcap=head.softcap, stats=stats
+        )
     except Exception as exc:  # noqa: BLE001 - a kernel that fails to compile or run is not used
         return f"the fused head failed ({type(exc).__name__}: {str(exc).strip()[:120]}); used the chunked head"
     unit = 2.0**-24
     h = hidden.float()
     logits, bound = [], []
-    for v0 in range(0, head.weight.shape[0], 16384):  # float32 copies of the head, a slice at a time
+    for v0 in range(
+        0, head.weight.shape[0], 16384
+    ):  # float32 copies of the head, a slice at a time
         w = head.weight[v0 : v0 + 16384].float()
         z, e = h @ w.T, 32 * unit * (h.abs() @ w.abs().T)
         if head.bias is not None:
@@ -194,7 +246,9 @@ def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
     return None
 
 
-def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int], *, profile: bool = False) -> OutputHead | None:
+def choose_head(
+    model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int], *, profile: bool = False
+) -> OutputHead | None:
     """The output head to apply ourselves, or None for the model's full logits.
 
     ``auto``: the chunked head when it reproduces the model's logits on a sample, run by the
@@ -208,7 +262,9 @@ def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int
     head = find_head(model)
     if head is None:
         if mode in ("chunked", "fused"):
-            raise UserError(f"--head {mode}: cannot find a linear output head on {type(model).__name__}; use --head full")
+            raise UserError(
+                f"--head {mode}: cannot find a linear output head on {type(model).__name__}; use --head full"
+            )
         return None
     scaled = head.logit_scale is not None or head.logit_divisor is not None
     if mode == "fused":
@@ -216,13 +272,19 @@ def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int
         if reason is not None:
             raise UserError(f"--head fused: {reason}; use --head chunked")
         if scaled:
-            raise UserError("--head fused does not apply a logit scale after the head (this model has one); use --head chunked")
+            raise UserError(
+                "--head fused does not apply a logit scale after the head (this model has one); use --head chunked"
+            )
         if profile:
-            raise UserError("--head fused does not compute the top log-probabilities --profile needs; use --head chunked")
+            raise UserError(
+                "--head fused does not compute the top log-probabilities --profile needs; use --head chunked"
+            )
     ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
     if not verify_head(model, head, ids):
         if mode in ("chunked", "fused"):  # forcing a head never buys wrong numbers
-            raise UserError(f"--head {mode}: the output head found on {type(model).__name__} does not reproduce the model's own logits (a scaling or other step after it?); use --head auto or full")
+            raise UserError(
+                f"--head {mode}: the output head found on {type(model).__name__} does not reproduce the model's own logits (a scaling or other step after it?); use --head auto or full"
+            )
         return None
     if mode == "fused":
         return replace(head, fused=True)
@@ -231,8 +293,14 @@ def choose_head(model: torch.nn.Module, mode: HeadMode, sample_ids: Sequence[int
     if profile or head.weight.device.type != "cuda" or available(head.weight.device) is not None:
         return head
     if scaled:
-        return replace(head, note="the fused kernel does not apply a logit scale after the head; used the chunked head")
-    note = check_fused(head, torch.tensor([list(sample_ids[:FUSED_CHECK_TOKENS])], dtype=torch.long, device=ids.device))
+        return replace(
+            head,
+            note="the fused kernel does not apply a logit scale after the head; used the chunked head",
+        )
+    note = check_fused(
+        head,
+        torch.tensor([list(sample_ids[:FUSED_CHECK_TOKENS])], dtype=torch.long, device=ids.device),
+    )
     return replace(head, fused=note is None, note=note)
 
 
@@ -248,11 +316,20 @@ def check_context(model: torch.nn.Module, max_length: int) -> None:
     """Refuse a max-length beyond the positions the model has."""
     limit = context_length(model.config)
     if limit is not None and max_length > limit:
-        raise UserError(f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less")
+        raise UserError(
+            f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less"
+        )
 
 
 @torch.no_grad()
-def score_batch(model: torch.nn.Module, head: OutputHead | None, batch_ids: torch.Tensor, mask: torch.Tensor, windows: Sequence[Any], options: ScoreOptions) -> tuple[TokenScores, np.ndarray, np.ndarray]:
+def score_batch(
+    model: torch.nn.Module,
+    head: OutputHead | None,
+    batch_ids: torch.Tensor,
+    mask: torch.Tensor,
+    windows: Sequence[Any],
+    options: ScoreOptions,
+) -> tuple[TokenScores, np.ndarray, np.ndarray]:
     """Score one batch; returns the scores and each scored token's document and position."""
     device = input_device(model)
     rows, cols = [], []
@@ -272,10 +349,22 @@ def score_batch(model: torch.nn.Module, head: OutputHead | None, batch_ids: torc
         if head.fused:
             from .fused_head import score_hidden_fused
 
-            scores = score_hidden_fused(selected, head.weight, targets, bias=head.bias, softcap=head.softcap)
+            scores = score_hidden_fused(
+                selected, head.weight, targets, bias=head.bias, softcap=head.softcap
+            )
         else:
-            scores = score_hidden(selected, head.weight, targets, bias=head.bias, softcap=head.softcap, logit_scale=head.logit_scale, logit_divisor=head.logit_divisor,
-                                  vocab_chunk=options.vocab_chunk, chunk_elements=options.chunk_elements, topk=topk)
+            scores = score_hidden(
+                selected,
+                head.weight,
+                targets,
+                bias=head.bias,
+                softcap=head.softcap,
+                logit_scale=head.logit_scale,
+                logit_divisor=head.logit_divisor,
+                vocab_chunk=options.vocab_chunk,
+                chunk_elements=options.chunk_elements,
+                topk=topk,
+            )
     else:
         logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits
         selected = logits[row_t.to(logits.device), (col_t - 1).to(logits.device)]
@@ -317,9 +406,18 @@ def score_documents(
     profile = RankProfile() if options.profile else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=sum(w.n_scored for w in windows), unit="tok", unit_scale=True, disable=not progress, file=sys.stderr, desc="scoring")
+    bar = tqdm(
+        total=sum(w.n_scored for w in windows),
+        unit="tok",
+        unit_scale=True,
+        disable=not progress,
+        file=sys.stderr,
+        desc="scoring",
+    )
     for batch in batches(windows, options.batch_size, pad, options.max_length):
-        scores, docs, positions = score_batch(model, head, batch.input_ids, batch.attention_mask, batch.windows, options)
+        scores, docs, positions = score_batch(
+            model, head, batch.input_ids, batch.attention_mask, batch.windows, options
+        )
         if profile is not None and scores.top_logprobs is not None:
             profile.add_tokens(scores.rank.cpu().numpy(), scores.top_logprobs.cpu().numpy())
         scores.top_logprobs = None
@@ -339,7 +437,9 @@ def score_documents(
     notes = [head.note] if head is not None and head.note else []
     dtype = next(model.parameters()).dtype
     if head is None and dtype in (torch.bfloat16, torch.float16):
-        notes.append(f"ranks come from the model's own {str(dtype).removeprefix('torch.')} logits, whose rounding makes ties commoner "
-                     f"({hist.n_tied} of {hist.n_tokens} tokens tied their ground truth) than the float32 logits of the chunked head: "
-                     "compare EE only between cells with the same head_path")
+        notes.append(
+            f"ranks come from the model's own {str(dtype).removeprefix('torch.')} logits, whose rounding makes ties commoner "
+            f"({hist.n_tied} of {hist.n_tokens} tokens tied their ground truth) than the float32 logits of the chunked head: "
+            "compare EE only between cells with the same head_path"
+        )
     return ScoreResult(hist, tokens, path, len(windows), profile, notes)

@@ -10,9 +10,9 @@ non-embedding parameters with its power-law fit, Fig. 8 each component's share o
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -32,7 +32,12 @@ QUANTITY_NAMES: dict[str, str] = {
     "SA": "Self-Alignment (SA)",
     "Conf": "Confidence (Conf)",
 }
-QUANTITY_COLOURS: dict[str, str] = {"CE": "black", "EE": "tab:blue", "SA": "tab:orange", "Conf": "tab:green"}
+QUANTITY_COLOURS: dict[str, str] = {
+    "CE": "black",
+    "EE": "tab:blue",
+    "SA": "tab:orange",
+    "Conf": "tab:green",
+}
 _MARKERS = "osD^vP*Xph<>"
 RASTER_ABOVE = 2000  # scatters with more points than this are rasterised inside the SVG
 
@@ -81,7 +86,9 @@ def _plain_log_y(ax: Axes) -> None:
     ax.yaxis.set_minor_formatter(_PlainLogFormatter())
 
 
-def _grid(n_panels: int, max_cols: int = 3, panel: tuple[float, float] = (4.2, 3.4)) -> tuple[Figure, list[Axes]]:
+def _grid(
+    n_panels: int, max_cols: int = 3, panel: tuple[float, float] = (4.2, 3.4)
+) -> tuple[Figure, list[Axes]]:
     cols = max(1, min(max_cols, n_panels))
     rows = max(1, -(-n_panels // cols))
     # A bare Figure, not pyplot's: nothing is registered globally, so nothing leaks in a long report.
@@ -111,13 +118,17 @@ def _step_axis(ax: Axes) -> None:
     ax.set_xlabel("training step")
 
 
-def components_vs_step(series: Sequence[StepSeries], title: str = "Fig. 3: components against training step") -> Figure:
+def components_vs_step(
+    series: Sequence[StepSeries], title: str = "Fig. 3: components against training step"
+) -> Figure:
     """Fig. 3: CE, EE, SA and Conf (nats per token) against training step, one panel per model."""
     fig, axes = _grid(len(series))
     for ax, one in zip(axes, series):
         for q in QUANTITIES:
             if q in one.values:
-                ax.plot(one.steps, one.values[q], marker="o", ms=3, color=QUANTITY_COLOURS[q], label=q)
+                ax.plot(
+                    one.steps, one.values[q], marker="o", ms=3, color=QUANTITY_COLOURS[q], label=q
+                )
         _step_axis(ax)
         ax.set_ylabel("nats per token")
         ax.set_title(one.label, fontsize=10)
@@ -126,13 +137,25 @@ def components_vs_step(series: Sequence[StepSeries], title: str = "Fig. 3: compo
     return _finish(fig, title)
 
 
-def rank_distribution(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 4: RBE distribution p_e at several steps") -> Figure:
+def rank_distribution(
+    panels: Mapping[str, Sequence[RankCurve]],
+    title: str = "Fig. 4: RBE distribution p_e at several steps",
+) -> Figure:
     """Fig. 4: p_e against rank (log-log; the x axis is e + 1 so the top-1 rank e = 0 shows), one panel per model, one line per step."""
     fig, axes = _grid(len(panels))
     for ax, (label, curves) in zip(axes, panels.items()):
         colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, max(1, len(curves))))
         for colour, curve in zip(colours, curves):
-            ax.plot(np.asarray(curve.ranks) + 1, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.8, rasterized=_many(curve.p))
+            ax.plot(
+                np.asarray(curve.ranks) + 1,
+                curve.p,
+                ".",
+                ms=3,
+                color=colour,
+                label=curve.label,
+                alpha=0.8,
+                rasterized=_many(curve.p),
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
@@ -144,7 +167,11 @@ def rank_distribution(panels: Mapping[str, Sequence[RankCurve]], title: str = "F
     return _finish(fig, title)
 
 
-def sorted_probability_profile(panels: Mapping[str, tuple[np.ndarray, Sequence[int]]], ranks: Sequence[int] = (0, 1, 2, 4, 8), title: str = "Fig. 5: mean sorted probabilities when the ground truth sits at rank r") -> Figure:
+def sorted_probability_profile(
+    panels: Mapping[str, tuple[np.ndarray, Sequence[int]]],
+    ranks: Sequence[int] = (0, 1, 2, 4, 8),
+    title: str = "Fig. 5: mean sorted probabilities when the ground truth sits at rank r",
+) -> Figure:
     """Fig. 5: for tokens whose ground truth has rank r, the mean j-th largest probability against j.
 
     ``panels[label] = (mean, counts)`` with ``mean`` of shape ``[R, K]`` (NaN rows for ranks never
@@ -153,11 +180,20 @@ def sorted_probability_profile(panels: Mapping[str, tuple[np.ndarray, Sequence[i
     fig, axes = _grid(len(panels))
     for ax, (label, (mean, counts)) in zip(axes, panels.items()):
         mean = np.asarray(mean, dtype=np.float64)
-        shown = [r for r in ranks if r < mean.shape[0] and counts[r] > 0 and np.all(np.isfinite(mean[r]))]
+        shown = [
+            r for r in ranks if r < mean.shape[0] and counts[r] > 0 and np.all(np.isfinite(mean[r]))
+        ]
         colours = matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, max(1, len(shown))))
         positions = np.arange(1, mean.shape[1] + 1)
         for colour, r in zip(colours, shown):
-            ax.plot(positions, mean[r], marker="o", ms=2.5, color=colour, label=f"r = {r} (n = {int(counts[r])})")
+            ax.plot(
+                positions,
+                mean[r],
+                marker="o",
+                ms=2.5,
+                color=colour,
+                label=f"r = {r} (n = {int(counts[r])})",
+            )
             ax.axvline(r + 1, color=colour, ls=":", lw=1)
         ax.set_yscale("log")
         _plain_log_y(ax)
@@ -170,7 +206,10 @@ def sorted_probability_profile(panels: Mapping[str, tuple[np.ndarray, Sequence[i
     return _finish(fig, title)
 
 
-def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6: p_e against q_e at several steps") -> Figure:
+def p_against_q(
+    panels: Mapping[str, Sequence[RankCurve]],
+    title: str = "Fig. 6: p_e against q_e at several steps",
+) -> Figure:
     """Fig. 6: p_e against q_e (log-log) with the line p = q, one panel per model, one colour per step.
 
     SA is KL(p || q), so the points close in on the diagonal as Self-Alignment falls.
@@ -182,7 +221,16 @@ def p_against_q(panels: Mapping[str, Sequence[RankCurve]], title: str = "Fig. 6:
         for colour, curve in zip(colours, curves):
             if curve.q is None:
                 continue
-            ax.plot(curve.q, curve.p, ".", ms=3, color=colour, label=curve.label, alpha=0.7, rasterized=_many(curve.p))
+            ax.plot(
+                curve.q,
+                curve.p,
+                ".",
+                ms=3,
+                color=colour,
+                label=curve.label,
+                alpha=0.7,
+                rasterized=_many(curve.p),
+            )
             both = np.concatenate([np.asarray(curve.p), np.asarray(curve.q)])
             both = both[both > 0]
             if both.size:
@@ -205,7 +253,11 @@ def _power_law_line(ax: Axes, params: Sequence[int], alpha: float, c: float, col
     ax.plot(n, np.exp(c + alpha * np.log(n)), "-", color=colour, lw=1.2)
 
 
-def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float, float]] | None = None, title: str = "Fig. 7: each quantity against non-embedding parameters") -> Figure:
+def scaling(
+    families: Sequence[FamilyPoints],
+    overall: Mapping[str, tuple[float, float]] | None = None,
+    title: str = "Fig. 7: each quantity against non-embedding parameters",
+) -> Figure:
     """Fig. 7: |M| against non-embedding parameters N (log-log) for M in CE, EE, SA, Conf.
 
     One marker per family; where ``fits`` holds a power law for a family, its line is drawn in the
@@ -222,13 +274,22 @@ def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float,
                 continue
             fit = fam.fits.get(q)
             label = fam.family if fit is None else f"{fam.family} (α = {fit[0]:.3f})"
-            ax.plot(fam.params, values, _MARKERS[i % len(_MARKERS)], color=colour, label=label, ms=5)
+            ax.plot(
+                fam.params, values, _MARKERS[i % len(_MARKERS)], color=colour, label=label, ms=5
+            )
             if fit is not None:
                 _power_law_line(ax, fam.params, fit[0], fit[1], colour)
         if overall and q in overall and every:
             alpha, c = overall[q]
             n = np.geomspace(min(every), max(every), 50)
-            ax.plot(n, np.exp(c + alpha * np.log(n)), "--", color="0.45", lw=1.2, label=f"all models (α = {alpha:.3f})")
+            ax.plot(
+                n,
+                np.exp(c + alpha * np.log(n)),
+                "--",
+                color="0.45",
+                lw=1.2,
+                label=f"all models (α = {alpha:.3f})",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
@@ -240,7 +301,9 @@ def scaling(families: Sequence[FamilyPoints], overall: Mapping[str, tuple[float,
     return _finish(fig, title)
 
 
-def shares(families: Sequence[FamilyPoints], title: str = "Fig. 8: each component's share of cross-entropy") -> Figure:
+def shares(
+    families: Sequence[FamilyPoints], title: str = "Fig. 8: each component's share of cross-entropy"
+) -> Figure:
     """Fig. 8: EE/CE, SA/CE and Conf/CE against non-embedding parameters (x log), one series per family."""
     fig, axes = _grid(3)
     colours = matplotlib.colormaps["tab10"](np.arange(len(families)) % 10)
@@ -251,7 +314,14 @@ def shares(families: Sequence[FamilyPoints], title: str = "Fig. 8: each componen
             if ce.size == 0 or part.size != ce.size:
                 continue
             order = np.argsort(np.asarray(fam.params))
-            ax.plot(np.asarray(fam.params)[order], (part / ce)[order], marker=_MARKERS[i % len(_MARKERS)], color=colour, label=fam.family, ms=5)
+            ax.plot(
+                np.asarray(fam.params)[order],
+                (part / ce)[order],
+                marker=_MARKERS[i % len(_MARKERS)],
+                color=colour,
+                label=fam.family,
+                ms=5,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("non-embedding parameters N")
         ax.set_ylabel(f"{q} / CE")

@@ -67,14 +67,24 @@ class SaturatingFit:
         """JSON form: the parameters and R^2, or the reason the fit failed."""
         if not self.converged:
             return {"converged": False, "reason": self.reason, "n_points": self.n_points}
-        return {"converged": True, "a": self.a, "alpha": self.alpha, "E": self.e, "r2": self.r2, "n_points": self.n_points, "warning": self.warning}
+        return {
+            "converged": True,
+            "a": self.a,
+            "alpha": self.alpha,
+            "E": self.e,
+            "r2": self.r2,
+            "n_points": self.n_points,
+            "warning": self.warning,
+        }
 
 
 class FitInputError(ValueError):
     """The data cannot be fitted (too few points, zero or non-finite values); the message says why."""
 
 
-def check_log_inputs(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS) -> tuple[np.ndarray, np.ndarray]:
+def check_log_inputs(
+    n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and return ``(log N, log|M|)``; raises :class:`FitInputError` with a clear reason."""
     n = np.asarray(n, dtype=np.float64).ravel()
     m = np.asarray(m, dtype=np.float64).ravel()
@@ -87,7 +97,9 @@ def check_log_inputs(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS)
     if not np.all(np.isfinite(m)):
         raise FitInputError("a value is not finite (NaN or inf)")
     if np.any(m == 0):
-        raise FitInputError(f"{int(np.sum(m == 0))} value(s) are exactly zero, so log|M| is undefined")
+        raise FitInputError(
+            f"{int(np.sum(m == 0))} value(s) are exactly zero, so log|M| is undefined"
+        )
     if np.unique(n).size < 2:
         raise FitInputError("every model has the same parameter count; the slope is undefined")
     return np.log(n), np.log(np.abs(m))
@@ -130,7 +142,9 @@ SATURATING_ALPHA_MAX = 5.0  # steeper than N^-5 over the sizes of a sweep is a s
 SATURATING_E_SPREADS = 10.0  # the asymptote is sought within this many spreads of the values
 
 
-def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SATURATING, maxfev: int = 20000) -> SaturatingFit:
+def fit_saturating(
+    n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SATURATING, maxfev: int = 20000
+) -> SaturatingFit:
     """Fit ``M = a N^(-alpha) + E`` with :func:`scipy.optimize.curve_fit` (never raises).
 
     Bounded so the answer means what its names say: ``alpha`` in (0, 5]; ``a`` > 0 when M falls
@@ -148,7 +162,9 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
         return SaturatingFit(np.nan, np.nan, np.nan, np.nan, k, False, reason)
 
     if k < min_points:
-        return failed(f"only {k} model(s); the saturating fit has 3 parameters and needs at least {min_points}")
+        return failed(
+            f"only {k} model(s); the saturating fit has 3 parameters and needs at least {min_points}"
+        )
     if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(m))):
         return failed("parameter counts must be positive and values finite")
     if np.unique(n).size < 3:
@@ -163,9 +179,15 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
     falling = float(np.polyfit(z, y, 1)[0]) < 0
     far = SATURATING_E_SPREADS * spread
     if falling:  # a > 0, E a floor under the values
-        lower, upper = (0.0, 0.0, float(y.min()) - far), (np.inf, SATURATING_ALPHA_MAX, float(y.max()))
+        lower, upper = (
+            (0.0, 0.0, float(y.min()) - far),
+            (np.inf, SATURATING_ALPHA_MAX, float(y.max())),
+        )
     else:  # a < 0, E a ceiling over them
-        lower, upper = (-np.inf, 0.0, float(y.min())), (0.0, SATURATING_ALPHA_MAX, float(y.max()) + far)
+        lower, upper = (
+            (-np.inf, 0.0, float(y.min())),
+            (0.0, SATURATING_ALPHA_MAX, float(y.max()) + far),
+        )
     sign = 1.0 if falling else -1.0
     starts = []
     for gap in (0.5, 0.05, 2.0):  # asymptote a little, or well, beyond the extreme value
@@ -180,11 +202,15 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
     messages: list[str] = []
     cov_warning: str | None = None
     for p0 in starts:
-        p0 = np.clip(np.array(p0), lo + 1e-6 * width, hi - 1e-6 * width)  # strictly inside the bounds
+        p0 = np.clip(
+            np.array(p0), lo + 1e-6 * width, hi - 1e-6 * width
+        )  # strictly inside the bounds
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OptimizeWarning)
             try:
-                params, _ = curve_fit(_saturating_model, z, y, p0=p0, bounds=(lower, upper), maxfev=maxfev)
+                params, _ = curve_fit(
+                    _saturating_model, z, y, p0=p0, bounds=(lower, upper), maxfev=maxfev
+                )
             except (RuntimeError, ValueError, FloatingPointError) as exc:
                 messages.append(str(exc).splitlines()[0])
                 continue
@@ -200,17 +226,25 @@ def fit_saturating(n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS_SA
             best = (sse, params)
             cov_warning = "; ".join(str(w.message).splitlines()[0] for w in caught) or None
     if best is None:
-        return failed("curve_fit did not converge: " + (messages[0] if messages else "no usable start point"))
+        return failed(
+            "curve_fit did not converge: " + (messages[0] if messages else "no usable start point")
+        )
     sse, (a_s, alpha, e_s) = best
     far_bound = lower[2] if falling else upper[2]
     if alpha < 1e-3 or abs(e_s - far_bound) < 1e-3 * spread:
-        return failed(f"no asymptote identified: the values do not bend towards a {'floor' if falling else 'ceiling'} within {SATURATING_E_SPREADS:g} times their spread (alpha {alpha:.3g}); read the pure power law")
+        return failed(
+            f"no asymptote identified: the values do not bend towards a {'floor' if falling else 'ceiling'} within {SATURATING_E_SPREADS:g} times their spread (alpha {alpha:.3g}); read the pure power law"
+        )
     if alpha > SATURATING_ALPHA_MAX * (1 - 1e-6):
-        return failed(f"no power law identified: the best fit is a step (alpha at its bound {SATURATING_ALPHA_MAX:g})")
+        return failed(
+            f"no power law identified: the best fit is a step (alpha at its bound {SATURATING_ALPHA_MAX:g})"
+        )
     ss_tot = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - sse / ss_tot if ss_tot > 0 else np.nan
     a = a_s * scale * float(np.exp(alpha * log_ref))  # a' (N/Nref)^-alpha = a N^-alpha
-    return SaturatingFit(float(a), float(alpha), float(e_s * scale), float(r2), k, True, None, cov_warning)
+    return SaturatingFit(
+        float(a), float(alpha), float(e_s * scale), float(r2), k, True, None, cov_warning
+    )
 
 
 @dataclass(frozen=True)
@@ -244,7 +278,9 @@ def split_holdout(n: np.ndarray, holdout: int) -> tuple[np.ndarray, np.ndarray]:
     return order[:cut], order[cut:]
 
 
-def extrapolate(n: np.ndarray, m: np.ndarray, holdout: int, min_points: int = MIN_MODELS) -> Extrapolation:
+def extrapolate(
+    n: np.ndarray, m: np.ndarray, holdout: int, min_points: int = MIN_MODELS
+) -> Extrapolation:
     """Fit the power law on all but the ``holdout`` largest models and predict those.
 
     Raises :class:`FitInputError` when fewer than ``min_points`` models would remain, or when
@@ -255,7 +291,9 @@ def extrapolate(n: np.ndarray, m: np.ndarray, holdout: int, min_points: int = MI
     if holdout < 1:
         raise FitInputError(f"holdout must be at least 1, got {holdout}")
     if n.size - holdout < min_points:
-        raise FitInputError(f"{n.size} model(s) minus {holdout} held out leaves fewer than {min_points} to fit")
+        raise FitInputError(
+            f"{n.size} model(s) minus {holdout} held out leaves fewer than {min_points} to fit"
+        )
     fit_idx, held_idx = split_holdout(n, holdout)
     fit = fit_power_law(n[fit_idx], m[fit_idx], min_points)
     actual = np.abs(m[held_idx])
@@ -276,7 +314,9 @@ def sign_changes(values: np.ndarray) -> bool:
     return bool(np.any(values > 0) and np.any(values < 0))
 
 
-def fit_sweep(sweep_dir: Any, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None) -> dict[str, Any]:
+def fit_sweep(
+    sweep_dir: Any, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None
+) -> dict[str, Any]:
     """Fit every (dataset, group, quantity) of a sweep folder; see :func:`errorentropy.fitting_cli.fit_sweep`."""
     from .fitting_cli import fit_sweep as _fit_sweep
 

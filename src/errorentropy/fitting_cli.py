@@ -49,8 +49,15 @@ def abs_interval(interval: np.ndarray) -> np.ndarray:
     if lo <= 0.0 <= hi:
         return np.array([0.0, max(-lo, hi)])
     return np.sort(np.abs([lo, hi]))
+
+
 # Short name -> key in a cell's summary; the order is the column order of bootstrap.COMPONENTS.
-QUANTITIES: dict[str, str] = {"CE": "cross_entropy", "EE": "error_entropy", "SA": "self_alignment", "Conf": "confidence"}
+QUANTITIES: dict[str, str] = {
+    "CE": "cross_entropy",
+    "EE": "error_entropy",
+    "SA": "self_alignment",
+    "Conf": "confidence",
+}
 
 
 def _is_main(revision: str | None) -> bool:
@@ -78,12 +85,31 @@ def select_final(cells: list[CellRecord], notes: list[dict[str, Any]]) -> list[C
             chosen = sorted(group, key=lambda c: c.key.revision or "")[0]
             finals.append(chosen)
             if len(group) > 1:
-                notes.append(_note("revision", f"{model} on {dataset}: no main revision and no step in its revision names; used {chosen.key.revision!r}", dataset=dataset))
+                notes.append(
+                    _note(
+                        "revision",
+                        f"{model} on {dataset}: no main revision and no step in its revision names; used {chosen.key.revision!r}",
+                        dataset=dataset,
+                    )
+                )
     return finals
 
 
-def _note(kind: str, message: str, *, dataset: str | None = None, group: str | None = None, quantity: str | None = None) -> dict[str, Any]:
-    return {"kind": kind, "dataset": dataset, "group": group, "quantity": quantity, "message": message}
+def _note(
+    kind: str,
+    message: str,
+    *,
+    dataset: str | None = None,
+    group: str | None = None,
+    quantity: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "dataset": dataset,
+        "group": group,
+        "quantity": quantity,
+        "message": message,
+    }
 
 
 def _num(x: Any) -> float | None:
@@ -106,19 +132,33 @@ def _dataset_seed(seed: int, dataset: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(dataset.encode("utf-8"))])
 
 
-def _bootstrap_dataset(cells: list[CellRecord], n_boot: int, seed: int, dataset: str, notes: list[dict[str, Any]]) -> dict[str, np.ndarray | None]:
+def _bootstrap_dataset(
+    cells: list[CellRecord], n_boot: int, seed: int, dataset: str, notes: list[dict[str, Any]]
+) -> dict[str, np.ndarray | None]:
     """Replicate components (B, 4) for every cell of one dataset, from one shared resampling."""
     hists: dict[str, bs.DocumentHistograms | None] = {}
     for cell in cells:
         try:
             table = cell.tokens()
         except UserError as exc:
-            notes.append(_note("no-tokens", f"{cell.key.cell_id}: no usable per-token data ({exc}); its bootstrap intervals are missing", dataset=dataset))
+            notes.append(
+                _note(
+                    "no-tokens",
+                    f"{cell.key.cell_id}: no usable per-token data ({exc}); its bootstrap intervals are missing",
+                    dataset=dataset,
+                )
+            )
             hists[cell.key.cell_id] = None
             continue
         h = bs.document_histograms(table.doc, table.rank, table.logprob)
         if h.n_documents < MIN_DOCUMENTS:
-            notes.append(_note("too-few-documents", f"{cell.key.cell_id}: {h.n_documents} scored document(s); resampling documents needs at least {MIN_DOCUMENTS}, so it has no bootstrap intervals", dataset=dataset))
+            notes.append(
+                _note(
+                    "too-few-documents",
+                    f"{cell.key.cell_id}: {h.n_documents} scored document(s); resampling documents needs at least {MIN_DOCUMENTS}, so it has no bootstrap intervals",
+                    dataset=dataset,
+                )
+            )
             hists[cell.key.cell_id] = None
             continue
         hists[cell.key.cell_id] = h
@@ -127,11 +167,19 @@ def _bootstrap_dataset(cells: list[CellRecord], n_boot: int, seed: int, dataset:
         return {k: None for k in hists}
     doc_space = np.unique(np.concatenate(spaces))
     if any(space.size != doc_space.size for space in spaces):
-        notes.append(_note("document-sets-differ", f"{dataset}: cells scored different sets of documents ({min(s.size for s in spaces)} to {doc_space.size}); the shared resampling draws from their union, so a cell's replicates also vary in how many of its own documents they hold", dataset=dataset))
+        notes.append(
+            _note(
+                "document-sets-differ",
+                f"{dataset}: cells scored different sets of documents ({min(s.size for s in spaces)} to {doc_space.size}); the shared resampling draws from their union, so a cell's replicates also vary in how many of its own documents they hold",
+                dataset=dataset,
+            )
+        )
     weights = bs.resample_weights(doc_space.size, n_boot, _dataset_seed(seed, dataset))
     out: dict[str, np.ndarray | None] = {}
     for cell_id, h in hists.items():
-        out[cell_id] = None if h is None else bs.replicate_components(bs.reindex(h, doc_space), weights)
+        out[cell_id] = (
+            None if h is None else bs.replicate_components(bs.reindex(h, doc_space), weights)
+        )
     return out
 
 
@@ -163,18 +211,41 @@ def _cell_row(cell: CellRecord, final: bool, reps: np.ndarray | None) -> dict[st
     }
 
 
-def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord], reps: dict[str, np.ndarray | None], ce_alpha: tuple[float | None, np.ndarray | None], notes: list[dict[str, Any]]) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+def _fit_row(
+    dataset: str,
+    group: str,
+    quantity: str,
+    members: list[CellRecord],
+    reps: dict[str, np.ndarray | None],
+    ce_alpha: tuple[float | None, np.ndarray | None],
+    notes: list[dict[str, Any]],
+) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
     """One (dataset, group, quantity) fit row, and its bootstrap alpha and R^2 replicates (for
     Table 2 and the paired R^2 comparison)."""
     j = list(QUANTITIES).index(quantity)
     n = np.array([float(c.non_embedding_params) for c in members])
     m = np.array([float(c.summary[QUANTITIES[quantity]]) for c in members])
     row: dict[str, Any] = {
-        "dataset": dataset, "group": group, "quantity": quantity, "n_models": len(members),
-        "models": [c.key.model for c in members], "non_embedding_params": [int(x) for x in n], "values": [_num(v) for v in m],
-        "alpha": None, "c": None, "r2": None, "alpha_ci": None, "r2_ci": None,
-        "delta_alpha_vs_ce": None, "delta_alpha_ci": None, "delta_alpha_signed": None, "delta_alpha_signed_ci": None, "n_boot_valid": 0,
-        "saturating": None, "skipped": None, "notes": [],
+        "dataset": dataset,
+        "group": group,
+        "quantity": quantity,
+        "n_models": len(members),
+        "models": [c.key.model for c in members],
+        "non_embedding_params": [int(x) for x in n],
+        "values": [_num(v) for v in m],
+        "alpha": None,
+        "c": None,
+        "r2": None,
+        "alpha_ci": None,
+        "r2_ci": None,
+        "delta_alpha_vs_ce": None,
+        "delta_alpha_ci": None,
+        "delta_alpha_signed": None,
+        "delta_alpha_signed_ci": None,
+        "n_boot_valid": 0,
+        "saturating": None,
+        "skipped": None,
+        "notes": [],
     }
     try:
         fit = fit_power_law(n, m)
@@ -189,7 +260,9 @@ def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord],
         row["delta_alpha_vs_ce"] = abs(fit.alpha - ce_alpha[0])
         row["delta_alpha_signed"] = fit.alpha - ce_alpha[0]
     sat = fit_saturating(n, m)
-    row["saturating"] = {key: (_num(v) if isinstance(v, float) else v) for key, v in sat.as_dict().items()}
+    row["saturating"] = {
+        key: (_num(v) if isinstance(v, float) else v) for key, v in sat.as_dict().items()
+    }
     alpha_reps = r2_reps = None
     rep_list = [reps.get(c.key.cell_id) for c in members]
     if rep_list and all(r is not None for r in rep_list):
@@ -208,18 +281,41 @@ def _fit_row(dataset: str, group: str, quantity: str, members: list[CellRecord],
                 signed = bs.percentile_interval(alpha_reps - ce_alpha[1], LEVEL)
                 row["delta_alpha_signed_ci"] = _ci(signed)
                 row["delta_alpha_ci"] = _ci(abs_interval(signed))
-            for name, value in (("alpha", row["alpha"]), ("R^2", row["r2"]), ("|delta alpha|", row["delta_alpha_vs_ce"])):
-                ci = row[{"alpha": "alpha_ci", "R^2": "r2_ci", "|delta alpha|": "delta_alpha_ci"}[name]]
+            for name, value in (
+                ("alpha", row["alpha"]),
+                ("R^2", row["r2"]),
+                ("|delta alpha|", row["delta_alpha_vs_ce"]),
+            ):
+                ci = row[
+                    {"alpha": "alpha_ci", "R^2": "r2_ci", "|delta alpha|": "delta_alpha_ci"}[name]
+                ]
                 if value is not None and ci is not None and not ci[0] <= value <= ci[1]:
                     message = f"{dataset}/{group}/{quantity}: {name} = {value:.4g} lies outside its own bootstrap interval [{ci[0]:.4g}, {ci[1]:.4g}]; read that interval with care (the statistic is skewed or bounded there)"
                     row["notes"].append(message)
-                    notes.append(_note("outside-interval", message, dataset=dataset, group=group, quantity=quantity))
+                    notes.append(
+                        _note(
+                            "outside-interval",
+                            message,
+                            dataset=dataset,
+                            group=group,
+                            quantity=quantity,
+                        )
+                    )
         if valid.sum() < valid.size:
-            row["notes"].append(f"{valid.size - int(valid.sum())} of {valid.size} bootstrap replicates had a zero or non-finite value and were left out")
+            row["notes"].append(
+                f"{valid.size - int(valid.sum())} of {valid.size} bootstrap replicates had a zero or non-finite value and were left out"
+            )
     return row, alpha_reps, r2_reps
 
 
-def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], reps: dict[str, np.ndarray | None], holdout: int | None, notes: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+def _extrapolation_rows(
+    dataset: str,
+    group: str,
+    members: list[CellRecord],
+    reps: dict[str, np.ndarray | None],
+    holdout: int | None,
+    notes: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Per-quantity extrapolation rows and the CE-versus-EE comparison for one group."""
     n = np.array([float(c.non_embedding_params) for c in members])
     k = default_holdout(len(members)) if holdout is None else holdout
@@ -227,7 +323,13 @@ def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], rep
     errors: dict[str, np.ndarray] = {}
     for j, quantity in enumerate(QUANTITIES):
         m = np.array([float(c.summary[QUANTITIES[quantity]]) for c in members])
-        row: dict[str, Any] = {"dataset": dataset, "group": group, "quantity": quantity, "holdout": k, "skipped": None}
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "group": group,
+            "quantity": quantity,
+            "holdout": k,
+            "skipped": None,
+        }
         try:
             ex = extrapolate(n, m, k)
         except FitInputError as exc:
@@ -237,9 +339,17 @@ def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], rep
         fit_idx, held_idx = split_holdout(n, k)
         row.update(
             fit_models=[members[i].key.model for i in fit_idx],
-            alpha=ex.fit.alpha, c=ex.fit.c, r2=_num(ex.fit.r2),
+            alpha=ex.fit.alpha,
+            c=ex.fit.c,
+            r2=_num(ex.fit.r2),
             heldout=[
-                {"model": members[i].key.model, "non_embedding_params": int(n[i]), "actual": float(a), "predicted": float(p), "relative_error": float(e)}
+                {
+                    "model": members[i].key.model,
+                    "non_embedding_params": int(n[i]),
+                    "actual": float(a),
+                    "predicted": float(p),
+                    "relative_error": float(e),
+                }
                 for i, a, p, e in zip(held_idx, ex.actual, ex.predicted, ex.relative_error)
             ],
             mean_abs_relative_error=ex.mean_abs_relative_error,
@@ -261,7 +371,9 @@ def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], rep
     if not ce or not ee or ce["skipped"] or ee["skipped"]:
         return rows, None
     comparison: dict[str, Any] = {
-        "dataset": dataset, "group": group, "holdout": k,
+        "dataset": dataset,
+        "group": group,
+        "holdout": k,
         "ce_mean_abs_relative_error": ce["mean_abs_relative_error"],
         "ee_mean_abs_relative_error": ee["mean_abs_relative_error"],
         "difference_ce_minus_ee": ce["mean_abs_relative_error"] - ee["mean_abs_relative_error"],
@@ -277,7 +389,9 @@ def _extrapolation_rows(dataset: str, group: str, members: list[CellRecord], rep
     return rows, comparison
 
 
-def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None) -> dict[str, Any]:
+def fit_sweep(
+    sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None
+) -> dict[str, Any]:
     """Everything ``errorentropy fit`` writes to ``fits.json``, as a dict (see docs/fit.md).
 
     ``n_boot`` document-level bootstrap replicates (0: no intervals), ``seed`` their random
@@ -292,17 +406,31 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
         raise UserError(f"--holdout must be >= 1, got {holdout}")
     cells = load_cells(sweep_dir)
     if not cells:
-        raise UserError(f"{sweep_dir} has no finished cells; run or resume `errorentropy sweep` first")
+        raise UserError(
+            f"{sweep_dir} has no finished cells; run or resume `errorentropy sweep` first"
+        )
     notes: list[dict[str, Any]] = []
     for dataset in sorted({c.key.dataset for c in cells}):
         group = [c for c in cells if c.key.dataset == dataset]
         mixed = mixed_settings(group)
         if mixed:
-            notes.append(_note("mixed-settings", f"{mixed}: its fits compare unlike numbers; rescore the odd cells or give them another dataset label", dataset=dataset))
+            notes.append(
+                _note(
+                    "mixed-settings",
+                    f"{mixed}: its fits compare unlike numbers; rescore the odd cells or give them another dataset label",
+                    dataset=dataset,
+                )
+            )
         for key in ("dtype", "head_path"):
             values = sorted({str(c.summary.get(key)) for c in group})
             if len(values) > 1:
-                notes.append(_note("mixed-settings", f"{dataset}: cells were scored with {key} {', '.join(values)}; EE counts ties, which 16-bit logits make commoner, so compare such cells with care", dataset=dataset))
+                notes.append(
+                    _note(
+                        "mixed-settings",
+                        f"{dataset}: cells were scored with {key} {', '.join(values)}; EE counts ties, which 16-bit logits make commoner, so compare such cells with care",
+                        dataset=dataset,
+                    )
+                )
     finals = select_final(cells, notes)
     final_ids = {c.key.cell_id for c in finals}
     datasets = sorted({c.key.dataset for c in cells})
@@ -317,14 +445,25 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
     # Fits and extrapolations are refitted on replicates without their resampling shift, the way
     # each cell's interval is centred on its estimate (bootstrap.centred_replicates).
     centred: dict[str, np.ndarray | None] = {
-        c.key.cell_id: None if reps.get(c.key.cell_id) is None else bs.centred_replicates(np.array([float(c.summary[QUANTITIES[q]]) for q in QUANTITIES]), reps[c.key.cell_id])  # type: ignore[arg-type]
+        c.key.cell_id: None
+        if reps.get(c.key.cell_id) is None
+        else bs.centred_replicates(
+            np.array([float(c.summary[QUANTITIES[q]]) for q in QUANTITIES]), reps[c.key.cell_id]
+        )  # type: ignore[arg-type]
         for c in cells
     }
     for row in cell_rows:
         for q, comp in row["components"].items():
             ci, shift = comp["ci"], comp.get("resampling_shift")
             if ci is not None and shift is not None and abs(shift) > (ci[1] - ci[0]) / 2:
-                notes.append(_note("biased-bootstrap", f"{row['cell_id']}: resampling documents moves {q} by {shift:+.3g}, more than half its interval (rare ranks: the plug-in estimate is biased); the interval is centred on the estimate, and the absolute level of {q} carries that bias", dataset=row["dataset"], quantity=q))
+                notes.append(
+                    _note(
+                        "biased-bootstrap",
+                        f"{row['cell_id']}: resampling documents moves {q} by {shift:+.3g}, more than half its interval (rare ranks: the plug-in estimate is biased); the interval is centred on the estimate, and the absolute level of {q} carries that bias",
+                        dataset=row["dataset"],
+                        quantity=q,
+                    )
+                )
 
     fit_rows: list[dict[str, Any]] = []
     extrapolation_rows: list[dict[str, Any]] = []
@@ -336,43 +475,91 @@ def fit_sweep(sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdo
             if c.key.dataset != dataset:
                 continue
             if c.non_embedding_params <= 0:
-                notes.append(_note("no-params", f"{c.key.model} on {dataset}: non-embedding parameter count is {c.non_embedding_params}; left out of the fits", dataset=dataset))
+                notes.append(
+                    _note(
+                        "no-params",
+                        f"{c.key.model} on {dataset}: non-embedding parameter count is {c.non_embedding_params}; left out of the fits",
+                        dataset=dataset,
+                    )
+                )
                 continue
             members_all.append(c)
         members_all.sort(key=lambda c: (c.non_embedding_params, c.key.model))
-        groups = {fam: [c for c in members_all if c.family == fam] for fam in sorted({c.family for c in members_all})}
+        groups = {
+            fam: [c for c in members_all if c.family == fam]
+            for fam in sorted({c.family for c in members_all})
+        }
         groups[ALL_GROUP] = members_all
         for group, members in groups.items():
-            ce_row, ce_reps, ce_r2 = _fit_row(dataset, group, "CE", members, centred, (None, None), notes)
+            ce_row, ce_reps, ce_r2 = _fit_row(
+                dataset, group, "CE", members, centred, (None, None), notes
+            )
             fit_rows.append(ce_row)
             for quantity in ("EE", "SA", "Conf"):
-                row, _, r2_reps = _fit_row(dataset, group, quantity, members, centred, (ce_row["alpha"], ce_reps), notes)
+                row, _, r2_reps = _fit_row(
+                    dataset, group, quantity, members, centred, (ce_row["alpha"], ce_reps), notes
+                )
                 fit_rows.append(row)
                 if quantity == "EE" and row["r2"] is not None and ce_row["r2"] is not None:
                     # Paired: both fits' replicates come from the same resampled documents.
-                    diff_ci = _ci(bs.percentile_interval(r2_reps - ce_r2, LEVEL)) if r2_reps is not None and ce_r2 is not None else None
-                    r2_comparisons.append({"dataset": dataset, "group": group, "n_models": len(members), "ee_r2": row["r2"], "ce_r2": ce_row["r2"],
-                                           "difference_ee_minus_ce": row["r2"] - ce_row["r2"], "difference_ci": diff_ci})
+                    diff_ci = (
+                        _ci(bs.percentile_interval(r2_reps - ce_r2, LEVEL))
+                        if r2_reps is not None and ce_r2 is not None
+                        else None
+                    )
+                    r2_comparisons.append(
+                        {
+                            "dataset": dataset,
+                            "group": group,
+                            "n_models": len(members),
+                            "ee_r2": row["r2"],
+                            "ce_r2": ce_row["r2"],
+                            "difference_ee_minus_ce": row["r2"] - ce_row["r2"],
+                            "difference_ci": diff_ci,
+                        }
+                    )
             conf = np.array([float(c.summary["confidence"]) for c in members])
             if sign_changes(conf):
                 signs = ", ".join(f"{v:+.3g}" for v in conf)
-                message = (f"{dataset}/{group}: Confidence changes sign across models ({int(np.sum(conf > 0))} positive, {int(np.sum(conf < 0))} negative; "
-                           f"from the smallest model to the largest: {signs}); the log|Conf| fit hides the sign")
-                notes.append(_note("conf-sign-change", message, dataset=dataset, group=group, quantity="Conf"))
+                message = (
+                    f"{dataset}/{group}: Confidence changes sign across models ({int(np.sum(conf > 0))} positive, {int(np.sum(conf < 0))} negative; "
+                    f"from the smallest model to the largest: {signs}); the log|Conf| fit hides the sign"
+                )
+                notes.append(
+                    _note(
+                        "conf-sign-change", message, dataset=dataset, group=group, quantity="Conf"
+                    )
+                )
                 fit_rows[-1]["notes"].append(message)
                 fit_rows[-1]["conf_sign_change"] = True
             if len(members) >= MIN_MODELS:
-                rows, comparison = _extrapolation_rows(dataset, group, members, centred, holdout, notes)
+                rows, comparison = _extrapolation_rows(
+                    dataset, group, members, centred, holdout, notes
+                )
                 extrapolation_rows.extend(rows)
                 if comparison is not None:
                     comparisons.append(comparison)
                 else:
-                    notes.append(_note("extrapolation-skipped", f"{dataset}/{group}: extrapolation skipped: " + next((r["skipped"] for r in rows if r["skipped"]), "no CE/EE fit"), dataset=dataset, group=group))
+                    notes.append(
+                        _note(
+                            "extrapolation-skipped",
+                            f"{dataset}/{group}: extrapolation skipped: "
+                            + next((r["skipped"] for r in rows if r["skipped"]), "no CE/EE fit"),
+                            dataset=dataset,
+                            group=group,
+                        )
+                    )
     return {
         "format": FITS_FORMAT,
         "version": FITS_VERSION,
         "sweep": str(sweep_dir),
-        "settings": {"n_boot": n_boot, "seed": seed, "holdout": holdout, "level": LEVEL, "min_models": MIN_MODELS},
+        "settings": {
+            "n_boot": n_boot,
+            "seed": seed,
+            "holdout": holdout,
+            "level": LEVEL,
+            "min_models": MIN_MODELS,
+        },
         "quantities": dict(QUANTITIES),
         "cells": cell_rows,
         "fits": fit_rows,
@@ -404,17 +591,21 @@ def read_fits(sweep_dir: Path | str) -> dict[str, Any]:
         path = path / FITS_FILE
     body = read_checked_json(path, "fits file")
     if body.get("format") != FITS_FORMAT or body.get("version") != FITS_VERSION:
-        raise UserError(f"{path} is not an errorentropy fits file of version {FITS_VERSION}; rerun `errorentropy fit`")
+        raise UserError(
+            f"{path} is not an errorentropy fits file of version {FITS_VERSION}; rerun `errorentropy fit`"
+        )
     return body
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    """errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters, per family and over all models, with bootstrap intervals, an extrapolation test and a saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
+    """Errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters, per family and over all models, with bootstrap intervals, an extrapolation test and a saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
     from .tables import table1_markdown
 
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir} is not a folder; pass the sweep folder given to `errorentropy sweep --out`")
+        raise UserError(
+            f"{sweep_dir} is not a folder; pass the sweep folder given to `errorentropy sweep --out`"
+        )
     result = fit_sweep(sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout)
     written = write_fits(sweep_dir, result)
     print(table1_markdown(result))
@@ -430,9 +621,28 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Register ``errorentropy fit``."""
     from .cli import non_negative_int, positive_int
 
-    parser = subparsers.add_parser("fit", parents=[common], help="scaling-law fits of a sweep (Tables 1 and 2, bootstrap intervals, extrapolation)", description=run_fit.__doc__)
+    parser = subparsers.add_parser(
+        "fit",
+        parents=[common],
+        help="scaling-law fits of a sweep (Tables 1 and 2, bootstrap intervals, extrapolation)",
+        description=run_fit.__doc__,
+    )
     parser.add_argument("sweep", metavar="DIR", help="sweep folder (holds cells/)")
-    parser.add_argument("--n-boot", "--bootstrap", dest="n_boot", type=non_negative_int, default=1000, help="document-level bootstrap replicates (0: no intervals; default 1000)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)")
-    parser.add_argument("--holdout", type=positive_int, default=None, help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)")
+    parser.add_argument(
+        "--n-boot",
+        "--bootstrap",
+        dest="n_boot",
+        type=non_negative_int,
+        default=1000,
+        help="document-level bootstrap replicates (0: no intervals; default 1000)",
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)"
+    )
+    parser.add_argument(
+        "--holdout",
+        type=positive_int,
+        default=None,
+        help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)",
+    )
     parser.set_defaults(func=run_fit)

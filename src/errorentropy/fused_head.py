@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+
 import torch
 
 from .scoring import TokenScores, _check_finite, score_hidden
@@ -88,9 +89,18 @@ def score_hidden_fused(
 
     hidden = hidden.to(device=device, dtype=weight.dtype).contiguous()
     weight_c = weight if weight.stride(1) == 1 else weight.contiguous()
-    bias_arg = bias.contiguous() if bias is not None else hidden  # any pointer: unused without HAS_BIAS
+    bias_arg = (
+        bias.contiguous() if bias is not None else hidden
+    )  # any pointer: unused without HAS_BIAS
     cap = float(softcap) if softcap else 1.0
-    flags = dict(HAS_BIAS=bias is not None, HAS_CAP=bool(softcap), INTERPRET=interpreting(), BT=BLOCK_T, BV=BLOCK_V, BD=BLOCK_D)
+    flags = dict(
+        HAS_BIAS=bias is not None,
+        HAS_CAP=bool(softcap),
+        INTERPRET=interpreting(),
+        BT=BLOCK_T,
+        BV=BLOCK_V,
+        BD=BLOCK_D,
+    )
     launch = dict(enable_fp_fusion=True)  # Triton's current default, stated: 3.10 changes it
     n_splits = splits or _splits(n_tokens, vocab, device)
     per_split = -(-vocab // n_splits)
@@ -106,9 +116,42 @@ def score_hidden_fused(
     group = min(BLOCK_T, BLOCK_V)
     # Triton launches on the current CUDA device: make it the head's (cuda:1 under device_map).
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        kernels.target_kernel[(-(-n_tokens // group),)](hidden, weight_c, bias_arg, targets, target_logit, n_tokens, dim, hidden.stride(0), weight_c.stride(0), cap, **flags, **launch)
+        kernels.target_kernel[(-(-n_tokens // group),)](
+            hidden,
+            weight_c,
+            bias_arg,
+            targets,
+            target_logit,
+            n_tokens,
+            dim,
+            hidden.stride(0),
+            weight_c.stride(0),
+            cap,
+            **flags,
+            **launch,
+        )
         grid = (-(-n_tokens // BLOCK_T), n_splits)
-        kernels.head_kernel[grid](hidden, weight_c, bias_arg, targets, target_logit, maxima, sums, greater, equal, seen, n_tokens, vocab, dim, per_split, hidden.stride(0), weight_c.stride(0), cap, **flags, **launch)
+        kernels.head_kernel[grid](
+            hidden,
+            weight_c,
+            bias_arg,
+            targets,
+            target_logit,
+            maxima,
+            sums,
+            greater,
+            equal,
+            seen,
+            n_tokens,
+            vocab,
+            dim,
+            per_split,
+            hidden.stride(0),
+            weight_c.stride(0),
+            cap,
+            **flags,
+            **launch,
+        )
     top = maxima.max(dim=0).values.double()
     lse = top + torch.log((sums * torch.exp(maxima.double() - top)).sum(dim=0))
     _check_finite(lse, target_logit)
@@ -117,7 +160,13 @@ def score_hidden_fused(
     if stats is not None:
         stats["tokens"] = stats.get("tokens", 0) + n_tokens
         stats["rescored"] = stats.get("rescored", 0) + int(stray.numel())
-    if stray.numel():  # the target logit's bits differ from its tile's: rescore those tokens exactly
+    if (
+        stray.numel()
+    ):  # the target logit's bits differ from its tile's: rescore those tokens exactly
         exact = score_hidden(hidden[stray], weight, targets[stray], bias=bias, softcap=softcap)
-        scores.rank[stray], scores.logprob[stray], scores.tied[stray] = exact.rank.to(device), exact.logprob.to(device), exact.tied.to(device)
+        scores.rank[stray], scores.logprob[stray], scores.tied[stray] = (
+            exact.rank.to(device),
+            exact.logprob.to(device),
+            exact.tied.to(device),
+        )
     return scores

@@ -20,8 +20,27 @@ def _tanh(x, INTERPRET: tl.constexpr):
     y = (1.0 - e) / (1.0 + e)
     return tl.where(x < 0, -y, y)
 
+
 @triton.jit
-def _tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, dim, stride_h, stride_w, softcap, HAS_BIAS: tl.constexpr, HAS_CAP: tl.constexpr, INTERPRET: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr):
+def _tile(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    rows,
+    cols,
+    row_ok,
+    col_ok,
+    dim,
+    stride_h,
+    stride_w,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_CAP: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    BT: tl.constexpr,
+    BV: tl.constexpr,
+    BD: tl.constexpr,
+):
     # One [BT, BV] float32 tile of logits: hidden rows times head rows ``cols``.
     acc = tl.zeros((BT, BV), dtype=tl.float32)
     rows = rows.to(tl.int64)  # offsets past 2**31 elements: a 128k x 16k head has 2.1e9
@@ -29,9 +48,19 @@ def _tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, dim, stride_h, stride
     for d0 in range(0, dim, BD):
         ds = d0 + tl.arange(0, BD)
         d_ok = ds < dim
-        h = tl.load(h_ptr + rows[:, None] * stride_h + ds[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-        w = tl.load(w_ptr + cols[:, None] * stride_w + ds[None, :], mask=col_ok[:, None] & d_ok[None, :], other=0.0)
-        if INTERPRET:  # the CPU interpreter multiplies bfloat16 as raw integers: widen first (exact)
+        h = tl.load(
+            h_ptr + rows[:, None] * stride_h + ds[None, :],
+            mask=row_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        w = tl.load(
+            w_ptr + cols[:, None] * stride_w + ds[None, :],
+            mask=col_ok[:, None] & d_ok[None, :],
+            other=0.0,
+        )
+        if (
+            INTERPRET
+        ):  # the CPU interpreter multiplies bfloat16 as raw integers: widen first (exact)
             h = h.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(h, tl.trans(w), acc, input_precision="ieee")
@@ -43,7 +72,24 @@ def _tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, dim, stride_h, stride
 
 
 @triton.jit
-def target_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, out_ptr, n_tokens, dim, stride_h, stride_w, softcap, HAS_BIAS: tl.constexpr, HAS_CAP: tl.constexpr, INTERPRET: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr):
+def target_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    out_ptr,
+    n_tokens,
+    dim,
+    stride_h,
+    stride_w,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_CAP: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    BT: tl.constexpr,
+    BV: tl.constexpr,
+    BD: tl.constexpr,
+):
     # Target logits with the main kernel's tile shape: token i's head row sits in column i.
     G: tl.constexpr = BT if BT < BV else BV
     start = tl.program_id(0) * G
@@ -52,13 +98,56 @@ def target_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, out_ptr, n_tokens, dim, stride_h
     slots = start + tl.arange(0, BV)
     slot_ok = (tl.arange(0, BV) < G) & (slots < n_tokens)
     cols = tl.load(tgt_ptr + slots, mask=slot_ok, other=0)
-    z = _tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, slot_ok, dim, stride_h, stride_w, softcap, HAS_BIAS, HAS_CAP, INTERPRET, BT, BV, BD)
+    z = _tile(
+        h_ptr,
+        w_ptr,
+        b_ptr,
+        rows,
+        cols,
+        row_ok,
+        slot_ok,
+        dim,
+        stride_h,
+        stride_w,
+        softcap,
+        HAS_BIAS,
+        HAS_CAP,
+        INTERPRET,
+        BT,
+        BV,
+        BD,
+    )
     diagonal = tl.arange(0, BT)[:, None] == tl.arange(0, BV)[None, :]
     t = tl.sum(tl.where(diagonal, z, 0.0), axis=1)
     tl.store(out_ptr + rows, t, mask=row_ok)
 
+
 @triton.jit
-def head_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, t_ptr, max_ptr, sum_ptr, gt_ptr, eq_ptr, seen_ptr, n_tokens, vocab, dim, per_split, stride_h, stride_w, softcap, HAS_BIAS: tl.constexpr, HAS_CAP: tl.constexpr, INTERPRET: tl.constexpr, BT: tl.constexpr, BV: tl.constexpr, BD: tl.constexpr):
+def head_kernel(
+    h_ptr,
+    w_ptr,
+    b_ptr,
+    tgt_ptr,
+    t_ptr,
+    max_ptr,
+    sum_ptr,
+    gt_ptr,
+    eq_ptr,
+    seen_ptr,
+    n_tokens,
+    vocab,
+    dim,
+    per_split,
+    stride_h,
+    stride_w,
+    softcap,
+    HAS_BIAS: tl.constexpr,
+    HAS_CAP: tl.constexpr,
+    INTERPRET: tl.constexpr,
+    BT: tl.constexpr,
+    BV: tl.constexpr,
+    BD: tl.constexpr,
+):
     # Program (token block, vocabulary slice): running max, float64 sum of exps, counts.
     block, split = tl.program_id(0), tl.program_id(1)
     rows = block * BT + tl.arange(0, BT)
@@ -75,7 +164,25 @@ def head_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, t_ptr, max_ptr, sum_ptr, gt_ptr, e
     for v0 in range(v_start, v_end, BV):
         cols = v0 + tl.arange(0, BV)
         col_ok = cols < v_end
-        z = _tile(h_ptr, w_ptr, b_ptr, rows, cols, row_ok, col_ok, dim, stride_h, stride_w, softcap, HAS_BIAS, HAS_CAP, INTERPRET, BT, BV, BD)
+        z = _tile(
+            h_ptr,
+            w_ptr,
+            b_ptr,
+            rows,
+            cols,
+            row_ok,
+            col_ok,
+            dim,
+            stride_h,
+            stride_w,
+            softcap,
+            HAS_BIAS,
+            HAS_CAP,
+            INTERPRET,
+            BT,
+            BV,
+            BD,
+        )
         z = tl.where(col_ok[None, :], z, float("-inf"))
         own = cols[None, :] == tgt[:, None]
         rival = col_ok[None, :] & (cols[None, :] != tgt[:, None])
@@ -86,7 +193,9 @@ def head_kernel(h_ptr, w_ptr, b_ptr, tgt_ptr, t_ptr, max_ptr, sum_ptr, gt_ptr, e
         # A row of -inf so far (a -inf bias) keeps max -inf: shift by 0 there, not by -inf (NaN).
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
         tile_sum = tl.sum(tl.exp(z - shift[:, None]), axis=1)
-        running_sum = running_sum * tl.exp(running_max.to(tl.float64) - shift.to(tl.float64)) + tile_sum.to(tl.float64)
+        running_sum = running_sum * tl.exp(
+            running_max.to(tl.float64) - shift.to(tl.float64)
+        ) + tile_sum.to(tl.float64)
         running_max = new_max
     out = split * n_tokens + rows
     tl.store(max_ptr + out, running_max, mask=row_ok)

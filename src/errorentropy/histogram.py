@@ -20,7 +20,9 @@ from .storage import read_checked_json, write_checked_json
 
 FORMAT_NAME = "errorentropy-histogram"
 FORMAT_VERSION = 1
-MAX_RANK = 1 << 24  # a saved rank at or beyond this is damage, not a vocabulary (dense arrays stay < 256 MiB)
+MAX_RANK = (
+    1 << 24
+)  # a saved rank at or beyond this is damage, not a vocabulary (dense arrays stay < 256 MiB)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Decomposition:
 
     @property
     def log_c(self) -> float:
-        """log C, the log of the summed geometric-mean scores (equals Confidence)."""
+        """Log C, the log of the summed geometric-mean scores (equals Confidence)."""
         return self.confidence
 
     @property
@@ -74,7 +76,9 @@ def decompose_arrays(counts: np.ndarray, sums: np.ndarray) -> Decomposition:
     sums = np.asarray(sums, dtype=np.float64)
     observed = np.flatnonzero(counts > 0)
     if observed.size == 0:
-        raise UserError("the rank histogram is empty (no scored tokens); score a corpus with at least one document of 2+ tokens")
+        raise UserError(
+            "the rank histogram is empty (no scored tokens); score a corpus with at least one document of 2+ tokens"
+        )
     n_e = counts[observed].astype(np.float64)
     s_e = sums[observed]
     n = float(n_e.sum())
@@ -141,16 +145,20 @@ class RankHistogram:
         n_documents: int = 0,
         n_skipped: int = 0,
         n_tied: int = 0,
-    ) -> "RankHistogram":
+    ) -> RankHistogram:
         """Build from per-token ranks (int >= 0) and log-probabilities (float <= 0)."""
         ranks = np.asarray(ranks).astype(np.int64, copy=False).ravel()
         logprobs = np.asarray(logprobs, dtype=np.float64).ravel()
         if ranks.shape != logprobs.shape:
-            raise ValueError(f"ranks ({ranks.size}) and logprobs ({logprobs.size}) differ in length")
+            raise ValueError(
+                f"ranks ({ranks.size}) and logprobs ({logprobs.size}) differ in length"
+            )
         if ranks.size and ranks.min() < 0:
             raise ValueError("ranks must be non-negative")
         if not np.all(np.isfinite(logprobs)):
-            raise UserError("non-finite log-probabilities (NaN or inf) reached the histogram; the model's logits are not finite, try --dtype float32")
+            raise UserError(
+                "non-finite log-probabilities (NaN or inf) reached the histogram; the model's logits are not finite, try --dtype float32"
+            )
         size = int(ranks.max()) + 1 if ranks.size else 0
         counts = np.bincount(ranks, minlength=size).astype(np.int64)
         sums = np.bincount(ranks, weights=logprobs, minlength=size)
@@ -167,7 +175,7 @@ class RankHistogram:
     def __bool__(self) -> bool:
         return self.n_tokens > 0 or self.n_skipped > 0 or self.n_documents > 0
 
-    def __add__(self, other: object) -> "RankHistogram":
+    def __add__(self, other: object) -> RankHistogram:
         if isinstance(other, int) and other == 0:
             return self.copy()
         if not isinstance(other, RankHistogram):
@@ -189,15 +197,18 @@ class RankHistogram:
 
     __radd__ = __add__
 
-    def copy(self) -> "RankHistogram":
+    def copy(self) -> RankHistogram:
         """An independent copy."""
-        return RankHistogram(self.counts, self.logprob_sums, self.n_documents, self.n_skipped, self.n_tied)
+        return RankHistogram(
+            self.counts, self.logprob_sums, self.n_documents, self.n_skipped, self.n_tied
+        )
 
-    def equals(self, other: "RankHistogram", rtol: float = 0.0) -> bool:
+    def equals(self, other: RankHistogram, rtol: float = 0.0) -> bool:
         """Counts and bookkeeping exactly equal; sums equal within relative tolerance ``rtol``."""
         return (
             np.array_equal(self.counts, other.counts)
-            and (self.n_documents, self.n_skipped, self.n_tied) == (other.n_documents, other.n_skipped, other.n_tied)
+            and (self.n_documents, self.n_skipped, self.n_tied)
+            == (other.n_documents, other.n_skipped, other.n_tied)
             and np.allclose(self.logprob_sums, other.logprob_sums, rtol=rtol, atol=0.0)
         )
 
@@ -230,15 +241,25 @@ class RankHistogram:
         }
 
     @classmethod
-    def from_dict(cls, body: dict[str, Any], source: str = "histogram") -> "RankHistogram":
+    def from_dict(cls, body: dict[str, Any], source: str = "histogram") -> RankHistogram:
         """Inverse of :meth:`to_dict`, for every format version this package has written."""
         if body.get("format") != FORMAT_NAME:
-            raise UserError(f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass a file written by `errorentropy score`")
+            raise UserError(
+                f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass a file written by `errorentropy score`"
+            )
         version = body.get("version")
         if version != 1:
-            if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-                raise UserError(f"{source} has histogram format version {version}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy")
-            raise UserError(f"{source} has an unknown histogram format version {version!r}; it was not written by errorentropy or is damaged")
+            if (
+                isinstance(version, int)
+                and not isinstance(version, bool)
+                and version > FORMAT_VERSION
+            ):
+                raise UserError(
+                    f"{source} has histogram format version {version}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy"
+                )
+            raise UserError(
+                f"{source} has an unknown histogram format version {version!r}; it was not written by errorentropy or is damaged"
+            )
         try:
             ranks = np.asarray(body["ranks"], dtype=np.int64)
             counts_sparse = np.asarray(body["counts"], dtype=np.int64)
@@ -250,13 +271,21 @@ class RankHistogram:
             counts[ranks] = counts_sparse
             sums[ranks] = sums_sparse
             bookkeeping = [body["n_documents"], body["n_skipped"], body["n_tied"]]
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bookkeeping):
-                raise ValueError(f"n_documents, n_skipped and n_tied must be non-negative integers, got {bookkeeping}")
+            if not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bookkeeping
+            ):
+                raise ValueError(
+                    f"n_documents, n_skipped and n_tied must be non-negative integers, got {bookkeeping}"
+                )
             hist = cls(counts, sums, *bookkeeping)
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
-            raise UserError(f"{source} is malformed ({str(exc)[:120]}); delete it and recompute") from None
+            raise UserError(
+                f"{source} is malformed ({str(exc)[:120]}); delete it and recompute"
+            ) from None
         if hist.n_tokens != body.get("n_tokens"):
-            raise UserError(f"{source} is inconsistent (n_tokens does not match its counts); delete it and recompute")
+            raise UserError(
+                f"{source} is inconsistent (n_tokens does not match its counts); delete it and recompute"
+            )
         return hist
 
     def save(self, path: Path | str) -> None:
@@ -264,12 +293,14 @@ class RankHistogram:
         write_checked_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: Path | str) -> "RankHistogram":
+    def load(cls, path: Path | str) -> RankHistogram:
         """Read a file written by :meth:`save`; corruption is detected by checksum."""
         return cls.from_dict(read_checked_json(path, "histogram"), source=str(path))
 
 
-def _check_sparse(body: dict[str, Any], ranks: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> None:
+def _check_sparse(
+    body: dict[str, Any], ranks: np.ndarray, counts: np.ndarray, sums: np.ndarray
+) -> None:
     """Raise ValueError unless the sparse arrays are what :meth:`RankHistogram.to_dict` writes."""
     for name in ("ranks", "counts"):
         if any(isinstance(v, bool) or not isinstance(v, int) for v in body[name]):
@@ -290,4 +321,3 @@ def total(histograms: list[RankHistogram]) -> RankHistogram:
     for hist in histograms:
         result = result + hist
     return result
-

@@ -18,7 +18,9 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto")
+        raise UserError(
+            f"--device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto"
+        )
     try:
         return torch.device(device)
     except (RuntimeError, ValueError):
@@ -45,9 +47,15 @@ def load_config(name: str, revision: str | None = None, trust_remote_code: bool 
 
     path = Path(name).expanduser()
     if name.startswith((".", "/", "~")) and not path.exists():
-        raise UserError(f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m")
+        raise UserError(
+            f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m"
+        )
     try:
-        return AutoConfig.from_pretrained(str(path) if path.exists() else name, revision=revision, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(
+            str(path) if path.exists() else name,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+        )
     except Exception as exc:  # transformers raises OSError/ValueError/HTTP errors with long texts
         raise UserError(_load_message(name, revision, exc)) from None
 
@@ -88,13 +96,25 @@ def load_model(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, config, dev)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(name, source), revision=hub_revision, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer_source(name, source),
+            revision=hub_revision,
+            trust_remote_code=trust_remote_code,
+        )
     except Exception as exc:
-        raise UserError(f"model {name} has no usable tokenizer ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); save one beside the weights with tokenizer.save_pretrained") from None
+        raise UserError(
+            f"model {name} has no usable tokenizer ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); save one beside the weights with tokenizer.save_pretrained"
+        ) from None
     if not tokenizer("hello world", add_special_tokens=False)["input_ids"]:
         # transformers 5 builds an empty tokenizer from config.json alone when no tokenizer files exist
-        raise UserError(f"model {name} has no usable tokenizer (it turns text into no tokens: no tokenizer files beside the weights?); save one there with tokenizer.save_pretrained")
-    kwargs: dict[str, Any] = {"revision": hub_revision, "dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+        raise UserError(
+            f"model {name} has no usable tokenizer (it turns text into no tokens: no tokenizer files beside the weights?); save one there with tokenizer.save_pretrained"
+        )
+    kwargs: dict[str, Any] = {
+        "revision": hub_revision,
+        "dtype": torch_dtype,
+        "trust_remote_code": trust_remote_code,
+    }
     if device_map:
         kwargs["device_map"] = device_map
     try:
@@ -116,26 +136,41 @@ def resolve_revision(name: str, revision: str | None) -> tuple[str, str | None]:
         local = path / "checkpoints" / revision
         if local.is_dir():
             return str(local), None
-        available = sorted(p.name for p in (path / "checkpoints").glob("*") if p.is_dir()) if (path / "checkpoints").is_dir() else []
+        available = (
+            sorted(p.name for p in (path / "checkpoints").glob("*") if p.is_dir())
+            if (path / "checkpoints").is_dir()
+            else []
+        )
         raise UserError(
             f"local model {name} has no revision {revision!r} (no folder {local}); available: {', '.join(available) or 'none'}"
         )
     if name.startswith((".", "/", "~")):
-        raise UserError(f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m")
+        raise UserError(
+            f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m"
+        )
     return name, revision
 
 
 def tokenizer_source(name: str, source: str) -> str:
     """Checkpoint folders may lack a tokenizer; then the model root's tokenizer serves."""
     src = Path(source)
-    if src.is_dir() and not any((src / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")):
+    if src.is_dir() and not any(
+        (src / f).exists()
+        for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+    ):
         return str(Path(name).expanduser())
     return source
 
 
 def context_length(config: Any) -> int | None:
     """The longest input the model's positions allow, if the config says."""
-    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length", "seq_length"):
+    for key in (
+        "max_position_embeddings",
+        "n_positions",
+        "n_ctx",
+        "max_sequence_length",
+        "seq_length",
+    ):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             return value
@@ -152,7 +187,11 @@ class ParameterCounts:
     non_embedding: int
 
     def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "embedding": self.embedding, "non_embedding": self.non_embedding}
+        return {
+            "total": self.total,
+            "embedding": self.embedding,
+            "non_embedding": self.non_embedding,
+        }
 
 
 def count_parameters(model: torch.nn.Module) -> ParameterCounts:
@@ -170,7 +209,9 @@ def count_parameters(model: torch.nn.Module) -> ParameterCounts:
     return ParameterCounts(total=total, embedding=embedding, non_embedding=total - embedding)
 
 
-def count_parameters_from_config(name: str, revision: str | None = None, trust_remote_code: bool = False) -> ParameterCounts:
+def count_parameters_from_config(
+    name: str, revision: str | None = None, trust_remote_code: bool = False
+) -> ParameterCounts:
     """Parameter counts from the config alone: the model is built on the meta device, no weights."""
     from transformers import AutoModelForCausalLM
 
@@ -180,7 +221,9 @@ def count_parameters_from_config(name: str, revision: str | None = None, trust_r
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except ValueError as exc:
-        raise UserError(f"{name} is not a causal language model ({str(exc).splitlines()[0]}); pass a decoder-only LM") from None
+        raise UserError(
+            f"{name} is not a causal language model ({str(exc).splitlines()[0]}); pass a decoder-only LM"
+        ) from None
     return count_parameters(model)
 
 

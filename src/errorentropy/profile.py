@@ -36,7 +36,7 @@ class RankProfile:
         np.add.at(self.sums[:, :width], ranks[keep], probs[:, :width])
         np.add.at(self.counts, ranks[keep], 1)
 
-    def __add__(self, other: object) -> "RankProfile":
+    def __add__(self, other: object) -> RankProfile:
         if isinstance(other, int) and other == 0:
             return RankProfile(self.sums.copy(), self.counts.copy())
         if not isinstance(other, RankProfile):
@@ -51,23 +51,37 @@ class RankProfile:
             return self.sums / self.counts[:, None]
 
     def save(self, path: Path | str) -> None:
-        write_checked_json(path, {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "sums": self.sums.tolist(),
-            "counts": self.counts.tolist(),
-        })
+        write_checked_json(
+            path,
+            {
+                "format": FORMAT_NAME,
+                "version": FORMAT_VERSION,
+                "sums": self.sums.tolist(),
+                "counts": self.counts.tolist(),
+            },
+        )
 
     @classmethod
-    def load(cls, path: Path | str) -> "RankProfile":
+    def load(cls, path: Path | str) -> RankProfile:
         body: dict[str, Any] = read_checked_json(path, "profile")
         if body.get("format") != FORMAT_NAME or body.get("version") != FORMAT_VERSION:
-            raise UserError(f"{path} is not a version-{FORMAT_VERSION} errorentropy profile; recompute it with --profile")
+            raise UserError(
+                f"{path} is not a version-{FORMAT_VERSION} errorentropy profile; recompute it with --profile"
+            )
         try:
             sums = np.asarray(body["sums"], dtype=np.float64)
             counts = np.asarray(body["counts"], dtype=np.int64)
-            if sums.ndim != 2 or counts.shape != sums.shape[:1] or np.any(counts < 0) or not np.all(np.isfinite(sums)):
-                raise ValueError("sums must be [ranks, top] and counts [ranks], non-negative and finite")
+            if (
+                sums.ndim != 2
+                or counts.shape != sums.shape[:1]
+                or np.any(counts < 0)
+                or not np.all(np.isfinite(sums))
+            ):
+                raise ValueError(
+                    "sums must be [ranks, top] and counts [ranks], non-negative and finite"
+                )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise UserError(f"profile {path} is malformed ({str(exc)[:120]}); delete it and recompute with --profile") from None
+            raise UserError(
+                f"profile {path} is malformed ({str(exc)[:120]}); delete it and recompute with --profile"
+            ) from None
         return cls(sums, counts)

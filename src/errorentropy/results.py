@@ -50,7 +50,9 @@ def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) 
 
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> None:
-    atomic_write_text(directory / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n")
+    atomic_write_text(
+        directory / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n"
+    )
 
 
 def write_result(directory: Path, result: Any, summary: dict[str, Any]) -> None:
@@ -68,7 +70,9 @@ def find_histogram(source: Path | str) -> Path:
     if path.is_dir():
         path = path / HISTOGRAM_FILE
     if not path.exists():
-        raise UserError(f"no histogram at {source}; pass a folder written by `errorentropy score --out` or its {HISTOGRAM_FILE}")
+        raise UserError(
+            f"no histogram at {source}; pass a folder written by `errorentropy score --out` or its {HISTOGRAM_FILE}"
+        )
     return path
 
 
@@ -84,7 +88,9 @@ PROTOCOL_KEYS = ("text_field", "max_length", "window", "stride", "bos")
 MERGE_KEYS = ("model", "revision", "dtype", *PROTOCOL_KEYS)
 
 
-def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankHistogram, dict[str, Any]]:
+def merge_saved(
+    sources: list[str], *, allow_mixed: bool = False
+) -> tuple[RankHistogram, dict[str, Any]]:
     """Merge saved results into one histogram, and the settings they share.
 
     Refused (:class:`UserError`): the same result twice (a folder and its histogram.json, a link),
@@ -109,7 +115,9 @@ def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankH
         fp = summary.get("data_fingerprint")
         key = (summary.get("model"), summary.get("revision"), fp)
         if fp and key in fingerprints:
-            raise UserError(f"{fingerprints[key]} and {src} scored the same documents with the same model (data fingerprint {fp[:12]}); merging would count them twice")
+            raise UserError(
+                f"{fingerprints[key]} and {src} scored the same documents with the same model (data fingerprint {fp[:12]}); merging would count them twice"
+            )
         if fp:
             fingerprints[key] = src
     settings: dict[str, Any] = {}
@@ -119,11 +127,15 @@ def merge_saved(sources: list[str], *, allow_mixed: bool = False) -> tuple[RankH
             settings[key] = known[0][1].get(key)
         elif len(values) > 1 and not allow_mixed:
             shown = ", ".join(f"{src}: {s.get(key)!r}" for src, s in known[:4])
-            raise UserError(f"the results differ in {key} ({shown}); their sum would be no one model's numbers. Pass --allow-mixed to merge them anyway")
+            raise UserError(
+                f"the results differ in {key} ({shown}); their sum would be no one model's numbers. Pass --allow-mixed to merge them anyway"
+            )
     data = [s.get("data") for _, s in known]
     settings["data"] = data[0] if len(set(map(str, data))) == 1 and data else data
     unknown = [str(src) for src, s in zip(sources, summaries) if s is None]
     if unknown:
-        settings["notes"] = [f"no summary.json beside {', '.join(unknown)}: their settings were not checked"]
+        settings["notes"] = [
+            f"no summary.json beside {', '.join(unknown)}: their settings were not checked"
+        ]
     settings["merged_from"] = [str(s) for s in sources]
     return load_histograms([str(p) for p in paths]), settings

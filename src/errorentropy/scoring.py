@@ -16,9 +16,9 @@ the ground truth's favour; ``tied`` counts the other entries exactly equal to th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -45,13 +45,17 @@ def cpu_workers(device: torch.device) -> int:
     return torch.get_num_threads() if device.type == "cpu" else 1
 
 
-WORKER_COPY_BYTES = 1 << 28  # float32 copies of 16-bit head chunks held by the workers at once (256 MiB)
+WORKER_COPY_BYTES = (
+    1 << 28
+)  # float32 copies of 16-bit head chunks held by the workers at once (256 MiB)
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 # A forked child inherits the pools but not their threads: it must start its own.
 os.register_at_fork(after_in_child=_POOLS.clear)
 
 
-def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: int) -> list["TokenScores"]:
+def run_blocks(
+    block: Callable[[int], TokenScores], starts: range, workers: int
+) -> list[TokenScores]:
     """``block(start)`` for every start, in order, each at one intra-op thread; with ``workers`` > 1
     the blocks run on that many threads at once.
 
@@ -70,10 +74,17 @@ def run_blocks(block: Callable[[int], "TokenScores"], starts: range, workers: in
             return [block(starts[0])]
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="errorentropy-head", initializer=torch.set_num_threads, initargs=(1,))
+            pool = _POOLS[workers] = ThreadPoolExecutor(
+                workers,
+                thread_name_prefix="errorentropy-head",
+                initializer=torch.set_num_threads,
+                initargs=(1,),
+            )
         return list(pool.map(block, starts))
     finally:
-        torch.set_num_threads(before)  # not `workers`: a 16-bit head may run fewer workers than threads
+        torch.set_num_threads(
+            before
+        )  # not `workers`: a 16-bit head may run fewer workers than threads
 
 
 @dataclass
@@ -90,7 +101,7 @@ class TokenScores:
     top_logprobs: torch.Tensor | None = None
 
     @staticmethod
-    def cat(parts: list["TokenScores"]) -> "TokenScores":
+    def cat(parts: list[TokenScores]) -> TokenScores:
         """Concatenate along tokens."""
         tops = [p.top_logprobs for p in parts]
         return TokenScores(
@@ -138,12 +149,17 @@ ROW_MULTIPLE = 16
 
 
 @torch.no_grad()
-def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, token_block: int | None = None) -> TokenScores:
+def score_logits(
+    logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, token_block: int | None = None
+) -> TokenScores:
     """Score from full logits ``[T, V]`` (any dtype) against ``targets [T]``, in float32."""
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError("logits must be [T, V] and targets [T]")
     vocab = logits.shape[1]
-    block = token_block or max(ROW_MULTIPLE, default_chunk_elements(logits.device) // max(vocab, 1) // ROW_MULTIPLE * ROW_MULTIPLE)
+    block = token_block or max(
+        ROW_MULTIPLE,
+        default_chunk_elements(logits.device) // max(vocab, 1) // ROW_MULTIPLE * ROW_MULTIPLE,
+    )
     parts = []
     for start in range(0, logits.shape[0], block):
         z = logits[start : start + block].float()
@@ -164,7 +180,14 @@ def score_logits(logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, 
         top = None
         if topk:
             top = z.topk(min(topk, vocab), dim=-1).values.double() - lse[:, None]
-        parts.append(TokenScores(rank[:rows].long(), t[:rows, 0].double() - lse[:rows], tied[:rows].long(), None if top is None else top[:rows]))
+        parts.append(
+            TokenScores(
+                rank[:rows].long(),
+                t[:rows, 0].double() - lse[:rows],
+                tied[:rows].long(),
+                None if top is None else top[:rows],
+            )
+        )
     if not parts:
         return _empty(logits.device, topk)
     return TokenScores.cat(parts)
@@ -186,11 +209,25 @@ def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     same entry, where an elementwise multiply-and-sum rounds differently; near-ties then compare
     alike and ranks match full logits exactly. Extra work: ``TARGET_BLOCK / vocab`` of the head.
     """
-    return torch.cat([(h[s : s + TARGET_BLOCK] @ rows[s : s + TARGET_BLOCK].T).diagonal() for s in range(0, h.shape[0], TARGET_BLOCK)])
+    return torch.cat(
+        [
+            (h[s : s + TARGET_BLOCK] @ rows[s : s + TARGET_BLOCK].T).diagonal()
+            for s in range(0, h.shape[0], TARGET_BLOCK)
+        ]
+    )
 
 
 @torch.no_grad()  # grad mode is per thread: a worker would otherwise record the head for autograd
-def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, softcap: float | None, vocab_chunk: int, topk: int, scale: tuple[float | None, float | None] = (None, None)) -> TokenScores:
+def _score_block(
+    hidden: torch.Tensor,
+    tgt: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    softcap: float | None,
+    vocab_chunk: int,
+    topk: int,
+    scale: tuple[float | None, float | None] = (None, None),
+) -> TokenScores:
     """One block of tokens through the whole head, one ``[tokens, vocab_chunk]`` tile at a time."""
     vocab = weight.shape[0]
     h = hidden.float()
@@ -224,7 +261,9 @@ def _score_block(hidden: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, 
             top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
             top = top.topk(min(topk, top.shape[1]), dim=-1).values
     _check_finite(lse, t)
-    return TokenScores(greater, t.double() - lse, tied, (top.double() - lse[:, None]) if topk else None)  # type: ignore[union-attr]
+    return TokenScores(
+        greater, t.double() - lse, tied, (top.double() - lse[:, None]) if topk else None
+    )  # type: ignore[union-attr]
 
 
 @torch.no_grad()
@@ -266,20 +305,38 @@ def score_hidden(
     targets = targets.to(hidden.device)
     if padding:
         hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
-        targets = torch.cat([targets, targets[:1].expand(padding)])  # a real target: finite wherever the real ones are
+        targets = torch.cat(
+            [targets, targets[:1].expand(padding)]
+        )  # a real target: finite wherever the real ones are
     workers = cpu_workers(hidden.device)
     if weight.dtype != torch.float32:
         # Each worker holds a float32 copy of its head chunk: keep them within WORKER_COPY_BYTES.
         workers = max(1, min(workers, WORKER_COPY_BYTES // (vocab_chunk * weight.shape[1] * 4)))
     if workers > 1:
         # Enough blocks for every worker (still a multiple of ROW_MULTIPLE rows: the same bits).
-        token_block = min(token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE)
+        token_block = min(
+            token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE
+        )
 
     def block(t0: int) -> TokenScores:
-        return _score_block(hidden[t0 : t0 + token_block], targets[t0 : t0 + token_block], weight, bias, softcap, vocab_chunk, topk, (logit_scale, logit_divisor))
+        return _score_block(
+            hidden[t0 : t0 + token_block],
+            targets[t0 : t0 + token_block],
+            weight,
+            bias,
+            softcap,
+            vocab_chunk,
+            topk,
+            (logit_scale, logit_divisor),
+        )
 
     parts = run_blocks(block, range(0, n_tokens, token_block), workers)
     scores = TokenScores.cat(parts)
     if padding:
-        scores = TokenScores(scores.rank[:n_tokens], scores.logprob[:n_tokens], scores.tied[:n_tokens], None if scores.top_logprobs is None else scores.top_logprobs[:n_tokens])
+        scores = TokenScores(
+            scores.rank[:n_tokens],
+            scores.logprob[:n_tokens],
+            scores.tied[:n_tokens],
+            None if scores.top_logprobs is None else scores.top_logprobs[:n_tokens],
+        )
     return scores

@@ -37,7 +37,17 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP_KEYS = ("scoring", "run", "models", "datasets")
-SCORING_KEYS = ("max_length", "window", "stride", "bos", "batch_size", "head", "vocab_chunk", "chunk_elements", "profile")
+SCORING_KEYS = (
+    "max_length",
+    "window",
+    "stride",
+    "bos",
+    "batch_size",
+    "head",
+    "vocab_chunk",
+    "chunk_elements",
+    "profile",
+)
 RUN_KEYS = ("dtype", "device", "device_map", "trust_remote_code")
 MODEL_KEYS = ("id", "label", "family", "revisions", "dtype", "trust_remote_code")
 DATASET_KEYS = ("data", "label", "samples", "seed", "text_field")
@@ -100,7 +110,11 @@ class SweepSpec:
         return model.dtype or self.run.dtype
 
     def model_trust(self, model: ModelSpec) -> bool:
-        return self.run.trust_remote_code if model.trust_remote_code is None else model.trust_remote_code
+        return (
+            self.run.trust_remote_code
+            if model.trust_remote_code is None
+            else model.trust_remote_code
+        )
 
 
 def load_spec(path: Path | str) -> SweepSpec:
@@ -109,7 +123,9 @@ def load_spec(path: Path | str) -> SweepSpec:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise UserError(f"sweep spec {path} not found; pass a TOML file (see docs/sweep.md)") from None
+        raise UserError(
+            f"sweep spec {path} not found; pass a TOML file (see docs/sweep.md)"
+        ) from None
     except IsADirectoryError:
         raise UserError(f"sweep spec {path} is a folder; pass a TOML file") from None
     except OSError as exc:
@@ -117,8 +133,12 @@ def load_spec(path: Path | str) -> SweepSpec:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"sweep spec {path} is not valid UTF-8 (bad byte at offset {exc.start}); save it as UTF-8") from None
-    return replace(parse_spec(text, base_dir=path.resolve().parent, name=str(path)), path=path.resolve())
+        raise UserError(
+            f"sweep spec {path} is not valid UTF-8 (bad byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+    return replace(
+        parse_spec(text, base_dir=path.resolve().parent, name=str(path)), path=path.resolve()
+    )
 
 
 def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> SweepSpec:
@@ -132,36 +152,60 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
     scoring = _scoring(checker, checker.table(body, "scoring"))
     run = _run(checker, checker.table(body, "run"))
     base = Path(base_dir)
-    models = tuple(_model(checker, item, i, base) for i, item in enumerate(checker.array(body, "models")))
-    datasets = tuple(_dataset(checker, item, i, base) for i, item in enumerate(checker.array(body, "datasets")))
+    models = tuple(
+        _model(checker, item, i, base) for i, item in enumerate(checker.array(body, "models"))
+    )
+    datasets = tuple(
+        _dataset(checker, item, i, base) for i, item in enumerate(checker.array(body, "datasets"))
+    )
     for kind, items in (("models", models), ("datasets", datasets)):
         if not items:
-            raise UserError(f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see docs/sweep.md)")
+            raise UserError(
+                f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see docs/sweep.md)"
+            )
         _unique(name, kind, [(x.label, slug(x.label)) for x in items])
     for m in models:
         seen: dict[str, str | None] = {}
         for r in m.revisions:
             folder = slug(r or "main")
             if folder in seen:
-                what = f"revision {r!r} twice" if seen[folder] == r else f"revisions {seen[folder]!r} and {r!r}, which name the same cell folder"
+                what = (
+                    f"revision {r!r} twice"
+                    if seen[folder] == r
+                    else f"revisions {seen[folder]!r} and {r!r}, which name the same cell folder"
+                )
                 raise UserError(f"{name}: model {m.label!r} lists {what}; list each revision once")
             seen[folder] = r
-    longest = max((CellKey(m.label, r, d.label).cell_id for m in models for r in m.revisions for d in datasets), key=lambda c: len(c.encode()))
+    longest = max(
+        (
+            CellKey(m.label, r, d.label).cell_id
+            for m in models
+            for r in m.revisions
+            for d in datasets
+        ),
+        key=lambda c: len(c.encode()),
+    )
     if len(longest.encode()) > MAX_CELL_NAME:
-        raise UserError(f"{name}: cell folder {longest[:60]}... would be {len(longest.encode())} bytes, more than file systems allow with its temporary suffix ({MAX_CELL_NAME}); give the model or dataset a shorter label = \"...\"")
+        raise UserError(
+            f'{name}: cell folder {longest[:60]}... would be {len(longest.encode())} bytes, more than file systems allow with its temporary suffix ({MAX_CELL_NAME}); give the model or dataset a shorter label = "..."'
+        )
     spec = SweepSpec(models, datasets, scoring, run, None, text)
     spec.score_options()  # constructing it validates nothing further, but fails early on a bad field
     return spec
 
 
-MAX_CELL_NAME = 200  # bytes: a cell is written as ".NAME.tmp-PID-XXXXXXXX" first, and names stop at 255
+MAX_CELL_NAME = (
+    200  # bytes: a cell is written as ".NAME.tmp-PID-XXXXXXXX" first, and names stop at 255
+)
 
 # Scoring settings that change no number (results are bit-identical whatever the batch size):
 # changing them mid-sweep, e.g. a smaller batch after running out of memory, redoes nothing.
 SPEED_ONLY = ("batch_size",)
 
 
-def cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec) -> dict[str, Any]:
+def cell_settings(
+    spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec
+) -> dict[str, Any]:
     """Everything in the spec that determines one cell's numbers (not where it ran): the scoring
     options in full (defaults filled in, so an omitted default equals the value written out),
     less those that change no number."""
@@ -179,10 +223,15 @@ def cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, datas
     }
 
 
-def legacy_cell_settings(spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec) -> dict[str, Any]:
+def legacy_cell_settings(
+    spec: SweepSpec, model: ModelSpec, revision: str | None, dataset: DatasetSpec
+) -> dict[str, Any]:
     """The settings digested by errorentropy 0.1.0 before this change (the spec's own [scoring]
     keys only): cells finished then stay finished."""
-    return {**cell_settings(spec, model, revision, dataset), "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring)}}
+    return {
+        **cell_settings(spec, model, revision, dataset),
+        "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring)},
+    }
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
@@ -198,8 +247,12 @@ def _unique(name: str, kind: str, labels: list[tuple[str, str]]) -> None:
     seen: dict[str, str] = {}
     for label, slugged in labels:
         if slugged in seen:
-            what = f"label {label!r} twice" if seen[slugged] == label else f"labels {seen[slugged]!r} and {label!r}, which name the same cell folder"
-            raise UserError(f"{name}: [[{kind}]] has {what}; give each a distinct label = \"...\"")
+            what = (
+                f"label {label!r} twice"
+                if seen[slugged] == label
+                else f"labels {seen[slugged]!r} and {label!r}, which name the same cell folder"
+            )
+            raise UserError(f'{name}: [[{kind}]] has {what}; give each a distinct label = "..."')
         seen[slugged] = label
 
 
@@ -249,7 +302,11 @@ class _Checker:
 
     def _find_key(self, key: str, start: int, end: int, anywhere: bool = False) -> int | None:
         quoted = re.escape(key)
-        pattern = rf"(^|[{{,.\s])[\"']?{quoted}[\"']?\s*=" if anywhere else rf"^\s*[\"']?{quoted}[\"']?\s*(=|\.)"
+        pattern = (
+            rf"(^|[{{,.\s])[\"']?{quoted}[\"']?\s*="
+            if anywhere
+            else rf"^\s*[\"']?{quoted}[\"']?\s*(=|\.)"
+        )
         for i in range(start, end):
             if re.search(pattern, _strip_comment(self.lines[i])):
                 return i + 1
@@ -257,7 +314,9 @@ class _Checker:
 
     def header_line(self, table: str, index: int | None) -> int | None:
         """1-based line of the ``[table]`` header or of the ``index``-th ``[[table]]`` header."""
-        spans = [s for s in self._header_spans() if s[0] == ("[[" if index is not None else "[") + table]
+        spans = [
+            s for s in self._header_spans() if s[0] == ("[[" if index is not None else "[") + table
+        ]
         i = index or 0
         return spans[i][1] + 1 if i < len(spans) else None
 
@@ -272,7 +331,13 @@ class _Checker:
         return f"[[{table}]] #{index + 1}" if index is not None else f"[{table}]"
 
     # checks ------------------------------------------------------------------------------
-    def known(self, body: dict[str, Any], keys: tuple[str, ...], table: str | None, index: int | None = None) -> None:
+    def known(
+        self,
+        body: dict[str, Any],
+        keys: tuple[str, ...],
+        table: str | None,
+        index: int | None = None,
+    ) -> None:
         for key in body:
             if key not in keys:
                 hint = _closest(key, keys)
@@ -284,18 +349,33 @@ class _Checker:
     def table(self, body: dict[str, Any], key: str) -> dict[str, Any]:
         value = body.get(key, {})
         if not isinstance(value, dict):
-            raise UserError(f"{self.where(key, None)}: {key!r} must be a table [{key}], not a {_type(value)}")
+            raise UserError(
+                f"{self.where(key, None)}: {key!r} must be a table [{key}], not a {_type(value)}"
+            )
         return value
 
     def array(self, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
         value = body.get(key, [])
         if isinstance(value, dict):
-            raise UserError(f"{self.where(key, None)}: write [[{key}]] (an array of tables), not [{key}]")
+            raise UserError(
+                f"{self.where(key, None)}: write [[{key}]] (an array of tables), not [{key}]"
+            )
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise UserError(f"{self.where(key, None)}: {key!r} must be an array of tables [[{key}]]")
+            raise UserError(
+                f"{self.where(key, None)}: {key!r} must be an array of tables [[{key}]]"
+            )
         return value
 
-    def typed(self, body: dict[str, Any], key: str, kinds: tuple[type, ...], table: str | None, index: int | None = None, *, required: bool = False) -> Any:
+    def typed(
+        self,
+        body: dict[str, Any],
+        key: str,
+        kinds: tuple[type, ...],
+        table: str | None,
+        index: int | None = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         if key not in body:
             if required:
                 line = self.header_line(table, index) if table else None
@@ -305,20 +385,45 @@ class _Checker:
         value = body[key]
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
-            names = " or ".join({int: "an integer", str: "a string", bool: "true or false", list: "an array"}.get(k, k.__name__) for k in kinds)
-            raise UserError(f"{self.where(key, table, index)}: {key!r} in {self.place(table, index)} must be {names}, not {_type(value)} {value!r}")
+            names = " or ".join(
+                {int: "an integer", str: "a string", bool: "true or false", list: "an array"}.get(
+                    k, k.__name__
+                )
+                for k in kinds
+            )
+            raise UserError(
+                f"{self.where(key, table, index)}: {key!r} in {self.place(table, index)} must be {names}, not {_type(value)} {value!r}"
+            )
         return value
 
-    def choice(self, body: dict[str, Any], key: str, choices: tuple[str, ...], table: str | None, index: int | None = None) -> str | None:
+    def choice(
+        self,
+        body: dict[str, Any],
+        key: str,
+        choices: tuple[str, ...],
+        table: str | None,
+        index: int | None = None,
+    ) -> str | None:
         value = self.typed(body, key, (str,), table, index)
         if value is not None and value not in choices:
-            raise UserError(f"{self.where(key, table, index)}: {key} = {value!r} in {self.place(table, index)}; choose one of {', '.join(choices)}")
+            raise UserError(
+                f"{self.where(key, table, index)}: {key} = {value!r} in {self.place(table, index)}; choose one of {', '.join(choices)}"
+            )
         return value
 
-    def positive(self, body: dict[str, Any], key: str, table: str | None, index: int | None = None, minimum: int = 1) -> int | None:
+    def positive(
+        self,
+        body: dict[str, Any],
+        key: str,
+        table: str | None,
+        index: int | None = None,
+        minimum: int = 1,
+    ) -> int | None:
         value = self.typed(body, key, (int,), table, index)
         if value is not None and value < minimum:
-            raise UserError(f"{self.where(key, table, index)}: {key} = {value} in {self.place(table, index)}; it must be at least {minimum}")
+            raise UserError(
+                f"{self.where(key, table, index)}: {key} = {value} in {self.place(table, index)}; it must be at least {minimum}"
+            )
         return value
 
 
@@ -337,7 +442,14 @@ def _strip_comment(line: str) -> str:
 
 
 def _type(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a float",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def _closest(key: str, keys: tuple[str, ...]) -> str | None:
@@ -354,21 +466,30 @@ def _scoring(c: _Checker, body: dict[str, Any]) -> dict[str, Any]:
         value = c.positive(body, key, "scoring", minimum=2 if key == "max_length" else 1)
         if value is not None:
             out[key] = value
-    for key, choices in (("window", ("truncate", "stride")), ("bos", ("auto", "always", "never")), ("head", ("auto", "chunked", "fused", "full"))):
+    for key, choices in (
+        ("window", ("truncate", "stride")),
+        ("bos", ("auto", "always", "never")),
+        ("head", ("auto", "chunked", "fused", "full")),
+    ):
         value = c.choice(body, key, choices, "scoring")
         if value is not None:
             out[key] = value
     if (profile := c.typed(body, "profile", (bool,), "scoring")) is not None:
         out["profile"] = profile
-    from .windows import check_window_options
-
     from .engine import ScoreOptions
+    from .windows import check_window_options
 
     defaults = ScoreOptions()
     try:
-        check_window_options(out.get("max_length", defaults.max_length), out.get("window", defaults.window), out.get("stride", defaults.stride))
+        check_window_options(
+            out.get("max_length", defaults.max_length),
+            out.get("window", defaults.window),
+            out.get("stride", defaults.stride),
+        )
     except UserError as exc:
-        raise UserError(f"{c.where('window', 'scoring') if 'window' in body else c.name}: [scoring] {exc}") from None
+        raise UserError(
+            f"{c.where('window', 'scoring') if 'window' in body else c.name}: [scoring] {exc}"
+        ) from None
     return out
 
 
@@ -389,7 +510,9 @@ def _local_source(text: str, base: Path) -> str | None:
         return str(candidate.resolve() if candidate.exists() else candidate)
     parts = expanded.parts
     if len(parts) > 1 and not expanded.is_absolute() and (base / parts[0]).is_dir():
-        return str(candidate)  # "models/typo" beside a "models" folder is a mistyped path, not a hub id
+        return str(
+            candidate
+        )  # "models/typo" beside a "models" folder is a mistyped path, not a hub id
     return None
 
 
@@ -397,19 +520,33 @@ def _model(c: _Checker, body: dict[str, Any], i: int, base: Path) -> ModelSpec:
     c.known(body, MODEL_KEYS, "models", i)
     ident = c.typed(body, "id", (str,), "models", i, required=True)
     if not ident.strip():
-        raise UserError(f"{c.where('id', 'models', i)}: id in [[models]] #{i + 1} is empty; give a hub id or a local folder")
+        raise UserError(
+            f"{c.where('id', 'models', i)}: id in [[models]] #{i + 1} is empty; give a hub id or a local folder"
+        )
     local = _local_source(ident, base)
     label = c.typed(body, "label", (str,), "models", i) or (Path(ident).name if local else ident)
     family = c.typed(body, "family", (str,), "models", i)
     revisions = c.typed(body, "revisions", (list,), "models", i)
     if revisions is not None:
         if not revisions:
-            raise UserError(f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} is empty; drop the key for the default revision")
+            raise UserError(
+                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} is empty; drop the key for the default revision"
+            )
         if not all(isinstance(r, str) and r for r in revisions):
-            raise UserError(f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} must be non-empty strings")
+            raise UserError(
+                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} must be non-empty strings"
+            )
     dtype = c.choice(body, "dtype", DTYPE_CHOICES, "models", i)
     trust = c.typed(body, "trust_remote_code", (bool,), "models", i)
-    return ModelSpec(ident, local or ident, label, family, tuple(revisions) if revisions else (None,), dtype, trust)
+    return ModelSpec(
+        ident,
+        local or ident,
+        label,
+        family,
+        tuple(revisions) if revisions else (None,),
+        dtype,
+        trust,
+    )
 
 
 def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSpec:
@@ -419,7 +556,9 @@ def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSp
     data = c.typed(body, "data", (str,), "datasets", i, required=True)
     if data in PRESETS or data.startswith("builtin:"):
         if data.startswith("builtin:") and data not in BUILTINS:
-            raise UserError(f"{c.where('data', 'datasets', i)}: unknown built-in corpus {data!r}; choose {' or '.join(BUILTINS)}")
+            raise UserError(
+                f"{c.where('data', 'datasets', i)}: unknown built-in corpus {data!r}; choose {' or '.join(BUILTINS)}"
+            )
         source, default_label = data, data
     elif data.startswith(HUB_PREFIX):
         try:
@@ -427,9 +566,13 @@ def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSp
         except UserError as exc:
             raise UserError(f"{c.where('data', 'datasets', i)}: {exc}") from None
         source = data
-        default_label = "-".join(part for part in (Path(hub.path).name, hub.name, None if hub.split == "train" else hub.split) if part)
+        default_label = "-".join(
+            part
+            for part in (Path(hub.path).name, hub.name, None if hub.split == "train" else hub.split)
+            if part
+        )
     else:
-        source = _local_source(data, base) or str((base / data))
+        source = _local_source(data, base) or str(base / data)
         default_label = Path(data).stem or data
     label = c.typed(body, "label", (str,), "datasets", i) or default_label
     samples = c.positive(body, "samples", "datasets", i)

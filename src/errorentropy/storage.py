@@ -8,8 +8,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import UserError
 
@@ -21,7 +22,9 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results should read like any file written here
+            os.chmod(
+                tmp, 0o666 & ~_umask()
+            )  # mkstemp makes 0600; results should read like any file written here
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -55,7 +58,9 @@ def _read_umask() -> int:
     return mask
 
 
-_UMASK = _read_umask()  # read once, at import: setting it later would race with other threads' files
+_UMASK = (
+    _read_umask()
+)  # read once, at import: setting it later would race with other threads' files
 
 
 def _umask() -> int:
@@ -97,21 +102,35 @@ def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}; check the path") from None
     except OSError as exc:
-        raise UserError(f"cannot read {what} {path}: {exc.strerror}; check its permissions") from None
+        raise UserError(
+            f"cannot read {what} {path}: {exc.strerror}; check its permissions"
+        ) from None
     try:
         # NaN/Infinity are not JSON and never written by us: refuse them instead of reading them.
         body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):  # JSONDecodeError, NaN, over-long ints, deep nesting
-        raise UserError(f"{what} {path} is corrupted or truncated (not valid JSON); delete it and recompute") from None
+    except (
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,
+    ):  # JSONDecodeError, NaN, over-long ints, deep nesting
+        raise UserError(
+            f"{what} {path} is corrupted or truncated (not valid JSON); delete it and recompute"
+        ) from None
     if not isinstance(body, dict) or "checksum" not in body:
-        raise UserError(f"{what} {path} has no checksum; it was not written by errorentropy or is damaged")
+        raise UserError(
+            f"{what} {path} has no checksum; it was not written by errorentropy or is damaged"
+        )
     expected = body.pop("checksum")
     try:
         actual = sha256_hex(canonical_json(body).encode("utf-8"))
     except (ValueError, RecursionError):  # e.g. 1e999 parses to inf, which canonical JSON refuses
-        raise UserError(f"{what} {path} is corrupted (holds values that are not finite numbers); delete it and recompute") from None
+        raise UserError(
+            f"{what} {path} is corrupted (holds values that are not finite numbers); delete it and recompute"
+        ) from None
     if expected != actual:
-        raise UserError(f"{what} {path} fails its checksum (corrupted or edited); delete it and recompute")
+        raise UserError(
+            f"{what} {path} fails its checksum (corrupted or edited); delete it and recompute"
+        )
     return body
 
 

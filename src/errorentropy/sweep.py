@@ -21,15 +21,33 @@ import shutil
 import socket
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal
 
-from .cells import CELLS_DIR, CellKey, CellRecord, mixed_settings, read_cell, read_failure, write_cell_record, write_failure
+from .cells import (
+    CELLS_DIR,
+    CellKey,
+    CellRecord,
+    mixed_settings,
+    read_cell,
+    read_failure,
+    write_cell_record,
+    write_failure,
+)
 from .errors import UserError
-from .spec import DatasetSpec, ModelSpec, SweepSpec, cell_settings, legacy_cell_settings, load_spec, settings_digest
+from .spec import (
+    DatasetSpec,
+    ModelSpec,
+    SweepSpec,
+    cell_settings,
+    legacy_cell_settings,
+    load_spec,
+    settings_digest,
+)
 from .storage import atomic_write_text, commit_folder
 
 SPEC_COPY = "spec.toml"
@@ -80,7 +98,9 @@ class SweepOutcome:
     failed_now: int = 0
     elapsed_s: float = 0.0
     dry_run: bool = False
-    orphans: list[str] = field(default_factory=list)  # cell folders in out_dir that the spec does not plan
+    orphans: list[str] = field(
+        default_factory=list
+    )  # cell folders in out_dir that the spec does not plan
 
     def count(self, status: Status) -> int:
         return sum(1 for s in self.states if s.status == status)
@@ -95,10 +115,14 @@ class SweepOutcome:
         if not self.dry_run:
             line += f"; computed {self.computed} now in {self.elapsed_s:.1f} s"
         if self.count("failed"):
-            line += "; see each cells/<cell_id>/failure.json, rerun with --retry-failed to retry them"
+            line += (
+                "; see each cells/<cell_id>/failure.json, rerun with --retry-failed to retry them"
+            )
         if self.orphans:
-            line += (f"; {len(self.orphans)} cell folder(s) there are not in this spec (e.g. {self.orphans[0]}, from a renamed label or an"
-                     " earlier spec): fit and report include them; delete them if they do not belong")
+            line += (
+                f"; {len(self.orphans)} cell folder(s) there are not in this spec (e.g. {self.orphans[0]}, from a renamed label or an"
+                " earlier spec): fit and report include them; delete them if they do not belong"
+            )
         return line
 
 
@@ -113,7 +137,16 @@ def plan_cells(spec: SweepSpec) -> list[Cell]:
             for dataset in spec.datasets:
                 digest = settings_digest(cell_settings(spec, model, revision, dataset))
                 legacy = settings_digest(legacy_cell_settings(spec, model, revision, dataset))
-                cells.append(Cell(CellKey(model.label, revision, dataset.label), model, revision, dataset, digest, legacy))
+                cells.append(
+                    Cell(
+                        CellKey(model.label, revision, dataset.label),
+                        model,
+                        revision,
+                        dataset,
+                        digest,
+                        legacy,
+                    )
+                )
     return cells
 
 
@@ -124,7 +157,11 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
         return CellState(cell, "pending")
     record = read_cell(directory)
     if record is not None and record.key != cell.key:
-        return CellState(cell, "pending", f"holds {record.key.model} at {record.key.revision or 'main'} on {record.key.dataset}, not this cell; will redo")
+        return CellState(
+            cell,
+            "pending",
+            f"holds {record.key.model} at {record.key.revision or 'main'} on {record.key.dataset}, not this cell; will redo",
+        )
     if record is not None:
         if not cell.matches(record.summary.get("spec_digest")):
             return CellState(cell, "pending", "done with other settings; will redo")
@@ -151,7 +188,9 @@ def clean_leftovers(cells_root: Path) -> None:
         return
     for entry in cells_root.iterdir():
         if entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(
+                missing_ok=True
+            )
 
 
 @contextmanager
@@ -167,7 +206,9 @@ def sweep_lock(out_dir: Path) -> Iterator[None]:
         except ImportError:  # pragma: no cover - Windows: no lock
             pass
         except OSError:
-            raise UserError(f"another errorentropy sweep or merge is writing to {out_dir}; wait for it or use another --out") from None
+            raise UserError(
+                f"another errorentropy sweep or merge is writing to {out_dir}; wait for it or use another --out"
+            ) from None
         yield
     finally:
         handle.close()
@@ -199,7 +240,9 @@ class _Runner:
         self.out_dir = out_dir
         self.cells_root = out_dir / CELLS_DIR
         self.progress = progress and writes
-        self.writes = writes  # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes
+        self.writes = (
+            writes  # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes
+        )
         self.options = spec.score_options()
         self.corpora: dict[str, Any] = {}
         self.done_count = 0
@@ -217,7 +260,12 @@ class _Runner:
 
         if dataset.label not in self.corpora:
             try:
-                self.corpora[dataset.label] = load_corpus(dataset.source, samples=dataset.samples, seed=dataset.seed, text_field=dataset.text_field)
+                self.corpora[dataset.label] = load_corpus(
+                    dataset.source,
+                    samples=dataset.samples,
+                    seed=dataset.seed,
+                    text_field=dataset.text_field,
+                )
             except Exception as exc:  # noqa: BLE001 - recorded in the cell
                 self.corpora[dataset.label] = exc
         value = self.corpora[dataset.label]
@@ -228,16 +276,21 @@ class _Runner:
     def fail(self, cell: Cell, stage: str, exc: BaseException, family: str | None) -> None:
         message = _one_line(exc)
         if self.writes:
-            commit_folder(self.cells_root, cell.cell_id, lambda d: write_failure(d, cell.key, error=message, stage=stage, family=family, spec_digest=cell.digest))
+            commit_folder(
+                self.cells_root,
+                cell.cell_id,
+                lambda d: write_failure(
+                    d, cell.key, error=message, stage=stage, family=family, spec_digest=cell.digest
+                ),
+            )
         self.failed += 1
         self.done_count += 1
         self.log(f"[{self.done_count}/{self.total}] {cell.cell_id}: FAILED ({stage}): {message}")
 
     def run_model(self, model_spec: ModelSpec, revision: str | None, cells: list[Cell]) -> None:
         """Load one model at one revision and score its pending cells."""
-        from .models import count_parameters, family_of, load_model
-
         from .distributed import agree
+        from .models import count_parameters, family_of, load_model
 
         started = time.perf_counter()
         error: str | None = None
@@ -252,7 +305,9 @@ class _Runner:
             )
         except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
             error = _one_line(exc)
-        error = agree(error)  # under torchrun: all processes skip the model if any failed to load it
+        error = agree(
+            error
+        )  # under torchrun: all processes skip the model if any failed to load it
         if error is not None:
             for cell in cells:
                 self.fail(cell, "load model", UserError(error), model_spec.family)
@@ -270,16 +325,22 @@ class _Runner:
                 try:
                     self.run_cell(cell, model, tokenizer, counts, family, load_s)
                 except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-                    stage = "load data" if cell.dataset.label in self.corpora and isinstance(self.corpora[cell.dataset.label], Exception) else "score"
+                    stage = (
+                        "load data"
+                        if cell.dataset.label in self.corpora
+                        and isinstance(self.corpora[cell.dataset.label], Exception)
+                        else "score"
+                    )
                     self.fail(cell, stage, exc, family)
         finally:
             del model, tokenizer
             _release_memory()
 
-    def run_cell(self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float) -> None:
+    def run_cell(
+        self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float
+    ) -> None:
         from .distributed import agree, shard_and_score
         from .results import summarize, write_result
-
 
         error: str | None = None
         try:
@@ -290,12 +351,16 @@ class _Runner:
         if error is not None:
             raise UserError(error)
         started = time.perf_counter()
-        result = shard_and_score(model, tokenizer, corpus.documents, self.options, progress=self.progress)
+        result = shard_and_score(
+            model, tokenizer, corpus.documents, self.options, progress=self.progress
+        )
         elapsed = time.perf_counter() - started
         if not self.writes:
             return
         if result.histogram.n_tokens == 0:
-            raise UserError(f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens each); use longer documents or bos = \"always\"")
+            raise UserError(
+                f'every document of {cell.dataset.label} was skipped (fewer than 2 tokens each); use longer documents or bos = "always"'
+            )
         parameter = next(model.parameters())
         settings = {
             "model": cell.key.model,
@@ -327,7 +392,14 @@ class _Runner:
         def build(directory: Path) -> None:
             write_result(directory, result, summary)
             atomic_write_text(directory / TIMING_FILE, json.dumps(timing, indent=1) + "\n")
-            write_cell_record(directory, cell.key, family=family, non_embedding_params=counts.non_embedding, total_params=counts.total, summary=summary)
+            write_cell_record(
+                directory,
+                cell.key,
+                family=family,
+                non_embedding_params=counts.non_embedding,
+                total_params=counts.total,
+                summary=summary,
+            )
 
         commit_folder(self.cells_root, cell.cell_id, build)
         self.computed += 1
@@ -350,7 +422,12 @@ def is_local_data(dataset: DatasetSpec) -> bool:
     return dataset.data not in PRESETS and not dataset.data.startswith(HUB_PREFIX)
 
 
-def check_data(states: list[CellState], corpus: Callable[[DatasetSpec], Any], *, hub_loaded: set[str] | frozenset[str] = frozenset()) -> list[CellState]:
+def check_data(
+    states: list[CellState],
+    corpus: Callable[[DatasetSpec], Any],
+    *,
+    hub_loaded: set[str] | frozenset[str] = frozenset(),
+) -> list[CellState]:
     """Done cells whose documents are not what their dataset holds now become pending.
 
     The settings digest knows a dataset by its spec (a path, a preset); the documents behind it
@@ -362,14 +439,22 @@ def check_data(states: list[CellState], corpus: Callable[[DatasetSpec], Any], *,
     out = []
     for state in states:
         dataset = state.cell.dataset
-        if state.status == "done" and state.record is not None and (is_local_data(dataset) or dataset.label in hub_loaded):
+        if (
+            state.status == "done"
+            and state.record is not None
+            and (is_local_data(dataset) or dataset.label in hub_loaded)
+        ):
             try:
                 now = corpus(dataset).fingerprint
             except Exception:  # noqa: BLE001 - unreadable now: the pending cells will say why; done ones stand
                 now = None
             recorded = state.record.summary.get("data_fingerprint")
             if now is not None and recorded is not None and recorded != now:
-                state = CellState(state.cell, "pending", f"done on other documents (fingerprint {str(recorded)[:12]}, now {now[:12]}); will redo")
+                state = CellState(
+                    state.cell,
+                    "pending",
+                    f"done on other documents (fingerprint {str(recorded)[:12]}, now {now[:12]}); will redo",
+                )
         out.append(state)
     return out
 
@@ -380,7 +465,11 @@ def orphan_cells(spec: SweepSpec, out_dir: Path) -> list[str]:
     if not root.is_dir():
         return []
     planned = {c.cell_id for c in plan_cells(spec)}
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name not in planned)
+    return sorted(
+        d.name
+        for d in root.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and d.name not in planned
+    )
 
 
 def update_families(states: list[CellState], out_dir: Path) -> None:
@@ -388,12 +477,30 @@ def update_families(states: list[CellState], out_dir: Path) -> None:
     numbers do not change, so nothing is recomputed)."""
     for state in states:
         family, record = state.cell.model.family, state.record
-        if state.status == "done" and record is not None and family is not None and record.family != family:
-            write_cell_record(out_dir / CELLS_DIR / state.cell.cell_id, record.key, family=family,
-                              non_embedding_params=record.non_embedding_params, total_params=record.total_params, summary=record.summary)
+        if (
+            state.status == "done"
+            and record is not None
+            and family is not None
+            and record.family != family
+        ):
+            write_cell_record(
+                out_dir / CELLS_DIR / state.cell.cell_id,
+                record.key,
+                family=family,
+                non_embedding_params=record.non_embedding_params,
+                total_params=record.total_params,
+                summary=record.summary,
+            )
 
 
-def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = False, progress: bool = True, retry_failed: bool = False) -> SweepOutcome:
+def run_sweep(
+    spec_path: Path | str,
+    out_dir: Path | str,
+    *,
+    dry_run: bool = False,
+    progress: bool = True,
+    retry_failed: bool = False,
+) -> SweepOutcome:
     """Run (or with ``dry_run`` only list) every cell of the spec at ``spec_path`` into ``out_dir``.
 
     Finished cells are skipped, damaged or stale ones redone, failed ones skipped unless
@@ -405,7 +512,9 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
     if dry_run:
-        states = check_data(sweep_states(spec, out), _Runner(spec, out, progress=False, writes=False).corpus)
+        states = check_data(
+            sweep_states(spec, out), _Runner(spec, out, progress=False, writes=False).corpus
+        )
         return SweepOutcome(out, states, dry_run=True, orphans=orphan_cells(spec, out))
     started = time.perf_counter()
     from .distributed import agree, barrier, init_distributed, is_main_process
@@ -427,22 +536,45 @@ def run_sweep(spec_path: Path | str, out_dir: Path | str, *, dry_run: bool = Fal
             atomic_write_text(out / SPEC_COPY, spec.text)
         runner = _Runner(spec, out, progress, writes=main)
         states = sweep_states(spec, out)
-        computed = {s.cell.dataset.label for s in states if s.status == "pending" or (retry_failed and s.status == "failed")}
+        computed = {
+            s.cell.dataset.label
+            for s in states
+            if s.status == "pending" or (retry_failed and s.status == "failed")
+        }
         states = check_data(states, runner.corpus, hub_loaded=computed)
         barrier()  # every process has read the same states before rank 0 writes anything
         if main:
             update_families(states, out)
-        todo = [s.cell for s in states if s.status == "pending" or (retry_failed and s.status == "failed")]
+        todo = [
+            s.cell
+            for s in states
+            if s.status == "pending" or (retry_failed and s.status == "failed")
+        ]
         runner.total = len(todo)
         skipped = len(states) - len(todo)
-        runner.log(f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute")
+        runner.log(
+            f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute"
+        )
         for model_spec in spec.models:
             for revision in model_spec.revisions:
                 mine = [c for c in todo if c.model is model_spec and c.revision == revision]
                 if mine:
                     runner.run_model(model_spec, revision, mine)
-        states = check_data(sweep_states(spec, out), runner.corpus, hub_loaded={label for label, value in runner.corpora.items() if not isinstance(value, Exception)})
-    return SweepOutcome(out, states, runner.computed, runner.failed, time.perf_counter() - started, orphans=orphan_cells(spec, out))
+        states = check_data(
+            sweep_states(spec, out),
+            runner.corpus,
+            hub_loaded={
+                label for label, value in runner.corpora.items() if not isinstance(value, Exception)
+            },
+        )
+    return SweepOutcome(
+        out,
+        states,
+        runner.computed,
+        runner.failed,
+        time.perf_counter() - started,
+        orphans=orphan_cells(spec, out),
+    )
 
 
 def format_states(states: list[CellState]) -> str:
@@ -452,7 +584,10 @@ def format_states(states: list[CellState]) -> str:
         k = s.cell.key
         rows.append((s.status, s.cell.cell_id, k.model, k.revision or "main", k.dataset, s.detail))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(5)) + ("  " + r[5] if r[5] else "") for r in rows)
+    return "\n".join(
+        "  ".join(r[i].ljust(widths[i]) for i in range(5)) + ("  " + r[5] if r[5] else "")
+        for r in rows
+    )
 
 
 # ---- merging -------------------------------------------------------------------------------
@@ -498,7 +633,9 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
     for src in sources:
         root = Path(src) / CELLS_DIR
         if not root.is_dir():
-            raise UserError(f"{src} is not a sweep folder (no {CELLS_DIR}/ inside); pass folders written by `errorentropy sweep --out`")
+            raise UserError(
+                f"{src} is not a sweep folder (no {CELLS_DIR}/ inside); pass folders written by `errorentropy sweep --out`"
+            )
         if Path(src).resolve() != out.resolve():
             roots.append(root)
     outcome = MergeOutcome(out)
@@ -523,22 +660,32 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
                     if d.name in origin:
                         problem = _same_content(origin[d.name], d)
                         if problem:
-                            raise UserError(f"cell {d.name} differs between {origin[d.name].parent.parent} and {root.parent} ({problem}); delete it from one of them and merge again")
+                            raise UserError(
+                                f"cell {d.name} differs between {origin[d.name].parent.parent} and {root.parent} ({problem}); delete it from one of them and merge again"
+                            )
                         continue
                     origin[d.name] = d
                     records[d.name] = record
                 elif read_failure(d) is not None:
                     failed.setdefault(d.name, d)
         mixed = mixed_settings(list(records.values()))
-        if mixed:  # refuse before copying anything: fits over such cells would compare unlike numbers
-            raise UserError(f"merge would mix unlike cells: {mixed}; merge sweeps of the same data and [scoring] settings, or give the datasets different labels")
+        if (
+            mixed
+        ):  # refuse before copying anything: fits over such cells would compare unlike numbers
+            raise UserError(
+                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data and [scoring] settings, or give the datasets different labels"
+            )
         for cell_id, src in origin.items():
             if cell_id in done:
                 outcome.present.append(cell_id)
                 continue
             commit_folder(out_root, cell_id, lambda tmp, src=src: _copy_files(src, tmp))
-            if read_cell(out_root / cell_id) is None:  # pragma: no cover - a copy that does not verify
-                raise UserError(f"copy of cell {cell_id} into {out} does not verify; check the disk and merge again")
+            if (
+                read_cell(out_root / cell_id) is None
+            ):  # pragma: no cover - a copy that does not verify
+                raise UserError(
+                    f"copy of cell {cell_id} into {out} does not verify; check the disk and merge again"
+                )
             outcome.copied.append(cell_id)
         for cell_id, src in failed.items():
             if cell_id not in origin and read_failure(out_root / cell_id) is None:
@@ -552,7 +699,9 @@ def _copy_files(src: Path, dst: Path) -> None:
     for item in src.iterdir():
         if item.is_file() and not item.name.startswith("."):
             shutil.copy2(item, dst / item.name)
-            with open(dst / item.name, "rb") as copied:  # on disk before the folder is renamed into place
+            with open(
+                dst / item.name, "rb"
+            ) as copied:  # on disk before the folder is renamed into place
                 os.fsync(copied.fileno())
 
 
@@ -571,17 +720,25 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
         if spec.exists():
             # Named by the folder and a hash of its full path: machine-a/out and machine-b/out differ.
             tag = hashlib.sha256(str(src.resolve()).encode("utf-8")).hexdigest()[:8]
-            atomic_write_text(out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8"))
+            atomic_write_text(
+                out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8")
+            )
 
 
 # ---- command line --------------------------------------------------------------------------
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
+    """Errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
     from .distributed import is_main_process, launch_from_env
 
-    outcome = run_sweep(args.spec, args.out, dry_run=args.dry_run, progress=not args.quiet, retry_failed=args.retry_failed)
+    outcome = run_sweep(
+        args.spec,
+        args.out,
+        dry_run=args.dry_run,
+        progress=not args.quiet,
+        retry_failed=args.retry_failed,
+    )
     launch = launch_from_env()
     if not is_main_process() or (launch is not None and not launch.is_main):
         return 0  # rank 0 reports for the launch (a dry run joins no process group)
@@ -594,21 +751,44 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 
 def run_merge_command(args: argparse.Namespace) -> int:
-    """errorentropy merge: unite the cells of sweep folders from several machines into OUT."""
+    """Errorentropy merge: unite the cells of sweep folders from several machines into OUT."""
     outcome = merge_sweeps(args.out, args.sources)
-    print(f"merge {outcome.out_dir}: {len(outcome.copied)} cells copied, {len(outcome.present)} already there, {len(outcome.failures)} failure records copied", file=sys.stderr)
+    print(
+        f"merge {outcome.out_dir}: {len(outcome.copied)} cells copied, {len(outcome.present)} already there, {len(outcome.failures)} failure records copied",
+        file=sys.stderr,
+    )
     return 0
 
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """The ``sweep`` and ``merge`` subcommands."""
-    sweep = subparsers.add_parser("sweep", parents=[common], help="run every (model, revision, dataset) cell of a TOML spec, resumably", description=run_sweep_command.__doc__)
+    sweep = subparsers.add_parser(
+        "sweep",
+        parents=[common],
+        help="run every (model, revision, dataset) cell of a TOML spec, resumably",
+        description=run_sweep_command.__doc__,
+    )
     sweep.add_argument("spec", help="sweep spec (TOML; see docs/sweep.md)")
-    sweep.add_argument("--out", required=True, help="sweep folder: cells/<cell_id>/ per finished cell, a copy of the spec")
-    sweep.add_argument("--dry-run", action="store_true", help="list every cell as done, failed or pending; load nothing")
-    sweep.add_argument("--retry-failed", action="store_true", help="also recompute cells recorded as failed")
+    sweep.add_argument(
+        "--out",
+        required=True,
+        help="sweep folder: cells/<cell_id>/ per finished cell, a copy of the spec",
+    )
+    sweep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list every cell as done, failed or pending; load nothing",
+    )
+    sweep.add_argument(
+        "--retry-failed", action="store_true", help="also recompute cells recorded as failed"
+    )
     sweep.set_defaults(func=run_sweep_command)
-    merge = subparsers.add_parser("merge", parents=[common], help="unite sweep folders from several machines", description=run_merge_command.__doc__)
+    merge = subparsers.add_parser(
+        "merge",
+        parents=[common],
+        help="unite sweep folders from several machines",
+        description=run_merge_command.__doc__,
+    )
     merge.add_argument("out", help="the merged sweep folder (created if absent)")
     merge.add_argument("sources", nargs="+", help="sweep folders to copy cells from")
     merge.set_defaults(func=run_merge_command)

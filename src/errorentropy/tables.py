@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .storage import atomic_write_text
 
@@ -51,7 +52,13 @@ def table1_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
         for q in TABLE1_QUANTITIES:
             row = rows.get(q, {})
             ci = row.get("r2_ci")
-            record.update({f"{q}_r2": row.get("r2"), f"{q}_r2_lo": ci[0] if ci else None, f"{q}_r2_hi": ci[1] if ci else None})
+            record.update(
+                {
+                    f"{q}_r2": row.get("r2"),
+                    f"{q}_r2_lo": ci[0] if ci else None,
+                    f"{q}_r2_hi": ci[1] if ci else None,
+                }
+            )
         record["conf_sign_change"] = _sign_flag(rows)
         out.append(record)
     return out
@@ -63,18 +70,34 @@ def table2_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
     for dataset, group, rows in _rows(result):
         ce = rows.get("CE", {})
         ci = ce.get("alpha_ci")
-        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows),
-                                  "alpha_CE": ce.get("alpha"), "alpha_CE_lo": ci[0] if ci else None, "alpha_CE_hi": ci[1] if ci else None}
+        record: dict[str, Any] = {
+            "dataset": dataset,
+            "group": group,
+            "n_models": _n_models(rows),
+            "alpha_CE": ce.get("alpha"),
+            "alpha_CE_lo": ci[0] if ci else None,
+            "alpha_CE_hi": ci[1] if ci else None,
+        }
         for q in TABLE2_QUANTITIES:
             row = rows.get(q, {})
             ci = row.get("delta_alpha_ci")
-            record.update({f"{q}_delta_alpha": row.get("delta_alpha_vs_ce"), f"{q}_delta_alpha_lo": ci[0] if ci else None, f"{q}_delta_alpha_hi": ci[1] if ci else None})
+            record.update(
+                {
+                    f"{q}_delta_alpha": row.get("delta_alpha_vs_ce"),
+                    f"{q}_delta_alpha_lo": ci[0] if ci else None,
+                    f"{q}_delta_alpha_hi": ci[1] if ci else None,
+                }
+            )
         record["conf_sign_change"] = _sign_flag(rows)
         out.append(record)
     return out
 
 
-def _table(result: dict[str, Any], columns: tuple[str, ...], value: Callable[[dict[str, dict[str, Any]], str], str]) -> list[list[str]]:
+def _table(
+    result: dict[str, Any],
+    columns: tuple[str, ...],
+    value: Callable[[dict[str, dict[str, Any]], str], str],
+) -> list[list[str]]:
     body = []
     for dataset, group, rows in _rows(result):
         cells = [value(rows, col) for col in columns]
@@ -100,7 +123,9 @@ def _t2_value(rows: dict[str, dict[str, Any]], q: str) -> str:
 
 T1_HEAD = ("Dataset", "Group", "n", "CE", "EE", "SA", "Conf")
 T2_HEAD = ("Dataset", "Group", "n", "alpha_CE", "EE", "SA", "Conf")
-T1_CAPTION = "Table 1: R^2 of the fit log|M| = c + alpha log N (bootstrap 95% intervals in brackets)."
+T1_CAPTION = (
+    "Table 1: R^2 of the fit log|M| = c + alpha log N (bootstrap 95% intervals in brackets)."
+)
 T2_CAPTION = "Table 2: |alpha_M - alpha_CE| (alpha_CE itself in its own column; bootstrap 95% intervals in brackets)."
 DAGGER_NOTE = "† Confidence changes sign across these models; the log|Conf| fit hides the sign."
 
@@ -113,7 +138,18 @@ def _markdown(head: tuple[str, ...], body: list[list[str]], caption: str) -> str
     return "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\^{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -138,9 +174,14 @@ def _latex(head: tuple[str, ...], body: list[list[str]], caption: str, label: st
     latex_head = [latex_escape(h) for h in head]
     latex_head = [r"$\alpha_{\mathrm{CE}}$" if h == r"alpha\_CE" else h for h in latex_head]
     lines = [
-        r"\begin{table}[t]", r"\centering", f"\\caption{{{latex_escape(caption)}}}", f"\\label{{{label}}}",
-        r"\begin{tabular}{ll r " + "c" * (len(head) - 3) + "}", r"\toprule",
-        " & ".join(latex_head) + r" \\", r"\midrule",
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{latex_escape(caption)}}}",
+        f"\\label{{{label}}}",
+        r"\begin{tabular}{ll r " + "c" * (len(head) - 3) + "}",
+        r"\toprule",
+        " & ".join(latex_head) + r" \\",
+        r"\midrule",
     ]
     previous = None
     for row in body:
@@ -148,10 +189,15 @@ def _latex(head: tuple[str, ...], body: list[list[str]], caption: str, label: st
             lines.append(r"\midrule")
         dataset = latex_escape(row[0]) if row[0] != previous else ""
         previous = row[0]
-        lines.append(" & ".join([dataset, latex_escape(row[1]), row[2]] + [_latex_cell(c) for c in row[3:]]) + r" \\")
+        lines.append(
+            " & ".join([dataset, latex_escape(row[1]), row[2]] + [_latex_cell(c) for c in row[3:]])
+            + r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}"]
     if any("†" in cell for row in body for cell in row):
-        lines.append(r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; the $\log|\mathrm{Conf}|$ fit hides the sign.")
+        lines.append(
+            r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; the $\log|\mathrm{Conf}|$ fit hides the sign."
+        )
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
@@ -163,7 +209,12 @@ def _csv(records: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in record.items()})
+        writer.writerow(
+            {
+                k: ("" if v is None else repr(v) if isinstance(v, float) else v)
+                for k, v in record.items()
+            }
+        )
     return buffer.getvalue()
 
 
@@ -174,7 +225,9 @@ def table1_markdown(result: dict[str, Any]) -> str:
 
 def table2_markdown(result: dict[str, Any]) -> str:
     """Table 2 (|alpha_M - alpha_CE| per dataset and group) as a Markdown table."""
-    return _markdown(T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION)
+    return _markdown(
+        T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION
+    )
 
 
 def table1_latex(result: dict[str, Any]) -> str:
@@ -184,15 +237,24 @@ def table1_latex(result: dict[str, Any]) -> str:
 
 def table2_latex(result: dict[str, Any]) -> str:
     """Table 2 as a booktabs LaTeX table."""
-    return _latex(T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION, "tab:delta-alpha")
+    return _latex(
+        T2_HEAD,
+        _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value),
+        T2_CAPTION,
+        "tab:delta-alpha",
+    )
 
 
 def write_tables(result: dict[str, Any], directory: Path | str) -> dict[str, Path]:
     """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``."""
     directory = Path(directory)
     texts = {
-        "table1.md": table1_markdown(result), "table1.csv": _csv(table1_cells(result)), "table1.tex": table1_latex(result),
-        "table2.md": table2_markdown(result), "table2.csv": _csv(table2_cells(result)), "table2.tex": table2_latex(result),
+        "table1.md": table1_markdown(result),
+        "table1.csv": _csv(table1_cells(result)),
+        "table1.tex": table1_latex(result),
+        "table2.md": table2_markdown(result),
+        "table2.csv": _csv(table2_cells(result)),
+        "table2.tex": table2_latex(result),
     }
     written = {}
     for name, text in texts.items():

@@ -3,15 +3,18 @@ randomly initialised models from real architecture configs. Used by tests, bench
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
 ARCHITECTURES = ("gpt2", "gpt_neox", "llama", "qwen2", "opt", "mistral")
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, *, bos_eos: bool = True) -> Any:
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 1024, *, bos_eos: bool = True
+) -> Any:
     """A byte-level BPE tokenizer (Hugging Face ``tokenizers``) trained on ``texts``, wrapped as
     ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS, EOS and padding unless ``bos_eos`` is False."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -29,28 +32,72 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1024, *, bos_eos
     )
     tok.train_from_iterator(texts, trainer=trainer)
     if bos_eos:
-        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special[0], eos_token=special[0], pad_token=special[0])
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok, bos_token=special[0], eos_token=special[0], pad_token=special[0]
+        )
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=special[0])
 
 
-def tiny_config(arch: str, vocab_size: int, *, hidden: int = 64, layers: int = 2, heads: int = 4, context: int = 256, **overrides: Any) -> Any:
+def tiny_config(
+    arch: str,
+    vocab_size: int,
+    *,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    context: int = 256,
+    **overrides: Any,
+) -> Any:
     """A small config of a real architecture (``ARCHITECTURES``)."""
     from transformers import AutoConfig
 
     common: dict[str, Any] = dict(vocab_size=vocab_size)
     if arch == "gpt2":
-        kw = dict(n_embd=hidden, n_layer=layers, n_head=heads, n_positions=context, bos_token_id=0, eos_token_id=0)
+        kw = dict(
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=context,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
     elif arch == "gpt_neox":
-        kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=4 * hidden,
-                  max_position_embeddings=context, rotary_pct=0.25, bos_token_id=0, eos_token_id=0, tie_word_embeddings=False)
+        kw = dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            intermediate_size=4 * hidden,
+            max_position_embeddings=context,
+            rotary_pct=0.25,
+            bos_token_id=0,
+            eos_token_id=0,
+            tie_word_embeddings=False,
+        )
     elif arch in ("llama", "mistral", "qwen2"):
-        kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                  intermediate_size=2 * hidden, max_position_embeddings=context, bos_token_id=0, eos_token_id=0)
+        kw = dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            intermediate_size=2 * hidden,
+            max_position_embeddings=context,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
         if arch == "qwen2":
             kw["tie_word_embeddings"] = True
     elif arch == "opt":
-        kw = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, ffn_dim=4 * hidden,
-                  max_position_embeddings=context, word_embed_proj_dim=hidden, bos_token_id=0, eos_token_id=0, pad_token_id=1)
+        kw = dict(
+            hidden_size=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            ffn_dim=4 * hidden,
+            max_position_embeddings=context,
+            word_embed_proj_dim=hidden,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=1,
+        )
     else:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     kw.update(common)
@@ -58,7 +105,9 @@ def tiny_config(arch: str, vocab_size: int, *, hidden: int = 64, layers: int = 2
     return AutoConfig.for_model(arch, **kw)
 
 
-def tiny_model(arch: str, vocab_size: int, *, seed: int = 0, **config_overrides: Any) -> torch.nn.Module:
+def tiny_model(
+    arch: str, vocab_size: int, *, seed: int = 0, **config_overrides: Any
+) -> torch.nn.Module:
     """A randomly initialised causal LM of architecture ``arch`` in eval mode, reproducible by ``seed``."""
     from transformers import AutoModelForCausalLM
 

@@ -9,9 +9,10 @@ and at log-spaced steps (:func:`checkpoint_steps`), each checkpoint a standard f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,7 +53,9 @@ def parse_shapes(text: str) -> list[ModelShape]:
             raise UserError(f"--sizes entry {item!r}: hidden must be >= 4 and layers >= 1")
         shape = ModelShape(hidden, layers)
         if shape.hidden % shape.heads:
-            raise UserError(f"--sizes entry {item!r}: hidden {hidden} does not split into {shape.heads} heads; use a multiple of 32 (the head size) or at most 32")
+            raise UserError(
+                f"--sizes entry {item!r}: hidden {hidden} does not split into {shape.heads} heads; use a multiple of 32 (the head size) or at most 32"
+            )
         shapes.append(shape)
     if not shapes:
         raise UserError("--sizes is empty; pass e.g. 16x1,64x2,256x4")
@@ -111,10 +114,14 @@ def token_blocks(stream: np.ndarray, block: int, n_blocks: int, seed: int) -> np
     rows are asked for than the stream holds, further epochs follow, each reshuffled."""
     available = len(stream) // block
     if available < 1:
-        raise UserError(f"the training stream has {len(stream)} tokens, fewer than one block of {block}")
+        raise UserError(
+            f"the training stream has {len(stream)} tokens, fewer than one block of {block}"
+        )
     rows = stream[: available * block].reshape(available, block)
     rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(available) for _ in range(math.ceil(n_blocks / available))])[:n_blocks]
+    order = np.concatenate(
+        [rng.permutation(available) for _ in range(math.ceil(n_blocks / available))]
+    )[:n_blocks]
     return rows[order]
 
 
@@ -174,7 +181,10 @@ def train_model(
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=settings.lr,
         betas=settings.betas,
     )
@@ -184,7 +194,14 @@ def train_model(
         save_checkpoint(0, model.eval())
     model.train()
     data = torch.from_numpy(blocks[:need]).view(settings.steps, settings.batch_size, settings.block)
-    bar = tqdm(range(settings.steps), desc=f"train {label}".strip(), unit="step", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        range(settings.steps),
+        desc=f"train {label}".strip(),
+        unit="step",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)

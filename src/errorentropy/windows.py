@@ -8,8 +8,9 @@ first is scored exactly once, by the first window that reaches it, with the over
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -40,14 +41,25 @@ def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") ->
         raise UserError(f"unknown --bos {bos!r}; choose auto, always or never")
     prefix: list[int] = []
     if bos == "always":
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        start = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
         if start is None:
-            raise UserError("--bos always needs a BOS or EOS token, and this tokenizer has neither; use --bos auto or never")
+            raise UserError(
+                "--bos always needs a BOS or EOS token, and this tokenizer has neither; use --bos auto or never"
+            )
         prefix = [int(start)]
-    if not documents:  # a process of a launch with more processes than documents (tokenizers refuse [])
+    if (
+        not documents
+    ):  # a process of a launch with more processes than documents (tokenizers refuse [])
         return []
-    encoded = tokenizer(list(documents), add_special_tokens=(bos == "auto"), verbose=False)["input_ids"]
-    return [prefix + list(ids) if prefix and (not ids or ids[0] != prefix[0]) else list(ids) for ids in encoded]
+    encoded = tokenizer(list(documents), add_special_tokens=(bos == "auto"), verbose=False)[
+        "input_ids"
+    ]
+    return [
+        prefix + list(ids) if prefix and (not ids or ids[0] != prefix[0]) else list(ids)
+        for ids in encoded
+    ]
 
 
 def make_windows(
@@ -85,14 +97,18 @@ def make_windows(
 def check_window_options(max_length: int, window: str, stride: int | None) -> None:
     """Reject impossible windowing options with a clear message."""
     if max_length < 2:
-        raise UserError(f"--max-length must be at least 2 (got {max_length}): one token of context and one to score")
+        raise UserError(
+            f"--max-length must be at least 2 (got {max_length}): one token of context and one to score"
+        )
     if window not in ("truncate", "stride"):
         raise UserError(f"unknown --window {window!r}; choose truncate or stride")
     if window == "stride":
         if stride is None:
             raise UserError("--window stride needs --stride K (1 <= K < max-length)")
         if not 1 <= stride < max_length:
-            raise UserError(f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token")
+            raise UserError(
+                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token"
+            )
 
 
 @dataclass
@@ -118,7 +134,9 @@ def padded_length(length: int, max_length: int) -> int:
     return max(length, min(bucket, max_length))
 
 
-def batches(windows: Sequence[Window], batch_size: int, pad_id: int = 0, max_length: int | None = None) -> Iterator[Batch]:
+def batches(
+    windows: Sequence[Window], batch_size: int, pad_id: int = 0, max_length: int | None = None
+) -> Iterator[Batch]:
     """Right-padded batches of windows that share a padded width (:func:`padded_length`), longest first."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
