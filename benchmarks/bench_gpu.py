@@ -111,7 +111,8 @@ def errorentropy_scores(
     model: torch.nn.Module, head: Any, batches: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank and log-prob of every target by errorentropy's batch scorer (the engine's inner loop)."""
-    from errorentropy.engine import ScoreOptions, score_batch
+    from errorentropy.engine import score_batch
+    from errorentropy.options import ScoreOptions
     from errorentropy.windows import Window
 
     ranks, logprobs = [], []
@@ -135,12 +136,12 @@ def errorentropy_scores(
 @torch.no_grad()
 def rescored_fraction(head: Any, ids: torch.Tensor) -> float:
     """Share of one batch's tokens whose target logit the fused kernel's safety net rescored."""
-    from errorentropy.fused_head import score_hidden_fused
+    from errorentropy.head.fused import score_hidden_fused
 
     hidden = head.body(input_ids=ids, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
     stats: dict[str, int] = {}
     score_hidden_fused(
-        hidden, head.weight, ids[:, 1:].flatten(), bias=head.bias, softcap=head.softcap, stats=stats
+        hidden, head.weight, ids[:, 1:].flatten(), bias=head.logit_map.bias, softcap=head.logit_map.softcap, stats=stats
     )
     return stats["rescored"] / stats["tokens"]
 
@@ -153,7 +154,7 @@ def measure(
     repeats: int,
     paths: list[str],
 ) -> list[dict[str, Any]]:
-    from errorentropy.engine import choose_head
+    from errorentropy.head.select import choose_head
 
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(length)
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if cuda else "cpu"
     paths = [p for p in args.paths.split(",") if p]
     if not cuda:
-        from errorentropy.fused_head import available
+        from errorentropy.head.fused import available
 
         if available("cpu") is not None:
             paths = [p for p in paths if p != "fused"]

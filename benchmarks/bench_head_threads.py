@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, write_result  # noqa: E402
-from errorentropy.scoring import _score_block, score_hidden  # noqa: E402
+from errorentropy.head.chunked import _score_block, score_hidden  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

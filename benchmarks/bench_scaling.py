@@ -22,7 +22,8 @@ def time_pair(
 ) -> dict[str, Any]:
     import time
 
-    from errorentropy.engine import ScoreOptions, score_documents
+    from errorentropy.engine import score_documents
+    from errorentropy.options import ScoreOptions
     from errorentropy.windows import batches, make_windows, tokenize
 
     options = ScoreOptions(max_length=max_length, batch_size=batch_size)

@@ -38,7 +38,7 @@ def write_documents(n: int, max_length: int) -> tuple[Path, int]:
 
 def agreement(result_dir: Path, minicons_file: Path) -> dict[str, Any]:
     """Ranks (minicons' 1-based argsort rank minus 1) and log-probs, token by token."""
-    from errorentropy.engine import TokenTable
+    from errorentropy.tokens import TokenTable
 
     ours = TokenTable.load(result_dir / "tokens.npz")
     rows = json.loads(minicons_file.read_text())

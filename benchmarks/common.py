@@ -68,7 +68,7 @@ def tokenizer_dir() -> Path:
     path = WORK / "tokenizer"
     if not (path / "tokenizer.json").exists():
         from errorentropy.corpus import builtin_documents
-        from errorentropy.toys import train_bpe_tokenizer
+        from errorentropy.testing import train_bpe_tokenizer
 
         tok = train_bpe_tokenizer(
             builtin_documents("builtin:prose")[:300], vocab_size=TOKENIZER_VOCAB
@@ -89,7 +89,7 @@ def model_dir(name: str, **overrides: Any) -> Path:
     suffix = "-".join(f"{k}{v}" for k, v in sorted(overrides.items()))
     path = WORK / "models" / (name + (f"-{suffix}" if suffix else ""))
     if not (path / "config.json").exists():
-        from errorentropy.toys import save_model, tiny_model
+        from errorentropy.testing import save_model, tiny_model
 
         log(f"building model {path.name}")
         model = tiny_model(spec.pop("arch"), spec.pop("vocab_size"), **spec)

@@ -531,83 +531,77 @@ CASES: tuple[Case, ...] = (
 
 
 def command_cases() -> tuple[Case, ...]:
-    """Rows for the commands that plug in through ``cli.COMMAND_MODULES``, present once they do."""
-    import errorentropy.cli as cli
-
-    modules = set(cli.COMMAND_MODULES)
+    """Rows for the sweep, fit, report and demo commands."""
     rows: list[Case] = []
-    if "sweep" in modules:
-        rows += [
-            Case(
-                "spec-missing",
-                "sweep",
-                "spec file that does not exist",
-                ("sweep", "{W}/no-such-spec.toml", "--out", "{W}/sweep"),
-                "no-such-spec.toml not found",
-            ),
-            Case(
-                "spec-malformed",
-                "sweep",
-                "malformed TOML",
-                ("sweep", "{W}/malformed.toml", "--out", "{W}/sweep"),
-                "invalid TOML",
-            ),
-            Case(
-                "spec-not-utf8",
-                "sweep",
-                "spec with non-UTF-8 bytes",
-                ("sweep", "{W}/latin1.toml", "--out", "{W}/sweep"),
-                "is not valid UTF-8",
-            ),
-            Case(
-                "spec-unknown-key",
-                "sweep",
-                "spec with a misspelt key",
-                ("sweep", "{W}/typo.toml", "--out", "{W}/sweep"),
-                "max_lenght",
-            ),
-            Case(
-                "spec-no-models",
-                "sweep",
-                "spec without [[models]]",
-                ("sweep", "{W}/nomodels.toml", "--out", "{W}/sweep"),
-                "no [[models]] given",
-            ),
-            Case(
-                "merge-not-sweep",
-                "merge",
-                "a source that is not a sweep folder",
-                ("merge", "{W}/merged", "{W}/emptydir"),
-                "emptydir",
-            ),
-        ]
-    if "report" in modules:
-        rows.append(
-            Case(
-                "report-not-sweep",
-                "report",
-                "a folder that is not a sweep folder",
-                ("report", "{W}/emptydir"),
-                "emptydir",
-            )
+    rows += [
+        Case(
+            "spec-missing",
+            "sweep",
+            "spec file that does not exist",
+            ("sweep", "{W}/no-such-spec.toml", "--out", "{W}/sweep"),
+            "no-such-spec.toml not found",
+        ),
+        Case(
+            "spec-malformed",
+            "sweep",
+            "malformed TOML",
+            ("sweep", "{W}/malformed.toml", "--out", "{W}/sweep"),
+            "invalid TOML",
+        ),
+        Case(
+            "spec-not-utf8",
+            "sweep",
+            "spec with non-UTF-8 bytes",
+            ("sweep", "{W}/latin1.toml", "--out", "{W}/sweep"),
+            "is not valid UTF-8",
+        ),
+        Case(
+            "spec-unknown-key",
+            "sweep",
+            "spec with a misspelt key",
+            ("sweep", "{W}/typo.toml", "--out", "{W}/sweep"),
+            "max_lenght",
+        ),
+        Case(
+            "spec-no-models",
+            "sweep",
+            "spec without [[models]]",
+            ("sweep", "{W}/nomodels.toml", "--out", "{W}/sweep"),
+            "no [[models]] given",
+        ),
+        Case(
+            "merge-not-sweep",
+            "merge",
+            "a source that is not a sweep folder",
+            ("merge", "{W}/merged", "{W}/emptydir"),
+            "emptydir",
+        ),
+    ]
+    rows.append(
+        Case(
+            "report-not-sweep",
+            "report",
+            "a folder that is not a sweep folder",
+            ("report", "{W}/emptydir"),
+            "emptydir",
         )
-    if "fitting_cli" in modules:
-        rows += [
-            Case(
-                "fit-not-sweep",
-                "fit",
-                "a folder that is not a sweep folder",
-                ("fit", "{W}/emptydir"),
-                "emptydir",
-            ),
-            Case(
-                "fit-seed-not-integer",
-                "fit",
-                "a non-integer seed",
-                ("fit", "{W}/emptydir", "--seed", "4.2"),
-                "--seed",
-            ),
-        ]
+    )
+    rows += [
+        Case(
+            "fit-not-sweep",
+            "fit",
+            "a folder that is not a sweep folder",
+            ("fit", "{W}/emptydir"),
+            "emptydir",
+        ),
+        Case(
+            "fit-seed-not-integer",
+            "fit",
+            "a non-integer seed",
+            ("fit", "{W}/emptydir", "--seed", "4.2"),
+            "--seed",
+        ),
+    ]
     return tuple(rows)
 
 
@@ -632,7 +626,7 @@ def build_workspace(root: Path, tokenizer: Any = None) -> Path:
 
     from errorentropy.histogram import RankHistogram
     from errorentropy.storage import write_checked_json
-    from errorentropy.toys import save_model, tiny_model, train_bpe_tokenizer
+    from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     good = [

@@ -14,7 +14,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from errorentropy.corpus import builtin_documents
-from errorentropy.toys import save_model, tiny_model, train_bpe_tokenizer
+from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -155,7 +155,7 @@ def test_paired_fit_interval_for_alpha_covers_the_true_exponent():
     One shared resampling per replicate, refit: the percentile interval of alpha covers -0.1
     at about 95% (100 trials: [0.87, 1.0] is a ~3-sigma band).
     """
-    from errorentropy.fit import fit_lines
+    from errorentropy.powerlaw import fit_lines
 
     sizes = np.array([1e6, 4e6, 1.6e7, 6.4e7, 2.56e8])
     true_alpha = -0.1

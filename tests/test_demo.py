@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy import demo
 from errorentropy.cli import main
-from errorentropy.errors import UserError
-from errorentropy.training import (
+from errorentropy.demo import pipeline as demo
+from errorentropy.demo.training import (
     ModelShape,
     TrainSettings,
     checkpoint_steps,
@@ -22,6 +21,7 @@ from errorentropy.training import (
     parse_shapes,
     token_blocks,
 )
+from errorentropy.errors import UserError
 
 
 def _histograms(sweep: Path) -> dict[str, str]:
@@ -276,8 +276,8 @@ def test_parse_shapes_and_default_ladder_span() -> None:
     import torch
     from transformers import GPTNeoXForCausalLM
 
+    from errorentropy.demo.training import neox_config
     from errorentropy.models import count_parameters
-    from errorentropy.training import neox_config
 
     assert parse_shapes("16x1, 64x2") == [ModelShape(16, 1), ModelShape(64, 2)]
     for bad in ("16", "ax2", "16x0", "16x1,16x1", "", "100x2"):
@@ -317,7 +317,7 @@ def test_worker_processes_train_the_same_weights_as_one_process(
     from safetensors.numpy import load_file
     from transformers import AutoTokenizer
 
-    from errorentropy.training import neox_config
+    from errorentropy.demo.training import neox_config
 
     out, _, _ = tiny_run
     settings = demo.tiny_settings()

@@ -20,10 +20,12 @@ from errorentropy.distributed import (
     shard_and_score,
     shard_documents,
 )
-from errorentropy.engine import ScoreOptions, TokenTable, score_documents
+from errorentropy.engine import score_documents
 from errorentropy.errors import UserError
 from errorentropy.histogram import RankHistogram
-from errorentropy.toys import tiny_model
+from errorentropy.options import ScoreOptions
+from errorentropy.testing import tiny_model
+from errorentropy.tokens import TokenTable
 
 
 def test_shards_partition_the_documents():

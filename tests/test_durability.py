@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from errorentropy import storage
-from errorentropy.engine import TokenTable
 from errorentropy.errors import UserError
 from errorentropy.histogram import RankHistogram
 from errorentropy.results import load_histograms
+from errorentropy.tokens import TokenTable
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(

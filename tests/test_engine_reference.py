@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from errorentropy.engine import ScoreOptions, score_documents
-from errorentropy.toys import tiny_model
+from errorentropy.engine import score_documents
+from errorentropy.options import ScoreOptions
+from errorentropy.testing import tiny_model
 from errorentropy.windows import tokenize
 from reference import naive_decompose, naive_token_scores
 

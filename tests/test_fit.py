@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from errorentropy.fit import (
+from errorentropy.powerlaw import (
     FitInputError,
     default_holdout,
     extrapolate,

@@ -10,10 +10,10 @@ import pytest
 
 from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
 from errorentropy.cli import main
-from errorentropy.engine import TokenTable
-from errorentropy.fitting_cli import fit_sweep, read_fits, select_final
+from errorentropy.fits import fit_sweep, read_fits, select_final
 from errorentropy.results import summarize
 from errorentropy.tables import table1_markdown
+from errorentropy.tokens import TokenTable
 from synthetic_sweep import build_synthetic_sweep, sign_changing_conf
 
 

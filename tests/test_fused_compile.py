@@ -23,7 +23,8 @@ import inspect, json, re
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from errorentropy import fused_head, fused_kernels as k
+from errorentropy.head import fused as fused_head
+from errorentropy.head import fused_kernels as k
 
 def compile_ptx(fn, dtype):
     params = list(inspect.signature(fn.fn).parameters)

@@ -17,11 +17,13 @@ from hypothesis import strategies as st
 
 pytest.importorskip("triton")
 
-from errorentropy import fused_head  # noqa: E402 - after the importorskip
-from errorentropy.engine import ScoreOptions, check_fused, choose_head, find_head, score_documents  # noqa: E402
+from errorentropy.engine import score_documents  # noqa: E402
 from errorentropy.errors import UserError  # noqa: E402
-from errorentropy.scoring import score_hidden  # noqa: E402
-from errorentropy.toys import tiny_model  # noqa: E402
+from errorentropy.head import fused as fused_head  # noqa: E402 - after the importorskip
+from errorentropy.head.chunked import score_hidden  # noqa: E402
+from errorentropy.head.select import check_fused, choose_head, find_head  # noqa: E402
+from errorentropy.options import ScoreOptions  # noqa: E402
+from errorentropy.testing import tiny_model  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -122,7 +124,7 @@ def test_fused_log_probs_are_closer_to_float64_than_float32_round_off():
 def test_a_target_logit_with_other_bits_is_rescored_exactly(monkeypatch):
     """The safety net: where the target kernel's logit differs in its last bit from the tile's own
     column, the kernel reports it (``seen``) and those tokens are rescored by the chunked head."""
-    from errorentropy import fused_kernels
+    from errorentropy.head import fused_kernels
 
     original = fused_kernels.target_kernel
     nudged = [0, 5, 17]

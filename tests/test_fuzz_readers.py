@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 
 from errorentropy.cells import read_cell
 from errorentropy.corpus import read_documents
-from errorentropy.engine import TokenTable
 from errorentropy.errors import UserError
 from errorentropy.histogram import RankHistogram
 from errorentropy.profile import RankProfile
 from errorentropy.storage import read_checked_json, write_checked_json
+from errorentropy.tokens import TokenTable
 
 # ERRORENTROPY_FUZZ_EXAMPLES=1000 searches harder than the default run.
 FUZZ = settings(

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 from errorentropy.cells import CellKey, read_cell, write_cell_record
-from errorentropy.engine import TokenTable
 from errorentropy.histogram import RankHistogram
 from errorentropy.profile import RankProfile
+from errorentropy.tokens import TokenTable
 
 GOLDEN = Path(__file__).parent / "golden" / "v1"
 

@@ -7,13 +7,19 @@ log-softmaxed in float64, with ranks by strict ``>`` on those float32 logits (Eq
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from errorentropy.engine import ScoreOptions, choose_head, find_head, score_documents, verify_head
-from errorentropy.scoring import score_hidden, score_logits
-from errorentropy.toys import tiny_model
+from errorentropy.engine import score_documents
+from errorentropy.head.chunked import score_hidden
+from errorentropy.head.full import score_logits
+from errorentropy.head.logits import LogitMap
+from errorentropy.head.select import choose_head, find_head, verify_head
+from errorentropy.options import ScoreOptions
+from errorentropy.testing import tiny_model
 from errorentropy.windows import tokenize
 
 PADDED = 13  # extra output entries past the tokenizer, as real checkpoints pad their vocabularies
@@ -113,7 +119,7 @@ def test_head_with_bias(tokenizer, docs):
     torch.nn.init.normal_(lm_head.bias, std=2.0)
     model.lm_head = lm_head
     head = find_head(model)
-    assert head is not None and head.bias is not None
+    assert head is not None and head.logit_map.bias is not None
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
 
 
@@ -142,10 +148,10 @@ def test_logit_softcapping(tokenizer, docs):
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(30.0)
     head = find_head(model)
-    assert head is not None and head.softcap == 2.0
+    assert head is not None and head.logit_map.softcap == 2.0
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
     # Without the cap, body + head would not reproduce the logits: the cap is really applied.
-    uncapped = type(head)(head.body, head.weight, head.bias, None)
+    uncapped = replace(head, logit_map=replace(head.logit_map, softcap=None))
     ids = torch.tensor([tokenize(tokenizer, docs[:1])[0][:32]])
     assert not verify_head(model, uncapped, ids)
 
@@ -246,13 +252,13 @@ def test_logit_scale_after_the_head(arch, key, value, tokenizer, docs):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
     head = find_head(model)
-    assert head is not None and (head.logit_scale, head.logit_divisor) == (
+    assert head is not None and (head.logit_map.logit_scale, head.logit_map.logit_divisor) == (
         (value, None) if key == "logit_scale" else (None, value)
     )
     assert check_against_reference(model, tokenizer, docs, head="auto") == "chunked"
     assert check_against_reference(model, tokenizer, docs, head="chunked") == "chunked"
     ids = torch.tensor([tokenize(tokenizer, docs[:1])[0][:32]])
-    assert not verify_head(model, type(head)(head.body, head.weight, head.bias, None), ids)
+    assert not verify_head(model, replace(head, logit_map=LogitMap(head.logit_map.bias)), ids)
 
 
 def test_a_forced_head_that_does_not_reproduce_the_logits_is_refused(tokenizer, docs):

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from errorentropy.head.chunked import score_hidden
+from errorentropy.head.full import score_logits
 from errorentropy.histogram import RankHistogram, decompose_arrays
 from errorentropy.results import summarize
-from errorentropy.scoring import score_hidden, score_logits
 
 mpmath = pytest.importorskip("mpmath")
 
@@ -183,8 +184,9 @@ def test_ties_count_in_the_ground_truths_favour_and_are_reported() -> None:
 
 def test_a_model_whose_logits_all_tie(tokenizer) -> None:
     """Identical output-head rows: every token ties with every other, rank 0, log-prob -log V, EE 0."""
-    from errorentropy.engine import ScoreOptions, score_documents
-    from errorentropy.toys import tiny_model
+    from errorentropy.engine import score_documents
+    from errorentropy.options import ScoreOptions
+    from errorentropy.testing import tiny_model
 
     model = tiny_model(
         "gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=64, tie_word_embeddings=False

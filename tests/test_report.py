@@ -15,10 +15,10 @@ import pytest
 
 from errorentropy import report
 from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
-from errorentropy.engine import TokenTable
 from errorentropy.profile import PROFILE_TOP, RankProfile
 from errorentropy.results import summarize
 from errorentropy.tables import TABLE1_QUANTITIES
+from errorentropy.tokens import TokenTable
 
 # family -> (model name, non-embedding params)
 FAMILIES = {
@@ -217,7 +217,7 @@ def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
 
 
 def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
-    from errorentropy.fitting_cli import read_fits
+    from errorentropy.fits import read_fits
     from synthetic_sweep import build_synthetic_sweep
 
     root = tmp_path / "synth"
@@ -351,7 +351,7 @@ def test_summary_states_uncertainty_sign_changes_and_the_share_trend(tmp_path: P
     build_synthetic_sweep(root, n_docs=40, conf_law=sign_changing_conf, dynamics=False)
     report.build_report(root, n_boot=60, seed=1)
     data = report.collect(root, run_fit=False)
-    from errorentropy.fitting_cli import read_fits
+    from errorentropy.fits import read_fits
 
     data.fits = read_fits(root)
     data.fit_rows = report.rows_from_fits(data.fits)

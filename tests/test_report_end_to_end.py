@@ -14,7 +14,7 @@ from errorentropy.cli import main
 def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pydoc_data.topics import topics
 
-    from errorentropy.toys import save_model, tiny_model, train_bpe_tokenizer
+    from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 
     texts = [topics[k] for k in sorted(topics)]
     tokenizer = train_bpe_tokenizer(texts[:30], vocab_size=300)

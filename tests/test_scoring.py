@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from errorentropy.errors import UserError
-from errorentropy.scoring import score_hidden, score_logits
+from errorentropy.head.chunked import score_hidden
+from errorentropy.head.full import score_logits
 
 
 def reference(logits: torch.Tensor, targets: torch.Tensor):
@@ -109,7 +110,7 @@ def test_log_probs_keep_float32_round_off_of_the_logits_only():
 
 def test_tile_size_follows_the_device():
     """4 MiB tiles on a CPU (cache-sized), 256 MiB on CUDA (launch-bound otherwise); None picks it."""
-    from errorentropy.scoring import default_chunk_elements
+    from errorentropy.head.logits import default_chunk_elements
 
     assert default_chunk_elements(torch.device("cpu")) * 4 == 4 << 20
     assert default_chunk_elements(torch.device("cuda", 0)) * 4 == 256 << 20
@@ -246,7 +247,7 @@ def test_a_forked_child_scores_after_the_parent_used_worker_threads():
 def test_fewer_workers_for_a_16_bit_head_leave_the_thread_count_as_it_was(monkeypatch):
     """A 16-bit head runs fewer workers than threads (their float32 chunk copies are bounded); the
     caller's thread count comes back afterwards, not the worker count."""
-    import errorentropy.scoring as scoring
+    import errorentropy.head.chunked as scoring
 
     g = torch.Generator().manual_seed(8)
     hidden, weight = (

@@ -21,11 +21,11 @@ import pytest
 
 from errorentropy.cells import CELLS_DIR, load_cells, read_cell
 from errorentropy.cli import main
-from errorentropy.engine import TokenTable
 from errorentropy.errors import UserError
 from errorentropy.histogram import RankHistogram
 from errorentropy.spec import load_spec
 from errorentropy.sweep import merge_sweeps, plan_cells, run_sweep, sweep_states
+from errorentropy.tokens import TokenTable
 
 ARCHS = ("gpt2", "gpt_neox", "llama", "qwen2")
 PRELOAD = [
@@ -60,7 +60,7 @@ def _spec_text(models: list[str], extra_models: str = "") -> str:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> Path:
     """A folder with 4 tiny models (each with checkpoints/step1), 2 datasets and spec.toml."""
-    from errorentropy.toys import save_model, tiny_model, train_bpe_tokenizer
+    from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 
     root = tmp_path_factory.mktemp("sweep-toy")
     texts = _texts()

@@ -79,7 +79,7 @@ class CellRecord:
         return RankHistogram.load(self.path / "histogram.json")
 
     def tokens(self) -> Any:
-        from .engine import TokenTable
+        from .tokens import TokenTable
 
         return TokenTable.load(self.path / "tokens.npz")
 

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine import ScoreOptions, ScoreResult, TokenTable, score_documents
+from .engine import ScoreResult, score_documents
 from .errors import UserError
 from .histogram import RankHistogram
+from .options import ScoreOptions
 from .profile import RankProfile
+from .tokens import TokenTable
 
 
 @dataclass(frozen=True)

@@ -231,3 +231,13 @@ def family_of(model_or_config: Any) -> str:
     """A default family label: the config's ``model_type``."""
     config = getattr(model_or_config, "config", model_or_config)
     return str(getattr(config, "model_type", "unknown"))
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where inputs go: the device of the input embedding (the first shard under device_map)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embedding is not None and getattr(embedding, "weight", None) is not None:
+        return embedding.weight.device
+    return next(model.parameters()).device
+
+

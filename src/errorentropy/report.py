@@ -14,10 +14,8 @@ with a note saying why, never faked.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,7 +108,7 @@ class ReportData:
 def final_revisions(cells: Sequence[CellRecord]) -> list[CellRecord]:
     """The last revision of each (model, dataset), chosen exactly as the fits choose it
     (:func:`errorentropy.fitting_cli.select_final`), sorted by dataset and size."""
-    from .fitting_cli import select_final
+    from .fits import select_final
 
     chosen = select_final(list(cells), [])
     return sorted(
@@ -153,7 +151,7 @@ def least_squares_fits(
 ) -> list[FitRow]:
     """Point power-law fits (no intervals) per dataset, family and All, for groups of 3+ models
     with M != 0; what is left out, and Confidence changing sign, are added to ``notes``."""
-    from .fit import FitInputError, fit_power_law, sign_changes
+    from .powerlaw import FitInputError, fit_power_law, sign_changes
 
     notes = [] if notes is None else notes
     rows: list[FitRow] = []
@@ -284,7 +282,7 @@ def collect(
     fits: dict[str, Any] | None = None
     if run_fit:
         try:
-            from .fitting_cli import fit_sweep, write_fits
+            from .fits import fit_sweep, write_fits
         except ImportError as exc:  # an install without the fitting module: still draw everything
             notes.append(
                 f"the bootstrap fit is not available ({exc}): fits below are plain least squares without intervals."
@@ -892,7 +890,7 @@ def _ci_text(ci: tuple[float, float] | None) -> str:
 
 def _conf_changes_sign(data: ReportData, dataset: str, group: str) -> bool:
     """Whether Confidence is positive for some final models of the group and negative for others."""
-    from .fit import sign_changes
+    from .powerlaw import sign_changes
 
     members = [c for c in data.final.get(dataset, []) if group == ALL_GROUP or c.family == group]
     return sign_changes(np.array([float(c.summary["confidence"]) for c in members]))
@@ -1061,48 +1059,3 @@ def build_report(
         "figures": [str(f.png) for f in figs] + [str(f.svg) for f in figs],
         "notes": [*data.notes, *notes],
     }
-
-
-def run_report(args: argparse.Namespace) -> int:
-    """Errorentropy report: the paper's figures and tables from a sweep folder, as report.md and a self-contained report.html."""
-    sweep_dir = Path(args.sweep_dir)
-    if not sweep_dir.is_dir():
-        raise UserError(
-            f"{sweep_dir} is not a folder; pass the --out folder of `errorentropy sweep`"
-        )
-    result = build_report(sweep_dir, run_fit=not args.no_fit, n_boot=args.n_boot, seed=args.seed)
-    print(
-        json.dumps(
-            {k: v for k, v in result.items() if k != "figures"}
-            | {"n_figures": len(result["figures"]) // 2}
-        )
-    )
-    return 0
-
-
-def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``errorentropy report DIR [--no-fit]``."""
-    from .cli import non_negative_int
-
-    parser = subparsers.add_parser(
-        "report",
-        parents=[common],
-        help="figures, tables and a summary from a sweep folder (report.md, report.html)",
-        description=run_report.__doc__,
-    )
-    parser.add_argument("sweep_dir", help="a sweep folder (the --out of `errorentropy sweep`)")
-    parser.add_argument(
-        "--no-fit",
-        action="store_true",
-        help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation",
-    )
-    parser.add_argument(
-        "--n-boot",
-        type=non_negative_int,
-        default=1000,
-        help="document-level bootstrap resamples for the intervals (0: none; default 1000)",
-    )
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)"
-    )
-    parser.set_defaults(func=run_report)

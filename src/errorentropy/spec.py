@@ -30,6 +30,7 @@ from typing import Any
 
 from .cells import CellKey, slug
 from .errors import UserError
+from .options import OPTIONS, ScoreOptions, check_window_options
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,17 +38,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOP_KEYS = ("scoring", "run", "models", "datasets")
-SCORING_KEYS = (
-    "max_length",
-    "window",
-    "stride",
-    "bos",
-    "batch_size",
-    "head",
-    "vocab_chunk",
-    "chunk_elements",
-    "profile",
-)
+SCORING_KEYS = tuple(o.name for o in OPTIONS)
 RUN_KEYS = ("dtype", "device", "device_map", "trust_remote_code")
 MODEL_KEYS = ("id", "label", "family", "revisions", "dtype", "trust_remote_code")
 DATASET_KEYS = ("data", "label", "samples", "seed", "text_field")
@@ -100,10 +91,8 @@ class SweepSpec:
     path: Path | None = None
     text: str = ""
 
-    def score_options(self) -> Any:
-        """The :class:`~errorentropy.engine.ScoreOptions` every cell is scored with."""
-        from .engine import ScoreOptions
-
+    def score_options(self) -> ScoreOptions:
+        """The :class:`~errorentropy.options.ScoreOptions` every cell is scored with."""
         return ScoreOptions(**self.scoring)
 
     def model_dtype(self, model: ModelSpec) -> str:
@@ -460,25 +449,19 @@ def _closest(key: str, keys: tuple[str, ...]) -> str | None:
 
 
 def _scoring(c: _Checker, body: dict[str, Any]) -> dict[str, Any]:
+    """The ``[scoring]`` table: one key per field of ScoreOptions, checked as it defines it."""
     c.known(body, SCORING_KEYS, "scoring")
     out: dict[str, Any] = {}
-    for key in ("max_length", "batch_size", "vocab_chunk", "chunk_elements", "stride"):
-        value = c.positive(body, key, "scoring", minimum=2 if key == "max_length" else 1)
+    for option in OPTIONS:
+        value: Any
+        if option.choices is not None:
+            value = c.choice(body, option.name, option.choices, "scoring")
+        elif option.kind is bool:
+            value = c.typed(body, option.name, (bool,), "scoring")
+        else:
+            value = c.positive(body, option.name, "scoring", minimum=option.minimum or 1)
         if value is not None:
-            out[key] = value
-    for key, choices in (
-        ("window", ("truncate", "stride")),
-        ("bos", ("auto", "always", "never")),
-        ("head", ("auto", "chunked", "fused", "full")),
-    ):
-        value = c.choice(body, key, choices, "scoring")
-        if value is not None:
-            out[key] = value
-    if (profile := c.typed(body, "profile", (bool,), "scoring")) is not None:
-        out["profile"] = profile
-    from .engine import ScoreOptions
-    from .windows import check_window_options
-
+            out[option.name] = value
     defaults = ScoreOptions()
     try:
         check_window_options(

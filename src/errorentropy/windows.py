@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from .errors import UserError
-
-BosMode = Literal["auto", "always", "never"]
-WindowMode = Literal["truncate", "stride"]
+from .options import BosMode, WindowMode, check_window_options
 
 
 @dataclass(frozen=True)
@@ -92,23 +90,6 @@ def make_windows(
                 break
             start += stride
     return windows, skipped
-
-
-def check_window_options(max_length: int, window: str, stride: int | None) -> None:
-    """Reject impossible windowing options with a clear message."""
-    if max_length < 2:
-        raise UserError(
-            f"--max-length must be at least 2 (got {max_length}): one token of context and one to score"
-        )
-    if window not in ("truncate", "stride"):
-        raise UserError(f"unknown --window {window!r}; choose truncate or stride")
-    if window == "stride":
-        if stride is None:
-            raise UserError("--window stride needs --stride K (1 <= K < max-length)")
-        if not 1 <= stride < max_length:
-            raise UserError(
-                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token"
-            )
 
 
 @dataclass

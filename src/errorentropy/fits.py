@@ -8,7 +8,6 @@ saturating fit, and returns the dictionary written to ``DIR/fits.json`` (schema:
 
 from __future__ import annotations
 
-import argparse
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from . import bootstrap as bs
 from .cells import CellRecord, load_cells, mixed_settings
 from .errors import UserError
-from .fit import (
+from .powerlaw import (
     MIN_MODELS,
     FitInputError,
     default_holdout,
@@ -595,54 +594,3 @@ def read_fits(sweep_dir: Path | str) -> dict[str, Any]:
             f"{path} is not an errorentropy fits file of version {FITS_VERSION}; rerun `errorentropy fit`"
         )
     return body
-
-
-def run_fit(args: argparse.Namespace) -> int:
-    """Errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters, per family and over all models, with bootstrap intervals, an extrapolation test and a saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
-    from .tables import table1_markdown
-
-    sweep_dir = Path(args.sweep)
-    if not sweep_dir.is_dir():
-        raise UserError(
-            f"{sweep_dir} is not a folder; pass the sweep folder given to `errorentropy sweep --out`"
-        )
-    result = fit_sweep(sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout)
-    written = write_fits(sweep_dir, result)
-    print(table1_markdown(result))
-    for note in result["notes"]:
-        if note["kind"] != "biased-bootstrap":
-            print(f"note: {note['message']}")
-    if not args.quiet:
-        print(f"wrote {written['fits']} and tables in {sweep_dir / TABLES_DIR}")
-    return 0
-
-
-def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``errorentropy fit``."""
-    from .cli import non_negative_int, positive_int
-
-    parser = subparsers.add_parser(
-        "fit",
-        parents=[common],
-        help="scaling-law fits of a sweep (Tables 1 and 2, bootstrap intervals, extrapolation)",
-        description=run_fit.__doc__,
-    )
-    parser.add_argument("sweep", metavar="DIR", help="sweep folder (holds cells/)")
-    parser.add_argument(
-        "--n-boot",
-        "--bootstrap",
-        dest="n_boot",
-        type=non_negative_int,
-        default=1000,
-        help="document-level bootstrap replicates (0: no intervals; default 1000)",
-    )
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)"
-    )
-    parser.add_argument(
-        "--holdout",
-        type=positive_int,
-        default=None,
-        help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)",
-    )
-    parser.set_defaults(func=run_fit)

@@ -15,7 +15,6 @@ finished cells. The same seed gives the same numbers on the same machine.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -23,14 +22,14 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
+from ..errors import UserError
+from ..storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
 from .training import (
     ModelShape,
     TrainSettings,
@@ -177,7 +176,7 @@ def _long_lines(text: str) -> list[str]:
 @functools.lru_cache(maxsize=4)
 def load_splits(seed: int) -> dict[str, Split]:
     """Both built-in corpora, split by source (kept for the process: reading the standard library takes seconds)."""
-    from .corpus import builtin_sources
+    from ..corpus import builtin_sources
 
     return split_by_source({c: builtin_sources(c) for c in CORPORA}, seed)
 
@@ -233,7 +232,7 @@ def digest(payload: Any) -> str:
 
 
 def text_digest(documents: Sequence[str]) -> str:
-    from .corpus import fingerprint
+    from ..corpus import fingerprint
 
     return fingerprint(documents)
 
@@ -256,7 +255,7 @@ def build_tokenizer(
     """The demo's tokenizer, trained once and reused while its inputs are unchanged; returns (tokenizer, key)."""
     from transformers import AutoTokenizer
 
-    from .toys import train_bpe_tokenizer
+    from .tokenizer import train_bpe_tokenizer
 
     texts = tokenizer_texts(splits, settings.tokenizer_docs)
     key = digest(
@@ -374,7 +373,7 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     from transformers import AutoTokenizer, GPTNeoXConfig
     from transformers.utils import logging as hf_logging
 
-    from .models import count_parameters
+    from ..models import count_parameters
     from .training import save_pretrained_atomic, train_model
 
     hf_logging.disable_progress_bar()
@@ -624,7 +623,7 @@ def invalidate_stale_cells(
     the cells computed from the old ones are removed here so the sweep recomputes them."""
     import shutil
 
-    from .cells import CELLS_DIR, slug
+    from ..cells import CELLS_DIR, slug
 
     record_path = out / "sweep" / "demo-inputs.json"
     data_keys = {
@@ -683,7 +682,7 @@ def run_analysis(
     sweep_dir = out / "sweep"
     result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
     try:
-        from .sweep import run_sweep
+        from ..sweep import run_sweep
     except ImportError:
         log(
             "sweep: errorentropy.sweep is not available in this build; run `errorentropy sweep` on the spec by hand"
@@ -706,12 +705,12 @@ def run_analysis(
     if not report:
         return result
     try:
-        from .report import build_report
+        from ..report import build_report
     except ImportError:
         log("report: errorentropy.report is not available in this build")
         result["missing"] = ["report"]
         return result
-    from . import __version__
+    from .. import __version__
 
     cells = sorted((sweep_dir / "cells").glob("*/cell.json"))
     key = digest(
@@ -756,7 +755,7 @@ def run_analysis(
 
 def headline(sweep_dir: Path, steps: int) -> dict[str, list[dict[str, Any]]]:
     """Per dataset, each model's final-checkpoint components (nats per token), smallest first."""
-    from .cells import load_cells
+    from ..cells import load_cells
 
     table: dict[str, list[dict[str, Any]]] = {}
     for cell in load_cells(sweep_dir):
@@ -930,149 +929,3 @@ def run_demo(
 
 
 # ---- command line ------------------------------------------------------------------------------
-
-
-def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    """Demo settings from the command line: ``--tiny`` starts from the CI version, flags override."""
-    base = (
-        tiny_settings(args.seed)
-        if args.tiny
-        else DemoSettings(shapes=tuple(parse_shapes(DEFAULT_SIZES)), seed=args.seed)
-    )
-    changes: dict[str, Any] = {}
-    if args.sizes:
-        changes["shapes"] = tuple(parse_shapes(args.sizes))
-    for name in ("batch_size", "block", "lr", "vocab_size", "eval_docs", "max_length", "n_boot"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    settings = replace(base, **changes)
-    if args.steps is not None and args.tokens is not None:
-        raise UserError(
-            "--steps and --tokens both given; pass one (tokens = steps x batch-size x block)"
-        )
-    if args.steps is not None:
-        settings = replace(settings, steps=args.steps)
-    if args.tokens is not None:
-        per_step = settings.batch_size * settings.block
-        settings = replace(settings, steps=max(1, -(-args.tokens // per_step)))
-    if settings.lr <= 0:
-        raise UserError(f"--lr must be positive (got {settings.lr})")
-    if settings.max_length > settings.block:
-        raise UserError(
-            f"--max-length {settings.max_length} exceeds the models' context (--block {settings.block}); pass --max-length <= --block"
-        )
-    return settings
-
-
-def run_demo_command(args: argparse.Namespace) -> int:
-    """Errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every checkpoint on held-out prose and code, fit and report (offline, cached)."""
-    settings = settings_from_args(args)
-    summary = run_demo(
-        Path(args.out),
-        settings,
-        device=args.device,
-        progress=not args.quiet,
-        analyse=not args.no_analysis,
-    )
-    print(
-        json.dumps(
-            {
-                "out": summary["out"],
-                "timings": summary["timings"],
-                "report": summary.get("analysis", {}).get("report_html"),
-            }
-        )
-    )
-    return 0
-
-
-def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``errorentropy demo``."""
-    from .cli import integer, positive_int
-
-    def positive_float(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
-    p = subparsers.add_parser(
-        "demo",
-        parents=[common],
-        help="the paper in miniature: train a small GPT-NeoX ladder offline, sweep, fit, report",
-        description=run_demo_command.__doc__,
-    )
-    p.add_argument(
-        "--out",
-        default="errorentropy-demo",
-        help="demo folder (default ./errorentropy-demo); reused on a second run",
-    )
-    p.add_argument(
-        "--sizes",
-        default=None,
-        help=f"HIDDENxLAYERS list (default {DEFAULT_SIZES}; --tiny: {TINY_SIZES})",
-    )
-    p.add_argument(
-        "--steps", type=positive_int, default=None, help="optimizer steps per model (default 384)"
-    )
-    p.add_argument(
-        "--tokens",
-        type=positive_int,
-        default=None,
-        help="training tokens per model instead of --steps",
-    )
-    p.add_argument(
-        "--batch-size", type=positive_int, default=None, help="blocks per step (default 8)"
-    )
-    p.add_argument(
-        "--block",
-        type=positive_int,
-        default=None,
-        help="tokens per block = model context (default 128)",
-    )
-    p.add_argument(
-        "--lr", type=positive_float, default=None, help="peak learning rate (default 2e-3)"
-    )
-    p.add_argument(
-        "--vocab-size", type=positive_int, default=None, help="BPE entries (default 4096)"
-    )
-    p.add_argument(
-        "--eval-docs",
-        type=positive_int,
-        default=None,
-        help="held-out documents scored per corpus (default 64)",
-    )
-    p.add_argument(
-        "--max-length",
-        type=positive_int,
-        default=None,
-        help="tokens scored per held-out document (default 128)",
-    )
-    p.add_argument(
-        "--n-boot",
-        type=positive_int,
-        default=None,
-        help="bootstrap resamples for the fits' intervals (default 1000)",
-    )
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)"
-    )
-    p.add_argument(
-        "--seed",
-        type=integer,
-        default=0,
-        help="seed of the split, the data order and every initialisation (default 0)",
-    )
-    p.add_argument(
-        "--tiny",
-        action="store_true",
-        help="the seconds-long version (CI): three very small models, a few steps",
-    )
-    p.add_argument(
-        "--no-analysis", action="store_true", help="stop after training and writing sweep.toml"
-    )
-    p.set_defaults(func=run_demo_command)

@@ -1,41 +1,19 @@
-"""Small local stand-ins for hub artefacts: a byte-level BPE tokenizer trained on local text and
-randomly initialised models from real architecture configs. Used by tests, benchmarks and the demo."""
+"""Test scaffolding: small local stand-ins for hub artefacts (randomly initialised models from
+real architecture configs, and a byte-level BPE tokenizer trained on local text), for tests,
+benchmarks and docstring examples. Nothing here is downloaded."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .demo.tokenizer import train_bpe_tokenizer
+
+__all__ = ["ARCHITECTURES", "save_model", "tiny_config", "tiny_model", "train_bpe_tokenizer"]
+
 ARCHITECTURES = ("gpt2", "gpt_neox", "llama", "qwen2", "opt", "mistral")
-
-
-def train_bpe_tokenizer(
-    texts: Iterable[str], vocab_size: int = 1024, *, bos_eos: bool = True
-) -> Any:
-    """A byte-level BPE tokenizer (Hugging Face ``tokenizers``) trained on ``texts``, wrapped as
-    ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS, EOS and padding unless ``bos_eos`` is False."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    special = ["<|endoftext|>"] if bos_eos else ["<pad>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    if bos_eos:
-        return PreTrainedTokenizerFast(
-            tokenizer_object=tok, bos_token=special[0], eos_token=special[0], pad_token=special[0]
-        )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=special[0])
 
 
 def tiny_config(

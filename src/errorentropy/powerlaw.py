@@ -312,12 +312,3 @@ def sign_changes(values: np.ndarray) -> bool:
     """True when the values hold both strictly positive and strictly negative entries."""
     values = np.asarray(values, dtype=np.float64)
     return bool(np.any(values > 0) and np.any(values < 0))
-
-
-def fit_sweep(
-    sweep_dir: Any, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None
-) -> dict[str, Any]:
-    """Fit every (dataset, group, quantity) of a sweep folder; see :func:`errorentropy.fitting_cli.fit_sweep`."""
-    from .fitting_cli import fit_sweep as _fit_sweep
-
-    return _fit_sweep(sweep_dir, n_boot=n_boot, seed=seed, holdout=holdout)

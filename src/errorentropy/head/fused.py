@@ -10,7 +10,7 @@ vocabulary slices into a log-sum-exp and a rank.
 The target logit is computed first by a second kernel with the same tile shapes and reduction
 order, and the main kernel checks that the target's own column of its tile has exactly those
 bits (``seen``). A token where it does not (a compiler that reorders one product and not the
-other) is rescored by :func:`errorentropy.scoring.score_hidden`, the chunked reference, so a rank
+other) is rescored by :func:`errorentropy.head.chunked.score_hidden`, the chunked reference, so a rank
 is never counted against a target logit computed differently from its competitors.
 
 Triton is optional: :func:`available` says whether this path can run (CUDA tensors, or any tensor
@@ -24,7 +24,8 @@ import os
 
 import torch
 
-from .scoring import TokenScores, _check_finite, score_hidden
+from .chunked import score_hidden
+from .logits import TokenScores, check_finite
 
 BLOCK_T = 64
 BLOCK_V = 128
@@ -70,7 +71,7 @@ def score_hidden_fused(
 ) -> TokenScores:
     """Score hidden states ``[T, H]`` through head ``weight [V, H]`` with the fused kernel.
 
-    Same contract as :func:`errorentropy.scoring.score_hidden` (strict ``>`` rank, ties counted
+    Same contract as :func:`errorentropy.head.chunked.score_hidden` (strict ``>`` rank, ties counted
     apart, float64 log-probabilities), with products of the model's dtype accumulated in float32.
     ``splits``: vocabulary slices per token block (default: enough programs to fill the GPU).
     ``stats``: if given, ``stats["tokens"]`` and ``stats["rescored"]`` (tokens the safety net
@@ -154,7 +155,7 @@ def score_hidden_fused(
         )
     top = maxima.max(dim=0).values.double()
     lse = top + torch.log((sums * torch.exp(maxima.double() - top)).sum(dim=0))
-    _check_finite(lse, target_logit)
+    check_finite(lse, target_logit)
     scores = TokenScores(greater.sum(0).long(), target_logit.double() - lse, equal.sum(0).long())
     stray = (seen.sum(0) != 1).nonzero()[:, 0]
     if stats is not None:

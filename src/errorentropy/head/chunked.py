@@ -1,13 +1,10 @@
-"""Token scoring: from a model's output to (rank, log-probability) per scored token.
+"""The chunked head: final hidden states to (rank, log-probability) per token, never full logits.
 
-Two paths give the same numbers on float32 models (on 16-bit models :func:`score_logits` reads
-logits the model rounded to 16 bits, where :func:`score_hidden` computes them in float32):
-
-* :func:`score_hidden` applies the output head itself, in vocabulary chunks, in float32, carrying
-  a running log-sum-exp, the ground truth's logit and the count of strictly greater logits, so a
-  ``[tokens, vocab]`` float32 tensor is never built (only ``[token_block, vocab_chunk]``).
-* :func:`score_logits` reads logits the model already produced (the fallback for heads that
-  have not been verified), in float32 chunks over positions.
+:func:`score_hidden` applies the output head itself, in vocabulary chunks, in float32, carrying a
+running log-sum-exp, the ground truth's logit and the count of strictly greater logits, so a
+``[tokens, vocab]`` float32 tensor is never built (only ``[token_block, vocab_chunk]``). On float32
+models it gives the numbers :func:`errorentropy.head.full.score_logits` gives from the model's own
+logits; on 16-bit models it computes float32 logits where the model rounds them to 16 bits.
 
 Rank follows Eq. 1 of the paper: ``#{v : z_v > z_target}`` with strict ``>``, so ties count in
 the ground truth's favour; ``tied`` counts the other entries exactly equal to the target logit.
@@ -18,25 +15,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
-
-DEFAULT_VOCAB_CHUNK = 8192
-# float32 elements in one [token_block, vocab_chunk] tile: 4 MiB, small enough to stay in cache
-# between the passes over a tile (matmul, log-sum-exp, two comparisons); 64 MiB tiles were ~2x
-# slower on CPU (benchmarks/RESULTS.md).
-DEFAULT_CHUNK_ELEMENTS = 1 << 20
-# On a GPU each tile costs a few kernel launches whatever its size, so tiles are 64x larger
-# (256 MiB): 4 MiB tiles would leave a 151,936-entry head launch-bound.
-CUDA_CHUNK_ELEMENTS = 1 << 26
-
-
-def default_chunk_elements(device: torch.device) -> int:
-    """float32 elements per ``[token block, vocab chunk]`` tile on ``device`` when none is asked for."""
-    return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
+from ..options import DEFAULT_VOCAB_CHUNK
+from .logits import (
+    ROW_MULTIPLE,
+    LogitMap,
+    TokenScores,
+    check_finite,
+    default_chunk_elements,
+    empty_scores,
+    row_logsumexp,
+)
 
 
 def cpu_workers(device: torch.device) -> int:
@@ -45,9 +36,8 @@ def cpu_workers(device: torch.device) -> int:
     return torch.get_num_threads() if device.type == "cpu" else 1
 
 
-WORKER_COPY_BYTES = (
-    1 << 28
-)  # float32 copies of 16-bit head chunks held by the workers at once (256 MiB)
+# float32 copies of 16-bit head chunks held by the workers at once (256 MiB)
+WORKER_COPY_BYTES = 1 << 28
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 # A forked child inherits the pools but not their threads: it must start its own.
 os.register_at_fork(after_in_child=_POOLS.clear)
@@ -82,124 +72,11 @@ def run_blocks(
             )
         return list(pool.map(block, starts))
     finally:
-        torch.set_num_threads(
-            before
-        )  # not `workers`: a 16-bit head may run fewer workers than threads
-
-
-@dataclass
-class TokenScores:
-    """Per-token results: rank (int64), log-probability (float64), tie count (int64).
-
-    ``top_logprobs`` holds the ``k`` largest log-probabilities in descending order when asked
-    for (used for the sorted-probability profile), else ``None``.
-    """
-
-    rank: torch.Tensor
-    logprob: torch.Tensor
-    tied: torch.Tensor
-    top_logprobs: torch.Tensor | None = None
-
-    @staticmethod
-    def cat(parts: list[TokenScores]) -> TokenScores:
-        """Concatenate along tokens."""
-        tops = [p.top_logprobs for p in parts]
-        return TokenScores(
-            rank=torch.cat([p.rank for p in parts]),
-            logprob=torch.cat([p.logprob for p in parts]),
-            tied=torch.cat([p.tied for p in parts]),
-            top_logprobs=None if any(t is None for t in tops) else torch.cat(tops),  # type: ignore[arg-type]
-        )
-
-
-NON_FINITE_MESSAGE = "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a half-precision overflow is the usual cause)"
-
-
-def _check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:
-    if not (torch.isfinite(lse).all() and torch.isfinite(target).all()):
-        raise UserError(NON_FINITE_MESSAGE)
-
-
-def row_logsumexp(z: torch.Tensor) -> torch.Tensor:
-    """float64 log-sum-exp of each row of float32 ``z``: the (exact) row maximum plus the log of
-    the float32 sum of ``exp(z - max)``. ``torch.logsumexp`` rounds its float32 result, an error
-    of ~2e-6 where the value is near 40; this keeps ~1e-7 whatever the value, and is no slower."""
-    top = z.amax(dim=-1)
-    # A row of -inf (a chunk of the vocabulary masked by its bias) is shifted by 0, not by -inf,
-    # and gives -inf rather than NaN; a row holding +inf or NaN stays non-finite and is reported.
-    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    return shift.double() + torch.exp(z - shift[:, None]).sum(dim=-1).double().log()
-
-
-def _softcap(z: torch.Tensor, cap: float | None) -> torch.Tensor:
-    return z if cap is None else torch.tanh(z / cap) * cap
-
-
-def _rescale(z: torch.Tensor, multiplier: float | None, divisor: float | None) -> torch.Tensor:
-    """A logit scale after the head, as the model applies it (Cohere multiplies, Granite divides)."""
-    if multiplier is not None:
-        z = z * multiplier
-    if divisor is not None:
-        z = z / divisor
-    return z
+        # Back to `before`, not `workers`: a 16-bit head may run fewer workers than threads.
+        torch.set_num_threads(before)
 
 
 TARGET_BLOCK = 256
-ROW_MULTIPLE = 16
-
-
-@torch.no_grad()
-def score_logits(
-    logits: torch.Tensor, targets: torch.Tensor, *, topk: int = 0, token_block: int | None = None
-) -> TokenScores:
-    """Score from full logits ``[T, V]`` (any dtype) against ``targets [T]``, in float32."""
-    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
-        raise ValueError("logits must be [T, V] and targets [T]")
-    vocab = logits.shape[1]
-    block = token_block or max(
-        ROW_MULTIPLE,
-        default_chunk_elements(logits.device) // max(vocab, 1) // ROW_MULTIPLE * ROW_MULTIPLE,
-    )
-    parts = []
-    for start in range(0, logits.shape[0], block):
-        z = logits[start : start + block].float()
-        tgt = targets[start : start + block].to(z.device)
-        rows = z.shape[0]
-        if rows % ROW_MULTIPLE:
-            # A one-row sum is split across threads (another summation order than a row among
-            # many): zero rows make every block reduce row by row, so a token's bits do not
-            # depend on how many tokens share its block. Dropped below.
-            pad = -rows % ROW_MULTIPLE
-            z = torch.cat([z, z.new_zeros(pad, vocab)])
-            tgt = torch.cat([tgt, tgt.new_zeros(pad)])
-        t = z.gather(1, tgt[:, None])
-        lse = row_logsumexp(z)
-        _check_finite(lse, t)
-        rank = (z > t).sum(-1)
-        tied = (z == t).sum(-1) - 1
-        top = None
-        if topk:
-            top = z.topk(min(topk, vocab), dim=-1).values.double() - lse[:, None]
-        parts.append(
-            TokenScores(
-                rank[:rows].long(),
-                t[:rows, 0].double() - lse[:rows],
-                tied[:rows].long(),
-                None if top is None else top[:rows],
-            )
-        )
-    if not parts:
-        return _empty(logits.device, topk)
-    return TokenScores.cat(parts)
-
-
-def _empty(device: torch.device, topk: int) -> TokenScores:
-    return TokenScores(
-        torch.zeros(0, dtype=torch.long, device=device),
-        torch.zeros(0, dtype=torch.float64, device=device),
-        torch.zeros(0, dtype=torch.long, device=device),
-        torch.zeros(0, topk, dtype=torch.float64, device=device) if topk else None,
-    )
 
 
 def _target_logits(h: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -222,19 +99,14 @@ def _score_block(
     hidden: torch.Tensor,
     tgt: torch.Tensor,
     weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    softcap: float | None,
+    logit_map: LogitMap,
     vocab_chunk: int,
     topk: int,
-    scale: tuple[float | None, float | None] = (None, None),
 ) -> TokenScores:
     """One block of tokens through the whole head, one ``[tokens, vocab_chunk]`` tile at a time."""
     vocab = weight.shape[0]
     h = hidden.float()
-    t = _target_logits(h, weight[tgt].float())
-    if bias is not None:
-        t = t + bias[tgt].float()
-    t = _softcap(_rescale(t, *scale), softcap)
+    t = logit_map.apply(_target_logits(h, weight[tgt].float()), tgt)
     # The running log-sum-exp is carried in float64: float32 drifts by ~1e-5 over many chunks.
     lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
     greater = torch.zeros_like(tgt)
@@ -242,10 +114,7 @@ def _score_block(
     top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
     for v0 in range(0, vocab, vocab_chunk):
         w = weight[v0 : v0 + vocab_chunk].float()
-        z = h @ w.T
-        if bias is not None:
-            z = z + bias[v0 : v0 + vocab_chunk].float()
-        z = _softcap(_rescale(z, *scale), softcap)
+        z = logit_map.apply(h @ w.T, slice(v0, v0 + vocab_chunk))
         lse = torch.logaddexp(lse, row_logsumexp(z))
         inside = (tgt >= v0) & (tgt < v0 + w.shape[0])
         if inside.any():
@@ -260,7 +129,7 @@ def _score_block(
                 z[rows, tgt[rows] - v0] = t[rows]
             top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
             top = top.topk(min(topk, top.shape[1]), dim=-1).values
-    _check_finite(lse, t)
+    check_finite(lse, t)
     return TokenScores(
         greater, t.double() - lse, tied, (top.double() - lse[:, None]) if topk else None
     )  # type: ignore[union-attr]
@@ -294,7 +163,7 @@ def score_hidden(
         raise ValueError("hidden must be [T, H] and weight [V, H]")
     n_tokens, vocab = hidden.shape[0], weight.shape[0]
     if n_tokens == 0:
-        return _empty(hidden.device, topk)
+        return empty_scores(hidden.device, topk)
     vocab_chunk = max(1, min(vocab_chunk, vocab))
     chunk_elements = chunk_elements or default_chunk_elements(weight.device)
     # Every matrix product gets a row count that is a multiple of ROW_MULTIPLE: CPU kernels round
@@ -318,17 +187,11 @@ def score_hidden(
             token_block, -(-n_tokens // workers // ROW_MULTIPLE) * ROW_MULTIPLE or ROW_MULTIPLE
         )
 
+    logit_map = LogitMap(bias, softcap, logit_scale, logit_divisor)
+
     def block(t0: int) -> TokenScores:
-        return _score_block(
-            hidden[t0 : t0 + token_block],
-            targets[t0 : t0 + token_block],
-            weight,
-            bias,
-            softcap,
-            vocab_chunk,
-            topk,
-            (logit_scale, logit_divisor),
-        )
+        rows = slice(t0, t0 + token_block)
+        return _score_block(hidden[rows], targets[rows], weight, logit_map, vocab_chunk, topk)
 
     parts = run_blocks(block, range(0, n_tokens, token_block), workers)
     scores = TokenScores.cat(parts)

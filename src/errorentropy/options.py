@@ -1,0 +1,159 @@
+"""Scoring options, each defined once: name, type, default, allowed values and help.
+
+The ``score`` command's flags, a sweep spec's ``[scoring]`` keys and :func:`errorentropy.score`'s
+keyword arguments all come from the fields of :class:`ScoreOptions` (see :data:`OPTIONS`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from .errors import UserError
+
+WindowMode = Literal["truncate", "stride"]
+BosMode = Literal["auto", "always", "never"]
+HeadMode = Literal["auto", "chunked", "fused", "full"]
+DEFAULT_VOCAB_CHUNK = 8192
+
+
+def check_window_options(max_length: int, window: str, stride: int | None) -> None:
+    """Reject impossible windowing options with a clear message."""
+    if max_length < 2:
+        raise UserError(
+            f"--max-length must be at least 2 (got {max_length}): one token of context and one to score"
+        )
+    if window not in ("truncate", "stride"):
+        raise UserError(f"unknown --window {window!r}; choose truncate or stride")
+    if window == "stride":
+        if stride is None:
+            raise UserError("--window stride needs --stride K (1 <= K < max-length)")
+        if not 1 <= stride < max_length:
+            raise UserError(
+                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token"
+            )
+
+
+def _option(
+    default: Any,
+    help: str,
+    *,
+    kind: type = int,
+    choices: tuple[str, ...] | None = None,
+    minimum: int | None = None,
+    flag: bool = True,
+) -> Any:
+    """A dataclass field that carries its command-line help, type and bounds."""
+    meta = {"help": help, "kind": kind, "choices": choices, "minimum": minimum, "flag": flag}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How documents become scored tokens; every field is recorded in a summary."""
+
+    max_length: int = _option(512, "tokens per window (at least 2; checked with the window)")
+    window: WindowMode = _option(
+        "truncate",
+        "truncate: each document's first max-length tokens (the paper); "
+        "stride: every token once",
+        kind=str,
+        choices=("truncate", "stride"),
+    )
+    stride: int | None = _option(
+        None, "with window stride: tokens between window starts (< max-length)"
+    )
+    bos: BosMode = _option(
+        "auto",
+        "auto: the tokenizer's default; always: prepend BOS (or EOS) so the first token is "
+        "scored too; never: no special tokens",
+        kind=str,
+        choices=("auto", "always", "never"),
+    )
+    batch_size: int = _option(8, "windows per forward pass", minimum=1)
+    head: HeadMode = _option(
+        "auto",
+        "auto: our own output head when verified against the model's logits (the fused Triton "
+        "kernel on CUDA, else torch chunks), else full logits",
+        kind=str,
+        choices=("auto", "chunked", "fused", "full"),
+    )
+    vocab_chunk: int = _option(
+        DEFAULT_VOCAB_CHUNK, "vocabulary entries per chunk of the output head", minimum=1
+    )
+    chunk_elements: int | None = _option(
+        None,
+        "float32 elements per head tile (default: 2^20 on a CPU, 2^26 on CUDA)",
+        minimum=1,
+        flag=False,
+    )
+    profile: bool = _option(
+        False, "also accumulate the sorted-probability profile (paper Fig. 5)", kind=bool
+    )
+
+    def settings(self) -> dict[str, Any]:
+        """The options a summary records (``chunk_elements`` changes speed, never results)."""
+        return {o.name: getattr(self, o.name) for o in OPTIONS if o.name != "chunk_elements"}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], source: str = "scoring options") -> ScoreOptions:
+        """Options from ``{name: value}``, each checked against its definition; ``source`` names
+        where they came from in the one-line error (a spec table, a function call)."""
+        for name in values:
+            if name not in BY_NAME:
+                close = difflib.get_close_matches(name, BY_NAME, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                known = ", ".join(BY_NAME)
+                raise UserError(f"{source}: unknown option {name!r}; {hint}known: {known}")
+        checked = {name: BY_NAME[name].check(value, source) for name, value in values.items()}
+        options = cls(**checked)
+        try:
+            check_window_options(options.max_length, options.window, options.stride)
+        except UserError as exc:
+            raise UserError(f"{source}: {exc}") from None
+        return options
+
+
+@dataclass(frozen=True)
+class Option:
+    """One field of :class:`ScoreOptions` as the CLI and the sweep spec see it."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None
+    minimum: int | None
+    flag: bool  # offered as a command-line flag
+
+    @property
+    def cli_flag(self) -> str:
+        """The command-line spelling: ``--max-length``."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any, source: str) -> Any:
+        """``value`` if it is of this option's type, among its choices and above its minimum,
+        else a one-line :class:`UserError` naming ``source``."""
+        if value is None and self.default is None:
+            return None
+        exact_int = self.kind is int and isinstance(value, int) and not isinstance(value, bool)
+        if not (exact_int or (self.kind is not int and isinstance(value, self.kind))):
+            expected = {int: "an integer", str: "a string", bool: "true or false"}[self.kind]
+            raise UserError(f"{source}: {self.name} must be {expected}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise UserError(
+                f"{source}: {self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+            )
+        if self.minimum is not None and value < self.minimum:
+            raise UserError(f"{source}: {self.name} must be >= {self.minimum}, got {value}")
+        return value
+
+
+OPTIONS: tuple[Option, ...] = tuple(
+    Option(f.name, f.metadata["kind"], f.default, f.metadata["help"], f.metadata["choices"],
+           f.metadata["minimum"], f.metadata["flag"])
+    for f in fields(ScoreOptions)
+)
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
