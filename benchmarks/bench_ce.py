@@ -85,7 +85,8 @@ def measure(
         "ce_abs_diff": abs(ours_ce - bare_ce),
     }
     log(
-        f"(a) {name}: errorentropy {ours_t:.2f}s, bare forward+CE {bare_t:.2f}s, ratio {row['ratio']:.3f}"
+        f"(a) {name}: errorentropy {ours_t:.2f}s, bare forward+CE {bare_t:.2f}s, ratio "
+        f"{row['ratio']:.3f}"
     )
     return row
 

@@ -141,7 +141,12 @@ def rescored_fraction(head: Any, ids: torch.Tensor) -> float:
     hidden = head.body(input_ids=ids, use_cache=False).last_hidden_state[:, :-1].flatten(0, 1)
     stats: dict[str, int] = {}
     score_hidden_fused(
-        hidden, head.weight, ids[:, 1:].flatten(), bias=head.logit_map.bias, softcap=head.logit_map.softcap, stats=stats
+        hidden,
+        head.weight,
+        ids[:, 1:].flatten(),
+        bias=head.logit_map.bias,
+        softcap=head.logit_map.softcap,
+        stats=stats,
     )
     return stats["rescored"] / stats["tokens"]
 
@@ -272,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'path':32} {'max-len':>7} {'tokens':>8} {'seconds':>8} {'tok/s':>10} {'ratio':>6}")
     for r in rows:
         print(
-            f"{r['path']:32} {r['max_length']:>7} {r['tokens']:>8} {r['seconds']:>8.3f} {r['tokens_per_s']:>10.0f} {r['ratio']:>6.3f}"
+            f"{r['path']:32} {r['max_length']:>7} {r['tokens']:>8} {r['seconds']:>8.3f} "
+            f"{r['tokens_per_s']:>10.0f} {r['ratio']:>6.3f}"
         )
     name = "e_gpu.json" if cuda else "e_gpu_tiny_cpu.json"
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
     full_logits_gib = 8 * 2048 * 151936 * 4 / 2**30
     return {
         "benchmark": "c_memory",
-        "model": "qwen2-tiny-151k (qwen2 config, vocab 151936, hidden 64, 2 layers, tied head; random weights)",
+        "model": "qwen2-tiny-151k (qwen2 config, vocab 151936, hidden 64, 2 layers, tied head; "
+        "random weights)",
         "threads": threads,
         "full_float32_logits_gib_at_batch8": round(full_logits_gib, 2),
         "rows": rows,

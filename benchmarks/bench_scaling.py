@@ -97,7 +97,8 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
         log(f"(d) {rows[-1]}")
     return {
         "benchmark": "d_scaling",
-        "model": "pythia14m body (gpt_neox, hidden 128, 6 layers; random weights), vocabulary varied",
+        "model": "pythia14m body (gpt_neox, hidden 128, 6 layers; random weights), vocabulary "
+        "varied",
         "threads": threads,
         "rows": rows,
     }

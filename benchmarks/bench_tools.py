@@ -176,7 +176,8 @@ def run(quick: bool, threads: int) -> dict[str, Any]:
         "agreement_with_minicons": agreement(out, WORK / "minicons.json")
         if not errors.get("minicons") and "errorentropy" in medians
         else None,
-        "note": "lm-eval scores each document's first token too (after an EOT prefix); errorentropy and minicons score tokens 2..L",
+        "note": "lm-eval scores each document's first token too (after an EOT prefix); "
+        "errorentropy and minicons score tokens 2..L",
         "commands": {
             k: " ".join(Path(c).name if i < 2 else c for i, c in enumerate(v))
             for k, v in commands.items()

@@ -22,43 +22,59 @@ def _glance(results: Path) -> list[str]:
     a, b, c = _load(results, "a_ce_ratio"), _load(results, "b_tools"), _load(results, "c_memory")
     if a:
         parts = ", ".join(
-            f"{r['model']} ({r['vocab_size']} vocab, {r.get('threads')} thread) {r['ratio']:.2f} ({'met' if r['met'] else 'not met'})"
+            f"{r['model']} ({r['vocab_size']} vocab, {r.get('threads')} thread) "
+            f"{r['ratio']:.2f} ({'met' if r['met'] else 'not met'})"
             for r in a["rows"]
         )
         text = f"- (a) ratio <= 0.85: {parts}."
         if any(not r["met"] and r.get("threads") == 1 for r in a["rows"]):
             text += (
-                " Where not met at 1 thread: with hidden size 128 and 50,304 entries, the per-tile passes (log-sum-exp and "
-                "two counting comparisons) cost about what the bare path's log-softmax costs, and errorentropy also pays "
-                "tokenization, the head check (two extra 32-token forwards) and the token table; the ratio falls as tokens "
+                " Where not met at 1 thread: with hidden size 128 and 50,304 entries, the "
+                "per-tile passes (log-sum-exp and "
+                "two counting comparisons) cost about what the bare path's log-softmax "
+                "costs, and errorentropy also pays "
+                "tokenization, the head check (two extra 32-token forwards) and the token "
+                "table; the ratio falls as tokens "
                 "and vocabulary grow (table (d))."
             )
         if any(not r["met"] and (r.get("threads") or 1) > 1 for r in a["rows"]):
             text += (
-                " Not met at 2 threads on this shared 2-core machine: the model's forward pass (the same on both sides) "
-                "runs its operations on OpenMP threads, whose barriers other jobs on the cores make slow and erratic; "
+                " Not met at 2 threads on this shared 2-core machine: the model's forward "
+                "pass (the same on both sides) "
+                "runs its operations on OpenMP threads, whose barriers other jobs on the "
+                "cores make slow and erratic; "
                 "the 1-thread rows are the figures to read."
             )
         out.append(text)
     if b:
         sp = b.get("speedup", {})
         out.append(
-            f"- (b) whole process: {sp.get('minicons', float('nan')):.1f}x minicons (goal 5x, {'met' if b['met'].get('minicons') else 'not met'}); "
-            f"{sp.get('lm_eval', float('nan')):.2f}x lm-evaluation-harness (goal 1.8x, {'met' if b['met'].get('lm_eval') else 'not met'}). "
-            "The gap to lm-eval: at a workload this 2-core machine runs in minutes, both processes spend most of their ~9 s "
-            "importing torch/transformers and loading the model, and lm-eval's scoring is the bare forward + log-softmax, "
-            "so the scoring-only ratio is (a)'s (about 1.1x at this vocabulary, 2.5x at 151,936). 1.8x whole-process needs "
+            f"- (b) whole process: {sp.get('minicons', float('nan')):.1f}x minicons (goal "
+            f"5x, {'met' if b['met'].get('minicons') else 'not met'}); "
+            f"{sp.get('lm_eval', float('nan')):.2f}x lm-evaluation-harness (goal 1.8x, "
+            f"{'met' if b['met'].get('lm_eval') else 'not met'}). "
+            "The gap to lm-eval: at a workload this 2-core machine runs in minutes, both "
+            "processes spend most of their ~9 s "
+            "importing torch/transformers and loading the model, and lm-eval's scoring is "
+            "the bare forward + log-softmax, "
+            "so the scoring-only ratio is (a)'s (about 1.1x at this vocabulary, 2.5x at "
+            "151,936). 1.8x whole-process needs "
             "compute-dominated runs on large vocabularies, not measured here."
         )
         ag = b.get("agreement_with_minicons") or {}
         if ag.get("comparable"):
             rest = ag["rank_mismatches"] - ag["mismatches_explained_by_minicons_float32_ties"]
             out.append(
-                f"- (b) agreement with minicons: log-probs within {ag['max_abs_logprob_diff']:.1e} (goal 1e-5, met); ranks not exact: "
-                f"{ag['rank_mismatches']} of {ag['tokens']} differ, {ag['mismatches_explained_by_minicons_float32_ties']} of them ties "
-                f"that minicons' float32 log-probs create and its argsort breaks arbitrarily; the other {rest} were not analysed "
-                "(minicons pads each batch to its longest document, the check recomputes without padding). Random-weight "
-                "models put 50k logits within ~1 unit, which makes such ties far commoner than in trained models."
+                "- (b) agreement with minicons: log-probs within "
+                f"{ag['max_abs_logprob_diff']:.1e} (goal 1e-5, met); ranks not exact: "
+                f"{ag['rank_mismatches']} of {ag['tokens']} differ, "
+                f"{ag['mismatches_explained_by_minicons_float32_ties']} of them ties "
+                "that minicons' float32 log-probs create and its argsort breaks "
+                f"arbitrarily; the other {rest} were not analysed "
+                "(minicons pads each batch to its longest document, the check recomputes "
+                "without padding). Random-weight "
+                "models put 50k logits within ~1 unit, which makes such ties far commoner "
+                "than in trained models."
             )
     if c:
         peaks = [
@@ -66,12 +82,16 @@ def _glance(results: Path) -> list[str]:
         ]
         load = [r["peak_rss_mib"] for r in c["rows"] if "tokens" not in r]
         out.append(
-            f"- (c) peak RSS at vocabulary 151,936, max-length 2048, batch 8: {min(peaks):.0f}-{max(peaks):.0f} MiB over chunk sizes "
-            f"(import + model load alone: {load[0] if load else float('nan'):.0f} MiB) against 9.3 GiB for the full logits alone: "
-            f"{'met' if c['met'] else 'not met'}. The spread between chunk sizes is not the head's tiles (4 MiB each); it was not analysed further."
+            "- (c) peak RSS at vocabulary 151,936, max-length 2048, batch 8: "
+            f"{min(peaks):.0f}-{max(peaks):.0f} MiB over chunk sizes "
+            f"(import + model load alone: {load[0] if load else float('nan'):.0f} MiB) "
+            "against 9.3 GiB for the full logits alone: "
+            f"{'met' if c['met'] else 'not met'}. The spread between chunk sizes is not "
+            "the head's tiles (4 MiB each); it was not analysed further."
         )
     out.append(
-        "- (d) see the table: time grows linearly with tokens and vocabulary; the ratio to the bare loop falls as either grows."
+        "- (d) see the table: time grows linearly with tokens and vocabulary; the ratio "
+        "to the bare loop falls as either grows."
     )
     out.append("")
     return out
@@ -84,9 +104,11 @@ def _gpu(results: Path) -> list[str]:
     if e:
         m = e["machine"]
         out += [
-            f"Model: {e['model']}, {e['dtype']}. GPU: {m.get('gpu')}; torch {m.get('torch')}. Command: `{e['command']}`.",
+            f"Model: {e['model']}, {e['dtype']}. GPU: {m.get('gpu')}; torch "
+            f"{m.get('torch')}. Command: `{e['command']}`.",
             "",
-            "| path | used | max-len | batch | tokens | s | tokens/s | ratio to bare | rank agreement vs chunked | max logprob diff | rescored | peak GiB |",
+            "| path | used | max-len | batch | tokens | s | tokens/s | ratio to bare | "
+            "rank agreement vs chunked | max logprob diff | rescored | peak GiB |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in e["rows"]:
@@ -95,28 +117,40 @@ def _gpu(results: Path) -> list[str]:
                 return format(r[key], fmt) if r.get(key) is not None else ""
 
             out.append(
-                f"| {r['path']} | {r.get('used') or ''} | {r['max_length']} | {r['batch_size']} | {r['tokens']} | {r['seconds']:.3f} | {r['tokens_per_s']:.0f} | "
-                f"{r['ratio']:.3f} | {f('rank_agreement_vs_chunked', '.4f')} | {f('max_logprob_diff_vs_chunked', '.1e')} | {f('rescored_fraction', '.4f')} | {f('peak_gpu_gib', '.2f')} |"
+                f"| {r['path']} | {r.get('used') or ''} | {r['max_length']} | "
+                f"{r['batch_size']} | {r['tokens']} | {r['seconds']:.3f} | "
+                f"{r['tokens_per_s']:.0f} | "
+                f"{r['ratio']:.3f} | {f('rank_agreement_vs_chunked', '.4f')} | "
+                f"{f('max_logprob_diff_vs_chunked', '.1e')} | "
+                f"{f('rescored_fraction', '.4f')} | {f('peak_gpu_gib', '.2f')} |"
             )
         out += [
             "",
-            f"Goals: ratio {e['goals']['ratio']}, {e['goals']['tokens_per_s_at_512']} tokens/s at max-length 512; "
+            f"Goals: ratio {e['goals']['ratio']}, {e['goals']['tokens_per_s_at_512']} "
+            "tokens/s at max-length 512; "
             f"tokens/s goal {'met' if e.get('goal_tokens_per_s_met') else 'not met'}.",
             "",
         ]
         return out
     out += [
-        "No GPU was lent to the sessions that produced these figures. The fused Triton head (item 4 of",
-        "issue 6) is implemented and tested on CPU tensors in Triton's interpreter, but has not run on a",
+        "No GPU was lent to the sessions that produced these figures. The fused Triton "
+        "head (item 4 of",
+        "issue 6) is implemented and tested on CPU tensors in Triton's interpreter, but "
+        "has not run on a",
         "GPU, so there are no GPU figures yet. On a CUDA machine:",
         "",
         "    python benchmarks/bench_gpu.py    # writes results/e_gpu.json and renders it here",
         "",
-        "It times the fused, chunked and full-logits paths on a random-weight model with Qwen2.5-0.5B's",
-        "architecture in bf16 (max-length 512, batch 32; max-length 2048, batch 8; 65,536 tokens per run,",
-        "median of 5) against the bare forward pass with `cross_entropy` on float32 logits, and records",
-        "agreement (ranks and log-probs against the chunked head, mean CE against the bare pass, the share of",
-        "tokens the kernel's safety net rescored) and peak GPU memory. Goals: ratio <= 1.0, >= 300k tokens/s at",
+        "It times the fused, chunked and full-logits paths on a random-weight model with "
+        "Qwen2.5-0.5B's",
+        "architecture in bf16 (max-length 512, batch 32; max-length 2048, batch 8; 65,536 "
+        "tokens per run,",
+        "median of 5) against the bare forward pass with `cross_entropy` on float32 "
+        "logits, and records",
+        "agreement (ranks and log-probs against the chunked head, mean CE against the "
+        "bare pass, the share of",
+        "tokens the kernel's safety net rescored) and peak GPU memory. Goals: ratio <= "
+        "1.0, >= 300k tokens/s at",
         "max-length 512 on an H100.",
     ]
     tiny = _load(results, "e_gpu_tiny_cpu")
@@ -126,8 +160,10 @@ def _gpu(results: Path) -> list[str]:
         diff = max((r["max_logprob_diff_vs_chunked"] for r in fused), default=float("nan"))
         out += [
             "",
-            "`results/e_gpu_tiny_cpu.json` checks that the script runs (`--tiny`: a 2-layer model on the CPU, the fused",
-            "kernel in Triton's interpreter with `TRITON_INTERPRET=1`). Its times are not GPU figures; its agreement is:",
+            "`results/e_gpu_tiny_cpu.json` checks that the script runs (`--tiny`: a "
+            "2-layer model on the CPU, the fused",
+            "kernel in Triton's interpreter with `TRITON_INTERPRET=1`). Its times are not "
+            "GPU figures; its agreement is:",
             f"rank agreement with the chunked head {agreement:.4f}, log-probs within {diff:.1e}.",
         ]
     return out + [""]
@@ -140,50 +176,69 @@ def write_summary(results: Path, target: Path) -> str:
     m = run.get("machine_before", {})
     after = run.get("machine_after", {})
     lines += [
-        f"Command: `{run.get('command', 'python benchmarks/run.py')}` (total {run.get('total_s', '?')} s).",
+        f"Command: `{run.get('command', 'python benchmarks/run.py')}` (total "
+        f"{run.get('total_s', '?')} s).",
         "",
-        f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, {m.get('memory_gib')} GiB RAM, GPU: {m.get('gpu') or 'none'}; "
-        f"Python {m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')}; {m.get('platform')}.",
+        f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs, "
+        f"{m.get('memory_gib')} GiB RAM, GPU: {m.get('gpu') or 'none'}; "
+        f"Python {m.get('python')}, torch {m.get('torch')}, transformers "
+        f"{m.get('transformers')}; {m.get('platform')}.",
         "",
-        f"Load average (1/5/15 min) before: {m.get('loadavg_1_5_15')}, after: {after.get('loadavg_1_5_15')}. The 2 cores were shared with",
-        "other jobs while these figures were taken, so absolute times are noisy; both sides of every ratio ran interleaved under the same load.",
-        "Every measurement uses one intra-op thread unless a row says otherwise: under this contention, OpenMP barriers make",
-        "2-thread runs of many small operations slow and erratic. The chunked head therefore runs its token blocks on worker threads",
-        "of one intra-op thread each (no barriers; the same bits at any thread count): see (f) and the 2-thread row of (a).",
-        "Models are random-weight real configurations built locally (`benchmarks/common.py`); nothing is downloaded.",
+        f"Load average (1/5/15 min) before: {m.get('loadavg_1_5_15')}, after: "
+        f"{after.get('loadavg_1_5_15')}. The 2 cores were shared with",
+        "other jobs while these figures were taken, so absolute times are noisy; both "
+        "sides of every ratio ran interleaved under the same load.",
+        "Every measurement uses one intra-op thread unless a row says otherwise: under "
+        "this contention, OpenMP barriers make",
+        "2-thread runs of many small operations slow and erratic. The chunked head "
+        "therefore runs its token blocks on worker threads",
+        "of one intra-op thread each (no barriers; the same bits at any thread count): "
+        "see (f) and the 2-thread row of (a).",
+        "Models are random-weight real configurations built locally "
+        "(`benchmarks/common.py`); nothing is downloaded.",
         "",
     ]
     lines += _glance(results)
     a = _load(results, "a_ce_ratio")
     if a:
         lines += [
-            "## (a) Scoring against the bare forward pass + cross_entropy (goal: time ratio <= 0.85)",
+            "## (a) Scoring against the bare forward pass + cross_entropy (goal: time "
+            "ratio <= 0.85)",
             "",
-            "| model | vocab | threads | tokens | max-len | batch | errorentropy s | bare forward+CE s | ratio | goal | CE diff |",
+            "| model | vocab | threads | tokens | max-len | batch | errorentropy s | bare "
+            "forward+CE s | ratio | goal | CE diff |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in a["rows"]:
             lines.append(
-                f"| {r['model']} | {r['vocab_size']} | {r.get('threads', '?')} | {r['tokens']} | {r['max_length']} | {r['batch_size']} | {r['errorentropy_s']:.2f} | "
-                f"{r['bare_forward_ce_s']:.2f} | {r['ratio']:.2f} | {_verdict(r['met'])} | {r['ce_abs_diff']:.1e} |"
+                f"| {r['model']} | {r['vocab_size']} | {r.get('threads', '?')} | "
+                f"{r['tokens']} | {r['max_length']} | {r['batch_size']} | "
+                f"{r['errorentropy_s']:.2f} | "
+                f"{r['bare_forward_ce_s']:.2f} | {r['ratio']:.2f} | {_verdict(r['met'])} "
+                f"| {r['ce_abs_diff']:.1e} |"
             )
         lines += [
             "",
             f"Command: `{a.get('command')}`.",
             "",
-            "errorentropy's time includes tokenization, head verification and building the token table and histogram;",
-            "the bare loop gets its batches ready-made. Both compute the same mean CE on the same tokens (CE diff column).",
+            "errorentropy's time includes tokenization, head verification and building "
+            "the token table and histogram;",
+            "the bare loop gets its batches ready-made. Both compute the same mean CE on "
+            "the same tokens (CE diff column).",
             "",
         ]
     b = _load(results, "b_tools")
     if b:
         w = b["whole_process_s"]
         lines += [
-            "## (b) Whole process against minicons and lm-evaluation-harness (goals: >= 5x minicons, >= 1.8x lm-eval)",
+            "## (b) Whole process against minicons and lm-evaluation-harness (goals: >= "
+            "5x minicons, >= 1.8x lm-eval)",
             "",
-            f"{b['documents']} documents, {b['scored_tokens']} scored tokens, max-length {b['max_length']}, batch {b['batch_size']}, "
+            f"{b['documents']} documents, {b['scored_tokens']} scored tokens, max-length "
+            f"{b['max_length']}, batch {b['batch_size']}, "
             f"Command: `{b.get('command')}`; ",
-            f"model {b['model']} (vocab {b['vocab_size']}), {b['threads']} thread(s); median of {len(b['runs_s'].get('errorentropy', []))} run(s).",
+            f"model {b['model']} (vocab {b['vocab_size']}), {b['threads']} thread(s); "
+            f"median of {len(b['runs_s'].get('errorentropy', []))} run(s).",
             "",
             "| tool | whole-process s | errorentropy speed-up | goal |",
             "|---|---|---|---|",
@@ -192,7 +247,8 @@ def write_summary(results: Path, target: Path) -> str:
         for tool in ("minicons", "lm_eval"):
             if tool in w:
                 lines.append(
-                    f"| {tool} | {w[tool]:.1f} | {b['speedup'][tool]:.2f}x | {b['goals'][tool]} {_verdict(b['met'][tool])} |"
+                    f"| {tool} | {w[tool]:.1f} | {b['speedup'][tool]:.2f}x | "
+                    f"{b['goals'][tool]} {_verdict(b['met'][tool])} |"
                 )
             else:
                 lines.append(f"| {tool} | could not run: {b['errors'].get(tool, '?')[:200]} | | |")
@@ -200,24 +256,32 @@ def write_summary(results: Path, target: Path) -> str:
         if ag.get("comparable"):
             lines += [
                 "",
-                f"Agreement with minicons over {ag['tokens']} tokens: log-probs max |diff| {ag['max_abs_logprob_diff']:.1e} "
-                f"(within 1e-5: {ag['logprobs_within_1e-5']}); ranks differ on {ag['rank_mismatches']} tokens, of which "
-                f"{ag['mismatches_explained_by_minicons_float32_ties']} are ties in minicons' float32 log-probs (it ranks by argsort of "
-                "`logits - logsumexp`, whose rounding merges logits closer than an ulp of the log-prob, then breaks the tie arbitrarily); "
-                "errorentropy's strict-`>` ranks on the logits match the model's own full logits exactly in `tests/test_head.py`.",
+                f"Agreement with minicons over {ag['tokens']} tokens: log-probs max "
+                f"|diff| {ag['max_abs_logprob_diff']:.1e} "
+                f"(within 1e-5: {ag['logprobs_within_1e-5']}); ranks differ on "
+                f"{ag['rank_mismatches']} tokens, of which "
+                f"{ag['mismatches_explained_by_minicons_float32_ties']} are ties in "
+                "minicons' float32 log-probs (it ranks by argsort of "
+                "`logits - logsumexp`, whose rounding merges logits closer than an ulp of "
+                "the log-prob, then breaks the tie arbitrarily); "
+                "errorentropy's strict-`>` ranks on the logits match the model's own full "
+                "logits exactly in `tests/test_head.py`.",
             ]
         lines += [
             "",
-            f"Commands: `{b['commands']['errorentropy']}`; `{b['commands']['minicons']}`; `{b['commands']['lm_eval']}`.",
+            f"Commands: `{b['commands']['errorentropy']}`; `{b['commands']['minicons']}`; "
+            f"`{b['commands']['lm_eval']}`.",
             f"Note: {b['note']}.",
             "",
         ]
     c = _load(results, "c_memory")
     if c:
         lines += [
-            "## (c) Peak memory, vocabulary 151,936, max-length 2048, batch 8 (goal: peak RSS < 1 GiB)",
+            "## (c) Peak memory, vocabulary 151,936, max-length 2048, batch 8 (goal: peak "
+            "RSS < 1 GiB)",
             "",
-            f"Model: {c['model']}. Full float32 logits alone at batch 8 would take {c['full_float32_logits_gib_at_batch8']} GiB.",
+            f"Model: {c['model']}. Full float32 logits alone at batch 8 would take "
+            f"{c['full_float32_logits_gib_at_batch8']} GiB.",
             "",
             "| what | batch | head | vocab chunk | tokens | seconds | peak RSS MiB |",
             "|---|---|---|---|---|---|---|",
@@ -225,7 +289,9 @@ def write_summary(results: Path, target: Path) -> str:
         for r in c["rows"]:
             what = "import + load model only" if "tokens" not in r else "score"
             lines.append(
-                f"| {what} | {r['batch'] if 'tokens' in r else '-'} | {r['head'] if 'tokens' in r else '-'} | {r['vocab_chunk'] if 'tokens' in r else '-'} | "
+                f"| {what} | {r['batch'] if 'tokens' in r else '-'} | "
+                f"{r['head'] if 'tokens' in r else '-'} | "
+                f"{r['vocab_chunk'] if 'tokens' in r else '-'} | "
                 f"{r.get('tokens', '-')} | {r['elapsed_s']:.1f} | {r['peak_rss_mib']:.0f} |"
                 if "tokens" in r
                 else f"| {what} | - | - | - | - | - | {r['peak_rss_mib']:.0f} |"
@@ -234,8 +300,10 @@ def write_summary(results: Path, target: Path) -> str:
             "",
             f"Command: `{c.get('command')}`.",
             "",
-            f"Goal {_verdict(c['met'])} (interpreter, torch and transformers included). The full-logits row is batch 1 only: "
-            "at batch 8 it would need about 9.3 GiB for the logits plus the same again for their log-softmax.",
+            f"Goal {_verdict(c['met'])} (interpreter, torch and transformers included). "
+            "The full-logits row is batch 1 only: "
+            "at batch 8 it would need about 9.3 GiB for the logits plus the same again "
+            "for their log-softmax.",
             "",
         ]
     d = _load(results, "d_scaling")
@@ -245,20 +313,26 @@ def write_summary(results: Path, target: Path) -> str:
             "",
             f"Model: {d['model']}; {d['threads']} thread(s). Command: `{d.get('command')}`.",
             "",
-            "| varied | vocab | max-len | docs | tokens | errorentropy s | bare forward+CE s | ratio | errorentropy tok/s |",
+            "| varied | vocab | max-len | docs | tokens | errorentropy s | bare "
+            "forward+CE s | ratio | errorentropy tok/s |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in d["rows"]:
             lines.append(
-                f"| {r['vary']} | {r['vocab_size']} | {r['max_length']} | {r['documents']} | {r['tokens']} | {r['errorentropy_s']:.2f} | {r['bare_s']:.2f} | {r['ratio']:.2f} | {r['errorentropy_tok_per_s']:.0f} |"
+                f"| {r['vary']} | {r['vocab_size']} | {r['max_length']} | "
+                f"{r['documents']} | {r['tokens']} | {r['errorentropy_s']:.2f} | "
+                f"{r['bare_s']:.2f} | {r['ratio']:.2f} | "
+                f"{r['errorentropy_tok_per_s']:.0f} |"
             )
         lines.append("")
     f = _load(results, "f_head_threads")
     if f:
         lines += [
-            "## (f) The chunked head alone at 2 threads: OpenMP in each tile operation against worker threads",
+            "## (f) The chunked head alone at 2 threads: OpenMP in each tile operation "
+            "against worker threads",
             "",
-            f"One batch of {f['tokens']} tokens, hidden {f['hidden']}, vocabulary {f['vocab']:,}; {f['repeats']} interleaved repeats; "
+            f"One batch of {f['tokens']} tokens, hidden {f['hidden']}, vocabulary "
+            f"{f['vocab']:,}; {f['repeats']} interleaved repeats; "
             f"load average before {f['machine'].get('loadavg_1_5_15')}. Command: `{f['command']}`.",
             "",
             "| case | min s | median s | max s |",
@@ -270,8 +344,10 @@ def write_summary(results: Path, target: Path) -> str:
             )
         lines += [
             "",
-            "OpenMP splits every 4 MiB tile operation across the threads and joins them in a barrier; when another job "
-            "holds a core, a barrier waits for a descheduled thread (the max column). Worker threads each take whole token "
+            "OpenMP splits every 4 MiB tile operation across the threads and joins them "
+            "in a barrier; when another job "
+            "holds a core, a barrier waits for a descheduled thread (the max column). "
+            "Worker threads each take whole token "
             "blocks at one intra-op thread: no barrier, and the same bits as one thread.",
             "",
         ]

@@ -142,7 +142,9 @@ def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
     spec = tmp_path / "spec.toml"
     # a second model that fails to load: the cell is recorded as failed, the sweep exits with 3
     spec.write_text(
-        f'[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "cpu"\n[[models]]\nid = "{model_dir}"\n[[models]]\nid = "{tmp_path / "missing-model"}"\n[[datasets]]\ndata = "{data}"\n'
+        "[scoring]\nmax_length = 48\nbatch_size = 2\n[run]\ndevice = "
+        f'"cpu"\n[[models]]\nid = "{model_dir}"\n[[models]]\nid = '
+        f'"{tmp_path / "missing-model"}"\n[[datasets]]\ndata = "{data}"\n'
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):

@@ -181,7 +181,10 @@ def test_golden_cell_with_a_damaged_file_is_not_read(tmp_path: Path) -> None:
 # ---- the current writers produce the same bytes ----------------------------------------------
 
 
-FORMAT_CHANGED = "{name} is written differently now: a format change. Bump its version, keep a reader for v1, add golden files for the new version"
+FORMAT_CHANGED = (
+    "{name} is written differently now: a format change. Bump its version, keep a reader for "
+    "v1, add golden files for the new version"
+)
 
 
 def test_histogram_writer_is_byte_identical(tmp_path: Path) -> None:

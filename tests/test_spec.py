@@ -143,7 +143,8 @@ def test_unknown_key_suggests_the_close_one():
     [
         ("[scoring\n", "invalid TOML"),
         (
-            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'wikipedia'\n[scoring]\nmax_length = '512'\n",
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = "
+            "'wikipedia'\n[scoring]\nmax_length = '512'\n",
             "s.toml:6: 'max_length' in [scoring] must be an integer",
         ),
         ("[scoring]\nprofile = 1\n", "must be true or false"),
@@ -166,7 +167,8 @@ def test_unknown_key_suggests_the_close_one():
             "lists revision 's1' twice",
         ),
         (
-            "[[models]]\nid = 'x/a'\n[[models]]\nid = 'y/b'\nlabel = 'x/a'\n[[datasets]]\ndata = 'c4'\n",
+            "[[models]]\nid = 'x/a'\n[[models]]\nid = 'y/b'\nlabel = "
+            "'x/a'\n[[datasets]]\ndata = 'c4'\n",
             "label 'x/a' twice",
         ),
         (
@@ -174,7 +176,8 @@ def test_unknown_key_suggests_the_close_one():
             "name the same cell folder",
         ),
         (
-            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\n[[datasets]]\ndata = 'c4'\nsamples = 5\n",
+            "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'c4'\n[[datasets]]\ndata = "
+            "'c4'\nsamples = 5\n",
             "label 'c4' twice",
         ),
         (
@@ -214,8 +217,8 @@ def test_cli_reports_spec_errors_in_one_line(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert (
-        err
-        == f"errorentropy: error: {path}:3: unknown key 'famliy' in [[models]] #1 (did you mean 'family'?); allowed: id, label, family, revisions, dtype, trust_remote_code"
+        err == f"errorentropy: error: {path}:3: unknown key 'famliy' in [[models]] #1 (did you "
+        "mean 'family'?); allowed: id, label, family, revisions, dtype, trust_remote_code"
     )
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "out")]) == 2
@@ -237,7 +240,9 @@ def test_the_documented_example_parses(tmp_path):
 
 def test_hub_datasets_keep_their_spec_and_get_a_short_label(tmp_path):
     spec = parse(
-        "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:allenai/c4:en:validation'\n[[datasets]]\ndata = 'hf:owner/forum'\ntext_field = 'body'\n",
+        "[[models]]\nid = 'a'\n[[datasets]]\ndata = "
+        "'hf:allenai/c4:en:validation'\n[[datasets]]\ndata = 'hf:owner/forum'\ntext_field "
+        "= 'body'\n",
         tmp_path,
     )
     c4, forum = spec.datasets
@@ -250,7 +255,8 @@ def test_a_mistyped_local_model_path_stays_a_local_path(tmp_path):
     "does not exist", not with a hub download of "models/tyny"."""
     (tmp_path / "models" / "tiny").mkdir(parents=True)
     spec = parse(
-        "[[models]]\nid = 'models/tyny'\n[[models]]\nid = 'EleutherAI/pythia-14m'\n[[datasets]]\ndata = 'c4'\n",
+        "[[models]]\nid = 'models/tyny'\n[[models]]\nid = "
+        "'EleutherAI/pythia-14m'\n[[datasets]]\ndata = 'c4'\n",
         tmp_path,
     )
     typo, hub = spec.models

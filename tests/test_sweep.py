@@ -216,7 +216,8 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(toy, refere
                 assert_same_results(out, ref)
                 shutil.rmtree(out)
     print(
-        f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some cells done, {leftovers} mid-write",
+        f"reference {duration:.2f} s; {kills} kills in {runs} runs; {partial} with some "
+        f"cells done, {leftovers} mid-write",
         file=sys.stderr,
     )
     finished = subprocess.run(

@@ -220,7 +220,8 @@ def load_cells(sweep_dir: Path | str) -> list[CellRecord]:
     root = Path(sweep_dir) / CELLS_DIR
     if not root.is_dir():
         raise UserError(
-            f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run `errorentropy sweep SPEC --out {sweep_dir}` first"
+            f"{sweep_dir} is not a sweep folder (no {CELLS_DIR}/ inside); run "
+            f"`errorentropy sweep SPEC --out {sweep_dir}` first"
         )
     # Hidden folders are a killed write's leftovers (.NAME.tmp-*, .NAME.old-*): complete copies,
     # possibly of other settings, never results.
@@ -267,5 +268,8 @@ def mixed_settings(records: list[CellRecord]) -> str | None:
             differ = ", ".join(
                 f"{k} {x!r} vs {y!r}" for k, x, y in zip(COMPARABLE_KEYS, a, b) if x != y
             )
-            return f"dataset {dataset!r} holds cells scored differently ({differ}: {cell_a} vs {cell_b})"
+            return (
+                f"dataset {dataset!r} holds cells scored differently ({differ}: {cell_a} vs "
+                f"{cell_b})"
+            )
     return None

@@ -128,7 +128,8 @@ def sample_indices(n_available: int, samples: int | None, seed: int | None) -> n
         return np.arange(n_available)
     if samples is not None and samples > n_available:
         raise UserError(
-            f"--samples {samples} is larger than the corpus ({n_available} documents); ask for at most {n_available}"
+            f"--samples {samples} is larger than the corpus ({n_available} documents); "
+            f"ask for at most {n_available}"
         )
     order = np.random.default_rng(PRESET_SEED if seed is None else seed).permutation(n_available)
     return order if samples is None else order[:samples]
@@ -157,7 +158,9 @@ def load_corpus(
         path = Path(spec).expanduser()
         if not path.exists():
             raise UserError(
-                f"unknown data {spec!r}: not a preset ({', '.join(PRESETS)}), not {' or '.join(BUILTINS)}, not a hub dataset (hf:PATH[:CONFIG[:SPLIT]]), and no such file or folder"
+                f"unknown data {spec!r}: not a preset ({', '.join(PRESETS)}), not "
+                f"{' or '.join(BUILTINS)}, not a hub dataset (hf:PATH[:CONFIG[:SPLIT]]), "
+                "and no such file or folder"
             )
         docs = read_documents(path, text_field)
         extra = {}
@@ -177,7 +180,8 @@ def hub_preset(spec: str, text_field: str = "text") -> Preset:
     parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
         raise UserError(
-            f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)"
+            f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or "
+            "hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)"
         )
     path, config, split = (
         parts[0],
@@ -212,7 +216,8 @@ def load_preset(
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"cannot load {_what(name)} ({preset.path}): {first}; check the network or the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)"
+            f"cannot load {_what(name)} ({preset.path}): {first}; check the network or "
+            "the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)"
         ) from None
     if isinstance(
         ds, datasets.DatasetDict
@@ -221,7 +226,8 @@ def load_preset(
     if preset.text_field not in ds.column_names:
         fix = "; pass --text-field NAME" if name.startswith(HUB_PREFIX) else ""
         raise UserError(
-            f"{_what(name)} has no field {preset.text_field!r} (fields: {', '.join(ds.column_names)}){fix}"
+            f"{_what(name)} has no field {preset.text_field!r} (fields: "
+            f"{', '.join(ds.column_names)}){fix}"
         )
     if preset.subset_field:
         ds = ds.filter(lambda row: _subset_value(row, preset.subset_field) == preset.subset_value)
@@ -236,7 +242,8 @@ def load_preset(
         )
     if samples > len(ds):
         raise UserError(
-            f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask for at most {len(ds)}"
+            f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask "
+            f"for at most {len(ds)}"
         )
     feature = ds.features.get(preset.text_field)
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
@@ -316,7 +323,8 @@ def _decode(raw: bytes, path: Path, line: int | None = None) -> str:
     except UnicodeDecodeError as exc:
         where = f" line {line}" if line is not None else ""
         raise UserError(
-            f"{path}{where} is not valid UTF-8 (bad byte at offset {exc.start}); re-encode the file as UTF-8"
+            f"{path}{where} is not valid UTF-8 (bad byte at offset {exc.start}); "
+            "re-encode the file as UTF-8"
         ) from None
 
 
@@ -350,7 +358,8 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
             ) from None
         if not isinstance(row, dict):
             raise UserError(
-                f"{path} line {number} is a JSON {type(row).__name__}, not an object with a {text_field!r} field"
+                f"{path} line {number} is a JSON {type(row).__name__}, not an object with "
+                f"a {text_field!r} field"
             )
         if text_field not in row:
             names = sorted(map(str, row))
@@ -361,12 +370,14 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
                 else "none"
             )
             raise UserError(
-                f"{path} line {number} has no field {text_field!r} (fields: {fields}); pass --text-field NAME"
+                f"{path} line {number} has no field {text_field!r} (fields: {fields}); "
+                "pass --text-field NAME"
             )
         text = row[text_field]
         if not isinstance(text, str):
             raise UserError(
-                f"{path} line {number}: field {text_field!r} is a {type(text).__name__}, not a string"
+                f"{path} line {number}: field {text_field!r} is a {type(text).__name__}, "
+                "not a string"
             )
         documents.append(text)
     return documents
@@ -383,7 +394,8 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
         raise UserError(f"{path} is not a readable parquet file ({first})") from None
     if text_field not in schema.names:
         raise UserError(
-            f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); pass --text-field NAME"
+            f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); "
+            "pass --text-field NAME"
         )
     try:
         column = pq.read_table(path, columns=[text_field]).column(text_field)
@@ -400,7 +412,8 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
         return [t if t is not None else "" for t in column.to_pylist()]
     except UnicodeDecodeError as exc:
         raise UserError(
-            f"{path}: column {text_field!r} holds bytes that are not valid UTF-8 (at offset {exc.start}); re-export it as UTF-8"
+            f"{path}: column {text_field!r} holds bytes that are not valid UTF-8 (at "
+            f"offset {exc.start}); re-export it as UTF-8"
         ) from None
 
 

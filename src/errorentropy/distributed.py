@@ -52,7 +52,8 @@ def launch_from_env(environ: dict[str, str] | None = None) -> Launch | None:
         local = int(env.get("LOCAL_RANK", rank))
     except ValueError:
         raise UserError(
-            f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} / LOCAL_RANK={env.get('LOCAL_RANK')!r} are not integers; launch with torchrun"
+            f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} / "
+            f"LOCAL_RANK={env.get('LOCAL_RANK')!r} are not integers; launch with torchrun"
         ) from None
     if world < 1 or not 0 <= rank < world:
         raise UserError(f"RANK={rank} is outside WORLD_SIZE={world}; launch with torchrun")
@@ -74,7 +75,9 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 60.0) -> Lau
     if use_cuda:
         if launch.local_rank >= torch.cuda.device_count():
             raise UserError(
-                f"LOCAL_RANK {launch.local_rank} but only {torch.cuda.device_count()} GPUs are visible; use --nproc-per-node {torch.cuda.device_count()} or fewer"
+                f"LOCAL_RANK {launch.local_rank} but only {torch.cuda.device_count()} "
+                f"GPUs are visible; use --nproc-per-node {torch.cuda.device_count()} or "
+                "fewer"
             )
         torch.cuda.set_device(launch.local_rank)
     if not dist.is_initialized():

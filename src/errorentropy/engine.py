@@ -39,7 +39,8 @@ def check_context(model: torch.nn.Module, max_length: int) -> None:
     limit = context_length(model.config)
     if limit is not None and max_length > limit:
         raise UserError(
-            f"--max-length {max_length} exceeds the model's context of {limit} tokens; use --max-length {limit} or less"
+            f"--max-length {max_length} exceeds the model's context of {limit} tokens; "
+            f"use --max-length {limit} or less"
         )
 
 
@@ -148,8 +149,10 @@ def score_documents(
     dtype = next(model.parameters()).dtype
     if head is None and dtype in (torch.bfloat16, torch.float16):
         notes.append(
-            f"ranks come from the model's own {str(dtype).removeprefix('torch.')} logits, whose rounding makes ties commoner "
-            f"({hist.n_tied} of {hist.n_tokens} tokens tied their ground truth) than the float32 logits of the chunked head: "
+            f"ranks come from the model's own {str(dtype).removeprefix('torch.')} logits, "
+            "whose rounding makes ties commoner "
+            f"({hist.n_tied} of {hist.n_tokens} tokens tied their ground truth) than the "
+            "float32 logits of the chunked head: "
             "compare EE only between cells with the same head_path"
         )
     return ScoreResult(hist, tokens, path, len(windows), profile, notes)

@@ -48,7 +48,8 @@ def load_config(name: str, revision: str | None = None, trust_remote_code: bool 
     path = Path(name).expanduser()
     if name.startswith((".", "/", "~")) and not path.exists():
         raise UserError(
-            f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m"
+            f"model path {name} does not exist; pass a local model directory or a hub id "
+            "like EleutherAI/pythia-160m"
         )
     try:
         return AutoConfig.from_pretrained(
@@ -63,13 +64,19 @@ def load_config(name: str, revision: str | None = None, trust_remote_code: bool 
 def _load_message(name: str, revision: str | None, exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if revision and "revision" in str(exc).lower():
-        return f"model {name} has no revision {revision!r} ({first}); list its branches on the hub or drop --revision"
+        return (
+            f"model {name} has no revision {revision!r} ({first}); list its branches on the "
+            "hub or drop --revision"
+        )
     if "trust_remote_code" in str(exc):
         return f"model {name} needs its own code; rerun with --trust-remote-code if you trust it"
     hint = ""
     parts = Path(name).parts
     if len(parts) > 1 and Path(parts[0]).expanduser().is_dir():
-        hint = f" (taken as a hub id; if you meant a local folder: {parts[0]}/ exists here but {name} does not)"
+        hint = (
+            f" (taken as a hub id; if you meant a local folder: {parts[0]}/ exists here but "
+            f"{name} does not)"
+        )
     elif "huggingface.co" in first or "offline" in first.lower():
         hint = " (no network? HF_HUB_OFFLINE=1 loads from the local cache without retrying)"
     return f"cannot load model {name}{'@' + revision if revision else ''}: {first}{hint}"
@@ -103,12 +110,16 @@ def load_model(
         )
     except Exception as exc:
         raise UserError(
-            f"model {name} has no usable tokenizer ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); save one beside the weights with tokenizer.save_pretrained"
+            f"model {name} has no usable tokenizer "
+            f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+            "save one beside the weights with tokenizer.save_pretrained"
         ) from None
     if not tokenizer("hello world", add_special_tokens=False)["input_ids"]:
         # transformers 5 builds an empty tokenizer from config.json alone when no tokenizer files exist
         raise UserError(
-            f"model {name} has no usable tokenizer (it turns text into no tokens: no tokenizer files beside the weights?); save one there with tokenizer.save_pretrained"
+            f"model {name} has no usable tokenizer (it turns text into no tokens: no "
+            "tokenizer files beside the weights?); save one there with "
+            "tokenizer.save_pretrained"
         )
     kwargs: dict[str, Any] = {
         "revision": hub_revision,
@@ -142,11 +153,13 @@ def resolve_revision(name: str, revision: str | None) -> tuple[str, str | None]:
             else []
         )
         raise UserError(
-            f"local model {name} has no revision {revision!r} (no folder {local}); available: {', '.join(available) or 'none'}"
+            f"local model {name} has no revision {revision!r} (no folder {local}); "
+            f"available: {', '.join(available) or 'none'}"
         )
     if name.startswith((".", "/", "~")):
         raise UserError(
-            f"model path {name} does not exist; pass a local model directory or a hub id like EleutherAI/pythia-160m"
+            f"model path {name} does not exist; pass a local model directory or a hub id "
+            "like EleutherAI/pythia-160m"
         )
     return name, revision
 
@@ -222,7 +235,8 @@ def count_parameters_from_config(
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     except ValueError as exc:
         raise UserError(
-            f"{name} is not a causal language model ({str(exc).splitlines()[0]}); pass a decoder-only LM"
+            f"{name} is not a causal language model ({str(exc).splitlines()[0]}); pass a "
+            "decoder-only LM"
         ) from None
     return count_parameters(model)
 
@@ -239,5 +253,3 @@ def input_device(model: torch.nn.Module) -> torch.device:
     if embedding is not None and getattr(embedding, "weight", None) is not None:
         return embedding.weight.device
     return next(model.parameters()).device
-
-

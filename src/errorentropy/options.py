@@ -23,7 +23,8 @@ def check_window_options(max_length: int, window: str, stride: int | None) -> No
     """Reject impossible windowing options with a clear message."""
     if max_length < 2:
         raise UserError(
-            f"--max-length must be at least 2 (got {max_length}): one token of context and one to score"
+            f"--max-length must be at least 2 (got {max_length}): one token of context "
+            "and one to score"
         )
     if window not in ("truncate", "stride"):
         raise UserError(f"unknown --window {window!r}; choose truncate or stride")
@@ -32,7 +33,8 @@ def check_window_options(max_length: int, window: str, stride: int | None) -> No
             raise UserError("--window stride needs --stride K (1 <= K < max-length)")
         if not 1 <= stride < max_length:
             raise UserError(
-                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got {stride}) so windows overlap by at least one token"
+                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got "
+                f"{stride}) so windows overlap by at least one token"
             )
 
 
@@ -57,8 +59,7 @@ class ScoreOptions:
     max_length: int = _option(512, "tokens per window (at least 2; checked with the window)")
     window: WindowMode = _option(
         "truncate",
-        "truncate: each document's first max-length tokens (the paper); "
-        "stride: every token once",
+        "truncate: each document's first max-length tokens (the paper); stride: every token once",
         kind=str,
         choices=("truncate", "stride"),
     )
@@ -98,7 +99,9 @@ class ScoreOptions:
         return {o.name: getattr(self, o.name) for o in OPTIONS if o.name != "chunk_elements"}
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], source: str = "scoring options") -> ScoreOptions:
+    def from_mapping(
+        cls, values: Mapping[str, Any], source: str = "scoring options"
+    ) -> ScoreOptions:
         """Options from ``{name: value}``, each checked against its definition; ``source`` names
         where they came from in the one-line error (a spec table, a function call)."""
         for name in values:
@@ -152,8 +155,15 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = tuple(
-    Option(f.name, f.metadata["kind"], f.default, f.metadata["help"], f.metadata["choices"],
-           f.metadata["minimum"], f.metadata["flag"])
+    Option(
+        f.name,
+        f.metadata["kind"],
+        f.default,
+        f.metadata["help"],
+        f.metadata["choices"],
+        f.metadata["minimum"],
+        f.metadata["flag"],
+    )
     for f in fields(ScoreOptions)
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

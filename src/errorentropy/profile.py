@@ -66,7 +66,8 @@ class RankProfile:
         body: dict[str, Any] = read_checked_json(path, "profile")
         if body.get("format") != FORMAT_NAME or body.get("version") != FORMAT_VERSION:
             raise UserError(
-                f"{path} is not a version-{FORMAT_VERSION} errorentropy profile; recompute it with --profile"
+                f"{path} is not a version-{FORMAT_VERSION} errorentropy profile; "
+                "recompute it with --profile"
             )
         try:
             sums = np.asarray(body["sums"], dtype=np.float64)
@@ -82,6 +83,7 @@ class RankProfile:
                 )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise UserError(
-                f"profile {path} is malformed ({str(exc)[:120]}); delete it and recompute with --profile"
+                f"profile {path} is malformed ({str(exc)[:120]}); delete it and recompute "
+                "with --profile"
             ) from None
         return cls(sums, counts)

@@ -71,7 +71,8 @@ def find_histogram(source: Path | str) -> Path:
         path = path / HISTOGRAM_FILE
     if not path.exists():
         raise UserError(
-            f"no histogram at {source}; pass a folder written by `errorentropy score --out` or its {HISTOGRAM_FILE}"
+            f"no histogram at {source}; pass a folder written by `errorentropy score "
+            f"--out` or its {HISTOGRAM_FILE}"
         )
     return path
 
@@ -116,7 +117,8 @@ def merge_saved(
         key = (summary.get("model"), summary.get("revision"), fp)
         if fp and key in fingerprints:
             raise UserError(
-                f"{fingerprints[key]} and {src} scored the same documents with the same model (data fingerprint {fp[:12]}); merging would count them twice"
+                f"{fingerprints[key]} and {src} scored the same documents with the same "
+                f"model (data fingerprint {fp[:12]}); merging would count them twice"
             )
         if fp:
             fingerprints[key] = src
@@ -128,7 +130,8 @@ def merge_saved(
         elif len(values) > 1 and not allow_mixed:
             shown = ", ".join(f"{src}: {s.get(key)!r}" for src, s in known[:4])
             raise UserError(
-                f"the results differ in {key} ({shown}); their sum would be no one model's numbers. Pass --allow-mixed to merge them anyway"
+                f"the results differ in {key} ({shown}); their sum would be no one "
+                "model's numbers. Pass --allow-mixed to merge them anyway"
             )
     data = [s.get("data") for _, s in known]
     settings["data"] = data[0] if len(set(map(str, data))) == 1 and data else data

@@ -123,7 +123,8 @@ def load_spec(path: Path | str) -> SweepSpec:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(
-            f"sweep spec {path} is not valid UTF-8 (bad byte at offset {exc.start}); save it as UTF-8"
+            f"sweep spec {path} is not valid UTF-8 (bad byte at offset {exc.start}); save "
+            "it as UTF-8"
         ) from None
     return replace(
         parse_spec(text, base_dir=path.resolve().parent, name=str(path)), path=path.resolve()
@@ -150,7 +151,8 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
     for kind, items in (("models", models), ("datasets", datasets)):
         if not items:
             raise UserError(
-                f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see docs/sweep.md)"
+                f"{name}: no [[{kind}]] given; add at least one [[{kind}]] table (see "
+                "docs/sweep.md)"
             )
         _unique(name, kind, [(x.label, slug(x.label)) for x in items])
     for m in models:
@@ -176,7 +178,9 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
     )
     if len(longest.encode()) > MAX_CELL_NAME:
         raise UserError(
-            f'{name}: cell folder {longest[:60]}... would be {len(longest.encode())} bytes, more than file systems allow with its temporary suffix ({MAX_CELL_NAME}); give the model or dataset a shorter label = "..."'
+            f"{name}: cell folder {longest[:60]}... would be {len(longest.encode())} "
+            "bytes, more than file systems allow with its temporary suffix "
+            f'({MAX_CELL_NAME}); give the model or dataset a shorter label = "..."'
         )
     spec = SweepSpec(models, datasets, scoring, run, None, text)
     spec.score_options()  # constructing it validates nothing further, but fails early on a bad field
@@ -331,7 +335,8 @@ class _Checker:
             if key not in keys:
                 hint = _closest(key, keys)
                 raise UserError(
-                    f"{self.where(key, table, index)}: unknown key {key!r} in {self.place(table, index)}"
+                    f"{self.where(key, table, index)}: unknown key {key!r} in "
+                    f"{self.place(table, index)}"
                     f"{f' (did you mean {hint!r}?)' if hint else ''}; allowed: {', '.join(keys)}"
                 )
 
@@ -381,7 +386,8 @@ class _Checker:
                 for k in kinds
             )
             raise UserError(
-                f"{self.where(key, table, index)}: {key!r} in {self.place(table, index)} must be {names}, not {_type(value)} {value!r}"
+                f"{self.where(key, table, index)}: {key!r} in {self.place(table, index)} "
+                f"must be {names}, not {_type(value)} {value!r}"
             )
         return value
 
@@ -396,7 +402,8 @@ class _Checker:
         value = self.typed(body, key, (str,), table, index)
         if value is not None and value not in choices:
             raise UserError(
-                f"{self.where(key, table, index)}: {key} = {value!r} in {self.place(table, index)}; choose one of {', '.join(choices)}"
+                f"{self.where(key, table, index)}: {key} = {value!r} in "
+                f"{self.place(table, index)}; choose one of {', '.join(choices)}"
             )
         return value
 
@@ -411,7 +418,8 @@ class _Checker:
         value = self.typed(body, key, (int,), table, index)
         if value is not None and value < minimum:
             raise UserError(
-                f"{self.where(key, table, index)}: {key} = {value} in {self.place(table, index)}; it must be at least {minimum}"
+                f"{self.where(key, table, index)}: {key} = {value} in "
+                f"{self.place(table, index)}; it must be at least {minimum}"
             )
         return value
 
@@ -504,7 +512,8 @@ def _model(c: _Checker, body: dict[str, Any], i: int, base: Path) -> ModelSpec:
     ident = c.typed(body, "id", (str,), "models", i, required=True)
     if not ident.strip():
         raise UserError(
-            f"{c.where('id', 'models', i)}: id in [[models]] #{i + 1} is empty; give a hub id or a local folder"
+            f"{c.where('id', 'models', i)}: id in [[models]] #{i + 1} is empty; give a "
+            "hub id or a local folder"
         )
     local = _local_source(ident, base)
     label = c.typed(body, "label", (str,), "models", i) or (Path(ident).name if local else ident)
@@ -513,11 +522,13 @@ def _model(c: _Checker, body: dict[str, Any], i: int, base: Path) -> ModelSpec:
     if revisions is not None:
         if not revisions:
             raise UserError(
-                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} is empty; drop the key for the default revision"
+                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} "
+                "is empty; drop the key for the default revision"
             )
         if not all(isinstance(r, str) and r for r in revisions):
             raise UserError(
-                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} must be non-empty strings"
+                f"{c.where('revisions', 'models', i)}: revisions in [[models]] #{i + 1} "
+                "must be non-empty strings"
             )
     dtype = c.choice(body, "dtype", DTYPE_CHOICES, "models", i)
     trust = c.typed(body, "trust_remote_code", (bool,), "models", i)
@@ -540,7 +551,8 @@ def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSp
     if data in PRESETS or data.startswith("builtin:"):
         if data.startswith("builtin:") and data not in BUILTINS:
             raise UserError(
-                f"{c.where('data', 'datasets', i)}: unknown built-in corpus {data!r}; choose {' or '.join(BUILTINS)}"
+                f"{c.where('data', 'datasets', i)}: unknown built-in corpus {data!r}; "
+                f"choose {' or '.join(BUILTINS)}"
             )
         source, default_label = data, data
     elif data.startswith(HUB_PREFIX):

@@ -125,7 +125,8 @@ def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
         actual = sha256_hex(canonical_json(body).encode("utf-8"))
     except (ValueError, RecursionError):  # e.g. 1e999 parses to inf, which canonical JSON refuses
         raise UserError(
-            f"{what} {path} is corrupted (holds values that are not finite numbers); delete it and recompute"
+            f"{what} {path} is corrupted (holds values that are not finite numbers); "
+            "delete it and recompute"
         ) from None
     if expected != actual:
         raise UserError(

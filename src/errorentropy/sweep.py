@@ -110,7 +110,10 @@ class SweepOutcome:
         return all(s.status == "done" for s in self.states)
 
     def summary_line(self) -> str:
-        line = f"sweep {self.out_dir}: {self.count('done')} done, {self.count('failed')} failed, {self.count('pending')} pending of {len(self.states)} cells"
+        line = (
+            f"sweep {self.out_dir}: {self.count('done')} done, {self.count('failed')} failed, "
+            f"{self.count('pending')} pending of {len(self.states)} cells"
+        )
         if not self.dry_run:
             line += f"; computed {self.computed} now in {self.elapsed_s:.1f} s"
         if self.count("failed"):
@@ -119,7 +122,8 @@ class SweepOutcome:
             )
         if self.orphans:
             line += (
-                f"; {len(self.orphans)} cell folder(s) there are not in this spec (e.g. {self.orphans[0]}, from a renamed label or an"
+                f"; {len(self.orphans)} cell folder(s) there are not in this spec (e.g. "
+                f"{self.orphans[0]}, from a renamed label or an"
                 " earlier spec): fit and report include them; delete them if they do not belong"
             )
         return line
@@ -159,7 +163,8 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
         return CellState(
             cell,
             "pending",
-            f"holds {record.key.model} at {record.key.revision or 'main'} on {record.key.dataset}, not this cell; will redo",
+            f"holds {record.key.model} at {record.key.revision or 'main'} on "
+            f"{record.key.dataset}, not this cell; will redo",
         )
     if record is not None:
         if not cell.matches(record.summary.get("spec_digest")):
@@ -206,7 +211,8 @@ def sweep_lock(out_dir: Path) -> Iterator[None]:
             pass
         except OSError:
             raise UserError(
-                f"another errorentropy sweep or merge is writing to {out_dir}; wait for it or use another --out"
+                f"another errorentropy sweep or merge is writing to {out_dir}; wait for "
+                "it or use another --out"
             ) from None
         yield
     finally:
@@ -358,7 +364,8 @@ class _Runner:
             return
         if result.histogram.n_tokens == 0:
             raise UserError(
-                f'every document of {cell.dataset.label} was skipped (fewer than 2 tokens each); use longer documents or bos = "always"'
+                f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens "
+                'each); use longer documents or bos = "always"'
             )
         parameter = next(model.parameters())
         settings = {
@@ -404,8 +411,10 @@ class _Runner:
         self.computed += 1
         self.done_count += 1
         self.log(
-            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE {summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
-            f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} ({summary['n_tokens']} tokens, {elapsed:.1f} s)"
+            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE "
+            f"{summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
+            f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} "
+            f"({summary['n_tokens']} tokens, {elapsed:.1f} s)"
         )
 
 
@@ -452,7 +461,8 @@ def check_data(
                 state = CellState(
                     state.cell,
                     "pending",
-                    f"done on other documents (fingerprint {str(recorded)[:12]}, now {now[:12]}); will redo",
+                    f"done on other documents (fingerprint {str(recorded)[:12]}, now "
+                    f"{now[:12]}); will redo",
                 )
         out.append(state)
     return out
@@ -552,7 +562,8 @@ def run_sweep(
         runner.total = len(todo)
         skipped = len(states) - len(todo)
         runner.log(
-            f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, {len(todo)} to compute"
+            f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, "
+            f"{len(todo)} to compute"
         )
         for model_spec in spec.models:
             for revision in model_spec.revisions:
@@ -633,7 +644,8 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
         root = Path(src) / CELLS_DIR
         if not root.is_dir():
             raise UserError(
-                f"{src} is not a sweep folder (no {CELLS_DIR}/ inside); pass folders written by `errorentropy sweep --out`"
+                f"{src} is not a sweep folder (no {CELLS_DIR}/ inside); pass folders "
+                "written by `errorentropy sweep --out`"
             )
         if Path(src).resolve() != out.resolve():
             roots.append(root)
@@ -660,7 +672,9 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
                         problem = _same_content(origin[d.name], d)
                         if problem:
                             raise UserError(
-                                f"cell {d.name} differs between {origin[d.name].parent.parent} and {root.parent} ({problem}); delete it from one of them and merge again"
+                                f"cell {d.name} differs between "
+                                f"{origin[d.name].parent.parent} and {root.parent} "
+                                f"({problem}); delete it from one of them and merge again"
                             )
                         continue
                     origin[d.name] = d
@@ -672,7 +686,8 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
             mixed
         ):  # refuse before copying anything: fits over such cells would compare unlike numbers
             raise UserError(
-                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data and [scoring] settings, or give the datasets different labels"
+                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data "
+                "and [scoring] settings, or give the datasets different labels"
             )
         for cell_id, src in origin.items():
             if cell_id in done:
@@ -683,7 +698,8 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
                 read_cell(out_root / cell_id) is None
             ):  # pragma: no cover - a copy that does not verify
                 raise UserError(
-                    f"copy of cell {cell_id} into {out} does not verify; check the disk and merge again"
+                    f"copy of cell {cell_id} into {out} does not verify; check the disk "
+                    "and merge again"
                 )
             outcome.copied.append(cell_id)
         for cell_id, src in failed.items():

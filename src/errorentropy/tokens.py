@@ -57,6 +57,7 @@ class TokenTable:
             or any(a.ndim != 1 or a.shape != table.doc.shape for a in arrays)
         ):
             raise UserError(
-                f"token file {path} is malformed (doc, position, rank, logprob must be 1-D arrays of equal length); delete it and recompute"
+                f"token file {path} is malformed (doc, position, rank, logprob must be "
+                "1-D arrays of equal length); delete it and recompute"
             )
         return table

@@ -44,7 +44,8 @@ def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") ->
         )
         if start is None:
             raise UserError(
-                "--bos always needs a BOS or EOS token, and this tokenizer has neither; use --bos auto or never"
+                "--bos always needs a BOS or EOS token, and this tokenizer has neither; "
+                "use --bos auto or never"
             )
         prefix = [int(start)]
     if (

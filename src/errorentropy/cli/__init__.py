@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = Parser(
         prog="errorentropy",
-        description="What scales in cross-entropy: split a language model's corpus cross-entropy exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and checkpoints, fit scaling laws, report.",
+        description="What scales in cross-entropy: split a language model's corpus cross-entropy "
+        "exactly into Error-Entropy + Self-Alignment - Confidence, sweep models and "
+        "checkpoints, fit scaling laws, report.",
         epilog="Start with `errorentropy demo`; `errorentropy COMMAND --help` for each command.",
         parents=[top],
     )
@@ -122,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(
-            f"errorentropy: internal error: {type(exc).__name__}: {text} (rerun with --debug for the traceback)",
+            f"errorentropy: internal error: {type(exc).__name__}: {text} (rerun with "
+            "--debug for the traceback)",
             file=sys.stderr,
         )
         return 1

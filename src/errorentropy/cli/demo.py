@@ -42,7 +42,8 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         raise UserError(f"--lr must be positive (got {settings.lr})")
     if settings.max_length > settings.block:
         raise UserError(
-            f"--max-length {settings.max_length} exceeds the models' context (--block {settings.block}); pass --max-length <= --block"
+            f"--max-length {settings.max_length} exceeds the models' context (--block "
+            f"{settings.block}); pass --max-length <= --block"
         )
     return settings
 

@@ -35,7 +35,9 @@ def run_merge_command(args: argparse.Namespace) -> int:
     """errorentropy merge: unite the cells of sweep folders from several machines into OUT."""
     outcome = merge_sweeps(args.out, args.sources)
     print(
-        f"merge {outcome.out_dir}: {len(outcome.copied)} cells copied, {len(outcome.present)} already there, {len(outcome.failures)} failure records copied",
+        f"merge {outcome.out_dir}: {len(outcome.copied)} cells copied, "
+        f"{len(outcome.present)} already there, {len(outcome.failures)} failure records "
+        "copied",
         file=sys.stderr,
     )
     return 0

@@ -212,7 +212,8 @@ def write_heldout(
     for corpus, split in splits.items():
         if settings.eval_docs > len(split.heldout):
             raise UserError(
-                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}"
+                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} "
+                f"held-out documents of {corpus}; ask for at most {len(split.heldout)}"
             )
         docs = [
             document_head(tokenizer, d, settings.max_length)
@@ -278,7 +279,8 @@ def build_tokenizer(
     tokenizer.save_pretrained(str(folder))
     write_checked_json(record, {"key": key, "vocab_size": len(tokenizer), "documents": len(texts)})
     log(
-        f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents ({time.perf_counter() - started:.1f} s)"
+        f"tokenizer: {len(tokenizer)} entries from {len(texts)} training documents "
+        f"({time.perf_counter() - started:.1f} s)"
     )
     return AutoTokenizer.from_pretrained(str(folder)), key
 
@@ -488,8 +490,10 @@ def _train_parallel(
 
 def _log_trained(body: dict[str, Any], steps: int, log: Any) -> None:
     log(
-        f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} steps in {body['train_seconds']:.1f} s "
-        f"({body['train_cpu_seconds']:.1f} s CPU), final training loss {body['final_train_loss']:.3f}"
+        f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} "
+        f"steps in {body['train_seconds']:.1f} s "
+        f"({body['train_cpu_seconds']:.1f} s CPU), final training loss "
+        f"{body['final_train_loss']:.3f}"
     )
 
 
@@ -533,7 +537,8 @@ def train_ladder(
         if cached_model(folder, key, settings.checkpoints):
             records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
             log(
-                f"model {shape.name}: reusing (non-embedding parameters {records[shape.name]['non_embedding_params']:,})"
+                f"model {shape.name}: reusing (non-embedding parameters "
+                f"{records[shape.name]['non_embedding_params']:,})"
             )
             continue
         # One intra-op thread per CPU model, in the pool and alone alike (the cores go to parallel
@@ -582,8 +587,10 @@ def sweep_spec_text(
 ) -> str:
     """The TOML spec a user would write for this ladder (paths relative to ``DIR``)."""
     lines = [
-        "# Written by `errorentropy demo`: every model and checkpoint of the ladder on held-out prose and code.",
-        "# Rerun by hand, from this folder: errorentropy sweep sweep.toml --out sweep && errorentropy report sweep",
+        "# Written by `errorentropy demo`: every model and checkpoint of the ladder on "
+        "held-out prose and code.",
+        "# Rerun by hand, from this folder: errorentropy sweep sweep.toml --out sweep && "
+        "errorentropy report sweep",
         "",
         "[scoring]",
         f"max_length = {settings.max_length}",
@@ -663,7 +670,8 @@ def invalidate_stale_cells(
                 removed += 1
     if removed:
         log(
-            f"sweep: removed {removed} cells computed from other weights, other held-out documents or models no longer in the ladder"
+            f"sweep: removed {removed} cells computed from other weights, other held-out "
+            "documents or models no longer in the ladder"
         )
     write_checked_json(record_path, {"models": model_keys, "data": data_keys})
     return removed
@@ -685,7 +693,8 @@ def run_analysis(
         from ..sweep import run_sweep
     except ImportError:
         log(
-            "sweep: errorentropy.sweep is not available in this build; run `errorentropy sweep` on the spec by hand"
+            "sweep: errorentropy.sweep is not available in this build; run `errorentropy "
+            "sweep` on the spec by hand"
         )
         result["missing"] = ["sweep"]
         return result
@@ -700,7 +709,9 @@ def run_analysis(
     log(outcome.summary_line())
     if not outcome.ok:
         raise UserError(
-            f"{outcome.count('failed')} sweep cells failed (see {sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} --out {sweep_dir} --retry-failed`"
+            f"{outcome.count('failed')} sweep cells failed (see "
+            f"{sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} "
+            f"--out {sweep_dir} --retry-failed`"
         )
     if not report:
         return result
@@ -740,7 +751,8 @@ def run_analysis(
             )
             result["report_seconds"] = 0.0
             log(
-                f"report: reusing {previous['report_html']} (same cells, same fit settings; `errorentropy report {sweep_dir}` redraws it)"
+                f"report: reusing {previous['report_html']} (same cells, same fit "
+                f"settings; `errorentropy report {sweep_dir}` redraws it)"
             )
             return result
     started = time.perf_counter()
@@ -787,11 +799,14 @@ def format_headline(table: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for dataset, rows in sorted(table.items()):
         lines.append(
-            f"{dataset}: {'model':<12} {'N (non-emb.)':>12} {'CE':>7} {'EE':>7} {'SA':>7} {'Conf':>7} {'EE/CE':>6}"
+            f"{dataset}: {'model':<12} {'N (non-emb.)':>12} {'CE':>7} {'EE':>7} {'SA':>7} "
+            f"{'Conf':>7} {'EE/CE':>6}"
         )
         for r in rows:
             lines.append(
-                f"{'':<{len(dataset) + 1}} {r['model']:<12} {r['non_embedding_params']:>12,} {r['CE']:>7.4f} {r['EE']:>7.4f} {r['SA']:>7.4f} {r['Conf']:>7.4f} {r['EE'] / r['CE']:>6.3f}"
+                f"{'':<{len(dataset) + 1}} {r['model']:<12} "
+                f"{r['non_embedding_params']:>12,} {r['CE']:>7.4f} {r['EE']:>7.4f} "
+                f"{r['SA']:>7.4f} {r['Conf']:>7.4f} {r['EE'] / r['CE']:>6.3f}"
             )
     return "\n".join(lines)
 
@@ -854,11 +869,14 @@ def run_demo(
     for corpus, split in splits.items():
         if settings.eval_docs > len(split.heldout):
             raise UserError(
-                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} held-out documents of {corpus}; ask for at most {len(split.heldout)}"
+                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} "
+                f"held-out documents of {corpus}; ask for at most {len(split.heldout)}"
             )
     timings["data_s"] = time.perf_counter() - t
     say(
-        f"data: {', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; scoring {settings.eval_docs} documents each"
+        "data: "
+        f"{', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; "
+        f"scoring {settings.eval_docs} documents each"
     )
 
     t = time.perf_counter()
@@ -868,7 +886,9 @@ def run_demo(
 
     t = time.perf_counter()
     say(
-        f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), {settings.steps} steps x {settings.batch_size} x {settings.block} tokens = {settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}"
+        f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), "
+        f"{settings.steps} steps x {settings.batch_size} x {settings.block} tokens = "
+        f"{settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}"
     )
     records = train_ladder(
         out,
@@ -923,7 +943,8 @@ def run_demo(
     summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     write_checked_json(out / "demo-summary.json", summary)
     say(
-        f"done in {timings['total_s']:.1f} s; open {summary.get('analysis', {}).get('report_html', spec_path)}"
+        f"done in {timings['total_s']:.1f} s; open "
+        f"{summary.get('analysis', {}).get('report_html', spec_path)}"
     )
     return summary
 

@@ -54,7 +54,8 @@ def parse_shapes(text: str) -> list[ModelShape]:
         shape = ModelShape(hidden, layers)
         if shape.hidden % shape.heads:
             raise UserError(
-                f"--sizes entry {item!r}: hidden {hidden} does not split into {shape.heads} heads; use a multiple of 32 (the head size) or at most 32"
+                f"--sizes entry {item!r}: hidden {hidden} does not split into "
+                f"{shape.heads} heads; use a multiple of 32 (the head size) or at most 32"
             )
         shapes.append(shape)
     if not shapes:

@@ -56,5 +56,3 @@ def score_logits(
     if not parts:
         return empty_scores(logits.device, topk)
     return TokenScores.cat(parts)
-
-

@@ -29,8 +29,6 @@ def default_chunk_elements(device: torch.device) -> int:
     return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
 
 
-
-
 @dataclass
 class TokenScores:
     """Per-token results: rank (int64), log-probability (float64), tie count (int64).
@@ -56,7 +54,10 @@ class TokenScores:
         )
 
 
-NON_FINITE_MESSAGE = "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a half-precision overflow is the usual cause)"
+NON_FINITE_MESSAGE = (
+    "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a "
+    "half-precision overflow is the usual cause)"
+)
 
 
 def check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:

@@ -66,7 +66,9 @@ def find_head(model: torch.nn.Module) -> OutputHead | None:
     softcap = getattr(config, "final_logit_softcapping", None)
     scale = getattr(config, "logit_scale", None)
     divisor = getattr(config, "logits_scaling", None)
-    logit_map = LogitMap(head.bias, float(softcap) if softcap else None, _factor(scale), _factor(divisor))
+    logit_map = LogitMap(
+        head.bias, float(softcap) if softcap else None, _factor(scale), _factor(divisor)
+    )
     return OutputHead(body, head.weight, logit_map)
 
 
@@ -124,12 +126,17 @@ def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
             stats=stats,
         )
     except Exception as exc:  # noqa: BLE001 - a kernel that fails to compile or run is not used
-        return f"the fused head failed ({type(exc).__name__}: {str(exc).strip()[:120]}); used the chunked head"
+        return (
+            f"the fused head failed ({type(exc).__name__}: {str(exc).strip()[:120]}); used "
+            "the chunked head"
+        )
     unit = 2.0**-24
     h = hidden.float()
     logits, bound = [], []
     bias, softcap = head.logit_map.bias, head.logit_map.softcap
-    for v0 in range(0, head.weight.shape[0], 16384):  # float32 copies of the head, a slice at a time
+    for v0 in range(
+        0, head.weight.shape[0], 16384
+    ):  # float32 copies of the head, a slice at a time
         w = head.weight[v0 : v0 + 16384].float()
         z = head.logit_map.apply(h @ w.T, slice(v0, v0 + 16384))
         e = 32 * unit * (h.abs() @ w.abs().T)  # float32 error bound of each logit
@@ -146,10 +153,16 @@ def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
     near = (gap.abs() <= slack).sum(1) - 1  # the target itself is not a rival
     logprob = t[:, 0].double() - torch.logsumexp(z.double(), dim=1)
     if stats["rescored"] > 0.01 * stats["tokens"]:
-        return f"the fused kernel's target logits differed from its tiles' on {stats['rescored']} of {stats['tokens']} check tokens; used the chunked head"
+        return (
+            "the fused kernel's target logits differed from its tiles' on "
+            f"{stats['rescored']} of {stats['tokens']} check tokens; used the chunked head"
+        )
     rank_ok = (scores.rank >= above) & (scores.rank <= above + near) & (scores.tied <= near)
     if not bool(rank_ok.all()) or float((scores.logprob - logprob).abs().max()) > 1e-5:
-        return "the fused head disagreed with torch's logits on the check sample; used the chunked head"
+        return (
+            "the fused head disagreed with torch's logits on the check sample; used the "
+            "chunked head"
+        )
     return None
 
 
@@ -168,7 +181,8 @@ def choose_head(
     if head is None:
         if mode in ("chunked", "fused"):
             raise UserError(
-                f"--head {mode}: cannot find a linear output head on {type(model).__name__}; use --head full"
+                f"--head {mode}: cannot find a linear output head on "
+                f"{type(model).__name__}; use --head full"
             )
         return None
     scaled = head.logit_map.scaled
@@ -178,17 +192,21 @@ def choose_head(
             raise UserError(f"--head fused: {reason}; use --head chunked")
         if scaled:
             raise UserError(
-                "--head fused does not apply a logit scale after the head (this model has one); use --head chunked"
+                "--head fused does not apply a logit scale after the head (this model has "
+                "one); use --head chunked"
             )
         if profile:
             raise UserError(
-                "--head fused does not compute the top log-probabilities --profile needs; use --head chunked"
+                "--head fused does not compute the top log-probabilities --profile needs; "
+                "use --head chunked"
             )
     ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
     if not verify_head(model, head, ids):
         if mode in ("chunked", "fused"):  # forcing a head never buys wrong numbers
             raise UserError(
-                f"--head {mode}: the output head found on {type(model).__name__} does not reproduce the model's own logits (a scaling or other step after it?); use --head auto or full"
+                f"--head {mode}: the output head found on {type(model).__name__} does not "
+                "reproduce the model's own logits (a scaling or other step after it?); "
+                "use --head auto or full"
             )
         return None
     if mode == "fused":
@@ -200,7 +218,8 @@ def choose_head(
     if scaled:
         return replace(
             head,
-            note="the fused kernel does not apply a logit scale after the head; used the chunked head",
+            note="the fused kernel does not apply a logit scale after the head; used the "
+            "chunked head",
         )
     note = check_fused(
         head,
