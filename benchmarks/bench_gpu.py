@@ -77,7 +77,8 @@ def sync() -> None:
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], float | None]:
-    """Median seconds over ``repeats`` runs after a warm-up, every run, and peak GPU memory (GiB)."""
+    """Median seconds over ``repeats`` runs after a warm-up, every run, and peak GPU memory
+    (GiB)."""
     fn()  # warm-up: kernel compilation, allocator
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -110,7 +111,8 @@ def bare_cross_entropy(model: torch.nn.Module, batches: list[torch.Tensor]) -> f
 def errorentropy_scores(
     model: torch.nn.Module, head: Any, batches: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank and log-prob of every target by errorentropy's batch scorer (the engine's inner loop)."""
+    """Rank and log-prob of every target by errorentropy's batch scorer (the engine's inner
+    loop)."""
     from errorentropy.engine import score_batch
     from errorentropy.options import ScoreOptions
     from errorentropy.windows import Window

@@ -18,7 +18,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def write_documents(n: int, max_length: int) -> tuple[Path, int]:
-    """``n`` documents that fit in ``max_length`` tokens (minicons does not truncate); their token count."""
+    """``n`` documents that fit in ``max_length`` tokens (minicons does not truncate); their token
+    count."""
     tok = load_tokenizer()
     docs, n_tokens = [], 0
     for text in documents(4 * n, max_chars=5 * max_length):

@@ -110,7 +110,8 @@ def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float]
 def run_process(
     cmd: list[str], *, threads: int | None = None, timeout: float = 600
 ) -> tuple[float, str]:
-    """Run a whole process (``threads`` intra-op threads); its wall time and stdout (raises with stderr on failure)."""
+    """Run a whole process (``threads`` intra-op threads); its wall time and stdout (raises with
+    stderr on failure)."""
     env = {
         **os.environ,
         **({"OMP_NUM_THREADS": str(threads)} if threads else {}),

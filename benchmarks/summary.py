@@ -1,4 +1,5 @@
-"""Write ``RESULTS.md`` from ``results/*.json``: machine, exact command, figures, goals met or the gap and why."""
+"""Write ``RESULTS.md`` from ``results/*.json``: machine, exact command, figures, goals met or the
+gap and why."""
 
 from __future__ import annotations
 

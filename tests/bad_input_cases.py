@@ -728,7 +728,8 @@ def normalise(message: str, workspace: Path) -> str:
     """A message with the workspace path replaced by ``DIR`` and argparse's list of subcommands
     by ``...`` (so the docs depend on neither the folder nor which commands are installed)."""
     message = message.replace(str(workspace), "DIR")
-    # argparse lists every subcommand; the docs show "..." so they do not depend on which are installed
+    # argparse lists every subcommand; the docs show "..." so they do not depend on which are
+    # installed
     return re.sub(
         r"(argument command: invalid choice: '[^']*' \(choose from )[^)]*\)", r"\1...)", message
     )

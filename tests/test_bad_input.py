@@ -1,4 +1,5 @@
-"""Every row of the bad-input table (tests/bad_input_cases.py): one clear line, non-zero exit, nothing lost."""
+"""Every row of the bad-input table (tests/bad_input_cases.py): one clear line, non-zero exit,
+nothing lost."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def test_debug_flag_shows_the_traceback(workspace: Path) -> None:
 
 
 def test_very_long_valid_document_is_scored(workspace: Path, capsys) -> None:
-    """A very long line that IS valid is not an error: truncate keeps its first max-length tokens."""
+    """A very long line that IS valid is not an error: truncate keeps its first max-length
+    tokens."""
     import json
 
     from errorentropy.cli import main
@@ -129,7 +131,8 @@ def test_very_long_valid_document_is_scored(workspace: Path, capsys) -> None:
 
 
 def test_docs_table_is_up_to_date(workspace: Path) -> None:
-    """docs/bad-input.md holds exactly the messages the rows give now (regenerate: python tests/bad_input_cases.py)."""
+    """docs/bad-input.md holds exactly the messages the rows give now (regenerate: python
+    tests/bad_input_cases.py)."""
     expected = table.generate(workspace)
     actual = table.DOC_PATH.read_text() if table.DOC_PATH.exists() else ""
     assert actual == expected, "docs/bad-input.md is stale: run `python tests/bad_input_cases.py`"

@@ -53,7 +53,8 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
     assert [m["name"] for m in summary["models"]] == names
     params = [m["non_embedding_params"] for m in summary["models"]]
     assert params == sorted(params) and len(set(params)) == len(params)
-    # every checkpoint is a from_pretrained folder reachable as a revision; step 0 differs from the end
+    # every checkpoint is a from_pretrained folder reachable as a revision; step 0 differs from the
+    # end
     folder = out / "models" / names[-1]
     source, _ = resolve_revision(str(folder), "step0")
     first = AutoModelForCausalLM.from_pretrained(source)
@@ -188,7 +189,7 @@ def test_heldout_heads_tokenize_like_the_whole_documents(tiny_run: tuple[Path, d
             )
 
 
-# ---- pieces ----------------------------------------------------------------------------------------
+# ---- pieces ------------------------------------------------------------------------------------
 
 
 def test_checkpoint_steps_are_log_spaced_from_zero() -> None:
@@ -221,7 +222,8 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
 
 def test_split_keeps_each_source_on_one_side_and_drops_copies() -> None:
     """A module's docstrings (prose) and its code are held out together; empty documents, exact
-    copies of training text and near-copies (most long lines in training) never count as held out."""
+    copies of training text and near-copies (most long lines in training) never count as held
+    out."""
     line = "x = compute_something_long(argument_one, argument_two)"
     prose = [
         (f"m{i}.py", f"Docstring of module {i}, which says what module {i} does.")
@@ -259,7 +261,8 @@ def test_split_keeps_each_source_on_one_side_and_drops_copies() -> None:
         )
     all_train = set(a["builtin:prose"].train) | set(a["builtin:code"].train)
     assert not any(d in all_train for s in a.values() for d in s.heldout)
-    # near.py shares 3 of its 4 long lines with the modules' code; whichever side those are on, it is never held out beside them
+    # near.py shares 3 of its 4 long lines with the modules' code; whichever side those are on, it
+    # is never held out beside them
     near = next(d for k, d in code if k == "near.py")
     train_lines = {
         x.strip()

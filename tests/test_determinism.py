@@ -86,7 +86,8 @@ def test_stride_windows_are_batch_size_independent(model, tokenizer, docs):
 
 
 def test_document_order_does_not_matter(model, tokenizer, docs):
-    """Reversed and shuffled corpora: per-document tokens are the same bits, the histogram the same."""
+    """Reversed and shuffled corpora: per-document tokens are the same bits, the histogram the
+    same."""
     options = ScoreOptions(max_length=64, batch_size=3)
     base = score_documents(model, tokenizer, docs, options)
     for order in (
@@ -106,7 +107,8 @@ def test_document_order_does_not_matter(model, tokenizer, docs):
 
 @pytest.mark.parametrize("processes", [2, 3])
 def test_process_counts_merge_to_one_pass(model, tokenizer, docs, processes):
-    """Round-robin shards as ``errorentropy score`` under torchrun makes them, each with its own batch size."""
+    """Round-robin shards as ``errorentropy score`` under torchrun makes them, each with its own
+    batch size."""
     whole = score_documents(model, tokenizer, docs, ScoreOptions(max_length=64, batch_size=8))
     parts = [
         score_documents(

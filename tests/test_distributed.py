@@ -134,7 +134,8 @@ def test_torchrun_two_processes_gloo(tmp_path, model_dir, short_docs):
 
 
 def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
-    """``torchrun --nproc-per-node 2 -m errorentropy sweep``: rank 0 writes the cells one process writes."""
+    """``torchrun --nproc-per-node 2 -m errorentropy sweep``: rank 0 writes the cells one process
+    writes."""
     from errorentropy.cells import load_cells
 
     data = tmp_path / "docs.jsonl"
@@ -232,7 +233,8 @@ def _run_two_ranks(target, args, timeout: float, hang_message: str) -> list:
 
 
 def test_a_failure_on_one_process_fails_every_process(tmp_path, model_dir, short_docs):
-    """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting forever."""
+    """NaN logits on rank 1 only: both ranks raise the same clean error instead of one waiting
+    forever."""
     results = _run_two_ranks(
         _score_with_nan_on_rank_one,
         lambda r, queue: (r, str(tmp_path / "pg"), str(model_dir), short_docs, queue),

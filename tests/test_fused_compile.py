@@ -28,12 +28,17 @@ from errorentropy.head import fused_kernels as k
 
 def compile_ptx(fn, dtype):
     params = list(inspect.signature(fn.fn).parameters)
-    const = dict(HAS_BIAS=True, HAS_CAP=True, INTERPRET=False, BT=fused_head.BLOCK_T, BV=fused_head.BLOCK_V, BD=fused_head.BLOCK_D)
-    kinds = {"h_ptr": "*" + dtype, "w_ptr": "*" + dtype, "b_ptr": "*" + dtype, "tgt_ptr": "*i64", "out_ptr": "*fp32",
-             "t_ptr": "*fp32", "max_ptr": "*fp32", "sum_ptr": "*fp64", "softcap": "fp32"}
-    sig = {p: "constexpr" if p in const else kinds.get(p, "*i32" if p.endswith("_ptr") else "i32") for p in params}
-    src = ASTSource(fn=fn, signature=sig, constexprs={(params.index(n),): v for n, v in const.items()})
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, "enable_fp_fusion": True}).asm["ptx"]
+    const = dict(HAS_BIAS=True, HAS_CAP=True, INTERPRET=False,
+                 BT=fused_head.BLOCK_T, BV=fused_head.BLOCK_V, BD=fused_head.BLOCK_D)
+    kinds = {"h_ptr": "*" + dtype, "w_ptr": "*" + dtype, "b_ptr": "*" + dtype, "tgt_ptr": "*i64",
+             "out_ptr": "*fp32", "t_ptr": "*fp32", "max_ptr": "*fp32", "sum_ptr": "*fp64",
+             "softcap": "fp32"}
+    sig = {p: "constexpr" if p in const else kinds.get(p, "*i32" if p.endswith("_ptr") else "i32")
+           for p in params}
+    constexprs = {(params.index(n),): v for n, v in const.items()}
+    src = ASTSource(fn=fn, signature=sig, constexprs=constexprs)
+    options = {"num_warps": 4, "enable_fp_fusion": True}
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
 
 out = {}
 for dtype in ("bf16", "fp32"):

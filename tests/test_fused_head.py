@@ -41,7 +41,8 @@ def fused(hidden, weight, targets, bias=None, rescored=0, **kwargs):
 
 
 def quarters(generator: torch.Generator, *shape: int) -> torch.Tensor:
-    """Multiples of 1/4 in [-2, 2]: dot products of these are exact in float32, whatever the order."""
+    """Multiples of 1/4 in [-2, 2]: dot products of these are exact in float32, whatever the
+    order."""
     return torch.randint(-8, 9, shape, generator=generator).float() / 4
 
 
@@ -72,8 +73,8 @@ def reference(hidden, weight, targets, bias=None, softcap=None):
     seed=st.integers(0, 2**16),
 )
 def test_exact_data_matches_float64_reference(n_tokens, vocab, dim, splits, with_bias, seed):
-    """Any shape (partial tiles in every direction, vocabularies below one tile, split vocabularies):
-    exact ranks and ties, log-probs to float32 round-off."""
+    """Any shape (partial tiles in every direction, vocabularies below one tile, split
+    vocabularies): exact ranks and ties, log-probs to float32 round-off."""
     g = torch.Generator().manual_seed(seed)
     h, w = quarters(g, n_tokens, dim), quarters(g, vocab, dim)
     bias = quarters(g, vocab) if with_bias else None
@@ -97,7 +98,8 @@ def test_half_precision_weights(dtype):
 
 
 def test_random_data_with_softcap():
-    """Random float32 data, soft-capped: ranks exact wherever no rival is within 1e-4 of the target."""
+    """Random float32 data, soft-capped: ranks exact wherever no rival is within 1e-4 of the
+    target."""
     g = torch.Generator().manual_seed(4)
     h, w = torch.randn(120, 64, generator=g), torch.randn(900, 64, generator=g) * 0.5
     targets = torch.randint(0, 900, (120,), generator=g)

@@ -170,7 +170,8 @@ GOOD = RankHistogram.from_tokens(
     value=json_values | st.lists(st.integers(-3, 2**40), max_size=5),
 )
 def test_histogram_with_one_wrong_field(key, value):
-    """A checksum-valid histogram whose one field holds anything: refused cleanly, or still consistent."""
+    """A checksum-valid histogram whose one field holds anything: refused cleanly, or still
+    consistent."""
     path = WORK / "hist.json"
     write_checked_json(path, {**GOOD, key: value})
     hist = only_user_errors(RankHistogram.load, path)

@@ -27,7 +27,8 @@ from errorentropy.tokens import TokenTable
 
 GOLDEN = Path(__file__).parent / "golden" / "v1"
 
-# The golden inputs: 3 documents, 20 scored tokens, 11 of them top-1 (doc 1 has a gap at position 3: a skipped target).
+# The golden inputs: 3 documents, 20 scored tokens, 11 of them top-1 (doc 1 has a gap at position 3:
+# a skipped target).
 DOC = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2]
 POSITION = [1, 2, 3, 4, 5, 6, 7, 1, 2, 4, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8]
 RANK = [0, 1, 0, 0, 2, 5, 0, 17, 0, 1, 0, 0, 3, 0, 1, 0, 0, 2, 299, 0]
@@ -80,7 +81,8 @@ def golden_histogram() -> RankHistogram:
 
 
 def golden_profile() -> RankProfile:
-    """A profile from fixed top-4 log-probs per token (ranks beyond the profile's 16 are dropped)."""
+    """A profile from fixed top-4 log-probs per token (ranks beyond the profile's 16 are
+    dropped)."""
     ranks = np.asarray(RANK)
     top = (
         np.log(np.asarray([[0.5, 0.25, 0.125, 0.0625]] * len(RANK)))

@@ -26,7 +26,8 @@ PADDED = 13  # extra output entries past the tokenizer, as real checkpoints pad 
 
 
 def reference_scores(model: torch.nn.Module, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Rank (strict >, float32) and float64 log-prob of every target of one document, from full logits."""
+    """Rank (strict >, float32) and float64 log-prob of every target of one document, from full
+    logits."""
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, :-1].float()
     targets = torch.tensor(ids[1:])
@@ -89,7 +90,8 @@ def test_tied_head(tokenizer, docs):
 
 
 def test_opt_with_project_out(tokenizer, docs):
-    """OPT with word_embed_proj_dim != hidden: the decoder's project_out maps back to the embedding width."""
+    """OPT with word_embed_proj_dim != hidden: the decoder's project_out maps back to the embedding
+    width."""
     model = tiny_model(
         "opt",
         len(tokenizer) + PADDED,

@@ -75,7 +75,8 @@ def check_against_reference(
 
 @pytest.mark.parametrize("rank", [0, 7, 1_000_000])
 def test_single_rank_is_exact(rank: int) -> None:
-    """One observed rank: p = q = 1, EE = SA = 0, Conf = log Q = -CE, and the identity holds exactly."""
+    """One observed rank: p = q = 1, EE = SA = 0, Conf = log Q = -CE, and the identity holds
+    exactly."""
     counts, sums = dense({rank: (13, -13 * 2.718281828459045)})
     d = decompose_arrays(counts, sums)
     assert (d.error_entropy, d.self_alignment) == (0.0, 0.0)
@@ -183,7 +184,8 @@ def test_ties_count_in_the_ground_truths_favour_and_are_reported() -> None:
 
 
 def test_a_model_whose_logits_all_tie(tokenizer) -> None:
-    """Identical output-head rows: every token ties with every other, rank 0, log-prob -log V, EE 0."""
+    """Identical output-head rows: every token ties with every other, rank 0, log-prob -log V, EE
+    0."""
     from errorentropy.engine import score_documents
     from errorentropy.options import ScoreOptions
     from errorentropy.testing import tiny_model

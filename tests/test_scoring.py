@@ -109,7 +109,8 @@ def test_log_probs_keep_float32_round_off_of_the_logits_only():
 
 
 def test_tile_size_follows_the_device():
-    """4 MiB tiles on a CPU (cache-sized), 256 MiB on CUDA (launch-bound otherwise); None picks it."""
+    """4 MiB tiles on a CPU (cache-sized), 256 MiB on CUDA (launch-bound otherwise); None picks
+    it."""
     from errorentropy.head.logits import default_chunk_elements
 
     assert default_chunk_elements(torch.device("cpu")) * 4 == 4 << 20
@@ -124,7 +125,8 @@ def test_tile_size_follows_the_device():
 
 def test_a_vocabulary_chunk_masked_by_its_bias_is_no_error():
     """Head entries masked with a -inf bias (reserved tokens), a whole chunk of them: the chunk adds
-    nothing to the log-sum-exp (no NaN, no false "NaN or inf" error), and both paths match float64."""
+    nothing to the log-sum-exp (no NaN, no false "NaN or inf" error), and both paths match
+    float64."""
     g = torch.Generator().manual_seed(4)
     hidden, weight = torch.randn(21, 8, generator=g), torch.randn(40, 8, generator=g)
     bias = torch.randn(40, generator=g)
@@ -211,7 +213,8 @@ def _score_in_child(queue) -> None:
 
 
 def test_a_forked_child_scores_after_the_parent_used_worker_threads():
-    """A forked child inherits the head's thread pool without its threads; it must not wait on it."""
+    """A forked child inherits the head's thread pool without its threads; it must not wait on
+    it."""
     import multiprocessing as mp
 
     threads = torch.get_num_threads()

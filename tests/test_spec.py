@@ -1,4 +1,5 @@
-"""The sweep spec: a valid spec parses to what it says; every mistake is one line naming where it is."""
+"""The sweep spec: a valid spec parses to what it says; every mistake is one line naming where it
+is."""
 
 from __future__ import annotations
 

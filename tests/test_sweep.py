@@ -1,4 +1,5 @@
-"""Sweeps: resumable after SIGKILL at random moments, damaged cells redone, failures recorded, merges.
+"""Sweeps: resumable after SIGKILL at random moments, damaged cells redone, failures recorded,
+merges.
 
 A toy sweep of 4 random-weight models (gpt2, gpt_neox, llama, qwen2) x 2 revisions (the model
 folder and a local ``checkpoints/step1``) x 2 local datasets (jsonl, a folder of .txt) = 16 cells.
@@ -87,7 +88,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # tiny models: th
 
 
 def _forkserver() -> multiprocessing.context.BaseContext:
-    """Children forked from a server that imported torch and transformers once (fast starts), one thread each."""
+    """Children forked from a server that imported torch and transformers once (fast starts), one
+    thread each."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     saved = {k: os.environ.get(k) for k in ONE_THREAD}
@@ -128,7 +130,8 @@ def reference(toy, tmp_path_factory) -> tuple[Path, float]:
 
 @pytest.fixture
 def one_thread():
-    """In-process sweeps on one torch thread, like the reference (tiny models: threads only contend)."""
+    """In-process sweeps on one torch thread, like the reference (tiny models: threads only
+    contend)."""
     import torch
 
     before = torch.get_num_threads()
@@ -336,7 +339,8 @@ def test_failing_model_is_recorded_and_the_rest_is_kept(toy, tmp_path, capsys, o
         for d in (out / CELLS_DIR).iterdir()
         if (d / "cell.json").exists()
     }
-    # Changed settings (say another max_length) make failed cells pending again, without --retry-failed.
+    # Changed settings (say another max_length) make failed cells pending again, without
+    # --retry-failed.
     changed = toy / "spec-failing-changed.toml"
     changed.write_text(spec.read_text().replace("max_length = 32", "max_length = 24"))
     states = {s.cell.cell_id: s for s in sweep_states(load_spec(changed), out)}

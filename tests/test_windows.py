@@ -32,7 +32,8 @@ def test_stride_scores_every_token_once(lengths, max_length, data):
     for w in windows:
         assert 2 <= len(w.input_ids) <= max_length
         assert list(w.input_ids) == docs[w.doc][w.offset : w.offset + len(w.input_ids)]
-    # Every target after the first window has at least max_length - stride tokens of context, or all there is.
+    # Every target after the first window has at least max_length - stride tokens of context, or all
+    # there is.
     for _, position, j in seen:
         assert j >= min(position, max_length - stride)
 

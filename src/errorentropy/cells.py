@@ -6,7 +6,8 @@ Layout of a sweep folder::
     SWEEP/cells/<cell_id>/tokens.npz       per-token doc, position, rank, logprob (for bootstraps)
     SWEEP/cells/<cell_id>/profile.json     optional sorted-probability profile
     SWEEP/cells/<cell_id>/cell.json        written last: the cell's identity, x axis, summary and
-                                           the SHA-256 of every file above (format errorentropy-cell v1)
+                                           the SHA-256 of every file above
+                                           (format errorentropy-cell v1)
     SWEEP/cells/<cell_id>/failure.json     instead of cell.json when the cell failed
 
 A cell counts as done only when ``cell.json`` verifies and every file it lists matches its
@@ -97,7 +98,8 @@ def write_cell_record(
     total_params: int,
     summary: dict[str, Any],
 ) -> None:
-    """Seal a cell whose data files are already in ``directory``: checksum them and write cell.json last."""
+    """Seal a cell whose data files are already in ``directory``: checksum them and write cell.json
+    last."""
     files = {
         p.name: sha256_hex(p.read_bytes())
         for p in sorted(directory.iterdir())
@@ -123,7 +125,8 @@ def write_cell_record(
 
 
 def _well_formed(body: dict[str, Any]) -> bool:
-    """cell.json holds every field with its type, and lists plain file names including the histogram."""
+    """cell.json holds every field with its type, and lists plain file names including the
+    histogram."""
 
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -258,7 +261,8 @@ def comparability(record: CellRecord) -> tuple[Any, ...]:
 
 
 def mixed_settings(records: list[CellRecord]) -> str | None:
-    """None when every cell of each dataset shares :data:`COMPARABLE_KEYS`; else which differ, and where."""
+    """None when every cell of each dataset shares :data:`COMPARABLE_KEYS`; else which differ, and
+    where."""
     by_dataset: dict[str, dict[tuple[Any, ...], str]] = {}
     for r in records:
         by_dataset.setdefault(r.key.dataset, {}).setdefault(comparability(r), r.key.cell_id)

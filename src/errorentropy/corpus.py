@@ -176,7 +176,8 @@ def load_corpus(
 
 
 def hub_preset(spec: str, text_field: str = "text") -> Preset:
-    """``hf:PATH[:CONFIG[:SPLIT]]`` as a :class:`Preset` (an empty CONFIG is none: ``hf:PATH::test``)."""
+    """``hf:PATH[:CONFIG[:SPLIT]]`` as a :class:`Preset` (an empty CONFIG is none:
+    ``hf:PATH::test``)."""
     parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
         raise UserError(
@@ -428,7 +429,8 @@ def _stdlib_files() -> list[Path]:
 
 def builtin_documents(spec: str) -> list[str]:
     """``builtin:prose``: pydoc's topic pages then, per standard-library module, its docstrings.
-    ``builtin:code``: the standard library's ``.py`` sources. Sorted, so deterministic per Python."""
+    ``builtin:code``: the standard library's ``.py`` sources. Sorted, so deterministic per
+    Python."""
     return [text for _, text in builtin_sources(spec)]
 
 

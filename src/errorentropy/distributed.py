@@ -1,11 +1,12 @@
-"""Data parallelism over ``torch.distributed``: documents sharded across processes, one merged result.
+"""Data parallelism over ``torch.distributed``: documents sharded across processes, one merged
+result.
 
 Under ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``) every process scores
 the documents ``rank, rank + K, rank + 2K, ...``; the token tables are gathered and merged into the
 result one process would give. Windows are padded to a width of their own, so each token's
 numbers are the same bits whatever its batch-mates, and the histogram is rebuilt from the merged,
-sorted token table: the result is bit-identical to one process's. Outside ``torchrun`` everything here is a no-op wrapper around
-:func:`errorentropy.engine.score_documents`.
+sorted token table: the result is bit-identical to one process's. Outside ``torchrun`` everything
+here is a no-op wrapper around :func:`errorentropy.engine.score_documents`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from .tokens import TokenTable
 
 @dataclass(frozen=True)
 class Launch:
-    """Where this process sits in a ``torchrun`` launch: global rank, process count, rank on its machine."""
+    """Where this process sits in a ``torchrun`` launch: global rank, process count, rank on its
+    machine."""
 
     rank: int
     world_size: int
@@ -43,7 +45,8 @@ class Launch:
 
 
 def launch_from_env(environ: dict[str, str] | None = None) -> Launch | None:
-    """The launch described by torchrun's environment variables, or None for a plain single process."""
+    """The launch described by torchrun's environment variables, or None for a plain single
+    process."""
     env = os.environ if environ is None else environ
     if "RANK" not in env or "WORLD_SIZE" not in env:
         return None
@@ -95,7 +98,8 @@ def shard_documents(n_documents: int, rank: int, world_size: int) -> list[int]:
 
 def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     """One result from shard results over disjoint documents: tokens concatenated in (document,
-    position) order, histogram rebuilt from them (bit-identical to one process), bookkeeping added."""
+    position) order, histogram rebuilt from them (bit-identical to one process), bookkeeping
+    added."""
     if not parts:
         raise ValueError("no results to merge")
     doc = np.concatenate([p.tokens.doc for p in parts])

@@ -112,7 +112,9 @@ def score_documents(
         hist = RankHistogram(n_skipped=n_skipped)
         return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
     head = choose_head(model, options.head, windows[0].input_ids, profile=options.profile)
-    pad = 0  # padded positions are masked and never scored; the tokenizer's pad id may lie outside the model's vocabulary
+    # Padded positions are masked and never scored; the tokenizer's pad id may lie outside the
+    # model's vocabulary.
+    pad = 0
     parts: list[tuple[TokenScores, np.ndarray, np.ndarray]] = []
     profile = RankProfile() if options.profile else None
     from tqdm.auto import tqdm

@@ -28,7 +28,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(dtype: str, config: Any, device: torch.device) -> torch.dtype:
-    """``auto``: the checkpoint's own dtype on a GPU, float32 on the CPU (half precision is slow and lossy there)."""
+    """``auto``: the checkpoint's own dtype on a GPU, float32 on the CPU (half precision is slow and
+    lossy there)."""
     if dtype != "auto":
         if dtype not in DTYPES:
             raise UserError(f"unknown --dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
@@ -115,7 +116,8 @@ def load_model(
             "save one beside the weights with tokenizer.save_pretrained"
         ) from None
     if not tokenizer("hello world", add_special_tokens=False)["input_ids"]:
-        # transformers 5 builds an empty tokenizer from config.json alone when no tokenizer files exist
+        # transformers 5 builds an empty tokenizer from config.json alone when no tokenizer files
+        # exist
         raise UserError(
             f"model {name} has no usable tokenizer (it turns text into no tokens: no "
             "tokenizer files beside the weights?); save one there with "
@@ -139,7 +141,8 @@ def load_model(
 
 
 def resolve_revision(name: str, revision: str | None) -> tuple[str, str | None]:
-    """Map (model, revision) to what ``from_pretrained`` takes: local checkpoint folders become paths."""
+    """Map (model, revision) to what ``from_pretrained`` takes: local checkpoint folders become
+    paths."""
     path = Path(name).expanduser()
     if path.is_dir():
         if revision is None or revision == "main":
@@ -208,7 +211,8 @@ class ParameterCounts:
 
 
 def count_parameters(model: torch.nn.Module) -> ParameterCounts:
-    """Total unique parameters, every embedding table (token, position, untied output head), and the rest."""
+    """Total unique parameters, every embedding table (token, position, untied output head), and the
+    rest."""
     unique: dict[int, torch.nn.Parameter] = {id(p): p for p in model.parameters()}
     embedding_ids: set[int] = set()
     for module in model.modules():

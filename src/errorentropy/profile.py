@@ -20,7 +20,8 @@ FORMAT_VERSION = 1
 
 @dataclass(eq=False)
 class RankProfile:
-    """``sums[r, j]``: summed j-th largest probability over tokens of rank r; ``counts[r]``: their number."""
+    """``sums[r, j]``: summed j-th largest probability over tokens of rank r; ``counts[r]``: their
+    number."""
 
     sums: np.ndarray = field(default_factory=lambda: np.zeros((PROFILE_RANKS, PROFILE_TOP)))
     counts: np.ndarray = field(default_factory=lambda: np.zeros(PROFILE_RANKS, dtype=np.int64))

@@ -56,7 +56,8 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
 
 
 def write_result(directory: Path, result: Any, summary: dict[str, Any]) -> None:
-    """Write a :class:`~errorentropy.engine.ScoreResult` and its summary as a result folder's files."""
+    """Write a :class:`~errorentropy.engine.ScoreResult` and its summary as a result folder's
+    files."""
     result.histogram.save(directory / HISTOGRAM_FILE)
     result.tokens.save(directory / TOKENS_FILE)
     if result.profile is not None:
@@ -78,7 +79,8 @@ def find_histogram(source: Path | str) -> Path:
 
 
 def load_histograms(sources: list[str]) -> RankHistogram:
-    """Merge the histograms of several result folders or files (no checks: see :func:`merge_saved`)."""
+    """Merge the histograms of several result folders or files (no checks: see
+    :func:`merge_saved`)."""
     return sum((RankHistogram.load(find_histogram(s)) for s in sources), RankHistogram())
 
 

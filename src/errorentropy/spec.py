@@ -60,7 +60,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of the sweep: a data spec as ``load_corpus`` takes it, sampled the same for every model."""
+    """One dataset of the sweep: a data spec as ``load_corpus`` takes it, sampled the same for every
+    model."""
 
     data: str  # as written in the spec
     source: str  # what load_corpus receives (local paths made absolute)
@@ -183,7 +184,7 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
             f'({MAX_CELL_NAME}); give the model or dataset a shorter label = "..."'
         )
     spec = SweepSpec(models, datasets, scoring, run, None, text)
-    spec.score_options()  # constructing it validates nothing further, but fails early on a bad field
+    spec.score_options()  # validates nothing further, but fails early on a bad field
     return spec
 
 
@@ -228,7 +229,8 @@ def legacy_cell_settings(
 
 
 def settings_digest(settings: dict[str, Any]) -> str:
-    """A short stable digest of :func:`cell_settings`: a finished cell with another digest is stale."""
+    """A short stable digest of :func:`cell_settings`: a finished cell with another digest is
+    stale."""
     raw = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -258,7 +260,8 @@ class _Checker:
 
     # where -------------------------------------------------------------------------------
     def _header_spans(self) -> list[tuple[str, int, int]]:
-        """(header, first line index, end index) for the top level ("") and every [table]/[[array]]."""
+        """(header, first line index, end index) for the top level ("") and every
+        [table]/[[array]]."""
         spans: list[tuple[str, int, int]] = []
         current, start = "", 0
         for i, line in enumerate(self.lines):
@@ -270,7 +273,8 @@ class _Checker:
         return spans
 
     def line_of(self, key: str, table: str | None, index: int | None = None) -> int | None:
-        """1-based line of ``key`` inside ``table`` (``models`` item ``index``), or of the table header."""
+        """1-based line of ``key`` inside ``table`` (``models`` item ``index``), or of the table
+        header."""
         spans = self._header_spans()
         if table is None:
             candidates = [s for s in spans if s[0] == ""]

@@ -79,7 +79,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class CellState:
-    """Where a cell stands on disk: done, failed (with its error) or pending (with why, if redone)."""
+    """Where a cell stands on disk: done, failed (with its error) or pending (with why, if
+    redone)."""
 
     cell: Cell
     status: Status
@@ -154,7 +155,8 @@ def plan_cells(spec: SweepSpec) -> list[Cell]:
 
 
 def cell_state(out_dir: Path, cell: Cell) -> CellState:
-    """Read a cell's folder: done only when every checksum verifies and its settings match the spec."""
+    """Read a cell's folder: done only when every checksum verifies and its settings match the
+    spec."""
     directory = Path(out_dir) / CELLS_DIR / cell.cell_id
     if not directory.exists():
         return CellState(cell, "pending")
@@ -229,7 +231,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _release_memory() -> None:
-    """Give a dropped model's GPU memory back (a full collection costs ~0.5 s, so only with CUDA)."""
+    """Give a dropped model's GPU memory back (a full collection costs ~0.5 s, so only with
+    CUDA)."""
     import torch
 
     if torch.cuda.is_available():
@@ -733,7 +736,8 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
     for src in sources:
         spec = src / SPEC_COPY
         if spec.exists():
-            # Named by the folder and a hash of its full path: machine-a/out and machine-b/out differ.
+            # Named by the folder and a hash of its full path: machine-a/out and machine-b/out
+            # differ.
             tag = hashlib.sha256(str(src.resolve()).encode("utf-8")).hexdigest()[:8]
             atomic_write_text(
                 out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8")

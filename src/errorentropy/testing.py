@@ -86,7 +86,8 @@ def tiny_config(
 def tiny_model(
     arch: str, vocab_size: int, *, seed: int = 0, **config_overrides: Any
 ) -> torch.nn.Module:
-    """A randomly initialised causal LM of architecture ``arch`` in eval mode, reproducible by ``seed``."""
+    """A randomly initialised causal LM of architecture ``arch`` in eval mode, reproducible by
+    ``seed``."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -100,3 +101,56 @@ def save_model(model: torch.nn.Module, tokenizer: Any, directory: Path | str) ->
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def synthetic_sweep(
+    directory: Path | str,
+    sizes: tuple[float, ...] = (1e6, 4e6, 1.6e7, 6.4e7),
+    *,
+    family: str = "toy",
+    dataset: str = "synth",
+    n_docs: int = 20,
+    doc_len: int = 100,
+    seed: int = 0,
+) -> Path:
+    """A sweep folder from synthetic per-token data, no model: one family whose population
+    Error-Entropy is ``12 N^-0.09`` (geometric ranks), for docstring examples of the fits and
+    the report. Reproducible by ``seed``; returns ``directory``."""
+    import numpy as np
+    from scipy.optimize import brentq
+
+    from .cells import CellKey, cell_path, write_cell_record
+    from .results import summarize
+    from .tokens import TokenTable
+
+    def entropy(r: float) -> float:  # of p_e = (1 - r) r^e, e = 0, 1, ...
+        return float((-(1 - r) * np.log1p(-r) - r * np.log(r)) / (1 - r))
+
+    rng = np.random.default_rng(seed)
+    n = n_docs * doc_len
+    for i, size in enumerate(sizes):
+        target = 12.0 * size**-0.09
+        r = brentq(lambda r, t=target: entropy(r) - t, 1e-9, 1 - 1e-12)
+        rank = rng.geometric(1 - r, n) - 1
+        logprob = 1.3 * (np.log1p(-r) + rank * np.log(r)) - rng.uniform(0.0, 0.1, n)
+        table = TokenTable(
+            np.repeat(np.arange(n_docs, dtype=np.int32), doc_len),
+            np.tile(np.arange(1, doc_len + 1, dtype=np.int32), n_docs),
+            rank.astype(np.int32),
+            logprob,
+        )
+        key = CellKey(f"{family}-{i}", None, dataset)
+        folder = cell_path(directory, key)
+        folder.mkdir(parents=True, exist_ok=True)
+        histogram = table.histogram(n_documents=n_docs)
+        histogram.save(folder / "histogram.json")
+        table.save(folder / "tokens.npz")
+        write_cell_record(
+            folder,
+            key,
+            family=family,
+            non_embedding_params=int(size),
+            total_params=int(size) + 1000,
+            summary=summarize(histogram, {"model": key.model, "revision": None}),
+        )
+    return Path(directory)

@@ -15,7 +15,8 @@ from .storage import atomic_write_bytes
 
 @dataclass
 class TokenTable:
-    """Every scored token, sorted by (document, position): the per-document data a bootstrap needs."""
+    """Every scored token, sorted by (document, position): the per-document data a bootstrap
+    needs."""
 
     doc: np.ndarray  # int32, index into the corpus's documents
     position: np.ndarray  # int32, the target's position in its document's token ids

@@ -20,7 +20,8 @@ from .options import BosMode, WindowMode, check_window_options
 
 @dataclass(frozen=True)
 class Window:
-    """A slice of document ``doc`` starting at token ``offset``; targets from ``score_from`` on are scored."""
+    """A slice of document ``doc`` starting at token ``offset``; targets from ``score_from`` on are
+    scored."""
 
     doc: int
     offset: int
@@ -119,7 +120,8 @@ def padded_length(length: int, max_length: int) -> int:
 def batches(
     windows: Sequence[Window], batch_size: int, pad_id: int = 0, max_length: int | None = None
 ) -> Iterator[Batch]:
-    """Right-padded batches of windows that share a padded width (:func:`padded_length`), longest first."""
+    """Right-padded batches of windows that share a padded width (:func:`padded_length`), longest
+    first."""
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
     limit = max_length or max((len(w.input_ids) for w in windows), default=1)

@@ -1,4 +1,5 @@
-"""The ``errorentropy`` command line. ``main(argv)`` is callable in-process and returns the exit code.
+"""The ``errorentropy`` command line. ``main(argv)`` is callable in-process and returns the exit
+code.
 
 Every failure a user can cause ends as one line ``errorentropy: error: ...`` on stderr and a
 non-zero exit; ``--debug`` shows the traceback instead.

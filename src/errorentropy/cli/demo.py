@@ -15,7 +15,8 @@ from .args import integer, positive_int
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
-    """Demo settings from the command line: ``--tiny`` starts from the CI version, flags override."""
+    """Demo settings from the command line: ``--tiny`` starts from the CI version, flags
+    override."""
     base = (
         tiny_settings(args.seed)
         if args.tiny
@@ -49,7 +50,8 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    """errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every checkpoint on held-out prose and code, fit and report (offline, cached)."""
+    """errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every
+    checkpoint on held-out prose and code, fit and report (offline, cached)."""
     settings = settings_from_args(args)
     summary = run_demo(
         Path(args.out),

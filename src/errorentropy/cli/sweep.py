@@ -10,7 +10,8 @@ from ..sweep import EXIT_CELLS_FAILED, format_states, merge_sweeps, run_sweep
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out, resumably."""
+    """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out,
+    resumably."""
     from ..distributed import is_main_process, launch_from_env
 
     outcome = run_sweep(

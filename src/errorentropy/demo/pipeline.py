@@ -115,7 +115,8 @@ def tiny_settings(seed: int = 0) -> DemoSettings:
 
 @dataclass(frozen=True)
 class Split:
-    """One corpus split deterministically: training documents and held-out documents (seeded order)."""
+    """One corpus split deterministically: training documents and held-out documents (seeded
+    order)."""
 
     corpus: str
     train: list[str]
@@ -165,7 +166,8 @@ def split_by_source(
     return splits
 
 
-NEAR_COPY = 0.5  # a held-out document with more than this share of its long lines in training text is a copy
+# A held-out document with more than this share of its long lines in training text is a copy.
+NEAR_COPY = 0.5
 
 
 def _long_lines(text: str) -> list[str]:
@@ -175,7 +177,8 @@ def _long_lines(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def load_splits(seed: int) -> dict[str, Split]:
-    """Both built-in corpora, split by source (kept for the process: reading the standard library takes seconds)."""
+    """Both built-in corpora, split by source (kept for the process: reading the standard library
+    takes seconds)."""
     from ..corpus import builtin_sources
 
     return split_by_source({c: builtin_sources(c) for c in CORPORA}, seed)
@@ -242,7 +245,8 @@ def text_digest(documents: Sequence[str]) -> str:
 
 
 def tokenizer_texts(splits: dict[str, Split], limit: int | None) -> list[str]:
-    """The training documents the tokenizer learns from: all (or the first ``limit``) of each corpus."""
+    """The training documents the tokenizer learns from: all (or the first ``limit``) of each
+    corpus."""
     texts: list[str] = []
     for corpus in CORPORA:
         docs = splits[corpus].train
@@ -253,7 +257,8 @@ def tokenizer_texts(splits: dict[str, Split], limit: int | None) -> list[str]:
 def build_tokenizer(
     out: Path, splits: dict[str, Split], settings: DemoSettings, log: Any
 ) -> tuple[Any, str]:
-    """The demo's tokenizer, trained once and reused while its inputs are unchanged; returns (tokenizer, key)."""
+    """The demo's tokenizer, trained once and reused while its inputs are unchanged; returns
+    (tokenizer, key)."""
     from transformers import AutoTokenizer
 
     from .tokenizer import train_bpe_tokenizer
@@ -439,7 +444,8 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
 def _train_parallel(
     jobs: Sequence[TrainJob], workers: int, progress: bool, log: Any
 ) -> dict[str, dict[str, Any]]:
-    """Train CPU jobs in ``workers`` spawned processes, largest first; one aggregate progress bar."""
+    """Train CPU jobs in ``workers`` spawned processes, largest first; one aggregate progress
+    bar."""
     import multiprocessing as mp
     import queue as queue_module
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -542,7 +548,8 @@ def train_ladder(
             )
             continue
         # One intra-op thread per CPU model, in the pool and alone alike (the cores go to parallel
-        # models): a model retrained alone, after a kill or in a smaller ladder, gets the same weights.
+        # models): a model retrained alone, after a kill or in a smaller ladder, gets the same
+        # weights.
         jobs.append(
             TrainJob(
                 shape,
@@ -852,7 +859,8 @@ def run_demo(
     log: Any = None,
 ) -> dict[str, Any]:
     """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done
-    (``analyse=False``: stop after training and the spec; ``report=False``: stop after the sweep)."""
+    (``analyse=False``: stop after training and the spec; ``report=False``: stop after the
+    sweep)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
@@ -873,11 +881,10 @@ def run_demo(
                 f"held-out documents of {corpus}; ask for at most {len(split.heldout)}"
             )
     timings["data_s"] = time.perf_counter() - t
-    say(
-        "data: "
-        f"{', '.join(f'{c}: {len(s.train)} train / {len(s.heldout)} held out' for c, s in splits.items())}; "
-        f"scoring {settings.eval_docs} documents each"
+    counts = ", ".join(
+        f"{c}: {len(s.train)} train / {len(s.heldout)} held out" for c, s in splits.items()
     )
+    say(f"data: {counts}; scoring {settings.eval_docs} documents each")
 
     t = time.perf_counter()
     tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)

@@ -10,7 +10,8 @@ def train_bpe_tokenizer(
     texts: Iterable[str], vocab_size: int = 1024, *, bos_eos: bool = True
 ) -> Any:
     """A byte-level BPE tokenizer (Hugging Face ``tokenizers``) trained on ``texts``, wrapped as
-    ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS, EOS and padding unless ``bos_eos`` is False."""
+    ``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS, EOS and padding unless ``bos_eos`` is
+    False."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -99,7 +99,8 @@ def checkpoint_steps(total_steps: int, n_log: int = 5) -> list[int]:
 
 
 def pack_tokens(token_lists: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
-    """Documents joined into one stream, each followed by EOS (as GPT-style pretraining packs text)."""
+    """Documents joined into one stream, each followed by EOS (as GPT-style pretraining packs
+    text)."""
     total = sum(len(t) + 1 for t in token_lists)
     stream = np.empty(total, dtype=np.int64)
     at = 0
@@ -169,7 +170,8 @@ def train_model(
 ) -> tuple[torch.nn.Module, list[float]]:
     """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
-    each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained model (eval mode) and the loss per step."""
+    each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained
+    model (eval mode) and the loss per step."""
     import torch
     from tqdm.auto import tqdm
     from transformers import GPTNeoXForCausalLM
@@ -225,7 +227,8 @@ def train_model(
 
 
 def save_pretrained_atomic(model: torch.nn.Module, directory: Path) -> None:
-    """``save_pretrained`` into a temporary sibling, then rename: a killed run leaves no half checkpoint."""
+    """``save_pretrained`` into a temporary sibling, then rename: a killed run leaves no half
+    checkpoint."""
     import shutil
 
     directory = Path(directory)

@@ -153,9 +153,9 @@ def score_hidden(
 
     Only tiles of ``[token_block, vocab_chunk]`` float32 logits exist at any time, where
     ``token_block = chunk_elements // vocab_chunk`` (``chunk_elements`` defaults to 2^20 on a CPU,
-    where a 4 MiB tile stays in cache, and 2^26 on CUDA). The target logit is the float32 dot product
-    of the hidden state with the target's head row; the target's own column is excluded from the
-    greater/tied counts, so the rank is exact up to ties within float32 round-off of that dot
+    where a 4 MiB tile stays in cache, and 2^26 on CUDA). The target logit is the float32 dot
+    product of the hidden state with the target's head row; the target's own column is excluded from
+    the greater/tied counts, so the rank is exact up to ties within float32 round-off of that dot
     product. Logits are then multiplied by ``logit_scale``, divided by ``logit_divisor`` and
     soft-capped at ``softcap``, each where given, in that order (as Cohere, Granite and Gemma 2 do).
     """

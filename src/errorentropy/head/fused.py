@@ -10,8 +10,8 @@ vocabulary slices into a log-sum-exp and a rank.
 The target logit is computed first by a second kernel with the same tile shapes and reduction
 order, and the main kernel checks that the target's own column of its tile has exactly those
 bits (``seen``). A token where it does not (a compiler that reorders one product and not the
-other) is rescored by :func:`errorentropy.head.chunked.score_hidden`, the chunked reference, so a rank
-is never counted against a target logit computed differently from its competitors.
+other) is rescored by :func:`errorentropy.head.chunked.score_hidden`, the chunked reference, so a
+rank is never counted against a target logit computed differently from its competitors.
 
 Triton is optional: :func:`available` says whether this path can run (CUDA tensors, or any tensor
 under ``TRITON_INTERPRET=1``, which the test suite uses on CPU).

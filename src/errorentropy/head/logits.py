@@ -25,7 +25,8 @@ CUDA_CHUNK_ELEMENTS = 1 << 26
 
 
 def default_chunk_elements(device: torch.device) -> int:
-    """float32 elements per ``[token block, vocab chunk]`` tile on ``device`` when none is asked for."""
+    """float32 elements per ``[token block, vocab chunk]`` tile on ``device`` when none is asked
+    for."""
     return CUDA_CHUNK_ELEMENTS if device.type == "cuda" else DEFAULT_CHUNK_ELEMENTS
 
 
