@@ -164,6 +164,51 @@ class RankHistogram:
         sums = np.bincount(ranks, weights=logprobs, minlength=size)
         return cls(counts, sums, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied)
 
+    def update(
+        self, logits: Any, labels: Any, *, ignore_index: int = -100, shift: bool = True
+    ) -> RankHistogram:
+        """Add the labelled tokens of one batch of logits, in place; returns ``self``.
+
+        For any evaluation loop: ``logits`` ``[B, T, V]`` (or ``[T, V]``) and ``labels`` as
+        :func:`errorentropy.token_stats.token_stats` takes them (Hugging Face causal-LM labels
+        with ``shift=True``; ``ignore_index`` marks positions without a label). Ranks and
+        log-probabilities are those the scoring engine computes from the same logits.
+        ``n_documents`` grows by the rows of the batch with at least one labelled token (a
+        document cut into several windows counts once per window); ``n_tied`` by the labelled
+        tokens whose logit exactly equals another entry's; ``n_skipped`` is left alone.
+
+        Examples:
+            >>> import torch
+            >>> from errorentropy.histogram import RankHistogram
+            >>> _ = torch.manual_seed(0)
+            >>> hist = RankHistogram()
+            >>> for _ in range(3):  # three batches of 2 sequences of 6 tokens, vocabulary 50
+            ...     logits = torch.randn(2, 6, 50)
+            ...     labels = torch.randint(0, 50, (2, 6))
+            ...     labels[1, 4:] = -100  # padding
+            ...     _ = hist.update(logits, labels)
+            >>> hist.n_tokens, hist.n_documents  # (5 + 3) targets and 2 rows per batch
+            (24, 6)
+            >>> d = hist.decompose()
+            >>> abs(d.cross_entropy - (d.error_entropy + d.self_alignment - d.confidence)) < 1e-12
+            True
+        """
+        from .token_stats import token_stats_with_ties  # torch is loaded only here
+
+        stats, tied = token_stats_with_ties(logits, labels, ignore_index=ignore_index, shift=shift)
+        labelled = stats.labelled
+        rows = labelled if labelled.ndim == 2 else labelled[None]  # [T] labels: one row
+        batch = RankHistogram.from_tokens(
+            stats.rank[labelled].cpu().numpy(),
+            stats.logprob[labelled].cpu().numpy(),
+            n_documents=int(rows.any(dim=-1).sum()),
+            n_tied=int((tied[labelled] > 0).sum()),
+        )
+        total = self + batch
+        self.counts, self.logprob_sums = total.counts, total.logprob_sums
+        self.n_documents, self.n_tied = total.n_documents, total.n_tied
+        return self
+
     @property
     def n_tokens(self) -> int:
         """N, the number of scored tokens."""
