@@ -1,0 +1,9 @@
+"""The decomposition inside other people's training loops.
+
+Each submodule adapts errorentropy to one framework and imports that framework only when it is
+itself imported, so ``import errorentropy.integrations`` stays as light as ``import errorentropy``:
+
+- :mod:`errorentropy.integrations.transformers`: the Hugging Face ``Trainer``
+  (``decomposition_metrics`` for ``trainer.evaluate()``, ``DecompositionCallback`` for held-out
+  scoring on a schedule during training).
+"""

@@ -1,0 +1,529 @@
+"""Error-Entropy during training with the Hugging Face ``Trainer``.
+
+Two pieces, both giving the decomposition CE = EE + SA - Conf of DESIGN.md as flat numbers:
+
+- :func:`decomposition_metrics` returns a ``(preprocess_logits_for_metrics, compute_metrics)``
+  pair for ``trainer.evaluate()``. The first turns each evaluation batch's ``[B, T, V]`` logits
+  into ``[B, T, 2]`` float64 (rank, log-probability) pairs on the logits' device, so the Trainer
+  gathers and concatenates 16 bytes per token instead of ``4 V`` (the ``[tokens, vocab]`` pile-up
+  of transformers issues #8476, #10722, #12878); the second builds the rank histogram from them.
+- :class:`DecompositionCallback` scores held-out texts on a step schedule through the scoring
+  engine's own output head (hidden states in vocabulary chunks, never full logits) and hands the
+  numbers to ``Trainer.log``, so ``state.log_history`` and every reporting integration
+  (TensorBoard, W&B, MLflow, ...) receive them; with ``out=DIR`` each scoring is also a sweep
+  cell (revision ``step{N}``) that ``errorentropy report DIR`` draws as training dynamics.
+
+Importing this module imports transformers (its ``TrainerCallback`` is the callback's base).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import TrainerCallback
+
+from ..cells import CELLS_DIR, CellKey, write_cell_record
+from ..corpus import fingerprint
+from ..engine import ScoreResult, check_context, score_documents
+from ..errors import UserError
+from ..histogram import RankHistogram
+from ..models import count_parameters, family_of
+from ..options import ScoreOptions
+from ..results import summarize, write_result
+from ..storage import commit_folder
+from ..token_stats import token_stats
+from ..windows import make_windows, tokenize
+
+__all__ = [
+    "DEFAULT_RBP_KS",
+    "DecompositionCallback",
+    "DecompositionMetrics",
+    "decomposition_fields",
+    "decomposition_metrics",
+    "histogram_from_pairs",
+]
+
+DEFAULT_RBP_KS = (1, 10, 100, 1000)
+_QUANTITIES = (
+    "cross_entropy",
+    "error_entropy",
+    "self_alignment",
+    "confidence",
+    "error_entropy_miller_madow",
+    "top1_accuracy",
+)
+
+
+def _check_ks(rbp_ks: Iterable[int]) -> tuple[int, ...]:
+    """``rbp_ks`` as a tuple of distinct positive integers, or a one-line error."""
+    ks = tuple(rbp_ks)
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+        raise UserError(f"rbp_ks must be positive integers (ranks below k count), got {ks!r}")
+    return tuple(dict.fromkeys(ks))
+
+
+def decomposition_fields(
+    histogram: RankHistogram, rbp_ks: Iterable[int] = DEFAULT_RBP_KS
+) -> dict[str, float | int]:
+    """The decomposition of ``histogram`` as flat numbers, the names every integration logs.
+
+    ``cross_entropy``, ``error_entropy``, ``self_alignment``, ``confidence`` (nats per token;
+    CE = EE + SA - Conf, ``identity_residual`` is the round-off of that identity),
+    ``error_entropy_miller_madow``, ``top1_accuracy``, ``n_tokens``, ``n_ranks_observed``,
+    ``rbp_at_{k}`` (the share of tokens whose rank is below k, for k in ``rbp_ks``) and ``mrr``
+    (the mean of 1 / (rank + 1)). An empty histogram gives ``n_tokens`` 0 and NaN elsewhere.
+
+    Examples:
+        >>> from errorentropy.histogram import RankHistogram
+        >>> hist = RankHistogram.from_tokens([0, 0, 1, 3], [-0.1, -0.2, -1.5, -3.0])
+        >>> fields = decomposition_fields(hist, rbp_ks=(1, 2))
+        >>> fields["n_tokens"], fields["rbp_at_1"], fields["rbp_at_2"], fields["mrr"]
+        (4, 0.5, 0.75, 0.6875)
+    """
+    ks = _check_ks(rbp_ks)
+    n = histogram.n_tokens
+    if n == 0:
+        nan = float("nan")
+        empty: dict[str, float | int] = {q: nan for q in _QUANTITIES}
+        empty |= {"n_tokens": 0, "n_ranks_observed": 0, "identity_residual": nan}
+        return empty | {f"rbp_at_{k}": nan for k in ks} | {"mrr": nan}
+    d = histogram.decompose()
+    fields: dict[str, float | int] = {q: float(getattr(d, q)) for q in _QUANTITIES}
+    fields |= {
+        "n_tokens": n,
+        "n_ranks_observed": int(d.ranks.size),
+        "identity_residual": float(d.identity_residual),
+    }
+    cumulative = np.cumsum(histogram.counts)
+    for k in ks:
+        fields[f"rbp_at_{k}"] = float(cumulative[min(k, cumulative.size) - 1] / n)
+    reciprocal = histogram.counts / np.arange(1, histogram.counts.size + 1)
+    fields["mrr"] = float(reciprocal.sum() / n)
+    return fields
+
+
+def histogram_from_pairs(pairs: Any) -> RankHistogram:
+    """The rank histogram of (rank, log-prob) pairs shaped ``[..., 2]``, as the Trainer hands them
+    to ``compute_metrics``: a numpy array, a tensor (``batch_eval_metrics``) or a list of per-batch
+    arrays (``eval_do_concat_batches=False``). Pairs with a negative rank have no label: -1 from
+    :func:`~errorentropy.token_stats.token_stats`, -100 where the Trainer padded batches of
+    different lengths to one width."""
+    if isinstance(pairs, (list, tuple)):
+        return sum((histogram_from_pairs(p) for p in pairs), RankHistogram())
+    if isinstance(pairs, torch.Tensor):
+        pairs = pairs.detach().to("cpu")
+    array = np.asarray(pairs)
+    if array.ndim < 1 or array.shape[-1] != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise UserError(
+            f"compute_metrics received predictions of shape {array.shape} ({array.dtype}), not "
+            "the (rank, log-prob) pairs of decomposition_metrics(); pass its first function as "
+            "Trainer(preprocess_logits_for_metrics=...) together with its second"
+        )
+    flat = array.reshape(-1, 2).astype(np.float64, copy=False)
+    keep = flat[:, 0] >= 0  # NaN compares false: dropped with the unlabelled positions
+    ranks = flat[keep, 0]
+    if not np.array_equal(ranks, np.floor(ranks)):
+        raise UserError(
+            "compute_metrics received ranks that are not whole numbers; the predictions were not "
+            "made by decomposition_metrics()' preprocess function"
+        )
+    return RankHistogram.from_tokens(ranks.astype(np.int64), flat[keep, 1])
+
+
+class DecompositionMetrics:
+    """``compute_metrics`` for the ``Trainer``, with :meth:`preprocess` as its
+    ``preprocess_logits_for_metrics`` (see :func:`decomposition_metrics`).
+
+    Stateless unless the Trainer runs with ``batch_eval_metrics=True``: then each batch's
+    histogram is added to a running one, returned (and reset) when ``compute_result`` is True.
+    """
+
+    def __init__(
+        self,
+        *,
+        ignore_index: int = -100,
+        shift: bool = True,
+        rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
+    ) -> None:
+        self.ignore_index = ignore_index
+        self.shift = shift
+        self.rbp_ks = _check_ks(rbp_ks)
+        self._running = RankHistogram()
+
+    def preprocess(self, logits: Any, labels: Any) -> torch.Tensor:
+        """One evaluation batch's logits ``[B, T, V]`` as ``[B, T, 2]`` float64 (rank, log-prob)
+        pairs on the logits' device (rank -1, log-prob NaN where there is no label).
+
+        ``logits`` may be a tuple (a model that also returns past key values or hidden states):
+        the first entry is the logits, as in every ``ModelOutput``. ``labels`` are Hugging Face
+        causal-LM labels (``shift=True``: position t's logits predict label t + 1).
+        """
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        if isinstance(labels, (tuple, list)):
+            if len(labels) != 1:
+                raise UserError(
+                    f"decomposition_metrics takes one label tensor, got {len(labels)}; set "
+                    'TrainingArguments(label_names=["labels"])'
+                )
+            labels = labels[0]
+        if labels is None:
+            raise UserError(
+                "decomposition_metrics needs labels in the evaluation batches (input ids with "
+                f"{self.ignore_index} where nothing is scored); use a collator that adds them, "
+                "e.g. DataCollatorForLanguageModeling(tokenizer, mlm=False)"
+            )
+        stats = token_stats(logits, labels, ignore_index=self.ignore_index, shift=self.shift)
+        return torch.stack((stats.rank.to(torch.float64), stats.logprob), dim=-1)
+
+    def __call__(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, Any]:
+        """The decomposition of the pairs in ``eval_pred.predictions``; with
+        ``batch_eval_metrics`` (``compute_result`` given): ``{}`` until the last batch, then
+        the decomposition of every batch since the last result."""
+        histogram = histogram_from_pairs(eval_pred.predictions)
+        if compute_result is None:
+            return decomposition_fields(histogram, self.rbp_ks)
+        self._running = self._running + histogram
+        if not compute_result:
+            return {}
+        total, self._running = self._running, RankHistogram()
+        return decomposition_fields(total, self.rbp_ks)
+
+    def reset(self) -> None:
+        """Drop the running histogram of an evaluation that ended early (``batch_eval_metrics``)."""
+        self._running = RankHistogram()
+
+
+def decomposition_metrics(
+    *, ignore_index: int = -100, shift: bool = True, rbp_ks: Iterable[int] = DEFAULT_RBP_KS
+) -> tuple[Any, DecompositionMetrics]:
+    """``(preprocess_logits_for_metrics, compute_metrics)`` giving the decomposition in
+    ``trainer.evaluate()``: ``eval_cross_entropy``, ``eval_error_entropy``, ... (the names of
+    :func:`decomposition_fields`, after the Trainer's ``eval_`` prefix).
+
+    Args:
+        ignore_index: the label value of positions not scored (padding, prompts).
+        shift: True for causal-LM labels (the input ids); False when ``labels[:, t]`` is already
+            the target of ``logits[:, t]``.
+        rbp_ks: the k of the ``rbp_at_{k}`` fields.
+
+    ``eval_cross_entropy`` is the corpus cross-entropy (mean over every scored token); the
+    Trainer's ``eval_loss`` is a mean of per-batch means, which differs when batches hold
+    different numbers of tokens. Under several processes the Trainer gathers the pairs with
+    ``gather_for_metrics``, which drops the samples a map-style dataset's last batch repeats.
+
+    Examples::
+
+        preprocess, compute = decomposition_metrics()
+        trainer = Trainer(model=model, args=args, eval_dataset=heldout, data_collator=collator,
+                          preprocess_logits_for_metrics=preprocess, compute_metrics=compute)
+        trainer.evaluate()["eval_error_entropy"]
+    """
+    metrics = DecompositionMetrics(ignore_index=ignore_index, shift=shift, rbp_ks=rbp_ks)
+    return metrics.preprocess, metrics
+
+
+# ---- the callback -------------------------------------------------------------------------------
+
+_ATTACH = (
+    "DecompositionCallback is not attached to this Trainer; add it with "
+    "DecompositionCallback(...).attach(trainer) (it needs the trainer to log through Trainer.log)"
+)
+
+
+def _documents(texts_or_dataset: Any, text_field: str) -> list[str]:
+    """The held-out documents: a sequence of strings, or rows (a ``datasets.Dataset``, dicts)
+    whose ``text_field`` holds the text."""
+    if isinstance(texts_or_dataset, (str, bytes)):
+        raise UserError("pass a list of held-out texts, not one string")
+    if hasattr(texts_or_dataset, "column_names"):  # a datasets.Dataset
+        if text_field not in texts_or_dataset.column_names:
+            raise UserError(
+                f"the held-out dataset has no column {text_field!r} (columns: "
+                f"{', '.join(texts_or_dataset.column_names)}); pass text_field=..."
+            )
+        docs = list(texts_or_dataset[text_field])
+    else:
+        docs = [row[text_field] if isinstance(row, Mapping) else row for row in texts_or_dataset]
+    bad = next((d for d in docs if not isinstance(d, str)), None)
+    if bad is not None or not docs:
+        what = "no documents" if not docs else f"a {type(bad).__name__} where text belongs"
+        raise UserError(f"the held-out texts hold {what}; pass a non-empty list of strings")
+    return docs
+
+
+class DecompositionCallback(TrainerCallback):
+    """Scores held-out texts every ``every_n_steps`` optimizer steps (and before the first step,
+    and after the last) and logs the decomposition through ``Trainer.log``.
+
+    Each scoring runs :func:`errorentropy.engine.score_documents` on the main process, with the
+    model in eval mode under ``torch.no_grad`` (its per-module train/eval modes are restored after,
+    nothing enters the autograd graph and no random numbers are drawn), over the held-out texts cut
+    into windows of ``max_length`` tokens. The fields of :func:`decomposition_fields` are logged as
+    ``{metric_key_prefix}_{field}`` (``eval_heldout_error_entropy``, ...), plus
+    ``{metric_key_prefix}_runtime`` in seconds, and kept in :attr:`history`.
+
+    Why ``attach``: a ``TrainerCallback`` sees no Trainer, and the Trainer calls callbacks in the
+    order default, reporting integrations, user callbacks, passing each ``on_log`` the same
+    dictionary after it has appended that dictionary's copy to ``state.log_history``: fields a
+    callback adds in its own ``on_log`` reach neither the reporters before it nor the history.
+    ``Trainer.log`` is the one call that reaches both, so :meth:`attach` gives the callback the
+    Trainer to call it with (and adds the callback to it).
+
+    Under several processes (DDP), only the world's main process scores, logs and writes; the
+    others go on and wait for it at their next collective. Sharded models (FSDP, DeepSpeed ZeRO-3)
+    are refused: their forward needs every process.
+
+    Args:
+        texts_or_dataset: the held-out texts: strings, or rows (a ``datasets.Dataset``) whose
+            ``text_field`` holds them. Keep the set small: it is scored in full at every step.
+        every_n_steps: optimizer steps between scorings.
+        max_length: tokens per window (each text's first ``max_length`` tokens are scored);
+            default: ``options.max_length``.
+        out: a sweep folder to save every scoring to as a cell (``cells/<label>__step{N}__
+            <dataset>/``), which ``errorentropy report DIR`` draws (Fig. 3-6); None: log only.
+        tokenizer: default: the Trainer's ``processing_class``.
+        batch_size: windows per forward pass; default: ``options.batch_size``.
+        text_field: the column holding the text when rows are passed.
+        options: further scoring options (``bos``, ``head``, ``window``, ...); the head is the
+            engine's choice (chunked or fused where verified against the model's logits).
+        label: the model's name in the sweep folder; default: ``args.run_name``, else the
+            model's ``name_or_path``, else its ``model_type``.
+        family: the model family recorded in cells; default: the config's ``model_type``.
+        dataset: the dataset label of the cells.
+        metric_key_prefix: prefix of the logged names (``eval_`` ones appear under ``eval/`` in
+            TensorBoard and W&B).
+        rbp_ks: the k of the ``rbp_at_{k}`` fields.
+        score_at_start: also score before the first step (step 0 of a fresh run).
+        profile: also save the sorted-probability profile (Fig. 5); default: when ``out`` is set.
+
+    Examples::
+
+        callback = DecompositionCallback(heldout_texts, every_n_steps=200, max_length=512,
+                                         out="runs/dynamics").attach(trainer)
+        trainer.train()   # logs eval_heldout_cross_entropy, eval_heldout_error_entropy, ...
+    """
+
+    def __init__(
+        self,
+        texts_or_dataset: Sequence[str] | Any,
+        *,
+        every_n_steps: int = 500,
+        max_length: int | None = None,
+        out: str | Path | None = None,
+        tokenizer: Any = None,
+        batch_size: int | None = None,
+        text_field: str = "text",
+        options: ScoreOptions | None = None,
+        label: str | None = None,
+        family: str | None = None,
+        dataset: str = "heldout",
+        metric_key_prefix: str = "eval_heldout",
+        rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
+        score_at_start: bool = True,
+        profile: bool | None = None,
+    ) -> None:
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool):
+            raise UserError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
+        if every_n_steps < 1:
+            raise UserError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
+        base = options or ScoreOptions()
+        self.options = ScoreOptions.from_mapping(
+            {
+                **{f: getattr(base, f) for f in ("window", "stride", "bos", "head")},
+                "max_length": max_length if max_length is not None else base.max_length,
+                "batch_size": batch_size if batch_size is not None else base.batch_size,
+                "vocab_chunk": base.vocab_chunk,
+                "profile": (out is not None) if profile is None else profile,
+            },
+            "DecompositionCallback",
+        )
+        self.options = replace(self.options, chunk_elements=base.chunk_elements)
+        self.documents = _documents(texts_or_dataset, text_field)
+        self.text_field = text_field
+        self.every_n_steps = every_n_steps
+        self.out = None if out is None else Path(out)
+        self.tokenizer = tokenizer
+        self.label, self.family, self.dataset = label, family, dataset
+        self.metric_key_prefix = metric_key_prefix
+        self.rbp_ks = _check_ks(rbp_ks)
+        self.score_at_start = score_at_start
+        self.history: list[dict[str, Any]] = []  # {"step": N, **fields} per scoring
+        self._trainer: Any = None
+        self._scored: set[int] = set()
+        self._started = False
+
+    # ---- wiring ---------------------------------------------------------------------------------
+
+    def attach(self, trainer: Any) -> DecompositionCallback:
+        """Give the callback ``trainer`` (whose ``log`` it calls) and add it to the trainer's
+        callbacks unless it is already there; checks the texts and options against the model
+        now rather than at the first scoring. Returns the callback."""
+        _refuse_sharded(trainer)
+        self._trainer = trainer
+        if self.tokenizer is None:
+            self.tokenizer = getattr(trainer, "processing_class", None)
+            if not callable(self.tokenizer):
+                raise UserError(
+                    "DecompositionCallback needs a tokenizer: pass tokenizer=..., or "
+                    "Trainer(processing_class=tokenizer)"
+                )
+        if self.label is None:
+            config = getattr(trainer.model, "config", None)
+            self.label = (
+                trainer.args.run_name
+                or getattr(config, "name_or_path", "")
+                or getattr(config, "model_type", "model")
+            )
+        self._check_windows(trainer.model)
+        if self not in trainer.callback_handler.callbacks:
+            trainer.add_callback(self)
+        return self
+
+    def _check_windows(self, model: torch.nn.Module) -> None:
+        """Refuse a window longer than the model's context, or texts with nothing to score."""
+        check_context(model, self.options.max_length)
+        ids = tokenize(self.tokenizer, self.documents, self.options.bos)
+        windows, _ = make_windows(
+            ids, self.options.max_length, self.options.window, self.options.stride
+        )
+        if not windows:
+            raise UserError(
+                "every held-out text is shorter than 2 tokens, so there is nothing to score; "
+                "pass longer texts (or options with bos='always')"
+            )
+
+    # ---- events ---------------------------------------------------------------------------------
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Refuse to train unattached; start a new schedule."""
+        if self._trainer is None:
+            raise UserError(_ATTACH)
+        self._scored, self._started = set(), False
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Score the model as training starts (once every integration has begun its run)."""
+        if self.score_at_start and not self._started:
+            self._maybe_score(state, control)
+        self._started = True
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Score on the schedule, and after the last step."""
+        step = state.global_step
+        last = step >= state.max_steps > 0 or control.should_training_stop
+        if step % self.every_n_steps == 0 or last:
+            self._maybe_score(state, control)
+
+    def _maybe_score(self, state: Any, control: Any) -> None:
+        step = int(state.global_step)
+        if step in self._scored or not state.is_world_process_zero:
+            return
+        self._scored.add(step)
+        model = self._trainer.model
+        started = time.perf_counter()
+        try:
+            result = self.score_model(model)
+        except UserError as exc:  # NaN logits of a diverged run: say so, do not end the run
+            warnings.warn(f"DecompositionCallback at step {step}: {exc}", stacklevel=2)
+            return
+        fields = decomposition_fields(result.histogram, self.rbp_ks)
+        if self.out is not None:
+            self.write_cell(result, model, step)
+        self.history.append({"step": step, **fields})
+        logs: dict[str, float] = {f"{self.metric_key_prefix}_{k}": v for k, v in fields.items()}
+        logs[f"{self.metric_key_prefix}_runtime"] = round(time.perf_counter() - started, 4)
+        # Trainer.log clears should_log; the step's own loss log (decided before us) must stay.
+        should_log = control.should_log
+        self._trainer.log(logs)
+        control.should_log = self._trainer.control.should_log = should_log
+
+    # ---- scoring and saving ---------------------------------------------------------------------
+
+    def score_model(self, model: torch.nn.Module) -> ScoreResult:
+        """Score the held-out texts with ``model`` as it is now (a
+        :class:`~errorentropy.engine.ScoreResult`), leaving its train/eval modes and gradients as
+        they were."""
+        if self.tokenizer is None:
+            raise UserError(_ATTACH)
+        modes = [(module, module.training) for module in model.modules()]
+        model.eval()
+        try:
+            with torch.no_grad():
+                return score_documents(model, self.tokenizer, self.documents, self.options)
+        finally:
+            for module, mode in modes:
+                module.training = mode
+
+    def write_cell(self, result: ScoreResult, model: torch.nn.Module, step: int) -> Path:
+        """Save ``result`` as the sweep cell of revision ``step{step}`` under :attr:`out` (what a
+        sweep over checkpoints writes) and return its folder."""
+        if self.out is None:
+            raise UserError("write_cell needs DecompositionCallback(out=DIR)")
+        if result.histogram.n_tokens == 0:
+            raise UserError("the held-out texts gave no scored tokens; nothing to save")
+        counts = count_parameters(model)
+        family = self.family or family_of(model)
+        key = CellKey(str(self.label or family), f"step{step}", self.dataset)
+        summary = summarize(result.histogram, self._settings(result, model, key, counts, family))
+
+        def build(directory: Path) -> None:
+            write_result(directory, result, summary)
+            write_cell_record(
+                directory,
+                key,
+                family=family,
+                non_embedding_params=counts.non_embedding,
+                total_params=counts.total,
+                summary=summary,
+            )
+
+        return commit_folder(self.out / CELLS_DIR, key.cell_id, build)
+
+    def _settings(
+        self, result: Any, model: torch.nn.Module, key: Any, counts: Any, family: str
+    ) -> dict[str, Any]:
+        """What a sweep cell's summary records, in the sweep's names (cells.COMPARABLE_KEYS)."""
+        parameter = next(model.parameters())
+        config = getattr(model, "config", None)
+        return {
+            "model": key.model,
+            "model_id": getattr(config, "name_or_path", "") or key.model,
+            "revision": key.revision,
+            "family": family,
+            "non_embedding_params": counts.non_embedding,
+            "total_params": counts.total,
+            "dtype": str(parameter.dtype).removeprefix("torch."),
+            "device": str(parameter.device),
+            "dataset": self.dataset,
+            "data": f"{len(self.documents)} held-out texts (DecompositionCallback)",
+            "data_fingerprint": fingerprint(self.documents),
+            "samples": None,
+            "seed": None,
+            "text_field": self.text_field,
+            "n_documents_available": len(self.documents),
+            **self.options.settings(),
+            "head_path": result.head_path,
+            "notes": result.notes,
+            "n_windows": result.n_windows,
+            "spec_digest": None,
+        }
+
+
+def _refuse_sharded(trainer: Any) -> None:
+    """A one-line error for Trainers whose model is sharded across processes."""
+    sharded = bool(getattr(trainer, "is_fsdp_enabled", False))
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        plugin = getattr(getattr(trainer.accelerator, "state", None), "deepspeed_plugin", None)
+        sharded = sharded or getattr(plugin, "zero_stage", 0) == 3
+    if sharded:
+        raise UserError(
+            "DecompositionCallback scores on the main process alone, which a model sharded by "
+            "FSDP or DeepSpeed ZeRO-3 cannot do; use decomposition_metrics() in trainer.evaluate()"
+        )
