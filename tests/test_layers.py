@@ -8,7 +8,8 @@
   that loads a heavy dependency (torch, transformers, datasets, triton, matplotlib) when it is
   imported: deferring that cost is the one reason for it. Anything else is a top-level import.
 * ``import errorentropy.cli`` loads none of the heavy dependencies (the command line starts fast).
-* No function is longer than :data:`MAX_FUNCTION_LINES` unless :data:`LONG_FUNCTIONS` says why.
+* No function is longer than :data:`MAX_FUNCTION_LINES` (from ``def`` to its last line, its
+  docstring left out: examples there are documentation) unless :data:`LONG_FUNCTIONS` says why.
 """
 
 from __future__ import annotations
@@ -31,23 +32,32 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("3 models", ("models",)),
     ("4a head: what the paths share", ("head", "head.logits")),
     (
-        "4b head: the torch paths and the fused kernels",
+        "4b head: the torch paths, the fused kernels",
         ("head.chunked", "head.full", "head.fused_kernels"),
     ),
     ("4c head: the fused path", ("head.fused",)),
-    ("4d head: choosing a path; per-token statistics", ("head.select", "token_stats")),
+    ("4d head: choosing a path; per-token statistics from logits", ("head.select", "token_stats")),
     ("5 statistics", ("histogram", "profile", "tokens")),
     ("6 scoring", ("engine", "distributed", "results", "api")),
     ("7 sweeps", ("cells", "spec", "sweep")),
-    ("8 fits", ("powerlaw", "bootstrap", "fits", "tables")),
+    ("8 fits", ("powerlaw", "bootstrap", "sweepfits", "fits", "tables")),
     ("9 report", ("figures", "report")),
-    ("10 the package's public names", ("",)),  # errorentropy/__init__.py
     (
-        "11 demo and test scaffolding",
+        "10 integrations: others' training and evaluation loops (histograms, sweep cells)",
+        (
+            "integrations",
+            "integrations.torchmetrics",
+            "integrations.lightning",
+            "integrations.transformers",
+        ),
+    ),
+    ("11 the package's public names", ("",)),  # errorentropy/__init__.py
+    (
+        "12 demo and test scaffolding",
         ("demo", "demo.pipeline", "demo.training", "demo.tokenizer", "testing"),
     ),
     (
-        "12 command line",
+        "13 command line",
         (
             "cli",
             "cli.args",
@@ -287,6 +297,17 @@ def test_the_command_line_starts_without_heavy_dependencies():
     assert done.stdout.strip() == "[]", f"import errorentropy.cli loaded {done.stdout.strip()}"
 
 
+def _length(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines from ``def`` to the function's last line, less its docstring's."""
+    assert function.end_lineno is not None
+    lines = function.end_lineno - function.lineno + 1
+    first = function.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+        if isinstance(first.value.value, str) and first.end_lineno is not None:
+            lines -= first.end_lineno - first.lineno + 1
+    return lines
+
+
 def _function_lengths() -> dict[str, int]:
     lengths = {}
     for module, path in FILES.items():
@@ -295,8 +316,7 @@ def _function_lengths() -> dict[str, int]:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     name = prefix + child.name
-                    assert child.end_lineno is not None
-                    lengths[f"{module}:{name}"] = child.end_lineno - child.lineno + 1
+                    lengths[f"{module}:{name}"] = _length(child)
                     visit(child, name + ".")
                 elif isinstance(child, ast.ClassDef):
                     visit(child, prefix + child.name + ".")

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .corpus import PRESET_SEED
 from .errors import UserError
 from .histogram import RankHistogram
 from .results import PROTOCOL_KEYS
 from .storage import read_checked_json, sha256_hex, write_checked_json
+from .tokens import TokenTable
 
 CELL_FORMAT = "errorentropy-cell"
 CELL_VERSION = 1
@@ -35,9 +37,8 @@ FAILURE_FILE = "failure.json"
 
 def slug(text: str) -> str:
     """A file-name-safe form of a label."""
-    return (
-        re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-").rstrip("-") or "x"
-    )  # no leading dot: hidden names are leftovers
+    # No leading dot: hidden names are a killed write's leftovers.
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip(".-").rstrip("-") or "x"
 
 
 def step_of(revision: str | None) -> int | None:
@@ -61,6 +62,7 @@ class CellKey:
 
     @property
     def cell_id(self) -> str:
+        """The cell's folder name: ``MODEL__REVISION__DATASET``, each part a :func:`slug`."""
         return f"{slug(self.model)}__{slug(self.revision or 'main')}__{slug(self.dataset)}"
 
 
@@ -77,15 +79,16 @@ class CellRecord:
     path: Path
 
     def histogram(self) -> RankHistogram:
+        """The cell's rank histogram."""
         return RankHistogram.load(self.path / "histogram.json")
 
-    def tokens(self) -> Any:
-        from .tokens import TokenTable
-
+    def tokens(self) -> TokenTable:
+        """Every token the cell scored (document, position, rank, log-probability)."""
         return TokenTable.load(self.path / "tokens.npz")
 
 
 def cell_path(sweep_dir: Path | str, key: CellKey) -> Path:
+    """The folder of cell ``key`` in a sweep folder."""
     return Path(sweep_dir) / CELLS_DIR / key.cell_id
 
 
@@ -250,13 +253,10 @@ COMPARABLE_KEYS = ("data_fingerprint", "samples", "seed", *PROTOCOL_KEYS)
 
 def comparability(record: CellRecord) -> tuple[Any, ...]:
     """The settings of :data:`COMPARABLE_KEYS` a cell was computed with."""
-    from .corpus import PRESET_SEED
-
     values = {k: record.summary.get(k) for k in COMPARABLE_KEYS}
     if values["samples"] is not None and values["seed"] is None:
-        values["seed"] = (
-            PRESET_SEED  # older cells recorded no seed where --samples alone shuffled with it
-        )
+        # Older cells recorded no seed where --samples alone shuffled with it.
+        values["seed"] = PRESET_SEED
     return tuple(values.values())
 
 

@@ -20,6 +20,7 @@ Every mistake is a :class:`UserError` of one line; an unknown key names its tabl
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .cells import CellKey, slug
+from .corpus import BUILTINS, HUB_PREFIX, PRESETS, hub_preset
 from .errors import UserError
 from .options import OPTIONS, ScoreOptions, check_window_options
 
@@ -97,9 +99,11 @@ class SweepSpec:
         return ScoreOptions(**self.scoring)
 
     def model_dtype(self, model: ModelSpec) -> str:
+        """The dtype ``model`` loads in: its own, else the ``[run]`` table's."""
         return model.dtype or self.run.dtype
 
     def model_trust(self, model: ModelSpec) -> bool:
+        """Whether ``model``'s own code may run: its own setting, else the ``[run]`` table's."""
         return (
             self.run.trust_remote_code
             if model.trust_remote_code is None
@@ -188,9 +192,8 @@ def parse_spec(text: str, *, base_dir: Path | str = ".", name: str = "spec") -> 
     return spec
 
 
-MAX_CELL_NAME = (
-    200  # bytes: a cell is written as ".NAME.tmp-PID-XXXXXXXX" first, and names stop at 255
-)
+# Bytes: a cell is written as ".NAME.tmp-PID-XXXXXXXX" first, and names stop at 255.
+MAX_CELL_NAME = 200
 
 # Scoring settings that change no number (results are bit-identical whatever the batch size):
 # changing them mid-sweep, e.g. a smaller batch after running out of memory, redoes nothing.
@@ -454,8 +457,6 @@ def _type(value: Any) -> str:
 
 
 def _closest(key: str, keys: tuple[str, ...]) -> str | None:
-    import difflib
-
     match = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     return match[0] if match else None
 
@@ -505,9 +506,8 @@ def _local_source(text: str, base: Path) -> str | None:
         return str(candidate.resolve() if candidate.exists() else candidate)
     parts = expanded.parts
     if len(parts) > 1 and not expanded.is_absolute() and (base / parts[0]).is_dir():
-        return str(
-            candidate
-        )  # "models/typo" beside a "models" folder is a mistyped path, not a hub id
+        # "models/typo" beside a "models" folder is a mistyped path, not a hub id.
+        return str(candidate)
     return None
 
 
@@ -548,8 +548,6 @@ def _model(c: _Checker, body: dict[str, Any], i: int, base: Path) -> ModelSpec:
 
 
 def _dataset(c: _Checker, body: dict[str, Any], i: int, base: Path) -> DatasetSpec:
-    from .corpus import BUILTINS, HUB_PREFIX, PRESETS, hub_preset
-
     c.known(body, DATASET_KEYS, "datasets", i)
     data = c.typed(body, "data", (str,), "datasets", i, required=True)
     if data in PRESETS or data.startswith("builtin:"):

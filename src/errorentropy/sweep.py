@@ -12,6 +12,7 @@ one-line error and the sweep goes on. ``errorentropy merge OUT SRC...`` unites s
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import json
@@ -25,7 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from .cells import (
     CELLS_DIR,
@@ -37,7 +40,10 @@ from .cells import (
     write_cell_record,
     write_failure,
 )
+from .corpus import HUB_PREFIX, PRESETS, Corpus, load_corpus
 from .errors import UserError
+from .histogram import RankHistogram
+from .results import HISTOGRAM_FILE, TOKENS_FILE, summarize, write_result
 from .spec import (
     DatasetSpec,
     ModelSpec,
@@ -48,6 +54,11 @@ from .spec import (
     settings_digest,
 )
 from .storage import atomic_write_text, commit_folder
+from .tokens import TokenTable
+
+if TYPE_CHECKING:
+    from .engine import ScoreResult
+    from .models import ParameterCounts
 
 SPEC_COPY = "spec.toml"
 LOCK_FILE = ".sweep.lock"
@@ -70,6 +81,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
+        """The cell's folder name."""
         return self.key.cell_id
 
     def matches(self, digest: Any) -> bool:
@@ -98,11 +110,11 @@ class SweepOutcome:
     failed_now: int = 0
     elapsed_s: float = 0.0
     dry_run: bool = False
-    orphans: list[str] = field(
-        default_factory=list
-    )  # cell folders in out_dir that the spec does not plan
+    # Cell folders in out_dir that the spec does not plan.
+    orphans: list[str] = field(default_factory=list)
 
     def count(self, status: Status) -> int:
+        """How many cells stand at ``status``."""
         return sum(1 for s in self.states if s.status == status)
 
     @property
@@ -111,6 +123,7 @@ class SweepOutcome:
         return all(s.status == "done" for s in self.states)
 
     def summary_line(self) -> str:
+        """One line for the terminal: cells done, failed and pending, and what to do next."""
         line = (
             f"sweep {self.out_dir}: {self.count('done')} done, {self.count('failed')} failed, "
             f"{self.count('pending')} pending of {len(self.states)} cells"
@@ -194,9 +207,10 @@ def clean_leftovers(cells_root: Path) -> None:
         return
     for entry in cells_root.iterdir():
         if entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(
-                missing_ok=True
-            )
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -248,11 +262,10 @@ class _Runner:
         self.out_dir = out_dir
         self.cells_root = out_dir / CELLS_DIR
         self.progress = progress and writes
-        self.writes = (
-            writes  # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes
-        )
+        # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes.
+        self.writes = writes
         self.options = spec.score_options()
-        self.corpora: dict[str, Any] = {}
+        self.corpora: dict[str, Corpus | Exception] = {}
         self.done_count = 0
         self.total = 0
         self.computed = 0
@@ -262,10 +275,8 @@ class _Runner:
         if self.progress:
             print(text, file=sys.stderr, flush=True)
 
-    def corpus(self, dataset: DatasetSpec) -> Any:
+    def corpus(self, dataset: DatasetSpec) -> Corpus:
         """The dataset's corpus, loaded on first use; a loading error is kept and re-raised."""
-        from .corpus import load_corpus
-
         if dataset.label not in self.corpora:
             try:
                 self.corpora[dataset.label] = load_corpus(
@@ -313,9 +324,8 @@ class _Runner:
             )
         except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
             error = _one_line(exc)
-        error = agree(
-            error
-        )  # under torchrun: all processes skip the model if any failed to load it
+        # Under torchrun: all processes skip the model if any failed to load it.
+        error = agree(error)
         if error is not None:
             for cell in cells:
                 self.fail(cell, "load model", UserError(error), model_spec.family)
@@ -344,11 +354,17 @@ class _Runner:
             del model, tokenizer
             _release_memory()
 
-    def run_cell(
-        self, cell: Cell, model: Any, tokenizer: Any, counts: Any, family: str, load_s: float
-    ) -> None:
-        from .distributed import agree, shard_and_score
-        from .results import summarize, write_result
+    def run_all(self, todo: list[Cell]) -> None:
+        """Score the cells ``todo``, model by model and revision by revision (each loaded once)."""
+        for model_spec in self.spec.models:
+            for revision in model_spec.revisions:
+                mine = [c for c in todo if c.model is model_spec and c.revision == revision]
+                if mine:
+                    self.run_model(model_spec, revision, mine)
+
+    def agreed_corpus(self, cell: Cell) -> Corpus:
+        """The cell's corpus; under torchrun, every process raises if any failed to load it."""
+        from .distributed import agree
 
         error: str | None = None
         try:
@@ -358,6 +374,21 @@ class _Runner:
         error = agree(error)
         if error is not None:
             raise UserError(error)
+        return corpus
+
+    def run_cell(
+        self,
+        cell: Cell,
+        model: Any,
+        tokenizer: Any,
+        counts: ParameterCounts,
+        family: str,
+        load_s: float,
+    ) -> None:
+        """Score one cell with a loaded model; the writing process commits the cell's folder."""
+        from .distributed import shard_and_score
+
+        corpus = self.agreed_corpus(cell)
         started = time.perf_counter()
         result = shard_and_score(
             model, tokenizer, corpus.documents, self.options, progress=self.progress
@@ -370,8 +401,37 @@ class _Runner:
                 f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens "
                 'each); use longer documents or bos = "always"'
             )
+        settings = self.settings(cell, model, counts, family, corpus, result)
+        summary = summarize(result.histogram, settings)
+        timing = {
+            "elapsed_s": round(elapsed, 4),
+            "model_load_s": round(load_s, 4),
+            "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname(),
+        }
+        self.commit(cell, result, summary, timing, family, counts)
+        self.computed += 1
+        self.done_count += 1
+        self.log(
+            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE "
+            f"{summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
+            f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} "
+            f"({summary['n_tokens']} tokens, {elapsed:.1f} s)"
+        )
+
+    def settings(
+        self,
+        cell: Cell,
+        model: Any,
+        counts: ParameterCounts,
+        family: str,
+        corpus: Corpus,
+        result: ScoreResult,
+    ) -> dict[str, Any]:
+        """What a cell's summary records about how it was computed."""
         parameter = next(model.parameters())
-        settings = {
+        return {
             "model": cell.key.model,
             "model_id": cell.model.id,
             "revision": cell.revision,
@@ -389,14 +449,17 @@ class _Runner:
             "n_windows": result.n_windows,
             "spec_digest": cell.digest,
         }
-        summary = summarize(result.histogram, settings)
-        timing = {
-            "elapsed_s": round(elapsed, 4),
-            "model_load_s": round(load_s, 4),
-            "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "host": socket.gethostname(),
-        }
+
+    def commit(
+        self,
+        cell: Cell,
+        result: ScoreResult,
+        summary: dict[str, Any],
+        timing: dict[str, Any],
+        family: str,
+        counts: ParameterCounts,
+    ) -> None:
+        """Write the cell's files into a hidden folder, seal it, and rename it into place."""
 
         def build(directory: Path) -> None:
             write_result(directory, result, summary)
@@ -411,14 +474,6 @@ class _Runner:
             )
 
         commit_folder(self.cells_root, cell.cell_id, build)
-        self.computed += 1
-        self.done_count += 1
-        self.log(
-            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE "
-            f"{summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
-            f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} "
-            f"({summary['n_tokens']} tokens, {elapsed:.1f} s)"
-        )
 
 
 def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
@@ -428,14 +483,12 @@ def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
 
 def is_local_data(dataset: DatasetSpec) -> bool:
     """A file, folder or built-in corpus: cheap to read again, unlike a hub dataset."""
-    from .corpus import HUB_PREFIX, PRESETS
-
     return dataset.data not in PRESETS and not dataset.data.startswith(HUB_PREFIX)
 
 
 def check_data(
     states: list[CellState],
-    corpus: Callable[[DatasetSpec], Any],
+    corpus: Callable[[DatasetSpec], Corpus],
     *,
     hub_loaded: set[str] | frozenset[str] = frozenset(),
 ) -> list[CellState]:
@@ -518,6 +571,28 @@ def run_sweep(
     Finished cells are skipped, damaged or stale ones redone, failed ones skipped unless
     ``retry_failed``. The returned outcome holds every cell's final state; ``outcome.ok`` is True
     when all are done. Raises :class:`UserError` for a bad spec or an unusable ``out_dir``.
+
+    Examples:
+        One local model over one local corpus (a spec may list many of each; docs/sweep.md):
+
+        >>> spec = workdir / "sweep.toml"
+        >>> _ = spec.write_text(f'''
+        ... [scoring]
+        ... max_length = 64
+        ... [run]
+        ... device = "cpu"
+        ... [[models]]
+        ... id = "{tiny_model_path}"
+        ... label = "tiny"
+        ... [[datasets]]
+        ... data = "{tiny_corpus_path}"
+        ... label = "notes"
+        ... ''')
+        >>> outcome = run_sweep(spec, workdir / "sweep", progress=False)
+        >>> outcome.ok, outcome.computed, [(s.cell.cell_id, s.status) for s in outcome.states]
+        (True, 1, [('tiny__main__notes', 'done')])
+        >>> run_sweep(spec, workdir / "sweep", progress=False).computed  # resumed: nothing left
+        0
     """
     spec = load_spec(spec_path)
     out = Path(out_dir)
@@ -529,50 +604,17 @@ def run_sweep(
         )
         return SweepOutcome(out, states, dry_run=True, orphans=orphan_cells(spec, out))
     started = time.perf_counter()
-    from .distributed import agree, barrier, init_distributed, is_main_process
+    from .distributed import init_distributed, is_main_process
 
     init_distributed(spec.run.device)  # under torchrun: every process scores a shard, rank 0 writes
     main = is_main_process()
     with contextlib.ExitStack() as stack:
-        lock_error = None
-        if main:
-            try:
-                stack.enter_context(sweep_lock(out))
-            except UserError as exc:
-                lock_error = str(exc)
-        lock_error = agree(lock_error)  # every process stops if rank 0 could not lock the folder
-        if lock_error is not None:
-            raise UserError(lock_error)
+        _lock_everywhere(stack, out, main)
         if main:
             clean_leftovers(out / CELLS_DIR)
             atomic_write_text(out / SPEC_COPY, spec.text)
         runner = _Runner(spec, out, progress, writes=main)
-        states = sweep_states(spec, out)
-        computed = {
-            s.cell.dataset.label
-            for s in states
-            if s.status == "pending" or (retry_failed and s.status == "failed")
-        }
-        states = check_data(states, runner.corpus, hub_loaded=computed)
-        barrier()  # every process has read the same states before rank 0 writes anything
-        if main:
-            update_families(states, out)
-        todo = [
-            s.cell
-            for s in states
-            if s.status == "pending" or (retry_failed and s.status == "failed")
-        ]
-        runner.total = len(todo)
-        skipped = len(states) - len(todo)
-        runner.log(
-            f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, "
-            f"{len(todo)} to compute"
-        )
-        for model_spec in spec.models:
-            for revision in model_spec.revisions:
-                mine = [c for c in todo if c.model is model_spec and c.revision == revision]
-                if mine:
-                    runner.run_model(model_spec, revision, mine)
+        runner.run_all(_cells_to_compute(spec, out, runner, retry_failed=retry_failed))
         states = check_data(
             sweep_states(spec, out),
             runner.corpus,
@@ -588,6 +630,49 @@ def run_sweep(
         time.perf_counter() - started,
         orphans=orphan_cells(spec, out),
     )
+
+
+def _lock_everywhere(stack: contextlib.ExitStack, out: Path, main: bool) -> None:
+    """Lock ``out`` on the writing process (until ``stack`` closes); under torchrun every process
+    stops if it could not."""
+    from .distributed import agree
+
+    lock_error = None
+    if main:
+        try:
+            stack.enter_context(sweep_lock(out))
+        except UserError as exc:
+            lock_error = str(exc)
+    lock_error = agree(lock_error)
+    if lock_error is not None:
+        raise UserError(lock_error)
+
+
+def _computes(state: CellState, retry_failed: bool) -> bool:
+    return state.status == "pending" or (retry_failed and state.status == "failed")
+
+
+def _cells_to_compute(
+    spec: SweepSpec, out: Path, runner: _Runner, *, retry_failed: bool
+) -> list[Cell]:
+    """The cells this run computes (pending ones, failed ones too with ``retry_failed``), after
+    redoing cells whose documents changed and writing families given since."""
+    from .distributed import barrier
+
+    states = sweep_states(spec, out)
+    computed = {s.cell.dataset.label for s in states if _computes(s, retry_failed)}
+    states = check_data(states, runner.corpus, hub_loaded=computed)
+    barrier()  # every process has read the same states before rank 0 writes anything
+    if runner.writes:
+        update_families(states, out)
+    todo = [s.cell for s in states if _computes(s, retry_failed)]
+    runner.total = len(todo)
+    skipped = len(states) - len(todo)
+    runner.log(
+        f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, "
+        f"{len(todo)} to compute"
+    )
+    return todo
 
 
 def format_states(states: list[CellState]) -> str:
@@ -618,15 +703,8 @@ class MergeOutcome:
 
 def _same_content(a: Path, b: Path) -> str | None:
     """None when two verified cells hold the same numbers, else what differs."""
-    import numpy as np
-
-    from .histogram import RankHistogram
-    from .results import HISTOGRAM_FILE, TOKENS_FILE
-
     if RankHistogram.load(a / HISTOGRAM_FILE) != RankHistogram.load(b / HISTOGRAM_FILE):
         return "histograms differ"
-    from .tokens import TokenTable
-
     ta, tb = TokenTable.load(a / TOKENS_FILE), TokenTable.load(b / TOKENS_FILE)
     for name in ("doc", "position", "rank", "logprob"):
         if not np.array_equal(getattr(ta, name), getattr(tb, name)):
@@ -642,6 +720,41 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
     no source has that cell done.
     """
     out = Path(out_dir)
+    roots = _source_roots(out, sources)
+    outcome = MergeOutcome(out)
+    with sweep_lock(out):
+        out_root = out / CELLS_DIR
+        clean_leftovers(out_root)
+        out_root.mkdir(parents=True, exist_ok=True)
+        found = _find_cells(out_root, roots)
+        mixed = mixed_settings(list(found.records.values()))
+        # Refused before copying anything: fits over such cells would compare unlike numbers.
+        if mixed:
+            raise UserError(
+                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data "
+                "and [scoring] settings, or give the datasets different labels"
+            )
+        for cell_id, src in found.origin.items():
+            if cell_id in found.done:
+                outcome.present.append(cell_id)
+                continue
+            commit_folder(out_root, cell_id, functools.partial(_copy_files, src))
+            if read_cell(out_root / cell_id) is None:  # pragma: no cover - a damaged copy
+                raise UserError(
+                    f"copy of cell {cell_id} into {out} does not verify; check the disk "
+                    "and merge again"
+                )
+            outcome.copied.append(cell_id)
+        for cell_id, src in found.failed.items():
+            if cell_id not in found.origin and read_failure(out_root / cell_id) is None:
+                commit_folder(out_root, cell_id, functools.partial(_copy_files, src))
+                outcome.failures.append(cell_id)
+        _record_sources(out, [r.parent for r in roots])
+    return outcome
+
+
+def _source_roots(out: Path, sources: list[Path | str]) -> list[Path]:
+    """The ``cells`` folders of the sources other than ``out`` (each must be a sweep folder)."""
     roots = []
     for src in sources:
         root = Path(src) / CELLS_DIR
@@ -652,74 +765,57 @@ def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome
             )
         if Path(src).resolve() != out.resolve():
             roots.append(root)
-    outcome = MergeOutcome(out)
-    with sweep_lock(out):
-        out_root = out / CELLS_DIR
-        clean_leftovers(out_root)
-        out_root.mkdir(parents=True, exist_ok=True)
-        records: dict[str, CellRecord] = {}
-        for d in sorted(out_root.iterdir()):
-            record = read_cell(d) if not d.name.startswith(".") else None
-            if record is not None:
-                records[d.name] = record
-        done: dict[str, Path] = {name: out_root / name for name in records}
-        origin: dict[str, Path] = dict(done)
-        failed: dict[str, Path] = {}
-        for root in roots:
-            for d in sorted(root.iterdir()):
-                if d.name.startswith(".") or not d.is_dir():
-                    continue
-                record = read_cell(d)
-                if record is not None:
-                    if d.name in origin:
-                        problem = _same_content(origin[d.name], d)
-                        if problem:
-                            raise UserError(
-                                f"cell {d.name} differs between "
-                                f"{origin[d.name].parent.parent} and {root.parent} "
-                                f"({problem}); delete it from one of them and merge again"
-                            )
-                        continue
-                    origin[d.name] = d
-                    records[d.name] = record
-                elif read_failure(d) is not None:
-                    failed.setdefault(d.name, d)
-        mixed = mixed_settings(list(records.values()))
-        if (
-            mixed
-        ):  # refuse before copying anything: fits over such cells would compare unlike numbers
-            raise UserError(
-                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data "
-                "and [scoring] settings, or give the datasets different labels"
-            )
-        for cell_id, src in origin.items():
-            if cell_id in done:
-                outcome.present.append(cell_id)
+    return roots
+
+
+@dataclass
+class _Found:
+    """The cells a merge found, by cell id."""
+
+    records: dict[str, CellRecord]  # every verified cell
+    done: dict[str, Path]  # verified cells already in the target
+    origin: dict[str, Path]  # where each verified cell is read from (the target first)
+    failed: dict[str, Path] = field(default_factory=dict)  # failure records, first source first
+
+
+def _find_cells(out_root: Path, roots: list[Path]) -> _Found:
+    """The verified cells of the target and the sources; a cell in several places must hold the
+    same numbers in each."""
+    records: dict[str, CellRecord] = {}
+    for d in sorted(out_root.iterdir()):
+        record = read_cell(d) if not d.name.startswith(".") else None
+        if record is not None:
+            records[d.name] = record
+    done = {name: out_root / name for name in records}
+    found = _Found(records, done, dict(done))
+    for root in roots:
+        for d in sorted(root.iterdir()):
+            if d.name.startswith(".") or not d.is_dir():
                 continue
-            commit_folder(out_root, cell_id, lambda tmp, src=src: _copy_files(src, tmp))
-            if (
-                read_cell(out_root / cell_id) is None
-            ):  # pragma: no cover - a copy that does not verify
-                raise UserError(
-                    f"copy of cell {cell_id} into {out} does not verify; check the disk "
-                    "and merge again"
-                )
-            outcome.copied.append(cell_id)
-        for cell_id, src in failed.items():
-            if cell_id not in origin and read_failure(out_root / cell_id) is None:
-                commit_folder(out_root, cell_id, lambda tmp, src=src: _copy_files(src, tmp))
-                outcome.failures.append(cell_id)
-        _record_sources(out, [r.parent for r in roots])
-    return outcome
+            record = read_cell(d)
+            if record is None:
+                if read_failure(d) is not None:
+                    found.failed.setdefault(d.name, d)
+            elif d.name in found.origin:
+                problem = _same_content(found.origin[d.name], d)
+                if problem:
+                    raise UserError(
+                        f"cell {d.name} differs between "
+                        f"{found.origin[d.name].parent.parent} and {root.parent} "
+                        f"({problem}); delete it from one of them and merge again"
+                    )
+            else:
+                found.origin[d.name] = d
+                found.records[d.name] = record
+    return found
 
 
 def _copy_files(src: Path, dst: Path) -> None:
     for item in src.iterdir():
         if item.is_file() and not item.name.startswith("."):
             shutil.copy2(item, dst / item.name)
-            with open(
-                dst / item.name, "rb"
-            ) as copied:  # on disk before the folder is renamed into place
+            # On disk before the folder is renamed into place.
+            with open(dst / item.name, "rb") as copied:
                 os.fsync(copied.fileno())
 
 
@@ -742,6 +838,3 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
             atomic_write_text(
                 out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8")
             )
-
-
-# ---- command line --------------------------------------------------------------------------

@@ -26,6 +26,17 @@ def _integer_at_least(text: str, minimum: int) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """Argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Argparse type: an integer >= 1."""
     return _integer_at_least(text, 1)
@@ -39,12 +50,13 @@ def non_negative_int(text: str) -> int:
 class Parser(argparse.ArgumentParser):
     """argparse that raises :class:`UserError` (one line) instead of printing usage and exiting."""
 
+    # typeshed declares error() -> NoReturn; raising is just as final.
     def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise the parse error as a one-line :class:`UserError` naming the subcommand."""
         if len(message) > 300:  # argparse echoes the offending value; keep the line readable
             message = message[:300] + "..."
-        command = (
-            self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
-        )  # "errorentropy: error: " comes first
+        # "errorentropy: error: " comes first.
+        command = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
         raise UserError(f"{command}{message} (see --help)")
 
 

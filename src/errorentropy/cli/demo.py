@@ -11,7 +11,7 @@ from typing import Any
 from ..demo.pipeline import DEFAULT_SIZES, TINY_SIZES, DemoSettings, run_demo, tiny_settings
 from ..demo.training import parse_shapes
 from ..errors import UserError
-from .args import integer, positive_int
+from .args import integer, positive_float, positive_int
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
@@ -74,16 +74,6 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``errorentropy demo``."""
-
-    def positive_float(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-        return value
-
     p = subparsers.add_parser(
         "demo",
         parents=[common],
@@ -95,6 +85,30 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default="errorentropy-demo",
         help="demo folder (default ./errorentropy-demo); reused on a second run",
     )
+    _add_training_options(p)
+    _add_analysis_options(p)
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)"
+    )
+    p.add_argument(
+        "--seed",
+        type=integer,
+        default=0,
+        help="seed of the split, the data order and every initialisation (default 0)",
+    )
+    p.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the seconds-long version (CI): three very small models, a few steps",
+    )
+    p.add_argument(
+        "--no-analysis", action="store_true", help="stop after training and writing sweep.toml"
+    )
+    p.set_defaults(func=run_demo_command)
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """The models of the ladder and how they are trained."""
     p.add_argument(
         "--sizes",
         default=None,
@@ -124,6 +138,10 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--vocab-size", type=positive_int, default=None, help="BPE entries (default 4096)"
     )
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """What is scored and how the fits resample."""
     p.add_argument(
         "--eval-docs",
         type=positive_int,
@@ -142,21 +160,3 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="bootstrap resamples for the fits' intervals (default 1000)",
     )
-    p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or cuda:N (training and scoring)"
-    )
-    p.add_argument(
-        "--seed",
-        type=integer,
-        default=0,
-        help="seed of the split, the data order and every initialisation (default 0)",
-    )
-    p.add_argument(
-        "--tiny",
-        action="store_true",
-        help="the seconds-long version (CI): three very small models, a few steps",
-    )
-    p.add_argument(
-        "--no-analysis", action="store_true", help="stop after training and writing sweep.toml"
-    )
-    p.set_defaults(func=run_demo_command)
