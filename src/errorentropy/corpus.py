@@ -138,7 +138,19 @@ def sample_indices(n_available: int, samples: int | None, seed: int | None) -> n
 def load_corpus(
     spec: str, *, samples: int | None = None, seed: int | None = None, text_field: str = "text"
 ) -> Corpus:
-    """Resolve a data spec into a :class:`Corpus` (see the module docstring)."""
+    """Resolve a data spec into a :class:`Corpus` (see the module docstring).
+
+    Examples:
+        >>> corpus = load_corpus(tiny_corpus_path)  # a .jsonl file: every document, in order
+        >>> len(corpus.documents), corpus.documents[0][:32]
+        (6, 'The rank of the ground truth is ')
+        >>> sampled = load_corpus(tiny_corpus_path, samples=3, seed=0)
+        >>> len(sampled.documents), sampled.settings()["n_documents_available"]
+        (3, 6)
+        >>> load_corpus("no-such-corpus")
+        Traceback (most recent call last):
+        errorentropy.errors.UserError: unknown data 'no-such-corpus': not a preset (wikipedia, ...
+    """
     if not spec.strip():
         raise UserError(
             "--data is empty; name a preset ("

@@ -28,7 +28,18 @@ RESULT_FILES = (HISTOGRAM_FILE, TOKENS_FILE, PROFILE_FILE, SUMMARY_FILE)
 
 
 def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary of a histogram: counts, the four quantities, extras, then the settings."""
+    """The summary of a histogram: counts, the four quantities, extras, then the settings.
+
+    Examples:
+        >>> import numpy as np
+        >>> from errorentropy.histogram import RankHistogram
+        >>> ranks, probs = [0, 0, 1, 3], [0.5, 0.4, 0.2, 0.05]
+        >>> summary = summarize(RankHistogram.from_tokens(ranks, np.log(probs)), {"model": "mine"})
+        >>> summary["n_tokens"], summary["top1_accuracy"], summary["n_ranks_observed"]
+        (4, 0.5, 3)
+        >>> bool(abs(summary["cross_entropy"] + np.log(probs).mean()) < 1e-12), summary["model"]
+        (True, 'mine')
+    """
     decomposition = histogram.decompose()
     summary: dict[str, Any] = {
         "n_tokens": histogram.n_tokens,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,11 @@ def check_out_folder(out: Path) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     """errorentropy score: one model over one corpus, written to --out."""
+    from ..api import score_corpus
     from ..corpus import load_corpus
-    from ..distributed import init_distributed, is_main_process, shard_and_score
+    from ..distributed import init_distributed, is_main_process
     from ..models import load_model
-    from ..results import summarize, write_result
+    from ..results import write_result
     from ..storage import commit_folder
     from ..windows import check_window_options
 
@@ -53,9 +53,7 @@ def run_score(args: argparse.Namespace) -> int:
     corpus = load_corpus(
         args.data, samples=args.samples, seed=args.seed, text_field=args.text_field
     )
-    launch = init_distributed(
-        args.device
-    )  # under torchrun: join the group, shard documents, rank 0 writes
+    init_distributed(args.device)  # under torchrun: join the group, shard documents, rank 0 writes
     model, tokenizer = load_model(
         args.model,
         revision=args.revision,
@@ -64,37 +62,25 @@ def run_score(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
         device_map=args.device_map,
     )
-    started = time.perf_counter()
-    result = shard_and_score(
-        model, tokenizer, corpus.documents, scoring_options(args), progress=not args.quiet
+    scored = score_corpus(
+        model,
+        tokenizer,
+        corpus.documents,
+        scoring_options(args),
+        model_name=args.model,
+        revision=args.revision,
+        data_settings=corpus.settings(),
+        data_label=args.data,
+        progress=not args.quiet,
     )
-    elapsed = time.perf_counter() - started
-    if result.histogram.n_tokens == 0:
-        raise UserError(
-            f"every document of {args.data} was skipped (fewer than 2 tokens each: {result.histogram.n_skipped} documents); use longer documents or --bos always"
-        )
     if not is_main_process():
         return 0
-    settings = {
-        "model": args.model,
-        "revision": args.revision,
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "device": str(next(model.parameters()).device),
-        **corpus.settings(),
-        **scoring_options(args).settings(),
-        "head_path": result.head_path,
-        "notes": result.notes,
-        "n_windows": result.n_windows,
-        "processes": launch.world_size if launch else 1,
-        "elapsed_s": round(elapsed, 3),
-        "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
-    }
-    summary = summarize(result.histogram, settings)
+    summary = scored.summary
 
     # The whole folder appears at once: never a new histogram beside an old summary.
     try:
         commit_folder(
-            out.parent, out.name, lambda directory: write_result(directory, result, summary)
+            out.parent, out.name, lambda directory: write_result(directory, scored, summary)
         )
     except OSError as exc:
         raise UserError(
