@@ -211,27 +211,27 @@ def _sync_worker(rank: int, init_file: str, seed: int, results) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         cases = {}
-        for idle_rank in IDLE_RANKS:
+        for idle in IDLE:
             metric = CrossEntropyDecomposition()
-            if rank != idle_rank:
+            if rank not in idle:
                 for logits, labels in make_batches(seed)[rank::2]:
                     metric.update(logits, labels)
             values = {name: value.item() for name, value in metric.compute().items()}
             local = metric.histogram().to_dict()  # compute gave the local state back
             with metric.sync_context():
                 synced = metric.histogram().to_dict()
-            cases[idle_rank] = (values, synced, local)
+            cases[idle] = (values, synced, local)
         results.put((rank, cases))
     finally:
         dist.destroy_process_group()
 
 
-IDLE_RANKS = (None, 1)  # both ranks hold batches; rank 1 holds none (and no state at all)
+IDLE = ((), (1,), (0, 1))  # the ranks without batches (they hold no state at all)
 
 
 def test_ddp_sync_equals_one_process(tmp_path):
     """Each rank updates with its own shard; compute after the sync is one process over all the
-    shards: counts exactly, sums to round-off, also where one rank saw no batch."""
+    shards: counts exactly, sums to round-off, also where one rank or both saw no batch."""
     seed = 9
     results = _run_two_ranks(
         _sync_worker,
@@ -241,14 +241,18 @@ def test_ddp_sync_equals_one_process(tmp_path):
     )
     by_case = {(rank, idle): case for rank, cases in results for idle, case in cases.items()}
     batches = make_batches(seed)
-    for idle_rank in IDLE_RANKS:
-        shards = [batches[0::2], batches[1::2]]
-        if idle_rank is not None:
-            shards[idle_rank] = []
+    for idle in IDLE:
+        shards = [[] if rank in idle else batches[rank::2] for rank in (0, 1)]
         whole = one_pass(shards[0] + shards[1])
+        if not whole.n_tokens:
+            for rank in (0, 1):
+                values, synced, _ = by_case[rank, idle]
+                assert values["n_tokens"] == 0 and math.isnan(values["error_entropy"])
+                assert RankHistogram.from_dict(synced) == whole
+            continue
         expected = whole.decompose().as_dict()
         for rank in (0, 1):
-            values, synced, local = by_case[rank, idle_rank]
+            values, synced, local = by_case[rank, idle]
             synced_hist = RankHistogram.from_dict(synced)
             np.testing.assert_array_equal(synced_hist.counts, whole.counts)
             assert (synced_hist.n_documents, synced_hist.n_tied) == (
@@ -260,4 +264,4 @@ def test_ddp_sync_equals_one_process(tmp_path):
             for name in FIELDS:
                 assert values[name] == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
             assert RankHistogram.from_dict(local) == one_pass(shards[rank])
-        assert by_case[0, idle_rank][0] == by_case[1, idle_rank][0]  # the same on both ranks
+        assert by_case[0, idle][0] == by_case[1, idle][0]  # the same on both ranks

@@ -112,17 +112,16 @@ class CrossEntropyDecomposition(Metric):
 
     def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """Add the labelled tokens of one batch (``[B, T, V]`` logits, ``[B, T]`` labels)."""
-        batch = RankHistogram()
-        batch.update(logits, labels, ignore_index=self.ignore_index, shift=self.shift)
         vocab = int(logits.shape[-1])
-        if self.vocab_size is None:
-            self.vocab_size = vocab
-        elif vocab > self.vocab_size:
+        if self.vocab_size is not None and vocab > self.vocab_size:
             raise ValueError(
                 f"logits have {vocab} vocabulary entries but this metric holds ranks below "
                 f"{self.vocab_size}; construct it with vocab_size={vocab} (the logits' last "
                 "dimension, padding entries included)"
             )
+        batch = RankHistogram()
+        batch.update(logits, labels, ignore_index=self.ignore_index, shift=self.shift)
+        self.vocab_size = self.vocab_size or vocab
         self._grow(self.vocab_size)
         observed = np.flatnonzero(batch.counts)
         if observed.size:  # each observed rank added once: S_e + s, as RankHistogram adds
