@@ -7,7 +7,9 @@
 (a) scoring time against the bare forward pass + cross_entropy; (b) whole-process time against
 minicons and lm-evaluation-harness, and per-token agreement with minicons; (c) peak memory on a
 151,936-entry vocabulary at max-length 2048, batch 8; (d) time against tokens, max-length and
-vocabulary size. Models are random-weight real configurations built locally (no downloads).
+vocabulary size; (g) token_stats on [8, 512, 50257] logits against cross_entropy alone, at the
+machine's cores rather than --threads. Models are random-weight real configurations built locally
+(no downloads).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from summary import write_summary  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads, one repeat")
-    parser.add_argument("--only", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--only", default="a,b,c,d,g", help="comma-separated subset of a,b,c,d,g")
     parser.add_argument(
         "--threads",
         type=int,
@@ -39,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     wanted = {x.strip() for x in args.only.split(",") if x.strip()}
-    if not wanted <= {"a", "b", "c", "d"}:
-        parser.error(f"--only takes a subset of a,b,c,d, got {args.only!r}")
+    if not wanted <= {"a", "b", "c", "d", "g"}:
+        parser.error(f"--only takes a subset of a,b,c,d,g, got {args.only!r}")
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
 
@@ -65,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         import bench_scaling
 
         results["d"] = bench_scaling.run(args.quick, args.threads)
+    if "g" in wanted:
+        import bench_token_stats
+
+        results["g"] = bench_token_stats.run(args.quick)
     meta["machine_after"] = machine()
     meta["total_s"] = round(time.perf_counter() - started, 1)
     names = {"a": "a_ce_ratio", "b": "b_tools", "c": "c_memory", "d": "d_scaling"}
+    names["g"] = "token_stats"
     for key, body in results.items():
         write_result(names[key], {**meta, **body})
     write_result("run", {**meta, "benchmarks": sorted(results)})

@@ -170,6 +170,36 @@ def _gpu(results: Path) -> list[str]:
     return out + [""]
 
 
+def _token_stats(results: Path) -> list[str]:
+    """(g): ``token_stats`` against ``cross_entropy`` alone (``bench_token_stats.py``)."""
+    g = _load(results, "token_stats")
+    if not g:
+        return []
+    from bench_token_stats import table
+
+    m = g["machine"]
+    b, t, v = g["shape"]
+    size_mb = b * t * v * 4 / 1e6
+    return [
+        "## (g) token_stats against cross_entropy (goal: time ratio <= 1.5)",
+        "",
+        table(g),
+        "",
+        f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs; torch {m.get('torch')}; "
+        f"load average before {g['machine_before'].get('loadavg_1_5_15')}, after "
+        f"{m.get('loadavg_1_5_15')}. Command: `{g['command']}`. Mean CE of the same tokens: "
+        f"{g['mean_ce_cross_entropy']:.6f} (cross_entropy), {g['mean_ce_token_stats']:.6f} "
+        "(token_stats).",
+        "",
+        f"cross_entropy writes a float32 log-softmax as large as the logits ({size_mb:.0f} MB, "
+        "fresh pages on every call) and reads it back; token_stats reads the logits once, in "
+        "blocks of about 4 MiB that stay in cache while it takes the row maximum, the "
+        "float64-accurate log-sum-exp and the counts of larger and equal logits (from "
+        "sign(z - t)), on worker threads of one intra-op thread each.",
+        "",
+    ]
+
+
 def write_summary(results: Path, target: Path) -> str:
     """Render the summary Markdown, write it to ``target`` and return it."""
     run = _load(results, "run") or {}
@@ -353,6 +383,7 @@ def write_summary(results: Path, target: Path) -> str:
             "",
         ]
     lines += _gpu(results)
+    lines += _token_stats(results)
     text = "\n".join(lines)
     target.write_text(text)
     return text

@@ -91,6 +91,9 @@ def test_the_same_bits_as_the_heads_score_logits(dtype):
     """Blocks of any composition (views, copied rows, padding) give score_logits' bits."""
     logits, labels = random_case((6, 45), 3000, seed=3, dtype=dtype)
     labels[2, 5:9] = -100  # a hole inside a row
+    logits[1, :, :40] = float("-inf")  # masked entries (the labels avoid them)
+    logits[1, 7, 45] = float("-inf")
+    labels[1] = labels[1].clamp(min=46)
     stats, tied = token_stats_with_ties(logits, labels)
     targets = torch.full_like(labels, -100)
     targets[:, :-1] = labels[:, 1:]
@@ -133,9 +136,12 @@ def test_strided_logits_are_read_without_a_copy_and_give_the_same_numbers():
     wide[:, :21] = logits
     view = wide[:, :21]  # does not flatten to [B*T, V]
     assert not view.is_contiguous()
-    a, b = token_stats(logits, labels), token_stats(view, labels)
-    assert torch.equal(a.rank, b.rank)
-    assert torch.equal(a.logprob.nan_to_num(), b.logprob.nan_to_num())
+    columns = logits.transpose(1, 2).contiguous().transpose(1, 2)  # vocabulary not contiguous
+    a = token_stats(logits, labels)
+    for other in (view, columns):
+        b = token_stats(other, labels)
+        assert torch.equal(a.rank, b.rank)
+        assert torch.equal(a.logprob.nan_to_num(), b.logprob.nan_to_num())
 
 
 def test_logits_that_require_grad_and_no_grad():

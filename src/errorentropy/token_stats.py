@@ -22,11 +22,12 @@ from typing import NamedTuple
 import torch
 
 from .head.chunked import cpu_workers, run_blocks
-from .head.logits import ROW_MULTIPLE, check_finite, default_chunk_elements, row_logsumexp
+from .head.logits import ROW_MULTIPLE, check_finite, default_chunk_elements
 
 __all__ = ["TokenStats", "token_stats", "token_stats_with_ties"]
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+MAX_VOCAB = 1 << 24  # counts are float32 sums of +-1, exact below 2^24
 
 
 class TokenStats(NamedTuple):
@@ -137,19 +138,25 @@ def token_stats_with_ties(
     return TokenStats(rank.view(shape), logprob.view(shape)), tied.view(shape)
 
 
+@torch.no_grad()
 def _score_block(
     z: torch.Tensor, tgt: torch.Tensor, buf: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Rank, log-probability and tie count of targets ``tgt [R]`` under float32 ``z [R, V]``: the
-    numbers (and bits) :func:`errorentropy.head.full.score_logits` gives, counted in fewer passes.
+    numbers (and bits) :func:`errorentropy.head.full.score_logits` gives, in fewer passes over
+    ``z`` and without temporaries as large as it (``buf`` is scratch space shaped like ``z``).
 
-    ``sign(z - t)`` is exact: a float difference is 0 only between equal floats and keeps the
-    sign otherwise (an overflow to inf too). Its row sum is ``G - L`` (entries above and below the
-    target) and the sum of its absolute values ``G + L``; float32 sums of integers below 2^24 are
-    exact, whatever the order. ``buf`` is scratch space shaped like ``z``.
+    The log-sum-exp is :func:`errorentropy.head.logits.row_logsumexp`'s arithmetic, written into
+    ``buf``. The counts come from ``sign(z - t)``, which is exact: a float difference is 0 only
+    between equal floats and keeps the sign otherwise (an overflow to inf too). Its row sum is
+    ``G - L`` (entries above and below the target) and the sum of its absolute values ``G + L``;
+    float32 sums of integers below 2^24 are exact in any order.
     """
     t = z.gather(1, tgt[:, None])
-    lse = row_logsumexp(z)
+    top = z.amax(dim=-1)
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # as row_logsumexp
+    torch.sub(z, shift[:, None], out=buf)
+    lse = shift.double() + buf.exp_().sum(dim=-1).double().log()
     check_finite(lse, t)
     torch.sub(z, t, out=buf)
     balance = buf.sign_().sum(dim=-1)
@@ -178,7 +185,10 @@ class _Job:
             z = self.rows[self.start : self.stop]
         else:
             z = self.rows.index_select(0, self.picked.to(device))
-        return z.float(), self.targets.to(device)
+        z = z.float()
+        if z.stride(-1) != 1:  # vocabulary not contiguous: a block copy, summed as usual
+            z = z.contiguous()
+        return z, self.targets.to(device)
 
     def out(self, device: torch.device) -> slice | torch.Tensor:
         """Where the first ``n_rows`` results go in the flat output."""
@@ -195,6 +205,11 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> int:
         raise ValueError(
             f"logits must be [B, T, V] or [T, V] with V >= 1, got shape {tuple(logits.shape)}; "
             "reshape them (one row per sequence)"
+        )
+    if logits.shape[-1] >= MAX_VOCAB:
+        raise ValueError(
+            f"a vocabulary of {logits.shape[-1]} entries is beyond what ranks are counted for "
+            f"(< {MAX_VOCAB}); check that the last axis of the logits is the vocabulary"
         )
     if logits.dtype not in LOGIT_DTYPES:
         raise ValueError(
