@@ -49,7 +49,8 @@ def solve_ratio(entropy: float) -> float:
 
 
 def population(r: float, log_c: float, beta: float, max_rank: int = 100_000) -> dict[str, Any]:
-    """Population p_e, log Q_e and CE, EE, SA, Conf for ratio r (ranks truncated where p_e < 1e-300)."""
+    """Population p_e, log Q_e and CE, EE, SA, Conf for ratio r (ranks truncated where
+    p_e < 1e-300)."""
     e = np.arange(max_rank)
     log_p = np.log1p(-r) + e * np.log(r)
     keep = log_p > -690

@@ -1,4 +1,5 @@
-"""Document-level bootstrap: equals a naive resample, keeps the identity, covers at the nominal rate."""
+"""Document-level bootstrap: equals a naive resample, keeps the identity, covers at the nominal
+rate."""
 
 from __future__ import annotations
 
@@ -182,7 +183,8 @@ def test_paired_fit_interval_for_alpha_covers_the_true_exponent():
 
 def test_centred_intervals_cover_the_corpus_level_ee_where_percentile_intervals_fail():
     """Heavy-tailed ranks (3000 of them, ~2400 tokens): resampling loses rare ranks and shifts EE's
-    replicates down; the centred interval still covers E[plug-in EE at this size], the plain one does not."""
+    replicates down; the centred interval still covers E[plug-in EE at this size], the plain one
+    does not."""
     from errorentropy.bootstrap import centred_interval
 
     support = 3000

@@ -1,4 +1,5 @@
-"""Each figure function on plain data: labelled axes, a legend, and the plotted data equal to the input."""
+"""Each figure function on plain data: labelled axes, a legend, and the plotted data equal to the
+input."""
 
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("6 scoring", ("engine", "distributed", "results", "api")),
     ("7 sweeps", ("cells", "spec", "sweep")),
     ("8 fits", ("powerlaw", "bootstrap", "sweepfits", "fits", "tables")),
-    ("9 report", ("figures", "report")),
+    ("9a figures (plain numbers to matplotlib)", ("figures",)),
+    ("9b report", ("report",)),
     (
         "10 integrations: others' training and evaluation loops (histograms, sweep cells)",
         (

@@ -1,4 +1,5 @@
-"""The report: data collection, tables, summary, figures on disk, and the HTML page in headless Chromium."""
+"""The report: data collection, tables, summary, figures on disk, and the HTML page in headless
+Chromium."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +17,10 @@ import pytest
 
 from errorentropy import report
 from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
+from errorentropy.fits import read_fits
 from errorentropy.profile import PROFILE_TOP, RankProfile
 from errorentropy.results import summarize
+from errorentropy.sweepfits import ExtrapolationComparison
 from errorentropy.tables import TABLE1_QUANTITIES
 from errorentropy.tokens import TokenTable
 
@@ -67,7 +71,8 @@ def build_sweep(
     datasets: tuple[str, ...] = ("prose",),
     seed: int = 0,
 ) -> Path:
-    """A small fake sweep folder: 3 families (4, 3 and 1 models), several steps per model, profiles."""
+    """A small fake sweep folder: 3 families (4, 3 and 1 models), several steps per model,
+    profiles."""
     rng = np.random.default_rng(seed)
     for dataset in datasets:
         for family, models in FAMILIES.items():
@@ -178,7 +183,8 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
     sentences = report.summary_sentences(data)
     rows = {(r.group, r.quantity): r for r in data.fit_rows if r.dataset == "prose"}
     best = max(TABLE1_QUANTITIES, key=lambda q: rows[("All", q)].r2)
-    assert any(s.startswith(f"prose, All (8 models): {best} has the highest R²") for s in sentences)
+    headline = f"prose, All (8 models): {best} has the highest R²"
+    assert any(s.startswith(headline) for s in sentences)
     small, large = data.final["prose"][0], data.final["prose"][-1]
     share = 100 * small.summary["error_entropy"] / small.summary["cross_entropy"]
     assert any(
@@ -187,9 +193,13 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
     )
     assert large.key.model == "beta-200m"
     # Flip the data: the summary must follow it, never contradict it.
-    for r in data.fit_rows:
-        if r.group == "All":
-            r.r2 = 0.99 if r.quantity == "SA" else 0.1
+    data.fits = replace(
+        data.fits,
+        fits=tuple(
+            replace(r, r2=0.99 if r.quantity == "SA" else 0.1) if r.group == "All" else r
+            for r in data.fits.fits
+        ),
+    )
     flipped = report.summary_sentences(data)
     assert any(s.startswith("prose, All (8 models): SA has the highest R²") for s in flipped)
     assert "prose, All: a clean power law (R² ≥ 0.9) for SA; not for CE, EE, Conf." in flipped
@@ -197,46 +207,38 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
 
 def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
     data = report.collect(sweep, run_fit=False)
-    row = {
-        "dataset": "prose",
-        "group": "All",
-        "holdout": 2,
-        "ce_mean_abs_relative_error": 0.03,
-        "ee_mean_abs_relative_error": 0.01,
-        "difference_ci": [0.005, 0.04],
-    }
-    data.fits = {"extrapolation_ce_vs_ee": [row]}
+    row = ExtrapolationComparison("prose", "All", 2, 0.03, 0.01, 0.02, (0.005, 0.04), True, None)
+    data.fits = replace(data.fits, extrapolation_ce_vs_ee=(row,))
     (sentence,) = report._extrapolation_sentences(data)
     assert (
         "EE extrapolates better than CE (mean |relative error| EE 1.00% vs CE 3.00%" in sentence
         and "excludes 0" in sentence
     )
-    row.update(ee_mean_abs_relative_error=0.05, difference_ci=[-0.04, 0.01])
+    row = replace(row, ee_mean_abs_relative_error=0.05, difference_ci=(-0.04, 0.01))
+    data.fits = replace(data.fits, extrapolation_ce_vs_ee=(row,))
     (sentence,) = report._extrapolation_sentences(data)
     assert "EE extrapolates worse than CE" in sentence and "includes 0" in sentence
 
 
 def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
-    from errorentropy.fits import read_fits
     from synthetic_sweep import build_synthetic_sweep
 
     root = tmp_path / "synth"
     build_synthetic_sweep(root, n_docs=40)
     result = report.build_report(root, n_boot=40, seed=3)
     fits = read_fits(root)  # the report leaves fits.json behind, as `errorentropy fit` would
-    assert fits["settings"]["n_boot"] == 40
-    data = report.collect(root, run_fit=False)
-    data.fits = fits
-    data.fit_rows = report.rows_from_fits(fits)
+    assert fits.settings.n_boot == 40
+    data = report.collect(root, run_fit=False)  # reads that fits.json: it is current
+    assert data.fits == fits and data.fit_source.endswith("read from fits.json")
     t1, t2 = report.fit_tables(data)
-    ee_all = next(r for r in fits["fits"] if r["group"] == "All" and r["quantity"] == "EE")
+    ee_all = fits.fit("synth", "All", "EE")
     row = next(r for r in t1.rows if r[1] == "All")
-    lo, hi = ee_all["r2_ci"]
-    assert row[4] == f"{ee_all['r2']:.4f} [{lo:.4f}, {hi:.4f}]"
+    lo, hi = ee_all.r2_ci
+    assert row[4] == f"{ee_all.r2:.4f} [{lo:.4f}, {hi:.4f}]"
     comps = report.components_table(data)
-    cell = next(c for c in fits["cells"] if c["final"] and c["model"] == "A-0")
-    lo, hi = cell["components"]["CE"]["ci"]
-    assert f"{cell['components']['CE']['value']:.4f} [{lo:.4f}, {hi:.4f}]" in next(
+    cell = next(c for c in fits.cells if c.final and c.model == "A-0")
+    lo, hi = cell.components["CE"].ci
+    assert f"{cell.components['CE'].value:.4f} [{lo:.4f}, {hi:.4f}]" in next(
         r for r in comps.rows if r[2] == "A-0"
     )
     assert (
@@ -306,7 +308,9 @@ def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: P
     probe.write_text(
         page.read_text().replace(
             "</body>",
-            "<script>document.addEventListener('DOMContentLoaded',()=>{});window.onload=()=>{document.body.setAttribute('data-widths',[...document.images].map(i=>i.naturalWidth).join(','));}</script></body>",
+            "<script>document.addEventListener('DOMContentLoaded',()=>{});"
+            "window.onload=()=>{document.body.setAttribute('data-widths',"
+            "[...document.images].map(i=>i.naturalWidth).join(','));}</script></body>",
         )
     )
     dom = _chromium_run(
@@ -351,48 +355,97 @@ def test_summary_states_uncertainty_sign_changes_and_the_share_trend(tmp_path: P
     build_synthetic_sweep(root, n_docs=40, conf_law=sign_changing_conf, dynamics=False)
     report.build_report(root, n_boot=60, seed=1)
     data = report.collect(root, run_fit=False)
-    from errorentropy.fits import read_fits
-
-    data.fits = read_fits(root)
-    data.fit_rows = report.rows_from_fits(data.fits)
-    for r in data.fit_rows:  # make Conf's log|Conf| fit look clean: the sign change must still win
-        if r.quantity == "Conf":
-            r.r2 = 0.999
+    assert data.fits == read_fits(root)
+    # Make Conf's log|Conf| fit look clean: the sign change must still win.
+    data.fits = replace(
+        data.fits,
+        fits=tuple(replace(r, r2=0.999) if r.quantity == "Conf" else r for r in data.fits.fits),
+    )
     sentences = report.summary_sentences(data)
     clean = next(s for s in sentences if s.startswith("synth, All: a clean power law"))
     assert "Conf" not in clean.split(";")[0] and "Confidence changes sign" in clean
     paired = next(s for s in sentences if "paired bootstrap interval of R²(EE) − R²(CE)" in s)
-    comparisons = [r for r in data.fits["r2_ee_vs_ce"] if r["dataset"] == "synth"]
-    sure = sum(1 for r in comparisons if r["difference_ci"][0] > 0 or r["difference_ci"][1] < 0)
+    comparisons = [r for r in data.fits.r2_ee_vs_ce if r.dataset == "synth"]
+    sure = sum(1 for r in comparisons if r.difference_ci[0] > 0 or r.difference_ci[1] < 0)
     assert f"excludes 0 in {sure} of {len(comparisons)}" in paired
     cells = data.final["synth"]
     shares = np.array([c.summary["error_entropy"] / c.summary["cross_entropy"] for c in cells])
     slope = np.polyfit(np.log10([c.non_embedding_params for c in cells]), shares, 1)[0]
     share = next(s for s in sentences if "percentage points per tenfold" in s)
+    trend = "falls" if slope < 0 else "rises"
     assert (
-        f"over all {len(cells)} final models its share {'falls' if slope < 0 else 'rises'} by {100 * abs(slope):.2f}"
-        in share
+        f"over all {len(cells)} final models its share {trend} by {100 * abs(slope):.2f}" in share
     )
 
 
-def test_no_fit_report_notes_what_it_cannot_fit(sweep: Path) -> None:
-    """--no-fit: a zero value, a sign-changing Confidence and N <= 0 are notes, not crashes or silence."""
-    data = report.collect(sweep, run_fit=False)
-    cells = data.final["prose"]
-    cells[0].summary["self_alignment"] = 0.0
-    cells[1].summary["confidence"] = -abs(cells[1].summary["confidence"]) or -0.1
-    cells[2].summary["confidence"] = abs(cells[2].summary["confidence"]) or 0.1
-    notes: list[str] = []
-    rows = report.least_squares_fits({"prose": cells}, notes)
-    assert not [r for r in rows if r.quantity == "SA" and r.group == "All"]
-    assert any("prose/All/SA: fit skipped" in n and "zero" in n for n in notes)
+def _rewrite_cell(root: Path, cell, *, params: int | None = None, **summary) -> None:
+    """Seal a cell again with other summary values or parameter count (as a rescore would)."""
+    write_cell_record(
+        cell_path(root, cell.key),
+        cell.key,
+        family=cell.family,
+        non_embedding_params=cell.non_embedding_params if params is None else params,
+        total_params=cell.total_params,
+        summary={**cell.summary, **summary},
+    )
+
+
+def test_no_fit_report_notes_what_it_cannot_fit(tmp_path: Path) -> None:
+    """--no-fit: a zero value, a sign-changing Confidence and N <= 0 are notes, not crashes or
+    silence."""
+    root = build_sweep(tmp_path / "odd", steps=False, profile=False)
+    cells = report.final_revisions(load_cells(root))
+    _rewrite_cell(root, cells[0], self_alignment=0.0)
+    _rewrite_cell(root, cells[1], confidence=-abs(cells[1].summary["confidence"]) or -0.1)
+    _rewrite_cell(root, cells[2], confidence=abs(cells[2].summary["confidence"]) or 0.1)
+    _rewrite_cell(root, cells[3], params=0)
+    data = report.collect(root, run_fit=False)
+    assert data.fits.settings.n_boot == 0 and data.fit_source == "least squares (no intervals)"
+    assert not [r for r in data.fit_rows if r.quantity == "SA" and r.group == "All"]
+    notes = data.notes
+    assert any("prose/All: no power law fitted for SA" in n and "zero" in n for n in notes)
     assert any("prose/All: Confidence changes sign" in n for n in notes)
-    object.__setattr__(
-        cells[3], "non_embedding_params", 0
-    )  # a frozen record, as a broken config would leave it
-    notes = []
-    report.least_squares_fits({"prose": cells}, notes)
-    assert any("non-embedding parameter count is 0" in n for n in notes)
+    assert any(
+        f"{cells[3].key.model} on prose: non-embedding parameter count is 0" in n for n in notes
+    )
+
+
+def test_report_reads_a_current_fits_json_and_never_refits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report consumes the fits: with a fits.json current for the cells (and, unless
+    --no-fit, fitted with the asked settings) it fits nothing; otherwise it fits once."""
+    from errorentropy import powerlaw
+    from errorentropy.fits import is_current
+    from synthetic_sweep import build_synthetic_sweep
+
+    root = tmp_path / "synth"
+    build_synthetic_sweep(root, n_docs=20, doc_len=30, dynamics=False)
+    calls: list[int] = []
+    fit_power_law = powerlaw.fit_power_law
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return fit_power_law(*args, **kwargs)
+
+    monkeypatch.setattr(powerlaw, "fit_power_law", counting)
+    report.build_report(root, n_boot=20, seed=1)  # no fits.json yet: fitted once, and written
+    assert len(calls) > 0  # the counter sees the fit
+    written = (root / "fits.json").read_bytes()
+    for kwargs in ({"n_boot": 20, "seed": 1}, {"run_fit": False}):
+        calls.clear()
+        report.build_report(root, **kwargs)
+        assert calls == [], kwargs
+        assert (root / "fits.json").read_bytes() == written
+    report.build_report(root, n_boot=20, seed=2)  # other settings: fitted again
+    assert len(calls) > 0
+    cell = load_cells(root)[0]
+    assert is_current(read_fits(root), load_cells(root))
+    _rewrite_cell(root, cell, error_entropy=cell.summary["error_entropy"] + 1e-9)
+    assert not is_current(read_fits(root), load_cells(root))
+    calls.clear()
+    report.build_report(root, run_fit=False)  # a rescored cell: fitted again, without bootstrap
+    assert len(calls) > 0 and read_fits(root).settings.n_boot == 0
 
 
 def test_a_model_without_non_embedding_parameters_does_not_break_fig7(

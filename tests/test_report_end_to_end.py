@@ -1,4 +1,5 @@
-"""End to end with real scoring: tiny random models -> `errorentropy sweep` -> `errorentropy report`, no network."""
+"""End to end with real scoring: tiny random models -> `errorentropy sweep` ->
+`errorentropy report`, no network."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
             tiny_model("gpt2", len(tokenizer), seed=100 * step + i, **kw).save_pretrained(
                 folder / "checkpoints" / f"step{step}"
             )
-        spec += f'\n[[models]]\nid = "toy-{hidden}"\nfamily = "toy"\nrevisions = ["step0", "step10", "main"]\n'
+        spec += (
+            f'\n[[models]]\nid = "toy-{hidden}"\nfamily = "toy"\n'
+            'revisions = ["step0", "step10", "main"]\n'
+        )
     with open(tmp_path / "docs.jsonl", "w", encoding="utf-8") as handle:
         for text in texts[40:48]:
             handle.write(json.dumps({"text": text[:200]}) + "\n")

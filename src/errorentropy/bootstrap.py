@@ -21,7 +21,9 @@ import numpy as np
 from scipy import sparse
 from scipy.special import logsumexp
 
-COMPONENTS = ("CE", "EE", "SA", "Conf")  # column order of every components array here
+from .quantities import QUANTITIES
+
+COMPONENTS = tuple(q.key for q in QUANTITIES)  # column order of every components array here
 CHUNK_ELEMENTS = 4_000_000  # replicate chunk size bound: replicates x observed ranks
 
 
@@ -167,7 +169,8 @@ def centred_replicates(point: np.ndarray, replicates: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CellBootstrap:
-    """A cell's components (CE, EE, SA, Conf), their replicates and centred intervals (:func:`centred_interval`)."""
+    """A cell's components (CE, EE, SA, Conf), their replicates and centred intervals
+    (:func:`centred_interval`)."""
 
     point: np.ndarray  # (4,)
     replicates: np.ndarray  # (B, 4)
@@ -194,7 +197,8 @@ def bootstrap_cell(
     seed: int = 0,
     level: float = 0.95,
 ) -> CellBootstrap:
-    """Bootstrap one cell on its own documents (for a sweep, share weights with :func:`replicate_components`)."""
+    """Bootstrap one cell on its own documents (for a sweep, share weights with
+    :func:`replicate_components`)."""
     hists = document_histograms(doc, rank, logprob)
     weights = resample_weights(hists.n_documents, n_boot, np.random.default_rng(seed))
     point = replicate_components(hists, np.ones((1, hists.n_documents)))[0]

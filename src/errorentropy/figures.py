@@ -23,20 +23,17 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
+from .quantities import CE, COMPONENTS, CONF, EE, SA  # noqa: E402
+from .quantities import QUANTITIES as _QUANTITIES  # noqa: E402
 from .storage import atomic_write_bytes  # noqa: E402
 
-QUANTITIES: tuple[str, ...] = ("CE", "EE", "SA", "Conf")
-QUANTITY_NAMES: dict[str, str] = {
-    "CE": "Cross-entropy (CE)",
-    "EE": "Error-Entropy (EE)",
-    "SA": "Self-Alignment (SA)",
-    "Conf": "Confidence (Conf)",
-}
+QUANTITIES: tuple[str, ...] = tuple(q.key for q in _QUANTITIES)  # panel and legend order
+QUANTITY_NAMES: dict[str, str] = {q.key: q.label for q in _QUANTITIES}  # panel titles
 QUANTITY_COLOURS: dict[str, str] = {
-    "CE": "black",
-    "EE": "tab:blue",
-    "SA": "tab:orange",
-    "Conf": "tab:green",
+    CE.key: "black",
+    EE.key: "tab:blue",
+    SA.key: "tab:orange",
+    CONF.key: "tab:green",
 }
 _MARKERS = "osD^vP*Xph<>"
 RASTER_ABOVE = 2000  # scatters with more points than this are rasterised inside the SVG
@@ -44,7 +41,8 @@ RASTER_ABOVE = 2000  # scatters with more points than this are rasterised inside
 
 @dataclass(frozen=True)
 class StepSeries:
-    """One model's components over training: ``values[q][i]`` is quantity q (nats) at ``steps[i]``."""
+    """One model's components over training: ``values[q][i]`` is quantity q (nats) at
+    ``steps[i]``."""
 
     label: str
     steps: Sequence[int]
@@ -63,9 +61,11 @@ class RankCurve:
 
 @dataclass(frozen=True)
 class FamilyPoints:
-    """One family's models at their final revision: non-embedding parameters and per-quantity values.
+    """One family's models at their final revision: non-embedding parameters and per-quantity
+    values.
 
-    ``fits[q] = (alpha, c)`` is the power law ``log|M| = c + alpha log N`` to draw, when there is one.
+    ``fits[q] = (alpha, c)`` is the power law ``log|M| = c + alpha log N`` to draw, when there is
+    one.
     """
 
     family: str
@@ -75,7 +75,8 @@ class FamilyPoints:
 
 
 class _PlainLogFormatter(LogFormatterSciNotation):
-    """Log-axis labels as plain numbers (0.65, 1e+06 stays 1e+06) on the ticks matplotlib chooses to label."""
+    """Log-axis labels as plain numbers (0.65, 1e+06 stays 1e+06) on the ticks matplotlib
+    chooses to label."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         return f"{x:.3g}" if super().__call__(x, pos) else ""
@@ -91,7 +92,8 @@ def _grid(
 ) -> tuple[Figure, list[Axes]]:
     cols = max(1, min(max_cols, n_panels))
     rows = max(1, -(-n_panels // cols))
-    # A bare Figure, not pyplot's: nothing is registered globally, so nothing leaks in a long report.
+    # A bare Figure, not pyplot's: nothing is registered globally, so nothing leaks in a long
+    # report.
     fig = Figure(figsize=(panel[0] * cols, panel[1] * rows + 0.6))
     axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
@@ -141,7 +143,8 @@ def rank_distribution(
     panels: Mapping[str, Sequence[RankCurve]],
     title: str = "Fig. 4: RBE distribution p_e at several steps",
 ) -> Figure:
-    """Fig. 4: p_e against rank (log-log; the x axis is e + 1 so the top-1 rank e = 0 shows), one panel per model, one line per step."""
+    """Fig. 4: p_e against rank (log-log; the x axis is e + 1 so the top-1 rank e = 0 shows),
+    one panel per model, one line per step."""
     fig, axes = _grid(len(panels))
     for ax, (label, curves) in zip(axes, panels.items()):
         colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, max(1, len(curves))))
@@ -168,14 +171,16 @@ def rank_distribution(
 
 
 def sorted_probability_profile(
-    panels: Mapping[str, tuple[np.ndarray, Sequence[int]]],
+    panels: Mapping[str, tuple[np.ndarray, Sequence[int] | np.ndarray]],
     ranks: Sequence[int] = (0, 1, 2, 4, 8),
     title: str = "Fig. 5: mean sorted probabilities when the ground truth sits at rank r",
 ) -> Figure:
-    """Fig. 5: for tokens whose ground truth has rank r, the mean j-th largest probability against j.
+    """Fig. 5: for tokens whose ground truth has rank r, the mean j-th largest probability
+    against j.
 
-    ``panels[label] = (mean, counts)`` with ``mean`` of shape ``[R, K]`` (NaN rows for ranks never
-    seen) and ``counts[r]`` the tokens behind row r. A dotted marker shows where the ground truth sits.
+    ``panels[label] = (mean, counts)`` with ``mean`` of shape ``[R, K]`` (NaN rows for ranks
+    never seen) and ``counts[r]`` the tokens behind row r. A dotted marker shows where the ground
+    truth sits.
     """
     fig, axes = _grid(len(panels))
     for ax, (label, (mean, counts)) in zip(axes, panels.items()):
@@ -210,7 +215,8 @@ def p_against_q(
     panels: Mapping[str, Sequence[RankCurve]],
     title: str = "Fig. 6: p_e against q_e at several steps",
 ) -> Figure:
-    """Fig. 6: p_e against q_e (log-log) with the line p = q, one panel per model, one colour per step.
+    """Fig. 6: p_e against q_e (log-log) with the line p = q, one panel per model, one colour
+    per step.
 
     SA is KL(p || q), so the points close in on the diagonal as Self-Alignment falls.
     """
@@ -304,10 +310,11 @@ def scaling(
 def shares(
     families: Sequence[FamilyPoints], title: str = "Fig. 8: each component's share of cross-entropy"
 ) -> Figure:
-    """Fig. 8: EE/CE, SA/CE and Conf/CE against non-embedding parameters (x log), one series per family."""
+    """Fig. 8: EE/CE, SA/CE and Conf/CE against non-embedding parameters (x log), one series per
+    family."""
     fig, axes = _grid(3)
     colours = matplotlib.colormaps["tab10"](np.arange(len(families)) % 10)
-    for ax, q in zip(axes, ("EE", "SA", "Conf")):
+    for ax, q in zip(axes, [q.key for q in COMPONENTS]):
         for i, (colour, fam) in enumerate(zip(colours, families)):
             ce = np.asarray(fam.values.get("CE", []), dtype=np.float64)
             part = np.asarray(fam.values.get(q, []), dtype=np.float64)

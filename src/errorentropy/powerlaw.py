@@ -6,8 +6,7 @@ Pure numpy/scipy, no files. The paper's fit is ordinary least squares of ``log|M
 
 with R^2 = 1 - SS_res / SS_tot taken in that log-log space. Beside it, :func:`fit_saturating`
 fits ``M = a * N**(-alpha_s) + E`` (an irreducible floor E) on the linear scale.
-:func:`fit_sweep` (the sweep-level API) lives in :mod:`errorentropy.fitting_cli`; it is
-re-exported here.
+:func:`errorentropy.fits.fit_sweep` applies them to a sweep folder.
 """
 
 from __future__ import annotations
@@ -79,13 +78,15 @@ class SaturatingFit:
 
 
 class FitInputError(ValueError):
-    """The data cannot be fitted (too few points, zero or non-finite values); the message says why."""
+    """The data cannot be fitted (too few points, zero or non-finite values); the message says
+    why."""
 
 
 def check_log_inputs(
     n: np.ndarray, m: np.ndarray, min_points: int = MIN_MODELS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and return ``(log N, log|M|)``; raises :class:`FitInputError` with a clear reason."""
+    """Validate and return ``(log N, log|M|)``; raises :class:`FitInputError` with a clear
+    reason."""
     n = np.asarray(n, dtype=np.float64).ravel()
     m = np.asarray(m, dtype=np.float64).ravel()
     if n.shape != m.shape:
@@ -106,7 +107,8 @@ def check_log_inputs(
 
 
 def fit_lines(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares lines ``y = c + alpha x`` for each row of ``y`` (shape (..., k)), sharing ``x``.
+    """Least-squares lines ``y = c + alpha x`` for each row of ``y`` (shape (..., k)), sharing
+    ``x``.
 
     Returns ``(alpha, c, r2)`` with the leading shape of ``y``; rows holding NaN give NaN.
     Closed form in float64, vectorised so thousands of bootstrap refits cost one pass.
@@ -157,59 +159,105 @@ def fit_saturating(
     n = np.asarray(n, dtype=np.float64).ravel()
     m = np.asarray(m, dtype=np.float64).ravel()
     k = int(n.size)
-
-    def failed(reason: str) -> SaturatingFit:
-        return SaturatingFit(np.nan, np.nan, np.nan, np.nan, k, False, reason)
-
-    if k < min_points:
-        return failed(
-            f"only {k} model(s); the saturating fit has 3 parameters and needs at least {min_points}"
-        )
-    if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(m))):
-        return failed("parameter counts must be positive and values finite")
-    if np.unique(n).size < 3:
-        return failed("fewer than 3 distinct parameter counts")
+    why = _saturating_input_problem(n, m, min_points)
+    if why is not None:
+        return _failed_saturating(k, why)
     log_ref = float(np.mean(np.log(n)))
     z = np.log(n) - log_ref
     scale = float(np.max(np.abs(m))) or 1.0
     y = m / scale
     spread = float(y.max() - y.min())
     if spread == 0.0:
-        return failed("every value is the same: there is nothing to saturate")
+        return _failed_saturating(k, "every value is the same: there is nothing to saturate")
     falling = float(np.polyfit(z, y, 1)[0]) < 0
+    bounds = _saturating_bounds(y, spread, falling)
+    best, messages, cov_warning = _best_curve_fit(
+        z, y, _saturating_starts(z, y, spread, falling), bounds, maxfev
+    )
+    if best is None:
+        start = messages[0] if messages else "no usable start point"
+        return _failed_saturating(k, "curve_fit did not converge: " + start)
+    sse, (a_s, alpha, e_s) = best
+    why = _no_asymptote(alpha, e_s, bounds, spread, falling)
+    if why is not None:
+        return _failed_saturating(k, why)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - sse / ss_tot if ss_tot > 0 else np.nan
+    a = a_s * scale * float(np.exp(alpha * log_ref))  # a' (N/Nref)^-alpha = a N^-alpha
+    return SaturatingFit(
+        float(a), float(alpha), float(e_s * scale), float(r2), k, True, None, cov_warning
+    )
+
+
+Bounds = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def _failed_saturating(k: int, reason: str) -> SaturatingFit:
+    return SaturatingFit(np.nan, np.nan, np.nan, np.nan, k, False, reason)
+
+
+def _saturating_input_problem(n: np.ndarray, m: np.ndarray, min_points: int) -> str | None:
+    """Why the points cannot take a saturating fit, or None."""
+    if n.size < min_points:
+        return (
+            f"only {n.size} model(s); the saturating fit has 3 parameters "
+            f"and needs at least {min_points}"
+        )
+    if not (np.all(np.isfinite(n)) and np.all(n > 0) and np.all(np.isfinite(m))):
+        return "parameter counts must be positive and values finite"
+    if np.unique(n).size < 3:
+        return "fewer than 3 distinct parameter counts"
+    return None
+
+
+def _saturating_bounds(y: np.ndarray, spread: float, falling: bool) -> Bounds:
+    """Bounds of (a, alpha, E) on the scaled values: E a floor under falling values, a ceiling
+    over rising ones, at most ``SATURATING_E_SPREADS`` spreads away."""
     far = SATURATING_E_SPREADS * spread
     if falling:  # a > 0, E a floor under the values
-        lower, upper = (
-            (0.0, 0.0, float(y.min()) - far),
-            (np.inf, SATURATING_ALPHA_MAX, float(y.max())),
-        )
-    else:  # a < 0, E a ceiling over them
-        lower, upper = (
-            (-np.inf, 0.0, float(y.min())),
-            (0.0, SATURATING_ALPHA_MAX, float(y.max()) + far),
-        )
+        return (0.0, 0.0, float(y.min()) - far), (np.inf, SATURATING_ALPHA_MAX, float(y.max()))
+    # a < 0, E a ceiling over them
+    return (-np.inf, 0.0, float(y.min())), (0.0, SATURATING_ALPHA_MAX, float(y.max()) + far)
+
+
+def _saturating_starts(
+    z: np.ndarray, y: np.ndarray, spread: float, falling: bool
+) -> list[tuple[float, float, float]]:
+    """Start points (a, alpha, E): lines in log space for asymptotes a little, or well, beyond
+    the extreme value, and a plain guess."""
     sign = 1.0 if falling else -1.0
     starts = []
-    for gap in (0.5, 0.05, 2.0):  # asymptote a little, or well, beyond the extreme value
+    for gap in (0.5, 0.05, 2.0):
         e0 = float(y.min()) - gap * spread if falling else float(y.max()) + gap * spread
         d = sign * (y - e0)
         slope, intercept = np.polyfit(z, np.log(d), 1)
         starts.append((sign * float(np.exp(intercept)), float(-slope), e0))
     starts.append((sign * spread, 0.5, float(y.min()) if falling else float(y.max())))
+    return starts
+
+
+def _best_curve_fit(
+    z: np.ndarray,
+    y: np.ndarray,
+    starts: list[tuple[float, float, float]],
+    bounds: Bounds,
+    maxfev: int,
+) -> tuple[tuple[float, np.ndarray] | None, list[str], str | None]:
+    """The best ``(sse, params)`` over the start points (None if none converged), the
+    optimiser's error messages, and the covariance warning of the best fit."""
+    lower, upper = bounds
     lo, hi = np.array(lower), np.array(upper)
     width = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
     best: tuple[float, np.ndarray] | None = None
     messages: list[str] = []
     cov_warning: str | None = None
     for p0 in starts:
-        p0 = np.clip(
-            np.array(p0), lo + 1e-6 * width, hi - 1e-6 * width
-        )  # strictly inside the bounds
+        inside = np.clip(np.array(p0), lo + 1e-6 * width, hi - 1e-6 * width)  # strictly inside
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", OptimizeWarning)
             try:
                 params, _ = curve_fit(
-                    _saturating_model, z, y, p0=p0, bounds=(lower, upper), maxfev=maxfev
+                    _saturating_model, z, y, p0=inside, bounds=(lower, upper), maxfev=maxfev
                 )
             except (RuntimeError, ValueError, FloatingPointError) as exc:
                 messages.append(str(exc).splitlines()[0])
@@ -220,31 +268,29 @@ def fit_saturating(
         with np.errstate(over="ignore", invalid="ignore"):
             resid = y - _saturating_model(z, *params)
         sse = float(resid @ resid)
-        if not np.isfinite(sse):
-            continue
-        if best is None or sse < best[0]:
+        if np.isfinite(sse) and (best is None or sse < best[0]):
             best = (sse, params)
             cov_warning = "; ".join(str(w.message).splitlines()[0] for w in caught) or None
-    if best is None:
-        return failed(
-            "curve_fit did not converge: " + (messages[0] if messages else "no usable start point")
-        )
-    sse, (a_s, alpha, e_s) = best
-    far_bound = lower[2] if falling else upper[2]
+    return best, messages, cov_warning
+
+
+def _no_asymptote(
+    alpha: float, e_s: float, bounds: Bounds, spread: float, falling: bool
+) -> str | None:
+    """Why the best fit identifies no asymptote or no power law, or None when it does."""
+    far_bound = bounds[0][2] if falling else bounds[1][2]
     if alpha < 1e-3 or abs(e_s - far_bound) < 1e-3 * spread:
-        return failed(
-            f"no asymptote identified: the values do not bend towards a {'floor' if falling else 'ceiling'} within {SATURATING_E_SPREADS:g} times their spread (alpha {alpha:.3g}); read the pure power law"
+        return (
+            "no asymptote identified: the values do not bend towards a "
+            f"{'floor' if falling else 'ceiling'} within {SATURATING_E_SPREADS:g} times their "
+            f"spread (alpha {alpha:.3g}); read the pure power law"
         )
     if alpha > SATURATING_ALPHA_MAX * (1 - 1e-6):
-        return failed(
-            f"no power law identified: the best fit is a step (alpha at its bound {SATURATING_ALPHA_MAX:g})"
+        return (
+            "no power law identified: the best fit is a step "
+            f"(alpha at its bound {SATURATING_ALPHA_MAX:g})"
         )
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - sse / ss_tot if ss_tot > 0 else np.nan
-    a = a_s * scale * float(np.exp(alpha * log_ref))  # a' (N/Nref)^-alpha = a N^-alpha
-    return SaturatingFit(
-        float(a), float(alpha), float(e_s * scale), float(r2), k, True, None, cov_warning
-    )
+    return None
 
 
 @dataclass(frozen=True)
@@ -304,7 +350,8 @@ def extrapolate(
 
 
 def default_holdout(n_models: int, min_points: int = MIN_MODELS) -> int:
-    """Models to hold out when none is asked for: about a third, at least 1, leaving ``min_points``."""
+    """Models to hold out when none is asked for: about a third, at least 1, leaving
+    ``min_points``."""
     return max(1, min(n_models // 3, n_models - min_points))
 
 

@@ -1,4 +1,6 @@
-"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from fits.json.
+"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from the fits.
+
+Every function takes a :class:`~errorentropy.sweepfits.SweepFits` (the content of fits.json).
 
 Rows are (dataset, group) with group a model family or "All"; Table 1's columns are CE, EE, SA
 and Conf, Table 2's are alpha_CE then EE, SA and Conf. Each cell shows the estimate with its
@@ -14,119 +16,111 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .quantities import CE, COMPONENTS, CONF, QUANTITIES
 from .storage import atomic_write_text
+from .sweepfits import FitRow, Interval, SweepFits
 
-TABLE1_QUANTITIES = ("CE", "EE", "SA", "Conf")
-TABLE2_QUANTITIES = ("EE", "SA", "Conf")
+TABLE1_QUANTITIES = tuple(q.key for q in QUANTITIES)  # CE, EE, SA, Conf
+TABLE2_QUANTITIES = tuple(q.key for q in COMPONENTS)  # EE, SA, Conf
 MISSING = "n/a"
 
-
-def _rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, dict[str, Any]]]]:
-    """(dataset, group, {quantity: fit row}) in the order of fits.json (families, then All)."""
-    grouped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    for row in result["fits"]:
-        grouped.setdefault((row["dataset"], row["group"]), {})[row["quantity"]] = row
-    return [(d, g, rows) for (d, g), rows in grouped.items()]
+Rows = dict[str, FitRow]  # quantity key -> fit row of one (dataset, group)
 
 
-def _fmt(value: float | None, ci: list[float] | None, digits: int = 4) -> str:
+def _fmt(value: float | None, ci: Interval | None, digits: int = 4) -> str:
     if value is None:
         return MISSING
     text = f"{value:.{digits}f}"
     return f"{text} [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else text
 
 
-def _n_models(rows: dict[str, dict[str, Any]]) -> int:
-    return max((r["n_models"] for r in rows.values()), default=0)
+def _n_models(rows: Rows) -> int:
+    return max((r.n_models for r in rows.values()), default=0)
 
 
-def _sign_flag(rows: dict[str, dict[str, Any]]) -> bool:
-    return bool(rows.get("Conf", {}).get("conf_sign_change"))
+def _sign_flag(rows: Rows) -> bool:
+    conf = rows.get(CONF.key)
+    return conf is not None and conf.conf_sign_change
 
 
-def table1_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
+def _bounds(prefix: str, value: float | None, ci: Interval | None) -> dict[str, Any]:
+    """``{prefix: value, prefix_lo: lo, prefix_hi: hi}``, None where undefined."""
+    return {
+        prefix: value,
+        f"{prefix}_lo": ci[0] if ci else None,
+        f"{prefix}_hi": ci[1] if ci else None,
+    }
+
+
+def table1_cells(result: SweepFits) -> list[dict[str, Any]]:
     """Table 1 as records: dataset, group, n_models, then per quantity r2 with its interval."""
     out = []
-    for dataset, group, rows in _rows(result):
+    for dataset, group, rows in result.groups():
         record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows)}
         for q in TABLE1_QUANTITIES:
-            row = rows.get(q, {})
-            ci = row.get("r2_ci")
-            record.update(
-                {
-                    f"{q}_r2": row.get("r2"),
-                    f"{q}_r2_lo": ci[0] if ci else None,
-                    f"{q}_r2_hi": ci[1] if ci else None,
-                }
-            )
+            row = rows.get(q)
+            value, ci = (row.r2, row.r2_ci) if row else (None, None)
+            record.update(_bounds(f"{q}_r2", value, ci))
         record["conf_sign_change"] = _sign_flag(rows)
         out.append(record)
     return out
 
 
-def table2_cells(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Table 2 as records: dataset, group, n_models, alpha_CE, then per quantity |alpha_M - alpha_CE| with its interval."""
+def table2_cells(result: SweepFits) -> list[dict[str, Any]]:
+    """Table 2 as records: dataset, group, n_models, alpha_CE, then per quantity
+    |alpha_M - alpha_CE| with its interval."""
     out = []
-    for dataset, group, rows in _rows(result):
-        ce = rows.get("CE", {})
-        ci = ce.get("alpha_ci")
-        record: dict[str, Any] = {
-            "dataset": dataset,
-            "group": group,
-            "n_models": _n_models(rows),
-            "alpha_CE": ce.get("alpha"),
-            "alpha_CE_lo": ci[0] if ci else None,
-            "alpha_CE_hi": ci[1] if ci else None,
-        }
+    for dataset, group, rows in result.groups():
+        ce = rows.get(CE.key)
+        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows)}
+        alpha, ci = (ce.alpha, ce.alpha_ci) if ce else (None, None)
+        record.update(_bounds("alpha_CE", alpha, ci))
         for q in TABLE2_QUANTITIES:
-            row = rows.get(q, {})
-            ci = row.get("delta_alpha_ci")
-            record.update(
-                {
-                    f"{q}_delta_alpha": row.get("delta_alpha_vs_ce"),
-                    f"{q}_delta_alpha_lo": ci[0] if ci else None,
-                    f"{q}_delta_alpha_hi": ci[1] if ci else None,
-                }
-            )
+            row = rows.get(q)
+            value, ci = (row.delta_alpha_vs_ce, row.delta_alpha_ci) if row else (None, None)
+            record.update(_bounds(f"{q}_delta_alpha", value, ci))
         record["conf_sign_change"] = _sign_flag(rows)
         out.append(record)
     return out
 
 
 def _table(
-    result: dict[str, Any],
+    result: SweepFits,
     columns: tuple[str, ...],
-    value: Callable[[dict[str, dict[str, Any]], str], str],
+    value: Callable[[Rows, str], str],
 ) -> list[list[str]]:
     body = []
-    for dataset, group, rows in _rows(result):
+    for dataset, group, rows in result.groups():
         cells = [value(rows, col) for col in columns]
-        if _sign_flag(rows) and "Conf" in columns:
-            i = columns.index("Conf")
+        if _sign_flag(rows) and CONF.key in columns:
+            i = columns.index(CONF.key)
             cells[i] += " †"
         body.append([dataset, group, str(_n_models(rows))] + cells)
     return body
 
 
-def _t1_value(rows: dict[str, dict[str, Any]], q: str) -> str:
-    row = rows.get(q, {})
-    return _fmt(row.get("r2"), row.get("r2_ci"))
+def _t1_value(rows: Rows, q: str) -> str:
+    row = rows.get(q)
+    return _fmt(row.r2, row.r2_ci) if row else MISSING
 
 
-def _t2_value(rows: dict[str, dict[str, Any]], q: str) -> str:
+def _t2_value(rows: Rows, q: str) -> str:
     if q == "alpha_CE":
-        row = rows.get("CE", {})
-        return _fmt(row.get("alpha"), row.get("alpha_ci"))
-    row = rows.get(q, {})
-    return _fmt(row.get("delta_alpha_vs_ce"), row.get("delta_alpha_ci"))
+        row = rows.get(CE.key)
+        return _fmt(row.alpha, row.alpha_ci) if row else MISSING
+    row = rows.get(q)
+    return _fmt(row.delta_alpha_vs_ce, row.delta_alpha_ci) if row else MISSING
 
 
-T1_HEAD = ("Dataset", "Group", "n", "CE", "EE", "SA", "Conf")
-T2_HEAD = ("Dataset", "Group", "n", "alpha_CE", "EE", "SA", "Conf")
+T1_HEAD = ("Dataset", "Group", "n", *TABLE1_QUANTITIES)
+T2_HEAD = ("Dataset", "Group", "n", "alpha_CE", *TABLE2_QUANTITIES)
 T1_CAPTION = (
     "Table 1: R^2 of the fit log|M| = c + alpha log N (bootstrap 95% intervals in brackets)."
 )
-T2_CAPTION = "Table 2: |alpha_M - alpha_CE| (alpha_CE itself in its own column; bootstrap 95% intervals in brackets)."
+T2_CAPTION = (
+    "Table 2: |alpha_M - alpha_CE| (alpha_CE itself in its own column; "
+    "bootstrap 95% intervals in brackets)."
+)
 DAGGER_NOTE = "† Confidence changes sign across these models; the log|Conf| fit hides the sign."
 
 
@@ -196,7 +190,8 @@ def _latex(head: tuple[str, ...], body: list[list[str]], caption: str, label: st
     lines += [r"\bottomrule", r"\end{tabular}"]
     if any("†" in cell for row in body for cell in row):
         lines.append(
-            r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; the $\log|\mathrm{Conf}|$ fit hides the sign."
+            r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; "
+            r"the $\log|\mathrm{Conf}|$ fit hides the sign."
         )
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
@@ -218,24 +213,24 @@ def _csv(records: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def table1_markdown(result: dict[str, Any]) -> str:
+def table1_markdown(result: SweepFits) -> str:
     """Table 1 (R^2 per dataset and group) as a Markdown table."""
     return _markdown(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION)
 
 
-def table2_markdown(result: dict[str, Any]) -> str:
+def table2_markdown(result: SweepFits) -> str:
     """Table 2 (|alpha_M - alpha_CE| per dataset and group) as a Markdown table."""
     return _markdown(
         T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION
     )
 
 
-def table1_latex(result: dict[str, Any]) -> str:
+def table1_latex(result: SweepFits) -> str:
     """Table 1 as a booktabs LaTeX table."""
     return _latex(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION, "tab:r2")
 
 
-def table2_latex(result: dict[str, Any]) -> str:
+def table2_latex(result: SweepFits) -> str:
     """Table 2 as a booktabs LaTeX table."""
     return _latex(
         T2_HEAD,
@@ -245,7 +240,7 @@ def table2_latex(result: dict[str, Any]) -> str:
     )
 
 
-def write_tables(result: dict[str, Any], directory: Path | str) -> dict[str, Path]:
+def write_tables(result: SweepFits, directory: Path | str) -> dict[str, Path]:
     """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``."""
     directory = Path(directory)
     texts = {

@@ -7,11 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.optimize import brentq
 
+from .cells import CellKey, cell_path, write_cell_record
 from .demo.tokenizer import train_bpe_tokenizer
+from .results import summarize
+from .tokens import TokenTable
 
-__all__ = ["ARCHITECTURES", "save_model", "tiny_config", "tiny_model", "train_bpe_tokenizer"]
+__all__ = [
+    "ARCHITECTURES",
+    "save_model",
+    "synthetic_sweep",
+    "tiny_config",
+    "tiny_model",
+    "train_bpe_tokenizer",
+]
 
 ARCHITECTURES = ("gpt2", "gpt_neox", "llama", "qwen2", "opt", "mistral")
 
@@ -116,12 +128,6 @@ def synthetic_sweep(
     """A sweep folder from synthetic per-token data, no model: one family whose population
     Error-Entropy is ``12 N^-0.09`` (geometric ranks), for docstring examples of the fits and
     the report. Reproducible by ``seed``; returns ``directory``."""
-    import numpy as np
-    from scipy.optimize import brentq
-
-    from .cells import CellKey, cell_path, write_cell_record
-    from .results import summarize
-    from .tokens import TokenTable
 
     def entropy(r: float) -> float:  # of p_e = (1 - r) r^e, e = 0, 1, ...
         return float((-(1 - r) * np.log1p(-r) - r * np.log(r)) / (1 - r))

@@ -8,24 +8,26 @@ from typing import Any
 
 from ..errors import UserError
 from ..fits import TABLES_DIR, fit_sweep, write_fits
+from ..tables import table1_markdown
 from .args import non_negative_int, positive_int
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    """errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters, per family and over all models, with bootstrap intervals, an extrapolation test and a saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
-    from ..tables import table1_markdown
-
+    """errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters,
+    per family and over all models, with bootstrap intervals, an extrapolation test and a
+    saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
         raise UserError(
-            f"{sweep_dir} is not a folder; pass the sweep folder given to `errorentropy sweep --out`"
+            f"{sweep_dir} is not a folder; "
+            "pass the sweep folder given to `errorentropy sweep --out`"
         )
     result = fit_sweep(sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout)
     written = write_fits(sweep_dir, result)
     print(table1_markdown(result))
-    for note in result["notes"]:
-        if note["kind"] != "biased-bootstrap":
-            print(f"note: {note['message']}")
+    for note in result.notes:
+        if note.kind != "biased-bootstrap":
+            print(f"note: {note.message}")
     if not args.quiet:
         print(f"wrote {written['fits']} and tables in {sweep_dir / TABLES_DIR}")
     return 0
@@ -33,7 +35,6 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Register ``errorentropy fit``."""
-
     parser = subparsers.add_parser(
         "fit",
         parents=[common],
@@ -56,6 +57,7 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--holdout",
         type=positive_int,
         default=None,
-        help="largest models held out in the extrapolation test (default: about a third of each group, leaving 3 to fit)",
+        help="largest models held out in the extrapolation test "
+        "(default: about a third of each group, leaving 3 to fit)",
     )
     parser.set_defaults(func=run_fit)

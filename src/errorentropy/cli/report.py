@@ -13,7 +13,8 @@ from .args import non_negative_int
 
 
 def run_report(args: argparse.Namespace) -> int:
-    """errorentropy report: the paper's figures and tables from a sweep folder, as report.md and a self-contained report.html."""
+    """errorentropy report: the paper's figures and tables from a sweep folder, as report.md and
+    a self-contained report.html."""
     sweep_dir = Path(args.sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(
@@ -31,7 +32,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     """Add ``errorentropy report DIR [--no-fit]``."""
-
     parser = subparsers.add_parser(
         "report",
         parents=[common],
@@ -42,7 +42,8 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-fit",
         action="store_true",
-        help="skip the bootstrap fits: plain least-squares lines, no intervals or extrapolation",
+        help="skip the bootstrap: plain least-squares fits without intervals "
+        "(a fits.json current for the cells is read instead, whatever its settings)",
     )
     parser.add_argument(
         "--n-boot",
