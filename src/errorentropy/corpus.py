@@ -218,6 +218,23 @@ def load_preset(
     samples = PRESET_SAMPLES if samples is None else samples
     seed = PRESET_SEED if seed is None else seed
     check_seed(seed)
+    ds = _checked_rows(_load_hub_dataset(name, preset), name, preset, samples)
+    available = len(ds)
+    ds = ds.shuffle(seed=seed).select(range(samples))
+    # A missing text is an empty document (skipped), as in parquet files.
+    documents = ["" if t is None else t for t in ds[preset.text_field]]
+    extra = {
+        "preset_source": preset.path,
+        "preset_config": preset.name,
+        "preset_split": preset.split,
+    }
+    return Corpus(
+        name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra
+    )
+
+
+def _load_hub_dataset(name: str, preset: Preset) -> Any:
+    """The preset's split as a ``datasets.Dataset``; any failure is one :class:`UserError`."""
     try:
         import datasets
     except ImportError:  # pragma: no cover - a dependency
@@ -232,10 +249,14 @@ def load_preset(
             f"cannot load {_what(name)} ({preset.path}): {first}; check the network or "
             "the datasets cache (HF_DATASETS_OFFLINE=1 uses the cache)"
         ) from None
-    if isinstance(
-        ds, datasets.DatasetDict
-    ):  # pragma: no cover - load_dataset with a split returns a Dataset
+    # load_dataset with a split returns a Dataset, never a DatasetDict.
+    if isinstance(ds, datasets.DatasetDict):  # pragma: no cover
         raise UserError(f"{_what(name)} gave several splits; name one: hf:PATH:CONFIG:SPLIT")
+    return ds
+
+
+def _checked_rows(ds: Any, name: str, preset: Preset, samples: int) -> Any:
+    """The dataset's rows of the preset's subset, checked: a text field, enough documents."""
     if preset.text_field not in ds.column_names:
         fix = "; pass --text-field NAME" if name.startswith(HUB_PREFIX) else ""
         raise UserError(
@@ -264,19 +285,7 @@ def load_preset(
             f"{_what(name)}: field {preset.text_field!r} holds {feature}, not text"
             + ("; pass --text-field NAME of a text column" if name.startswith(HUB_PREFIX) else "")
         )
-    available = len(ds)
-    ds = ds.shuffle(seed=seed).select(range(samples))
-    documents = [
-        "" if t is None else t for t in ds[preset.text_field]
-    ]  # a missing text is an empty document (skipped), as in parquet files
-    extra = {
-        "preset_source": preset.path,
-        "preset_config": preset.name,
-        "preset_split": preset.split,
-    }
-    return Corpus(
-        name, documents, fingerprint(documents), samples, seed, available, preset.text_field, extra
-    )
+    return ds
 
 
 def _what(name: str) -> str:

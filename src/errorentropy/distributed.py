@@ -24,7 +24,7 @@ import torch
 from .engine import ScoreResult, score_documents
 from .errors import UserError
 from .histogram import RankHistogram
-from .options import ScoreOptions
+from .options import DEFAULT_OPTIONS, ScoreOptions
 from .profile import RankProfile
 from .tokens import TokenTable
 
@@ -117,9 +117,8 @@ def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     )
     paths = sorted({p.head_path for p in parts if p.head_path != "none"}) or ["none"]
     profiles = [p.profile for p in parts if p.profile is not None]
-    notes = list(
-        dict.fromkeys(note for p in parts for note in p.notes)
-    )  # every process notes the same head
+    # Every process notes the same head: each note once.
+    notes = list(dict.fromkeys(note for p in parts for note in p.notes))
     if len(paths) > 1:
         notes.append(f"processes used different head paths: {', '.join(paths)}")
     return ScoreResult(
@@ -160,7 +159,7 @@ def shard_and_score(
     model: torch.nn.Module,
     tokenizer: Any,
     documents: Sequence[str],
-    options: ScoreOptions = ScoreOptions(),
+    options: ScoreOptions = DEFAULT_OPTIONS,
     *,
     progress: bool = False,
 ) -> ScoreResult:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import UserError
 from .head.full import score_logits
@@ -16,10 +17,12 @@ from .head.logits import TokenScores
 from .head.select import OutputHead, choose_head
 from .histogram import RankHistogram
 from .models import context_length, input_device
-from .options import ScoreOptions
+from .options import DEFAULT_OPTIONS, ScoreOptions
 from .profile import PROFILE_TOP, RankProfile
 from .tokens import TokenTable
-from .windows import batches, check_window_options, make_windows, tokenize
+from .windows import Window, batches, check_window_options, make_windows, tokenize
+
+BatchScores = tuple[TokenScores, np.ndarray, np.ndarray]  # scores, documents, positions
 
 
 @dataclass
@@ -52,10 +55,11 @@ def score_batch(
     mask: torch.Tensor,
     windows: Sequence[Any],
     options: ScoreOptions,
-) -> tuple[TokenScores, np.ndarray, np.ndarray]:
+) -> BatchScores:
     """Score one batch; returns the scores and each scored token's document and position."""
     device = input_device(model)
-    rows, cols = [], []
+    rows: list[int] = []
+    cols: list[int] = []
     for row, w in enumerate(windows):
         span = range(w.score_from, len(w.input_ids))
         rows.extend([row] * len(span))
@@ -90,7 +94,7 @@ def score_documents(
     model: torch.nn.Module,
     tokenizer: Any,
     documents: Sequence[str],
-    options: ScoreOptions = ScoreOptions(),
+    options: ScoreOptions = DEFAULT_OPTIONS,
     *,
     progress: bool = False,
     doc_ids: Sequence[int] | None = None,
@@ -112,13 +116,27 @@ def score_documents(
         hist = RankHistogram(n_skipped=n_skipped)
         return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
     head = choose_head(model, options.head, windows[0].input_ids, profile=options.profile)
+    parts, profile = _score_windows(model, head, windows, options, progress)
+    tokens, n_tied = _sorted_tokens(parts)
+    n_docs = int(np.unique(tokens.doc).size)
+    hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=n_tied)
+    path = "full" if head is None else "fused" if head.fused else "chunked"
+    return ScoreResult(hist, tokens, path, len(windows), profile, _notes(model, head, hist))
+
+
+def _score_windows(
+    model: torch.nn.Module,
+    head: OutputHead | None,
+    windows: list[Window],
+    options: ScoreOptions,
+    progress: bool,
+) -> tuple[list[BatchScores], RankProfile | None]:
+    """Every batch's scores, documents and positions, and the profile when one is asked for."""
     # Padded positions are masked and never scored; the tokenizer's pad id may lie outside the
     # model's vocabulary.
     pad = 0
-    parts: list[tuple[TokenScores, np.ndarray, np.ndarray]] = []
+    parts: list[BatchScores] = []
     profile = RankProfile() if options.profile else None
-    from tqdm.auto import tqdm
-
     bar = tqdm(
         total=sum(w.n_scored for w in windows),
         unit="tok",
@@ -137,6 +155,11 @@ def score_documents(
         parts.append((scores, docs, positions))
         bar.update(len(docs))
     bar.close()
+    return parts, profile
+
+
+def _sorted_tokens(parts: list[BatchScores]) -> tuple[TokenTable, int]:
+    """The scored tokens sorted by (document, position), and how many tied their ground truth."""
     doc = np.concatenate([p[1] for p in parts])
     pos = np.concatenate([p[2] for p in parts])
     rank = np.concatenate([p[0].rank.cpu().numpy() for p in parts]).astype(np.int32)
@@ -144,9 +167,11 @@ def score_documents(
     tied = np.concatenate([p[0].tied.cpu().numpy() for p in parts])
     order = np.lexsort((pos, doc))
     tokens = TokenTable(doc[order], pos[order], rank[order], logprob[order])
-    n_docs = int(np.unique(doc).size)
-    hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=int((tied > 0).sum()))
-    path = "full" if head is None else "fused" if head.fused else "chunked"
+    return tokens, int((tied > 0).sum())
+
+
+def _notes(model: torch.nn.Module, head: OutputHead | None, hist: RankHistogram) -> list[str]:
+    """What a reader of the summary should know about how the ranks were computed."""
     notes = [head.note] if head is not None and head.note else []
     dtype = next(model.parameters()).dtype
     if head is None and dtype in (torch.bfloat16, torch.float16):
@@ -157,4 +182,4 @@ def score_documents(
             "float32 logits of the chunked head: "
             "compare EE only between cells with the same head_path"
         )
-    return ScoreResult(hist, tokens, path, len(windows), profile, notes)
+    return notes

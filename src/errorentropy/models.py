@@ -135,7 +135,8 @@ def load_model(
     except Exception as exc:
         raise UserError(_load_message(name, revision, exc)) from None
     if not device_map:
-        model.to(dev)
+        # transformers types the wrapped .to() as taking the model, not a device.
+        model.to(dev)  # type: ignore[arg-type]
     model.eval()
     return model, tokenizer
 
@@ -203,6 +204,7 @@ class ParameterCounts:
     non_embedding: int
 
     def as_dict(self) -> dict[str, int]:
+        """The three counts by name (as ``errorentropy params`` prints them)."""
         return {
             "total": self.total,
             "embedding": self.embedding,
@@ -218,7 +220,8 @@ def count_parameters(model: torch.nn.Module) -> ParameterCounts:
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding):
             embedding_ids.update(id(p) for p in module.parameters(recurse=False))
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if get_head is not None else None
     if head is not None and getattr(head, "weight", None) is not None:
         embedding_ids.add(id(head.weight))
     total = sum(p.numel() for p in unique.values())
@@ -253,7 +256,8 @@ def family_of(model_or_config: Any) -> str:
 
 def input_device(model: torch.nn.Module) -> torch.device:
     """Where inputs go: the device of the input embedding (the first shard under device_map)."""
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    get_embedding = getattr(model, "get_input_embeddings", None)
+    embedding = get_embedding() if get_embedding is not None else None
     if embedding is not None and getattr(embedding, "weight", None) is not None:
         return embedding.weight.device
     return next(model.parameters()).device

@@ -167,3 +167,6 @@ OPTIONS: tuple[Option, ...] = tuple(
     for f in fields(ScoreOptions)
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+# Every option at its default (a frozen value, safe to share as a default argument).
+DEFAULT_OPTIONS = ScoreOptions()

@@ -52,6 +52,7 @@ class RankProfile:
             return self.sums / self.counts[:, None]
 
     def save(self, path: Path | str) -> None:
+        """Write the profile as checksummed JSON."""
         write_checked_json(
             path,
             {
@@ -64,6 +65,7 @@ class RankProfile:
 
     @classmethod
     def load(cls, path: Path | str) -> RankProfile:
+        """Read a profile :meth:`save` wrote; a damaged or foreign file is a :class:`UserError`."""
         body: dict[str, Any] = read_checked_json(path, "profile")
         if body.get("format") != FORMAT_NAME or body.get("version") != FORMAT_VERSION:
             raise UserError(

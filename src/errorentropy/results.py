@@ -13,18 +13,37 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from . import __version__
 from .errors import UserError
 from .histogram import RankHistogram
+from .profile import RankProfile
 from .storage import atomic_write_text
+from .tokens import TokenTable
+from .version import __version__
 
 HISTOGRAM_FILE = "histogram.json"
 TOKENS_FILE = "tokens.npz"
 PROFILE_FILE = "profile.json"
 SUMMARY_FILE = "summary.json"
 RESULT_FILES = (HISTOGRAM_FILE, TOKENS_FILE, PROFILE_FILE, SUMMARY_FILE)
+
+
+class Scored(Protocol):
+    """What a result folder holds (:class:`~errorentropy.engine.ScoreResult` is one): the
+    histogram, every token behind it, and the profile if one was asked for."""
+
+    @property
+    def histogram(self) -> RankHistogram:
+        """The rank histogram of every scored token."""
+
+    @property
+    def tokens(self) -> TokenTable:
+        """Every scored token, sorted by (document, position)."""
+
+    @property
+    def profile(self) -> RankProfile | None:
+        """The sorted-probability profile, or None when none was asked for."""
 
 
 def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -61,12 +80,13 @@ def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) 
 
 
 def write_summary(directory: Path, summary: dict[str, Any]) -> None:
+    """Write ``summary`` as the folder's summary.json."""
     atomic_write_text(
         directory / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n"
     )
 
 
-def write_result(directory: Path, result: Any, summary: dict[str, Any]) -> None:
+def write_result(directory: Path, result: Scored, summary: dict[str, Any]) -> None:
     """Write a :class:`~errorentropy.engine.ScoreResult` and its summary as a result folder's
     files."""
     result.histogram.save(directory / HISTOGRAM_FILE)
@@ -127,14 +147,14 @@ def merge_saved(
     fingerprints: dict[tuple[Any, ...], str] = {}
     for src, summary in known:
         fp = summary.get("data_fingerprint")
-        key = (summary.get("model"), summary.get("revision"), fp)
-        if fp and key in fingerprints:
+        scored = (summary.get("model"), summary.get("revision"), fp)
+        if fp and scored in fingerprints:
             raise UserError(
-                f"{fingerprints[key]} and {src} scored the same documents with the same "
+                f"{fingerprints[scored]} and {src} scored the same documents with the same "
                 f"model (data fingerprint {fp[:12]}); merging would count them twice"
             )
         if fp:
-            fingerprints[key] = src
+            fingerprints[scored] = src
     settings: dict[str, Any] = {}
     for key in MERGE_KEYS:
         values = {json.dumps(s.get(key)) for _, s in known}

@@ -108,11 +108,8 @@ def read_checked_json(path: Path | str, what: str = "file") -> dict[str, Any]:
     try:
         # NaN/Infinity are not JSON and never written by us: refuse them instead of reading them.
         body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (
-        UnicodeDecodeError,
-        ValueError,
-        RecursionError,
-    ):  # JSONDecodeError, NaN, over-long ints, deep nesting
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # JSONDecodeError, NaN, over-long ints, deep nesting.
         raise UserError(
             f"{what} {path} is corrupted or truncated (not valid JSON); delete it and recompute"
         ) from None

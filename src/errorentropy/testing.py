@@ -5,7 +5,7 @@ benchmarks and docstring examples. Nothing here is downloaded."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,6 +15,9 @@ from .cells import CellKey, cell_path, write_cell_record
 from .demo.tokenizer import train_bpe_tokenizer
 from .results import summarize
 from .tokens import TokenTable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "ARCHITECTURES",
@@ -41,9 +44,18 @@ def tiny_config(
     """A small config of a real architecture (``ARCHITECTURES``)."""
     from transformers import AutoConfig
 
-    common: dict[str, Any] = dict(vocab_size=vocab_size)
+    kw = _architecture_kwargs(arch, hidden, layers, heads, context)
+    kw.update(vocab_size=vocab_size)
+    kw.update(overrides)
+    return AutoConfig.for_model(arch, **kw)
+
+
+def _architecture_kwargs(
+    arch: str, hidden: int, layers: int, heads: int, context: int
+) -> dict[str, Any]:
+    """The config keywords of a small ``arch`` model, in that architecture's own names."""
     if arch == "gpt2":
-        kw = dict(
+        return dict(
             n_embd=hidden,
             n_layer=layers,
             n_head=heads,
@@ -51,8 +63,8 @@ def tiny_config(
             bos_token_id=0,
             eos_token_id=0,
         )
-    elif arch == "gpt_neox":
-        kw = dict(
+    if arch == "gpt_neox":
+        return dict(
             hidden_size=hidden,
             num_hidden_layers=layers,
             num_attention_heads=heads,
@@ -63,8 +75,8 @@ def tiny_config(
             eos_token_id=0,
             tie_word_embeddings=False,
         )
-    elif arch in ("llama", "mistral", "qwen2"):
-        kw = dict(
+    if arch in ("llama", "mistral", "qwen2"):
+        kw: dict[str, Any] = dict(
             hidden_size=hidden,
             num_hidden_layers=layers,
             num_attention_heads=heads,
@@ -76,8 +88,9 @@ def tiny_config(
         )
         if arch == "qwen2":
             kw["tie_word_embeddings"] = True
-    elif arch == "opt":
-        kw = dict(
+        return kw
+    if arch == "opt":
+        return dict(
             hidden_size=hidden,
             num_hidden_layers=layers,
             num_attention_heads=heads,
@@ -88,16 +101,12 @@ def tiny_config(
             eos_token_id=0,
             pad_token_id=1,
         )
-    else:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    kw.update(common)
-    kw.update(overrides)
-    return AutoConfig.for_model(arch, **kw)
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
 def tiny_model(
     arch: str, vocab_size: int, *, seed: int = 0, **config_overrides: Any
-) -> torch.nn.Module:
+) -> PreTrainedModel:
     """A randomly initialised causal LM of architecture ``arch`` in eval mode, reproducible by
     ``seed``."""
     from transformers import AutoModelForCausalLM
@@ -107,7 +116,7 @@ def tiny_model(
     return model.eval()
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, directory: Path | str) -> Path:
+def save_model(model: PreTrainedModel, tokenizer: Any, directory: Path | str) -> Path:
     """Save model and tokenizer as a standard folder that ``from_pretrained`` loads."""
     directory = Path(directory)
     model.save_pretrained(directory)

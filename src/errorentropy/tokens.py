@@ -24,6 +24,7 @@ class TokenTable:
     logprob: np.ndarray  # float64
 
     def histogram(self, n_documents: int = 0, n_skipped: int = 0, n_tied: int = 0) -> RankHistogram:
+        """The rank histogram of these tokens, with the given bookkeeping counts."""
         return RankHistogram.from_tokens(
             self.rank, self.logprob, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied
         )
@@ -38,6 +39,7 @@ class TokenTable:
 
     @classmethod
     def load(cls, path: Any) -> TokenTable:
+        """Read a table :meth:`save` wrote; a damaged file is a :class:`UserError`."""
         try:
             with np.load(path, allow_pickle=False) as data:
                 table = cls(data["doc"], data["position"], data["rank"], data["logprob"])

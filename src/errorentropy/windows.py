@@ -30,6 +30,7 @@ class Window:
 
     @property
     def n_scored(self) -> int:
+        """How many of the window's targets are scored."""
         return len(self.input_ids) - self.score_from
 
 
@@ -49,9 +50,8 @@ def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") ->
                 "use --bos auto or never"
             )
         prefix = [int(start)]
-    if (
-        not documents
-    ):  # a process of a launch with more processes than documents (tokenizers refuse [])
+    # A process of a launch with more processes than documents (tokenizers refuse []).
+    if not documents:
         return []
     encoded = tokenizer(list(documents), add_special_tokens=(bos == "auto"), verbose=False)[
         "input_ids"

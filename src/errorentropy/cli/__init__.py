@@ -12,8 +12,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
 from ..errors import UserError
+from ..version import __version__
 from . import demo, fit, report, score, sweep
 from .args import Parser
 
@@ -60,9 +60,8 @@ def one_line(message: str) -> str:
 
 def silence_library_progress() -> None:
     """--quiet: no progress bars from transformers/datasets either (weights loading, downloads)."""
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = (
-        "1"  # read when transformers/datasets are first imported
-    )
+    # Read when transformers/datasets are first imported.
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
 

@@ -28,8 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from ..cells import CELLS_DIR, load_cells, slug
+from ..corpus import builtin_sources, fingerprint
 from ..errors import UserError
+from ..report import build_report
 from ..storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
+from ..sweep import run_sweep
+from ..version import __version__
+from .tokenizer import train_bpe_tokenizer
 from .training import (
     ModelShape,
     TrainSettings,
@@ -37,7 +43,9 @@ from .training import (
     neox_config,
     pack_tokens,
     parse_shapes,
+    save_pretrained_atomic,
     token_blocks,
+    train_model,
 )
 
 CORPORA = ("builtin:prose", "builtin:code")
@@ -67,13 +75,12 @@ class DemoSettings:
     eval_docs: int = 64
     max_length: int = 128
     n_boot: int = 1000
-    tokenizer_docs: int | None = (
-        None  # training documents per corpus the tokenizer sees (None: all)
-    )
+    tokenizer_docs: int | None = None  # training documents per corpus the tokenizer sees (all)
     n_log_checkpoints: int = 5
     score_batch_size: int = 16
 
     def train_settings(self) -> TrainSettings:
+        """How every model of the ladder is trained."""
         return TrainSettings(
             steps=self.steps,
             batch_size=self.batch_size,
@@ -85,10 +92,12 @@ class DemoSettings:
 
     @property
     def checkpoints(self) -> list[int]:
+        """The steps checkpointed: 0, log-spaced ones, and the last."""
         return checkpoint_steps(self.steps, self.n_log_checkpoints)
 
     @property
     def train_tokens(self) -> int:
+        """Training tokens per model."""
         return self.steps * self.batch_size * self.block
 
 
@@ -179,12 +188,11 @@ def _long_lines(text: str) -> list[str]:
 def load_splits(seed: int) -> dict[str, Split]:
     """Both built-in corpora, split by source (kept for the process: reading the standard library
     takes seconds)."""
-    from ..corpus import builtin_sources
-
     return split_by_source({c: builtin_sources(c) for c in CORPORA}, seed)
 
 
 def corpus_label(corpus: str) -> str:
+    """The short name of a built-in corpus: ``prose`` for ``builtin:prose``."""
     return corpus.split(":", 1)[1]
 
 
@@ -236,8 +244,7 @@ def digest(payload: Any) -> str:
 
 
 def text_digest(documents: Sequence[str]) -> str:
-    from ..corpus import fingerprint
-
+    """The fingerprint of a list of documents (:func:`errorentropy.corpus.fingerprint`)."""
     return fingerprint(documents)
 
 
@@ -261,8 +268,6 @@ def build_tokenizer(
     (tokenizer, key)."""
     from transformers import AutoTokenizer
 
-    from .tokenizer import train_bpe_tokenizer
-
     texts = tokenizer_texts(splits, settings.tokenizer_docs)
     key = digest(
         {"vocab_size": settings.vocab_size, "texts": text_digest(texts), "version": DEMO_VERSION}
@@ -278,9 +283,7 @@ def build_tokenizer(
             pass
     started = time.perf_counter()
     tokenizer = train_bpe_tokenizer(texts, settings.vocab_size)
-    record.unlink(
-        missing_ok=True
-    )  # a kill while saving must not leave new files under the old record
+    record.unlink(missing_ok=True)  # a kill while saving must leave no new files under it
     tokenizer.save_pretrained(str(folder))
     write_checked_json(record, {"key": key, "vocab_size": len(tokenizer), "documents": len(texts)})
     log(
@@ -380,9 +383,6 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     from transformers import AutoTokenizer, GPTNeoXConfig
     from transformers.utils import logging as hf_logging
 
-    from ..models import count_parameters
-    from .training import save_pretrained_atomic, train_model
-
     hf_logging.disable_progress_bar()
     threads_before = torch.get_num_threads()
     if job.device == "cpu":
@@ -390,9 +390,8 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     started = time.perf_counter()
     cpu_started = time.process_time()
     (job.folder / MODEL_RECORD).unlink(missing_ok=True)
-    shutil.rmtree(
-        job.folder / "checkpoints", ignore_errors=True
-    )  # no step folder of an earlier training survives
+    # No step folder of an earlier training survives.
+    shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)
 
     def save(step: int, model: Any) -> None:
         save_pretrained_atomic(model, job.folder / "checkpoints" / f"step{step}")
@@ -418,8 +417,22 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
         torch.set_num_threads(threads_before)
     model.save_pretrained(str(job.folder))
     AutoTokenizer.from_pretrained(str(job.tokenizer_dir)).save_pretrained(str(job.folder))
+    body = _model_record(job, model, losses, started, cpu_started)
+    write_checked_json(job.folder / MODEL_RECORD, body)
+    return body
+
+
+def _model_record(
+    job: TrainJob, model: Any, losses: list[float], started: float, cpu_started: float
+) -> dict[str, Any]:
+    """What the demo records about a trained model (its wall and CPU time counted from
+    ``started`` and ``cpu_started``)."""
+    import torch
+
+    from ..models import count_parameters
+
     counts = count_parameters(model)
-    body = {
+    return {
         "key": job.key,
         "name": job.shape.name,
         "hidden": job.shape.hidden,
@@ -432,13 +445,10 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
         "losses": [round(x, 5) for x in losses],
         "train_seconds": round(time.perf_counter() - started, 2),
         "train_cpu_seconds": round(time.process_time() - cpu_started, 2),
-        "threads": job.threads
-        if job.device == "cpu"
-        else torch.get_num_threads(),  # what it trained with
+        # What it trained with.
+        "threads": job.threads if job.device == "cpu" else torch.get_num_threads(),
         "device": job.device,
     }
-    write_checked_json(job.folder / MODEL_RECORD, body)
-    return body
 
 
 def _train_parallel(
@@ -526,8 +536,21 @@ def train_ladder(
     log: Any,
 ) -> list[dict[str, Any]]:
     """Train (or reuse) every model of the ladder; returns one record per model, smallest first."""
-    from transformers.utils import logging as hf_logging
+    records, jobs = _plan_ladder(out, settings, tokenizer, tokenizer_key, splits, device, log)
+    records.update(_train_jobs(jobs, settings, device, threads=threads, progress=progress, log=log))
+    return [records[shape.name] for shape in settings.shapes]
 
+
+def _plan_ladder(
+    out: Path,
+    settings: DemoSettings,
+    tokenizer: Any,
+    tokenizer_key: str,
+    splits: dict[str, Split],
+    device: str,
+    log: Any,
+) -> tuple[dict[str, dict[str, Any]], list[TrainJob]]:
+    """The records of the models already trained with these inputs, and the jobs for the rest."""
     blocks = None
     device_kind = "cuda" if device.startswith("cuda") else device
     records: dict[str, dict[str, Any]] = {}
@@ -563,23 +586,37 @@ def train_ladder(
                 CPU_TRAIN_THREADS,
             )
         )
+    return records, jobs
+
+
+def _train_jobs(
+    jobs: list[TrainJob],
+    settings: DemoSettings,
+    device: str,
+    *,
+    threads: int,
+    progress: bool,
+    log: Any,
+) -> dict[str, dict[str, Any]]:
+    """Train the jobs, in a pool of processes where that pays; each model's record by name."""
+    from transformers.utils import logging as hf_logging
+
     workers = training_workers(device, len(jobs), threads, settings.train_tokens)
     if workers > 1:
-        jobs.sort(
-            key=lambda j: -(j.shape.hidden**2 * j.shape.layers)
-        )  # longest first balances the pool
-        records.update(_train_parallel(jobs, workers, progress, log))
-    else:
-        was_enabled = hf_logging.is_progress_bar_enabled()
-        try:
-            for job in jobs:
-                body = train_one(job, None, progress)
-                _log_trained(body, settings.steps, log)
-                records[job.shape.name] = body
-        finally:
-            if was_enabled:
-                hf_logging.enable_progress_bar()
-    return [records[shape.name] for shape in settings.shapes]
+        # Longest first balances the pool.
+        jobs.sort(key=lambda j: -(j.shape.hidden**2 * j.shape.layers))
+        return _train_parallel(jobs, workers, progress, log)
+    records = {}
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    try:
+        for job in jobs:
+            body = train_one(job, None, progress)
+            _log_trained(body, settings.steps, log)
+            records[job.shape.name] = body
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+    return records
 
 
 # ---- sweep, fit, report ------------------------------------------------------------------------
@@ -635,10 +672,6 @@ def invalidate_stale_cells(
     The sweep knows a cell by model folder, revision and dataset path, not by the weights or the
     text inside; when the demo retrains a model or rewrites a held-out file under the same name,
     the cells computed from the old ones are removed here so the sweep recomputes them."""
-    import shutil
-
-    from ..cells import CELLS_DIR, slug
-
     record_path = out / "sweep" / "demo-inputs.json"
     data_keys = {
         corpus_label(c): digest(
@@ -670,9 +703,7 @@ def invalidate_stale_cells(
             dropped = model not in {slug(name) for name in model_keys} or dataset not in {
                 slug(label) for label in data_keys
             }
-            if (
-                stale_model or stale_data or dropped
-            ):  # a size left out of --sizes must leave the report too
+            if stale_model or stale_data or dropped:  # a size left out of --sizes leaves too
                 shutil.rmtree(cell)
                 removed += 1
     if removed:
@@ -693,18 +724,9 @@ def run_analysis(
     log: Any,
     report: bool = True,
 ) -> dict[str, Any]:
-    """The user's path: sweep, fits, report. Pieces not yet available are reported, not faked."""
+    """The user's path: sweep, fits, report (``report=False``: the sweep only)."""
     sweep_dir = out / "sweep"
     result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
-    try:
-        from ..sweep import run_sweep
-    except ImportError:
-        log(
-            "sweep: errorentropy.sweep is not available in this build; run `errorentropy "
-            "sweep` on the spec by hand"
-        )
-        result["missing"] = ["sweep"]
-        return result
     started = time.perf_counter()
     outcome = run_sweep(spec_path, sweep_dir, progress=progress)
     result["sweep_seconds"] = round(time.perf_counter() - started, 2)
@@ -720,16 +742,13 @@ def run_analysis(
             f"{sweep_dir}/cells/*/failure.json); rerun `errorentropy sweep {spec_path} "
             f"--out {sweep_dir} --retry-failed`"
         )
-    if not report:
-        return result
-    try:
-        from ..report import build_report
-    except ImportError:
-        log("report: errorentropy.report is not available in this build")
-        result["missing"] = ["report"]
-        return result
-    from .. import __version__
+    if report:
+        result.update(_report(sweep_dir, settings, log))
+    return result
 
+
+def _report(sweep_dir: Path, settings: DemoSettings, log: Any) -> dict[str, Any]:
+    """Fit and report the sweep, or reuse the report drawn from the same cells and settings."""
     cells = sorted((sweep_dir / "cells").glob("*/cell.json"))
     key = digest(
         {
@@ -740,42 +759,44 @@ def run_analysis(
         }
     )
     record = sweep_dir / REPORT_RECORD
-    if record.exists():
-        try:
-            previous = read_checked_json(record, "demo report record")
-        except UserError:
-            previous = {}
-        here = all(
-            Path(previous.get(k, "")).exists()
-            and Path(previous[k]).resolve().parent == sweep_dir.resolve()
-            for k in ("report_md", "report_html")
+    previous = _previous_report(record, sweep_dir)
+    if previous.get("key") == key:
+        log(
+            f"report: reusing {previous['report_html']} (same cells, same fit "
+            f"settings; `errorentropy report {sweep_dir}` redraws it)"
         )
-        if (
-            previous.get("key") == key and here
-        ):  # a demo folder moved or copied elsewhere redraws its own report
-            result.update(
-                {k: previous[k] for k in ("report_md", "report_html", "notes") if k in previous}
-            )
-            result["report_seconds"] = 0.0
-            log(
-                f"report: reusing {previous['report_html']} (same cells, same fit "
-                f"settings; `errorentropy report {sweep_dir}` redraws it)"
-            )
-            return result
+        keys = ("report_md", "report_html", "notes")
+        reused: dict[str, Any] = {k: previous[k] for k in keys if k in previous}
+        return {**reused, "report_seconds": 0.0}
     started = time.perf_counter()
-    report = build_report(sweep_dir, run_fit=True, n_boot=settings.n_boot, seed=settings.seed)
-    result["report_seconds"] = round(time.perf_counter() - started, 2)
-    kept = {k: v for k, v in report.items() if k in ("report_md", "report_html", "notes")}
-    result.update(kept)
+    built = build_report(sweep_dir, run_fit=True, n_boot=settings.n_boot, seed=settings.seed)
+    seconds = round(time.perf_counter() - started, 2)
+    kept = {k: v for k, v in built.items() if k in ("report_md", "report_html", "notes")}
     write_checked_json(record, {"key": key, **kept})
-    log(f"report: {report.get('report_html')} ({result['report_seconds']:.1f} s)")
-    return result
+    log(f"report: {built.get('report_html')} ({seconds:.1f} s)")
+    return {"report_seconds": seconds, **kept}
+
+
+def _previous_report(record: Path, sweep_dir: Path) -> dict[str, Any]:
+    """The record of the report last drawn in ``sweep_dir``, or {} when there is none that is
+    readable and whose files are there (a demo folder moved or copied elsewhere redraws its own
+    report)."""
+    if not record.exists():
+        return {}
+    try:
+        previous = read_checked_json(record, "demo report record")
+    except UserError:
+        return {}
+    here = all(
+        Path(previous.get(k, "")).exists()
+        and Path(previous[k]).resolve().parent == sweep_dir.resolve()
+        for k in ("report_md", "report_html")
+    )
+    return previous if here else {}
 
 
 def headline(sweep_dir: Path, steps: int) -> dict[str, list[dict[str, Any]]]:
     """Per dataset, each model's final-checkpoint components (nats per token), smallest first."""
-    from ..cells import load_cells
-
     table: dict[str, list[dict[str, Any]]] = {}
     for cell in load_cells(sweep_dir):
         if cell.step != steps:
@@ -872,31 +893,10 @@ def run_demo(
     started = time.perf_counter()
     cpu_started = time.process_time()
 
-    t = time.perf_counter()
-    splits = load_splits(settings.seed)
-    for corpus, split in splits.items():
-        if settings.eval_docs > len(split.heldout):
-            raise UserError(
-                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} "
-                f"held-out documents of {corpus}; ask for at most {len(split.heldout)}"
-            )
-    timings["data_s"] = time.perf_counter() - t
-    counts = ", ".join(
-        f"{c}: {len(s.train)} train / {len(s.heldout)} held out" for c, s in splits.items()
-    )
-    say(f"data: {counts}; scoring {settings.eval_docs} documents each")
+    splits, tokenizer, tokenizer_key, heldout = _prepare_data(out, settings, say, timings)
 
     t = time.perf_counter()
-    tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)
-    heldout = write_heldout(out, splits, settings, tokenizer)
-    timings["tokenizer_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    say(
-        f"ladder: {len(settings.shapes)} GPT-NeoX models on {dev} ({threads} threads), "
-        f"{settings.steps} steps x {settings.batch_size} x {settings.block} tokens = "
-        f"{settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}"
-    )
+    say(_ladder_line(settings, dev, threads))
     records = train_ladder(
         out,
         settings,
@@ -910,29 +910,8 @@ def run_demo(
     )
     timings["train_s"] = time.perf_counter() - t
 
-    spec_path = out / "sweep.toml"
-    text = sweep_spec_text(out, settings, records, heldout, dev)
-    if not spec_path.exists() or spec_path.read_text(encoding="utf-8") != text:
-        atomic_write_text(spec_path, text)
-    summary: dict[str, Any] = {
-        "out": str(out),
-        "device": dev,
-        "threads": threads,
-        "models": [
-            {
-                k: r[k]
-                for k in (
-                    "name",
-                    "non_embedding_params",
-                    "total_params",
-                    "final_train_loss",
-                    "train_seconds",
-                )
-            }
-            for r in records
-        ],
-        "spec": str(spec_path),
-    }
+    spec_path = write_spec(out, settings, records, heldout, dev)
+    summary = _summary(out, dev, threads, records, spec_path)
     if analyse:
         invalidate_stale_cells(out, records, heldout, settings, say)
         t = time.perf_counter()
@@ -940,20 +919,84 @@ def run_demo(
             out, spec_path, settings, progress=progress, log=say, report=report
         )
         timings["analysis_s"] = time.perf_counter() - t
-        if "sweep_seconds" in summary["analysis"]:
-            summary["final"] = headline(out / "sweep", settings.steps)
-            say("final checkpoints, held-out nats per token:\n" + format_headline(summary["final"]))
+        summary["final"] = headline(out / "sweep", settings.steps)
+        say("final checkpoints, held-out nats per token:\n" + format_headline(summary["final"]))
     timings["total_s"] = time.perf_counter() - started
-    timings["cpu_s"] = (
-        time.process_time() - cpu_started
-    )  # all threads: wall time on a shared machine overstates
+    # All threads: wall time on a shared machine overstates.
+    timings["cpu_s"] = time.process_time() - cpu_started
     summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
     write_checked_json(out / "demo-summary.json", summary)
-    say(
-        f"done in {timings['total_s']:.1f} s; open "
-        f"{summary.get('analysis', {}).get('report_html', spec_path)}"
-    )
+    report_html = summary.get("analysis", {}).get("report_html", spec_path)
+    say(f"done in {timings['total_s']:.1f} s; open {report_html}")
     return summary
 
 
-# ---- command line ------------------------------------------------------------------------------
+def _ladder_line(settings: DemoSettings, device: str, threads: int) -> str:
+    """What is about to be trained, in one line."""
+    return (
+        f"ladder: {len(settings.shapes)} GPT-NeoX models on {device} ({threads} threads), "
+        f"{settings.steps} steps x {settings.batch_size} x {settings.block} tokens = "
+        f"{settings.train_tokens:,} tokens, checkpoints at steps {settings.checkpoints}"
+    )
+
+
+def _prepare_data(
+    out: Path, settings: DemoSettings, say: Any, timings: dict[str, float]
+) -> tuple[dict[str, Split], Any, str, dict[str, Path]]:
+    """The corpora split, the tokenizer and its key, and the held-out files (timed in
+    ``timings``)."""
+    t = time.perf_counter()
+    splits = checked_splits(settings)
+    timings["data_s"] = time.perf_counter() - t
+    counts = ", ".join(
+        f"{c}: {len(s.train)} train / {len(s.heldout)} held out" for c, s in splits.items()
+    )
+    say(f"data: {counts}; scoring {settings.eval_docs} documents each")
+
+    t = time.perf_counter()
+    tokenizer, tokenizer_key = build_tokenizer(out, splits, settings, say)
+    heldout = write_heldout(out, splits, settings, tokenizer)
+    timings["tokenizer_s"] = time.perf_counter() - t
+    return splits, tokenizer, tokenizer_key, heldout
+
+
+def checked_splits(settings: DemoSettings) -> dict[str, Split]:
+    """The built-in corpora split for ``settings.seed``, each holding out at least
+    ``settings.eval_docs`` documents."""
+    splits = load_splits(settings.seed)
+    for corpus, split in splits.items():
+        if settings.eval_docs > len(split.heldout):
+            raise UserError(
+                f"--eval-docs {settings.eval_docs} is more than the {len(split.heldout)} "
+                f"held-out documents of {corpus}; ask for at most {len(split.heldout)}"
+            )
+    return splits
+
+
+def write_spec(
+    out: Path,
+    settings: DemoSettings,
+    records: Sequence[dict[str, Any]],
+    heldout: dict[str, Path],
+    device: str,
+) -> Path:
+    """``DIR/sweep.toml`` (:func:`sweep_spec_text`), rewritten only when its text changes."""
+    spec_path = out / "sweep.toml"
+    text = sweep_spec_text(out, settings, records, heldout, device)
+    if not spec_path.exists() or spec_path.read_text(encoding="utf-8") != text:
+        atomic_write_text(spec_path, text)
+    return spec_path
+
+
+def _summary(
+    out: Path, device: str, threads: int, records: Sequence[dict[str, Any]], spec_path: Path
+) -> dict[str, Any]:
+    """The start of demo-summary.json: where, on what, which models, which spec."""
+    keys = ("name", "non_embedding_params", "total_params", "final_train_loss", "train_seconds")
+    return {
+        "out": str(out),
+        "device": device,
+        "threads": threads,
+        "models": [{k: r[k] for k in keys} for r in records],
+        "spec": str(spec_path),
+    }

@@ -20,6 +20,7 @@ from ..errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where a model is trained: `errorentropy --help` stays quick
     import torch
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class ModelShape:
 
     @property
     def heads(self) -> int:
+        """Attention heads: one per 32 hidden units, at least one."""
         return max(1, self.hidden // 32)
 
     @property
     def name(self) -> str:
+        """The model's name in the demo, ``neox-HIDDENxLAYERS``."""
         return f"neox-{self.hidden}x{self.layers}"
 
 
@@ -70,7 +73,9 @@ def neox_config(shape: ModelShape, vocab_size: int, context: int, *, bos_eos_id:
     untied input and output embeddings, MLP 4x wide, no dropout."""
     from transformers import GPTNeoXConfig
 
-    return GPTNeoXConfig(
+    # transformers 5 still reads the legacy rotary_pct (into rope_parameters) from **kwargs; its
+    # signature no longer lists it.
+    return GPTNeoXConfig(  # type: ignore[call-arg]
         vocab_size=vocab_size,
         hidden_size=shape.hidden,
         num_hidden_layers=shape.layers,
@@ -143,6 +148,7 @@ class TrainSettings:
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The settings by name, as the demo records them."""
         return asdict(self)
 
 
@@ -160,14 +166,14 @@ def train_model(
     config: Any,
     blocks: np.ndarray,
     settings: TrainSettings,
-    save_checkpoint: Callable[[int, torch.nn.Module], None],
+    save_checkpoint: Callable[[int, PreTrainedModel], None],
     *,
     checkpoints: Sequence[int],
     device: str = "cpu",
     progress: bool = True,
     label: str = "",
     on_step: Callable[[int], None] | None = None,
-) -> tuple[torch.nn.Module, list[float]]:
+) -> tuple[PreTrainedModel, list[float]]:
     """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
     each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained
@@ -180,17 +186,9 @@ def train_model(
     if len(blocks) < need:
         raise ValueError(f"{len(blocks)} blocks given, {need} needed")
     torch.manual_seed(settings.seed)
-    model = GPTNeoXForCausalLM(config).to(device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": settings.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=settings.lr,
-        betas=settings.betas,
-    )
+    # transformers types the wrapped .to() as taking the model, not a device.
+    model = GPTNeoXForCausalLM(config).to(device)  # type: ignore[arg-type]
+    optimizer = _optimizer(model, settings)
     wanted = set(checkpoints)
     losses: list[float] = []
     if 0 in wanted:
@@ -226,7 +224,23 @@ def train_model(
     return model.eval(), losses
 
 
-def save_pretrained_atomic(model: torch.nn.Module, directory: Path) -> None:
+def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """AdamW with weight decay on the matrices only (not on biases and norms)."""
+    import torch
+
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": settings.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=settings.lr,
+        betas=settings.betas,
+    )
+
+
+def save_pretrained_atomic(model: PreTrainedModel, directory: Path) -> None:
     """``save_pretrained`` into a temporary sibling, then rename: a killed run leaves no half
     checkpoint."""
     import shutil

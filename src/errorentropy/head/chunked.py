@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
@@ -43,9 +44,10 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 os.register_at_fork(after_in_child=_POOLS.clear)
 
 
-def run_blocks(
-    block: Callable[[int], TokenScores], starts: range, workers: int
-) -> list[TokenScores]:
+Block = TypeVar("Block")
+
+
+def run_blocks(block: Callable[[int], Block], starts: range, workers: int) -> list[Block]:
     """``block(start)`` for every start, in order, each at one intra-op thread; with ``workers`` > 1
     the blocks run on that many threads at once.
 
@@ -111,7 +113,7 @@ def _score_block(
     lse = torch.full(t.shape, float("-inf"), dtype=torch.float64, device=t.device)
     greater = torch.zeros_like(tgt)
     tied = torch.zeros_like(tgt)
-    top = torch.empty(h.shape[0], 0, device=h.device) if topk else None
+    top = torch.empty(h.shape[0], 0, device=h.device)  # the topk largest rival logits so far
     for v0 in range(0, vocab, vocab_chunk):
         w = weight[v0 : v0 + vocab_chunk].float()
         z = logit_map.apply(h @ w.T, slice(v0, v0 + vocab_chunk))
@@ -127,12 +129,11 @@ def _score_block(
         if topk:
             if inside.any():
                 z[rows, tgt[rows] - v0] = t[rows]
-            top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)  # type: ignore[list-item]
+            top = torch.cat([top, z.topk(min(topk, z.shape[1]), dim=-1).values], dim=1)
             top = top.topk(min(topk, top.shape[1]), dim=-1).values
     check_finite(lse, t)
-    return TokenScores(
-        greater, t.double() - lse, tied, (top.double() - lse[:, None]) if topk else None
-    )  # type: ignore[union-attr]
+    top_logprobs = top.double() - lse[:, None] if topk else None
+    return TokenScores(greater, t.double() - lse, tied, top_logprobs)
 
 
 @torch.no_grad()
@@ -174,9 +175,8 @@ def score_hidden(
     targets = targets.to(hidden.device)
     if padding:
         hidden = torch.cat([hidden, hidden.new_zeros(padding, hidden.shape[1])])
-        targets = torch.cat(
-            [targets, targets[:1].expand(padding)]
-        )  # a real target: finite wherever the real ones are
+        # A real target: finite wherever the real ones are.
+        targets = torch.cat([targets, targets[:1].expand(padding)])
     workers = cpu_workers(hidden.device)
     if weight.dtype != torch.float32:
         # Each worker holds a float32 copy of its head chunk: keep them within WORKER_COPY_BYTES.

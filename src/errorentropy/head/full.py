@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from .chunked import default_chunk_elements
-from .logits import ROW_MULTIPLE, TokenScores, check_finite, empty_scores, row_logsumexp
+from .logits import (
+    ROW_MULTIPLE,
+    TokenScores,
+    check_finite,
+    default_chunk_elements,
+    empty_scores,
+    row_logsumexp,
+)
 
 
 @torch.no_grad()

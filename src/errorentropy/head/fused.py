@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -79,91 +81,39 @@ def score_hidden_fused(
     """
     if hidden.ndim != 2 or weight.ndim != 2 or hidden.shape[1] != weight.shape[1]:
         raise ValueError("hidden must be [T, H] and weight [V, H]")
-    n_tokens, vocab, dim = hidden.shape[0], weight.shape[0], weight.shape[1]
+    n_tokens, vocab = hidden.shape[0], weight.shape[0]
     device = weight.device
     if n_tokens == 0:
         return score_hidden(hidden, weight, targets, bias=bias, softcap=softcap)
     targets = targets.to(device).long().contiguous()
     if int(targets.min()) < 0 or int(targets.max()) >= vocab:
         raise ValueError(f"target ids must lie in [0, {vocab}): the head has {vocab} rows")
-    from . import fused_kernels as kernels
-
     hidden = hidden.to(device=device, dtype=weight.dtype).contiguous()
-    weight_c = weight if weight.stride(1) == 1 else weight.contiguous()
-    bias_arg = (
-        bias.contiguous() if bias is not None else hidden
-    )  # any pointer: unused without HAS_BIAS
-    cap = float(softcap) if softcap else 1.0
-    flags = dict(
-        HAS_BIAS=bias is not None,
-        HAS_CAP=bool(softcap),
-        INTERPRET=interpreting(),
-        BT=BLOCK_T,
-        BV=BLOCK_V,
-        BD=BLOCK_D,
+    operands = _Operands(
+        hidden,
+        weight if weight.stride(1) == 1 else weight.contiguous(),
+        bias.contiguous() if bias is not None else hidden,  # any pointer: unused without HAS_BIAS
+        targets,
+        float(softcap) if softcap else 1.0,
+        dict(
+            HAS_BIAS=bias is not None,
+            HAS_CAP=bool(softcap),
+            INTERPRET=interpreting(),
+            BT=BLOCK_T,
+            BV=BLOCK_V,
+            BD=BLOCK_D,
+        ),
     )
-    launch = dict(enable_fp_fusion=True)  # Triton's current default, stated: 3.10 changes it
-    n_splits = splits or _splits(n_tokens, vocab, device)
-    per_split = -(-vocab // n_splits)
-    per_split = -(-per_split // BLOCK_V) * BLOCK_V
-    n_splits = -(-vocab // per_split)
-    shape = (n_splits, n_tokens)
-    target_logit = torch.empty(n_tokens, dtype=torch.float32, device=device)
-    maxima = torch.empty(shape, dtype=torch.float32, device=device)
-    sums = torch.empty(shape, dtype=torch.float64, device=device)
-    greater = torch.empty(shape, dtype=torch.int32, device=device)
-    equal = torch.empty(shape, dtype=torch.int32, device=device)
-    seen = torch.empty(shape, dtype=torch.int32, device=device)
-    group = min(BLOCK_T, BLOCK_V)
     # Triton launches on the current CUDA device: make it the head's (cuda:1 under device_map).
     with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-        kernels.target_kernel[(-(-n_tokens // group),)](
-            hidden,
-            weight_c,
-            bias_arg,
-            targets,
-            target_logit,
-            n_tokens,
-            dim,
-            hidden.stride(0),
-            weight_c.stride(0),
-            cap,
-            **flags,
-            **launch,
-        )
-        grid = (-(-n_tokens // BLOCK_T), n_splits)
-        kernels.head_kernel[grid](
-            hidden,
-            weight_c,
-            bias_arg,
-            targets,
-            target_logit,
-            maxima,
-            sums,
-            greater,
-            equal,
-            seen,
-            n_tokens,
-            vocab,
-            dim,
-            per_split,
-            hidden.stride(0),
-            weight_c.stride(0),
-            cap,
-            **flags,
-            **launch,
-        )
-    top = maxima.max(dim=0).values.double()
-    lse = top + torch.log((sums * torch.exp(maxima.double() - top)).sum(dim=0))
-    check_finite(lse, target_logit)
-    scores = TokenScores(greater.sum(0).long(), target_logit.double() - lse, equal.sum(0).long())
-    stray = (seen.sum(0) != 1).nonzero()[:, 0]
+        target_logit = _target_logit(operands)
+        tiles = _head_tiles(operands, target_logit, splits or _splits(n_tokens, vocab, device))
+    scores = tiles.merge(target_logit)
+    stray = (tiles.seen.sum(0) != 1).nonzero()[:, 0]
     if stats is not None:
         stats["tokens"] = stats.get("tokens", 0) + n_tokens
         stats["rescored"] = stats.get("rescored", 0) + int(stray.numel())
-    if (
-        stray.numel()
-    ):  # the target logit's bits differ from its tile's: rescore those tokens exactly
+    if stray.numel():  # the target logit's bits differ from its tile's: rescore those exactly
         exact = score_hidden(hidden[stray], weight, targets[stray], bias=bias, softcap=softcap)
         scores.rank[stray], scores.logprob[stray], scores.tied[stray] = (
             exact.rank.to(device),
@@ -171,3 +121,109 @@ def score_hidden_fused(
             exact.tied.to(device),
         )
     return scores
+
+
+# Triton's current default, stated: 3.10 changes it.
+_LAUNCH = {"enable_fp_fusion": True}
+
+
+@dataclass(frozen=True)
+class _Operands:
+    """What both kernels read: hidden states and head rows (rows contiguous), the bias (any
+    tensor when there is none), the targets, the soft-cap (1.0 when none) and the kernels'
+    compile-time flags."""
+
+    hidden: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    targets: torch.Tensor
+    cap: float
+    flags: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """The head kernel's running values per (vocabulary slice, token): maximum logit, float64
+    sum of exponentials below it, logits greater than and equal to the target's, and how often
+    the target's own column was met with the target logit's exact bits."""
+
+    maxima: torch.Tensor
+    sums: torch.Tensor
+    greater: torch.Tensor
+    equal: torch.Tensor
+    seen: torch.Tensor
+
+    def merge(self, target_logit: torch.Tensor) -> TokenScores:
+        """The slices merged: one log-sum-exp, rank and tie count per token."""
+        top = self.maxima.max(dim=0).values.double()
+        lse = top + torch.log((self.sums * torch.exp(self.maxima.double() - top)).sum(dim=0))
+        check_finite(lse, target_logit)
+        return TokenScores(
+            self.greater.sum(0).long(), target_logit.double() - lse, self.equal.sum(0).long()
+        )
+
+
+def _target_logit(ops: _Operands) -> torch.Tensor:
+    """Every target's logit, with the head kernel's tile shapes and reduction order."""
+    from . import fused_kernels as kernels
+
+    n_tokens, dim = ops.hidden.shape
+    target_logit = torch.empty(n_tokens, dtype=torch.float32, device=ops.weight.device)
+    group = min(BLOCK_T, BLOCK_V)
+    kernels.target_kernel[(-(-n_tokens // group),)](
+        ops.hidden,
+        ops.weight,
+        ops.bias,
+        ops.targets,
+        target_logit,
+        n_tokens,
+        dim,
+        ops.hidden.stride(0),
+        ops.weight.stride(0),
+        ops.cap,
+        **ops.flags,
+        **_LAUNCH,
+    )
+    return target_logit
+
+
+def _head_tiles(ops: _Operands, target_logit: torch.Tensor, splits: int) -> _Tiles:
+    """Run the head kernel over the vocabulary in about ``splits`` slices per token block."""
+    from . import fused_kernels as kernels
+
+    n_tokens, dim = ops.hidden.shape
+    vocab = ops.weight.shape[0]
+    per_split = -(-vocab // splits)
+    per_split = -(-per_split // BLOCK_V) * BLOCK_V
+    n_splits = -(-vocab // per_split)
+    shape, device = (n_splits, n_tokens), ops.weight.device
+    tiles = _Tiles(
+        torch.empty(shape, dtype=torch.float32, device=device),
+        torch.empty(shape, dtype=torch.float64, device=device),
+        torch.empty(shape, dtype=torch.int32, device=device),
+        torch.empty(shape, dtype=torch.int32, device=device),
+        torch.empty(shape, dtype=torch.int32, device=device),
+    )
+    grid = (-(-n_tokens // BLOCK_T), n_splits)
+    kernels.head_kernel[grid](
+        ops.hidden,
+        ops.weight,
+        ops.bias,
+        ops.targets,
+        target_logit,
+        tiles.maxima,
+        tiles.sums,
+        tiles.greater,
+        tiles.equal,
+        tiles.seen,
+        n_tokens,
+        vocab,
+        dim,
+        per_split,
+        ops.hidden.stride(0),
+        ops.weight.stride(0),
+        ops.cap,
+        **ops.flags,
+        **_LAUNCH,
+    )
+    return tiles

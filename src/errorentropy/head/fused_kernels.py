@@ -58,9 +58,8 @@ def _tile(
             mask=col_ok[:, None] & d_ok[None, :],
             other=0.0,
         )
-        if (
-            INTERPRET
-        ):  # the CPU interpreter multiplies bfloat16 as raw integers: widen first (exact)
+        # The CPU interpreter multiplies bfloat16 as raw integers: widen first (exact).
+        if INTERPRET:
             h = h.to(tl.float32)
             w = w.to(tl.float32)
         acc = tl.dot(h, tl.trans(w), acc, input_precision="ieee")

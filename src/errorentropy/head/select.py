@@ -58,7 +58,8 @@ class OutputHead:
 
 def find_head(model: torch.nn.Module) -> OutputHead | None:
     """The model's body and linear output head, or None where the layout is not the usual one."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if get_head is not None else None
     body = getattr(model, "base_model", None)
     if not isinstance(head, torch.nn.Linear) or body is None or body is model:
         return None
@@ -134,9 +135,7 @@ def check_fused(head: OutputHead, input_ids: torch.Tensor) -> str | None:
     h = hidden.float()
     logits, bound = [], []
     bias, softcap = head.logit_map.bias, head.logit_map.softcap
-    for v0 in range(
-        0, head.weight.shape[0], 16384
-    ):  # float32 copies of the head, a slice at a time
+    for v0 in range(0, head.weight.shape[0], 16384):  # float32 copies of the head, by slices
         w = head.weight[v0 : v0 + 16384].float()
         z = head.logit_map.apply(h @ w.T, slice(v0, v0 + 16384))
         e = 32 * unit * (h.abs() @ w.abs().T)  # float32 error bound of each logit
