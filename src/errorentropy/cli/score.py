@@ -8,7 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..corpus import load_corpus
 from ..errors import UserError
+from ..options import check_window_options
+from ..results import RESULT_FILES, merge_saved, summarize, write_result
+from ..storage import commit_folder
 from .args import add_data_options, add_model_options, add_scoring_options, scoring_options
 
 
@@ -18,15 +22,15 @@ def check_out_folder(out: Path) -> None:
     The folder is written beside itself and renamed into place, so its parent must be writable;
     an existing folder is replaced whole, so it may hold nothing but an earlier result's files.
     """
-    from ..results import RESULT_FILES
-
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in RESULT_FILES)
         if foreign:
             raise UserError(
-                f"--out {out} already holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); pass a new folder or an earlier result folder"
+                f"--out {out} already holds other files "
+                f"({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                "pass a new folder or an earlier result folder"
             )
     existing = out.parent
     while not existing.exists() and existing != existing.parent:
@@ -40,12 +44,8 @@ def check_out_folder(out: Path) -> None:
 def run_score(args: argparse.Namespace) -> int:
     """errorentropy score: one model over one corpus, written to --out."""
     from ..api import score_corpus
-    from ..corpus import load_corpus
     from ..distributed import init_distributed, is_main_process
     from ..models import load_model
-    from ..results import write_result
-    from ..storage import commit_folder
-    from ..windows import check_window_options
 
     check_window_options(args.max_length, args.window, args.stride)
     out = Path(args.out)
@@ -84,7 +84,8 @@ def run_score(args: argparse.Namespace) -> int:
         )
     except OSError as exc:
         raise UserError(
-            f"could not write the result to --out {out}: {exc.strerror or exc}; free disk space or pass a folder you can write to"
+            f"could not write the result to --out {out}: {exc.strerror or exc}; "
+            "free disk space or pass a folder you can write to"
         ) from exc
     print(json.dumps(summary))
     return 0
@@ -92,8 +93,6 @@ def run_score(args: argparse.Namespace) -> int:
 
 def run_decompose(args: argparse.Namespace) -> int:
     """errorentropy decompose: merge saved histograms and print their decomposition."""
-    from ..results import merge_saved, summarize
-
     histogram, settings = merge_saved(args.results, allow_mixed=args.allow_mixed)
     print(json.dumps(summarize(histogram, settings)))
     return 0
@@ -148,4 +147,3 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     params.add_argument("--revision", default=None)
     params.add_argument("--trust-remote-code", action="store_true")
     params.set_defaults(func=run_params)
-
