@@ -17,6 +17,7 @@ Goals (issue 6): ratio to the bare pass <= 1.0 and >= 300k tokens/s at max-lengt
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -190,7 +191,8 @@ def measure(
     reference: tuple[torch.Tensor, torch.Tensor] | None = None
     for path in paths:
         head = choose_head(model, path, batches[0][0, :32].tolist())
-        seconds, runs, peak = timed(lambda: errorentropy_scores(model, head, batches), repeats)
+        run = functools.partial(errorentropy_scores, model, head, batches)
+        seconds, runs, peak = timed(run, repeats)
         rank, logprob = errorentropy_scores(model, head, batches)
         used = "full" if head is None else "fused" if head.fused else "chunked"
         row = dict(

@@ -114,7 +114,7 @@ def _gpu(results: Path) -> list[str]:
         ]
         for r in e["rows"]:
 
-            def f(key: str, fmt: str) -> str:
+            def f(key: str, fmt: str, r: dict = r) -> str:
                 return format(r[key], fmt) if r.get(key) is not None else ""
 
             out.append(
