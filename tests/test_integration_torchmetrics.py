@@ -15,8 +15,13 @@ pytest.importorskip(
     "(pip install 'errorentropy[torchmetrics]')",
 )
 
+from errorentropy.errors import UserError  # noqa: E402
 from errorentropy.histogram import RankHistogram  # noqa: E402
-from errorentropy.integrations.torchmetrics import FIELDS, CrossEntropyDecomposition  # noqa: E402
+from errorentropy.integrations.torchmetrics import (  # noqa: E402
+    FIELDS,
+    CrossEntropyDecomposition,
+    field_names,
+)
 from reference import naive_decompose  # noqa: E402
 from test_distributed import _run_two_ranks  # noqa: E402
 
@@ -75,10 +80,9 @@ def test_compute_gives_exactly_the_numbers_of_rank_histogram():
     assert_same_bits(metric, hist)
     out = metric.compute()
     assert list(out) == list(FIELDS)
-    expected = hist.decompose().as_dict()
-    for name in FIELDS:
-        assert out[name].dtype == torch.float64 and out[name].ndim == 0
-        assert out[name].item() == expected[name], name
+    assert all(v.dtype == torch.float64 and v.ndim == 0 for v in out.values())
+    for name, value in hist.decompose().as_dict().items():
+        assert out[name].item() == value, name
     assert abs(out["identity_residual"].item()) < 1e-12
 
 
@@ -95,7 +99,21 @@ def test_matches_the_definitions(shift):
         assert out[name].item() == pytest.approx(value, abs=1e-6), name
     assert out["error_entropy"].item() == pytest.approx(reference["error_entropy"], abs=1e-13)
     assert out["n_tokens"].item() == len(ranks)
+    assert out["n_ranks_observed"].item() == len(np.unique(ranks))
     assert out["top1_accuracy"].item() == pytest.approx(np.mean(ranks == 0), abs=1e-15)
+    for k in (1, 10, 100, 1000):
+        assert out[f"rbp_at_{k}"].item() == pytest.approx(np.mean(ranks < k), abs=1e-15)
+    assert out["mrr"].item() == pytest.approx(np.mean(1 / (ranks + 1)), rel=1e-14)
+
+
+def test_rbp_ks_choose_the_fields():
+    metric = CrossEntropyDecomposition(rbp_ks=(5, 2, 5))
+    assert metric.fields == field_names((5, 2))
+    assert [f for f in metric.fields if f.startswith("rbp")] == ["rbp_at_5", "rbp_at_2"]
+    metric.update(*make_batches(10, n=1)[0])
+    assert list(metric.compute()) == list(metric.fields)
+    with pytest.raises(UserError, match="rbp_ks"):
+        CrossEntropyDecomposition(rbp_ks=(0,))
 
 
 def test_ignore_index_is_honoured():
@@ -162,7 +180,9 @@ def test_reset_and_an_empty_metric():
     with pytest.warns(UserWarning, match="before the ``update``"):
         empty = metric.compute()
     assert empty["n_tokens"].item() == 0
-    assert all(math.isnan(empty[name].item()) for name in FIELDS if name != "n_tokens")
+    counts = ("n_tokens", "n_ranks_observed")
+    assert all(math.isnan(empty[name].item()) for name in FIELDS if name not in counts)
+    assert empty["n_ranks_observed"].item() == 0
     logits, labels = batches[0]
     metric.update(logits, torch.full_like(labels, -100))  # nothing labelled
     assert metric.compute()["n_tokens"].item() == 0
@@ -261,7 +281,8 @@ def test_ddp_sync_equals_one_process(tmp_path):
             )
             np.testing.assert_allclose(synced_hist.logprob_sums, whole.logprob_sums, rtol=1e-13)
             assert values["n_tokens"] == whole.n_tokens
-            for name in FIELDS:
-                assert values[name] == pytest.approx(expected[name], rel=1e-12, abs=1e-12), name
+            for name, value in expected.items():
+                assert values[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+            assert values["n_ranks_observed"] == len(whole.decompose().ranks)
             assert RankHistogram.from_dict(local) == one_pass(shards[rank])
         assert by_case[0, idle][0] == by_case[1, idle][0]  # the same on both ranks

@@ -23,11 +23,12 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from .torchmetrics import FIELDS, CrossEntropyDecomposition
+from .torchmetrics import CrossEntropyDecomposition, field_names
+from .transformers import DEFAULT_RBP_KS
 
 __all__ = ["DEFAULT_FIELDS", "DecompositionMonitor", "logits_and_labels"]
 
-# What is logged unless told otherwise (all of FIELDS may be asked for).
+# What is logged unless told otherwise (any of torchmetrics.field_names() may be asked for).
 DEFAULT_FIELDS = (
     "cross_entropy",
     "error_entropy",
@@ -56,7 +57,9 @@ class DecompositionMonitor(Callback):
         vocab_size: the logits' last dimension, None to take it from the first batch.
         ignore_index: the label value of positions not scored.
         shift: True when the labels are the input ids (the causal-LM shift is applied here).
-        fields: which of :data:`errorentropy.integrations.torchmetrics.FIELDS` to log.
+        fields: which of the metric's fields to log
+            (:func:`errorentropy.integrations.torchmetrics.field_names`).
+        rbp_ks: the k of the ``rbp_at_{k}`` fields.
         name_format: the logged name, from ``stage`` (``val`` or ``test``) and ``field``.
         stages: the loops to monitor, among ``"validate"`` and ``"test"``.
         prog_bar: also show the values in the progress bar.
@@ -76,15 +79,17 @@ class DecompositionMonitor(Callback):
         ignore_index: int = -100,
         shift: bool = True,
         fields: Sequence[str] = DEFAULT_FIELDS,
+        rbp_ks: Sequence[int] = DEFAULT_RBP_KS,
         name_format: str = "{stage}/{field}",
         stages: Sequence[str] = ("validate", "test"),
         prog_bar: bool = False,
     ) -> None:
-        unknown = sorted(set(fields) - set(FIELDS)) + sorted(set(stages) - set(STAGES))
+        known = field_names(rbp_ks)
+        unknown = sorted(set(fields) - set(known)) + sorted(set(stages) - set(STAGES))
         if unknown:
             raise ValueError(
                 f"unknown field or stage {', '.join(map(repr, unknown))}; fields are "
-                f"{', '.join(FIELDS)} and stages {', '.join(STAGES)}"
+                f"{', '.join(known)} and stages {', '.join(STAGES)}"
             )
         self.get_logits_and_labels = get_logits_and_labels or logits_and_labels
         self.fields = tuple(fields)
@@ -92,7 +97,9 @@ class DecompositionMonitor(Callback):
         self.stages = tuple(stages)
         self.prog_bar = prog_bar
         self.metrics = {
-            stage: CrossEntropyDecomposition(vocab_size, ignore_index=ignore_index, shift=shift)
+            stage: CrossEntropyDecomposition(
+                vocab_size, ignore_index=ignore_index, shift=shift, rbp_ks=rbp_ks
+            )
             for stage in self.stages
         }
 

@@ -14,8 +14,7 @@ This is the only module of the package that imports torchmetrics (``pip install
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -25,20 +24,18 @@ from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from ..histogram import RankHistogram
+from .transformers import DEFAULT_RBP_KS, decomposition_fields
 
-__all__ = ["FIELDS", "CrossEntropyDecomposition"]
+__all__ = ["FIELDS", "CrossEntropyDecomposition", "field_names"]
 
-# What compute() returns, in this order (the scalar fields of histogram.Decomposition).
-FIELDS = (
-    "cross_entropy",
-    "error_entropy",
-    "self_alignment",
-    "confidence",
-    "error_entropy_miller_madow",
-    "top1_accuracy",
-    "identity_residual",
-    "n_tokens",
-)
+
+def field_names(rbp_ks: Iterable[int] = DEFAULT_RBP_KS) -> tuple[str, ...]:
+    """The keys of ``compute()``, in order: the fields every integration logs
+    (:func:`errorentropy.integrations.transformers.decomposition_fields`)."""
+    return tuple(decomposition_fields(RankHistogram(), rbp_ks))
+
+
+FIELDS = field_names()  # with the default rbp_ks
 
 
 class CrossEntropyDecomposition(Metric):
@@ -47,10 +44,12 @@ class CrossEntropyDecomposition(Metric):
     ``update(logits, labels)`` takes ``[B, T, V]`` logits and ``[B, T]`` labels (Hugging Face
     causal-LM conventions: ``ignore_index`` marks unlabelled positions; with ``shift=True`` the
     labels are the input ids and ``logits[:, t]`` predicts ``labels[:, t + 1]``). ``compute()``
-    returns a dict of float64 scalar tensors, the keys of ``FIELDS``: ``cross_entropy``,
-    ``error_entropy``, ``self_alignment``, ``confidence``, ``error_entropy_miller_madow``,
-    ``top1_accuracy``, ``identity_residual`` (CE - (EE + SA - Conf), float64 round-off) and
-    ``n_tokens``. With no scored token every value is NaN and ``n_tokens`` is 0.
+    returns a dict of float64 scalar tensors, the fields every integration logs
+    (:func:`field_names`): ``cross_entropy``, ``error_entropy``, ``self_alignment``,
+    ``confidence``, ``error_entropy_miller_madow``, ``top1_accuracy``, ``n_tokens``,
+    ``n_ranks_observed``, ``identity_residual`` (CE - (EE + SA - Conf), float64 round-off),
+    ``rbp_at_{k}`` for k in ``rbp_ks`` (share of tokens ranked below k) and ``mrr``. With no
+    scored token every value is NaN and ``n_tokens`` is 0.
 
     Ranks count over the logits' whole last axis (padding entries of the vocabulary included),
     so the states have that length: ``vocab_size`` if given, else the first update's ``V``.
@@ -62,6 +61,7 @@ class CrossEntropyDecomposition(Metric):
         vocab_size: the logits' last dimension; None to take it from the first update.
         ignore_index: the label value of positions not scored.
         shift: True when the labels are the input ids (the causal-LM shift is applied here).
+        rbp_ks: the k of the ``rbp_at_{k}`` fields (share of tokens ranked below k).
         **kwargs: torchmetrics ``Metric`` options (``process_group``, ``sync_on_compute``, ...).
 
     Examples:
@@ -94,9 +94,13 @@ class CrossEntropyDecomposition(Metric):
         *,
         ignore_index: int = -100,
         shift: bool = True,
+        rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        ks = tuple(rbp_ks)
+        self.fields = field_names(ks)  # refuses k that are not positive integers
+        self.rbp_ks = tuple(dict.fromkeys(ks))
         if vocab_size is not None and (
             isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1
         ):
@@ -134,10 +138,10 @@ class CrossEntropyDecomposition(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         """The decomposition of every token seen (over all processes when synced)."""
-        values = _decompose(self.histogram())
+        values = decomposition_fields(self.histogram(), self.rbp_ks)
         return {
-            name: torch.tensor(values[name], dtype=torch.float64, device=self.counts.device)
-            for name in FIELDS
+            name: torch.tensor(float(value), dtype=torch.float64, device=self.counts.device)
+            for name, value in values.items()
         }
 
     def histogram(self) -> RankHistogram:
@@ -191,10 +195,3 @@ def _padded(state: torch.Tensor, size: int) -> torch.Tensor:
     """``state`` with zeros appended up to ``size`` entries."""
     missing = size - state.numel()
     return torch.cat([state, state.new_zeros(missing)]) if missing > 0 else state
-
-
-def _decompose(hist: RankHistogram) -> dict[str, float]:
-    """The scalar fields of the histogram's decomposition; NaN (and 0 tokens) when empty."""
-    if hist.n_tokens == 0:
-        return {name: 0.0 if name == "n_tokens" else math.nan for name in FIELDS}
-    return {name: float(value) for name, value in hist.decompose().as_dict().items()}
