@@ -3,10 +3,10 @@
 Everything is local: a byte-level BPE tokenizer trained on the Python standard library's prose,
 a small randomly initialised gpt2, AdamW on random 64-token blocks. Every few steps the held-out
 blocks go through the model once and ``RankHistogram.update`` turns their logits into
-CE = EE + SA - Conf (``evaluate`` below: that is all the integration there is). It runs in
-about 15 s on a CPU::
+CE = EE + SA - Conf (``evaluate`` below: that is all the integration there is). It takes
+about 30 CPU-seconds (a third of them loading the text and training the tokenizer)::
 
-    python examples/plain_loop.py --steps 40 --eval-every 10
+    python examples/plain_loop.py --steps 30 --eval-every 10
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def evaluate(model: torch.nn.Module, held_out: torch.Tensor) -> Decomposition:
 def main() -> None:
     """Train for ``--steps`` steps, printing the held-out decomposition every few."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=40, help="optimizer steps (default 40)")
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps (default 30)")
     parser.add_argument("--eval-every", type=int, default=10, help="steps between evaluations")
     parser.add_argument("--seed", type=int, default=0, help="weights and batch order")
     args = parser.parse_args()
