@@ -189,7 +189,8 @@ def _token_stats(results: Path) -> list[str]:
         f"load average before {g['machine_before'].get('loadavg_1_5_15')}, after "
         f"{m.get('loadavg_1_5_15')}. Command: `{g['command']}`. Mean CE of the same tokens: "
         f"{g['mean_ce_cross_entropy']:.6f} (cross_entropy), {g['mean_ce_token_stats']:.6f} "
-        "(token_stats).",
+        "(token_stats). A load above the core count means other jobs shared the cores; the two "
+        "ran interleaved, under the same load.",
         "",
         f"cross_entropy writes a float32 log-softmax as large as the logits ({size_mb:.0f} MB, "
         "fresh pages on every call) and reads it back; token_stats reads the logits once, in "
