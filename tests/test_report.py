@@ -3,6 +3,7 @@ Chromium."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -458,3 +459,266 @@ def test_a_model_without_non_embedding_parameters_does_not_break_fig7(
     assert all(n > 0 for fam in points for n in fam.params)
     figs, _ = report.draw_figures(data, tmp_path / "figures")
     assert any(Path(f.png).name.startswith("fig7") for f in figs)
+
+
+# ---- the first screen: the question, the verdict, the headline figure --------------------------
+
+
+def _set_ee_ce(data, dataset: str, ee: float, ce: float, ci) -> None:
+    """Give the All fits of EE and CE these R² and the paired difference this interval."""
+    from errorentropy.sweepfits import R2Comparison
+
+    def fix(r):
+        if (r.dataset, r.group) != (dataset, "All") or r.quantity not in ("EE", "CE"):
+            return r
+        return replace(r, r2=ee if r.quantity == "EE" else ce, r2_ci=None)
+
+    n = data.fits.fit(dataset, "All", "EE").n_models
+    paired = [r for r in data.fits.r2_ee_vs_ce if r.dataset != dataset]
+    paired.append(R2Comparison(dataset, "All", n, ee, ce, ee - ce, ci))
+    data.fits = replace(data.fits, fits=tuple(map(fix, data.fits.fits)), r2_ee_vs_ce=tuple(paired))
+
+
+def test_verdict_is_computed_from_the_fits(sweep: Path) -> None:
+    """The verdict's numbers are the R² of independent least-squares lines over all models."""
+    from scipy.stats import linregress
+
+    data = report.collect(sweep, run_fit=False)
+    verdict = report.verdict_sentences(data)
+    assert 2 <= len(verdict) <= 5
+    cells = data.final["prose"]
+    x = np.log([c.non_embedding_params for c in cells])
+    r2 = {
+        q: linregress(x, np.log(np.abs([c.summary[key] for c in cells]))).rvalue ** 2
+        for q, key in (("EE", "error_entropy"), ("CE", "cross_entropy"))
+    }
+    assert verdict[1] == (
+        f"On prose (8 models, 3 families together), R² is {r2['EE']:.3f} for EE and "
+        f"{r2['CE']:.3f} for CE: R²(EE) − R²(CE) = {r2['EE'] - r2['CE']:+.3f}."
+    )
+    lead = "Apparently yes: " if r2["EE"] > r2["CE"] else "No: "
+    assert verdict[0].startswith(lead)
+    assert verdict[-1] == (
+        "These fits have no bootstrap intervals (--no-fit), so read these R² as rough."
+    )
+
+
+@pytest.mark.parametrize(
+    ("ee", "ce", "ci", "lead", "clause"),
+    [
+        (0.99, 0.90, (0.02, 0.15), "Yes: ", "is above 0 there"),
+        (0.99, 0.90, (-0.01, 0.15), "Not clearly: ", "includes 0"),
+        (0.99, 0.90, None, "Apparently yes: ", "without bootstrap intervals"),
+        (0.80, 0.95, (-0.30, -0.05), "No: ", "lies below 0."),
+        (0.80, 0.95, (-0.30, 0.05), "No: ", "includes 0, so CE's lead is not clear"),
+    ],
+)
+def test_verdict_says_how_sure_it_is(sweep: Path, ee, ce, ci, lead, clause) -> None:
+    data = report.collect(sweep, run_fit=False)
+    _set_ee_ce(data, "prose", ee, ce, ci)
+    first, detail, *_ = report.verdict_sentences(data)
+    assert first.startswith(lead) and clause in first, first
+    assert f"R² is {ee:.3f} for EE and {ce:.3f} for CE: R²(EE) − R²(CE) = {ee - ce:+.3f}" in detail
+    if ci is not None:
+        assert detail.endswith(f" [{ci[0]:+.3f}, {ci[1]:+.3f}].")
+
+
+def test_verdict_over_datasets_mixed_skipped_and_many(tmp_path: Path) -> None:
+    """Mixed answers name where EE wins; a skipped fit is said, not hidden; with more than three
+    datasets the numbers share one sentence, so the verdict stays within five."""
+    root = build_sweep(tmp_path / "four", steps=False, profile=False, datasets=("a", "b", "c", "d"))
+    data = report.collect(root, run_fit=False)
+    for dataset, (ee, ce) in zip("abcd", [(0.99, 0.9), (0.8, 0.95), (0.97, 0.96), (0.5, 0.6)]):
+        _set_ee_ce(data, dataset, ee, ce, (ee - ce - 0.01, ee - ce + 0.01))
+    verdict = report.verdict_sentences(data)
+    assert len(verdict) == 2  # eight models per dataset: no caution due
+    assert verdict[0] == (
+        "Mixed: EE's fit has the higher R² on 2 of 4 datasets (a, c), CE's on the rest; "
+        "the 95% bootstrap interval of R²(EE) − R²(CE) lies above 0 on 2 and below 0 on 2."
+    )
+    assert verdict[1].startswith("Per dataset, R²(EE) − R²(CE): a +0.090 [+0.080, +0.100]; ")
+    reason = "fewer than 3 models"
+    data.fits = replace(
+        data.fits,
+        fits=tuple(
+            replace(r, skipped=reason, alpha=None, c=None, r2=None)
+            if r.quantity == "EE" and r.dataset == "d"
+            else r
+            for r in data.fits.fits
+        ),
+    )
+    verdict = report.verdict_sentences(data)
+    assert "on all 3 datasets with both fits (a, b, c)" not in verdict[0]  # still mixed
+    assert verdict[0].startswith("Mixed: EE's fit has the higher R² on 2 of 3 datasets (a, c)")
+    assert f"d: the EE fit was skipped ({reason})" in verdict[1]
+    data.fits = replace(
+        data.fits,
+        fits=tuple(replace(r, skipped=reason) if r.quantity == "CE" else r for r in data.fits.fits),
+    )
+    verdict = report.verdict_sentences(data)
+    assert verdict[0].startswith("This sweep cannot answer it")
+    assert len(verdict) == 2 and "the CE fit was skipped" in verdict[1]
+
+
+def test_one_family_is_shown_once(tmp_path: Path) -> None:
+    """When one family holds every model its fits are the All fits: tables and statements show
+    them once, under the family's name, and say so."""
+    from synthetic_sweep import DEFAULT_FAMILIES, build_synthetic_sweep
+
+    root = tmp_path / "one"
+    build_synthetic_sweep(
+        root, families={"A": DEFAULT_FAMILIES["A"]}, n_docs=20, doc_len=30, dynamics=False
+    )
+    report.build_report(root, run_fit=False)
+    data = report.collect(root, run_fit=False)
+    assert data.fits.fit("synth", "All", "EE") is not None  # the fit has both groups
+    assert report.twin_of_all(data.fits, "synth") == "A"
+    t1, t2 = report.fit_tables(data)
+    assert [r[1] for r in t1.rows] == ["A"] and [r[1] for r in t2.rows] == ["A"]
+    assert "A on synth" in t1.note
+    saturating = report.saturating_table(data)
+    assert saturating is not None and {r[1] for r in saturating.rows} == {"A"}
+    statements = report.summary_sentences(data)
+    assert not [s for s in statements if "All" in s], statements
+    assert any("in 0 of 1 group (A)" in s or "in 1 of 1 group (A)" in s for s in statements)
+    assert "(4 models, one family)" in report.verdict_sentences(data)[1]
+    md = (root / "report.md").read_text()
+    assert "| synth | A | 4 |" in md and "| synth | All |" not in md
+    # A sweep of several families keeps every group and All.
+    assert (
+        report.twin_of_all(
+            report.collect(build_sweep(tmp_path / "many"), run_fit=False).fits, "prose"
+        )
+        is None
+    )
+
+
+def _positions(text: str, markers: list[str]) -> list[int]:
+    found = [text.find(m) for m in markers]
+    assert all(i >= 0 for i in found), [m for m, i in zip(markers, found) if i < 0]
+    return found
+
+
+def test_report_reads_from_the_answer_down(sweep: Path, built: dict) -> None:
+    """Both forms: question, verdict, headline figure; figures, tables, statements; settings and
+    notes last, inside <details>. The headline figure is Fig. 7 of the first dataset, once."""
+    data = report.collect(sweep, run_fit=False)
+    lead = report.verdict_sentences(data)[0]
+    page = (sweep / "report.html").read_text()
+    order = _positions(
+        page,
+        [
+            f'<h1 id="question">{report.QUESTION}</h1>',
+            '<div id="verdict">',
+            '<figure id="fig7-prose" class="headline"><img class="figure" id="headline-figure"',
+            '<h2 id="figures">',
+            '<h2 id="tables">',
+            '<h2 id="statements">',
+            '<details id="settings-details"><summary>',
+            '<table id="settings">',
+            '<details id="notes-details"><summary>',
+        ],
+    )
+    assert order == sorted(order)
+    drawn = [f for f in built["figures"] if f.endswith(".png")]
+    assert page.count('id="fig7-prose"') == 1 and page.count("<img") == len(drawn)
+    assert html.escape(lead) in page
+    settings = page[page.index('<details id="settings-details">') :]
+    assert settings.index('<table id="settings">') < settings.index("</details>")
+    md = (sweep / "report.md").read_text()
+    order = _positions(
+        md,
+        [
+            f"# {report.QUESTION}",
+            f"**{lead}**",
+            "](figures/fig7-prose.png)",
+            "## Figures",
+            "## Tables",
+            "## Detailed statements",
+            "<summary>Settings</summary>",
+            "| setting | value |",
+            "<summary>Notes (",
+        ],
+    )
+    assert order == sorted(order) and md.count("figures/fig7-prose.png") == 1
+    for fig in (3, 4, 5, 6, 8):  # every figure has a line on what to look for
+        assert re.search(rf"\*\*Look for: [^*]+\*\* \*Fig\. {fig} \(prose\)", md), fig
+
+
+# A script appended to a copy of the page: on load it writes, into <pre id="first-screen">, the
+# viewport and the rects of the question, the verdict and the headline figure as the page lays
+# them out, and whether settings and notes sit inside a closed <details>.
+_FIRST_SCREEN_PROBE = """<script>
+window.addEventListener('load', () => {
+  const box = (s) => { const e = document.querySelector(s); if (!e) return null;
+    const b = e.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom]; };
+  const folded = (s) => { const e = document.querySelector(s); const d = e && e.closest('details');
+    return e ? (d ? (d.open ? 'open' : 'closed') : 'none') : 'missing'; };
+  const img = document.getElementById('headline-figure');
+  const b = img.getBoundingClientRect();
+  const hit = document.elementFromPoint((b.left + b.right) / 2, (b.top + b.bottom) / 2);
+  const out = {width: innerWidth, height: innerHeight, figure: box('#headline-figure'),
+    natural: img.naturalWidth, hit: hit === img, verdict: box('#verdict'),
+    question: box('#question'), verdictText: document.getElementById('verdict').innerText,
+    settings: folded('#settings'), notes: folded('ul.notes')};
+  const pre = document.createElement('pre'); pre.id = 'first-screen';
+  pre.textContent = JSON.stringify(out); document.body.appendChild(pre);
+});
+</script></body>"""
+# A 1280 x 800 viewport exactly (kiosk: no browser toolbar), and a 1280 x 800 window whose
+# toolbar leaves a shorter viewport, as a reader's browser does.
+_VIEWPORTS = {
+    "screen": ("--screen-info={1280x800}", "--kiosk", "--window-size=1280,800"),
+    "window": ("--window-size=1280,800",),
+}
+
+
+@pytest.mark.parametrize(
+    ("datasets", "viewport"),
+    [(("prose",), "screen"), (("prose", "code", "wiki"), "screen"), (("code", "wiki"), "window")],
+)
+def test_first_screen_holds_question_verdict_and_headline_figure(
+    tmp_path: Path, datasets: tuple[str, ...], viewport: str
+) -> None:
+    """In headless Chromium at 1280 x 800 the question, the verdict and the headline figure lie
+    in the first viewport (positions as the page computes them), and settings and notes are
+    folded away."""
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    root = build_sweep(tmp_path / "sweep", datasets=datasets, steps=len(datasets) == 1)
+    report.build_report(root, run_fit=False)
+    verdict = report.verdict_sentences(report.collect(root, run_fit=False))
+    page = (root / "report.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _FIRST_SCREEN_PROBE))
+    flags = _VIEWPORTS[viewport]
+    dom = _chromium_run(
+        binary, tmp_path / "p1", *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="first-screen">(.*?)</pre>', dom.stdout, re.S)
+    assert found is not None, "the probe never ran"
+    seen = json.loads(html.unescape(found.group(1)))
+    width, height = seen["width"], seen["height"]
+    assert width == 1280 and 600 <= height <= 800, (width, height)
+    if viewport == "screen":
+        assert height == 800
+    for name in ("question", "verdict", "figure"):
+        left, top, right, bottom = seen[name]
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height, (name, seen[name])
+    left, top, right, bottom = seen["figure"]
+    assert right - left >= 450 and bottom - top >= 380, seen["figure"]  # not a thumbnail
+    assert seen["natural"] > 0 and seen["hit"]  # decoded, and nothing covers it
+    text = " ".join(seen["verdictText"].split())
+    assert all(sentence in text for sentence in verdict), (verdict, text)
+    assert seen["settings"] == "closed" and seen["notes"] == "closed"
+    shot = tmp_path / f"first-screen-{len(datasets)}-{viewport}.png"
+    run = _chromium_run(
+        binary, tmp_path / "p2", *flags, f"--screenshot={shot}", (root / "report.html").as_uri()
+    )
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    keep = os.environ.get("ERRORENTROPY_KEEP_FIRST_SCREEN")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / shot.name)  # for a human to look at

@@ -52,3 +52,11 @@ def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert (out / "fits.json").exists()
     # The final revision of each model is its main folder; the fits see three sizes of one family.
     assert "| docs | toy | 3 |" in (out / "report.md").read_text()
+    # The page opens with the question, the verdict and the headline figure (Fig. 7 of docs);
+    # the one family's fits are the All fits, shown once; settings and notes are folded away.
+    start = page.index('<h1 id="question">Does Error-Entropy follow a cleaner power law')
+    assert start < page.index('<div id="verdict">') < page.index('id="headline-figure"')
+    assert page.index('id="headline-figure"') < page.index('<h2 id="figures">')
+    assert "On docs (3 models, one family), R² is " in page
+    assert "| docs | All |" not in (out / "report.md").read_text()
+    assert page.index('<details id="settings-details">') > page.index('<h2 id="statements">')

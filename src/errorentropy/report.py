@@ -8,10 +8,15 @@ least squares), whose result is written to ``DIR/fits.json``. The report never f
 itself. It draws Fig. 3-8 (:mod:`errorentropy.figures`) into ``DIR/figures/`` as PNG and SVG, and
 writes
 
-    DIR/report.md     settings, tables, figures (linked), extrapolation, summary
-    DIR/report.html   the same, self-contained: figures embedded as base64 PNG data URIs
+    DIR/report.md     the question, the verdict, the headline figure; figures (linked), tables,
+                      detailed statements; settings and notes in <details>
+    DIR/report.html   the same, self-contained: figures embedded as base64 PNG data URIs, no
+                      JavaScript; the question, verdict and headline figure fill its first screen
 
-Every sentence of the summary is computed from the numbers in the tables; nothing is canned.
+The first screen asks :data:`QUESTION` and answers it (:func:`verdict_sentences`, at most five
+sentences from the fits' R² of EE and CE and their paired bootstrap difference) beside Fig. 7
+of the first dataset. Every sentence of the verdict and of the statements is computed from the
+numbers in the tables; nothing is canned.
 Missing pieces (no training steps, no profile, a family with fewer than 3 models) are left out
 with a note saying why, never faked.
 """
@@ -22,7 +27,7 @@ import base64
 import html
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -473,6 +478,46 @@ def _groups(rows: Sequence[FitRow], dataset: str) -> list[str]:
     return groups + ([ALL_GROUP] if has_all else [])
 
 
+def twin_of_all(fits: SweepFits, dataset: str) -> str | None:
+    """The family whose models are exactly the dataset's ``"All"`` group (a dataset of one
+    family), or None; its fits and the All fits are the same numbers, so the report shows them
+    once, under the family's name."""
+    members = {
+        r.group: r.models for r in fits.fits if r.dataset == dataset and r.quantity == CE.key
+    }
+    everyone = members.get(ALL_GROUP)
+    twins = [g for g, models in members.items() if g != ALL_GROUP and models == everyone]
+    return twins[0] if everyone is not None and twins else None
+
+
+def _hidden(data: ReportData, dataset: str, group: str) -> bool:
+    """Whether a (dataset, group) is the All group of a one-family dataset (shown as the
+    family)."""
+    return group == ALL_GROUP and twin_of_all(data.fits, dataset) is not None
+
+
+def _shown_groups(data: ReportData, dataset: str) -> list[str]:
+    """The fitted groups of a dataset as the report shows them: families, then All, and All
+    left out when it holds the same models as the one family."""
+    return [g for g in _groups(data.fit_rows, dataset) if not _hidden(data, dataset, g)]
+
+
+def _twins_note(data: ReportData) -> str:
+    """Which families stand for their dataset's All group in the tables, or ""."""
+    twins: dict[str, list[str]] = {}  # family -> the datasets where it holds every model
+    for dataset in data.datasets:
+        twin = twin_of_all(data.fits, dataset)
+        if twin is not None:
+            twins.setdefault(twin, []).append(dataset)
+    if not twins:
+        return ""
+    listed = "; ".join(f"{t} on {', '.join(ds)}" for t, ds in twins.items())
+    return (
+        f"One family holds every model ({listed}): its rows are also the fits over all models "
+        f"({ALL_GROUP}), shown once."
+    )
+
+
 def _index(data: ReportData) -> dict[tuple[str, str, str], FitRow]:
     """(dataset, group, quantity key) -> fitted row."""
     return {(r.dataset, r.group, r.quantity): r for r in data.fit_rows}
@@ -519,10 +564,12 @@ def fit_tables(data: ReportData) -> list[Table]:
         [],
     )
     for dataset in data.datasets:
-        for group in _groups(data.fit_rows, dataset):
+        for group in _shown_groups(data, dataset):
             got = {q: index.get((dataset, group, q)) for q in QUANTITY_KEYS}
             t1.rows.append(_table1_row(dataset, group, got))
             t2.rows.append(_table2_row(dataset, group, got))
+    twins = _twins_note(data)
+    t1.note = t2.note = twins
     if not t1.rows:
         t1.note = t2.note = (
             f"No group has {MIN_MODELS_FOR_FIT} or more models with distinct sizes, "
@@ -594,6 +641,8 @@ def extrapolation_table(data: ReportData) -> Table | None:
         [],
     )
     for r in data.fits.extrapolation:
+        if _hidden(data, r.dataset, r.group):
+            continue
         head = [r.dataset, r.group, r.quantity]
         if r.skipped:
             table.rows.append([*head, "", str(r.holdout), "skipped", r.skipped])
@@ -613,7 +662,11 @@ def extrapolation_table(data: ReportData) -> Table | None:
 def saturating_table(data: ReportData) -> Table | None:
     """The fit's saturating law ``M = a N^(-α) + E`` per (dataset, group, quantity), when it
     ran."""
-    rows = [r for r in data.fits.fits if r.saturating is not None]
+    rows = [
+        r
+        for r in data.fits.fits
+        if r.saturating is not None and not _hidden(data, r.dataset, r.group)
+    ]
     if not rows:
         return None
     table = Table(
@@ -674,7 +727,7 @@ def summary_sentences(data: ReportData) -> list[str]:
     out: list[str] = []
     index = _index(data)
     for dataset in data.datasets:
-        groups = _groups(data.fit_rows, dataset)
+        groups = _shown_groups(data, dataset)
         if groups:
             top_group = ALL_GROUP if ALL_GROUP in groups else groups[0]
             out += _fit_sentences(data, dataset, top_group, index)
@@ -737,8 +790,8 @@ def _r2_sentence(
         return []
     wins = [g for g in compared if _beats(index[(dataset, g, EE.key)], index[(dataset, g, CE.key)])]
     text = (
-        f"{dataset}: EE's fit has a higher R² than CE's in {len(wins)} of {len(compared)} groups "
-        f"({', '.join(compared)})"
+        f"{dataset}: EE's fit has a higher R² than CE's in {len(wins)} of {len(compared)} "
+        f"group{'s' if len(compared) > 1 else ''} ({', '.join(compared)})"
     )
     paired = {r.group: r for r in data.fits.r2_ee_vs_ce if r.dataset == dataset}
     with_ci: dict[str, tuple[float, Interval]] = {}  # group -> difference and its interval
@@ -840,6 +893,8 @@ def _extrapolation_sentences(data: ReportData) -> list[str]:
     """Whether EE extrapolates better than CE, per group, and how sure the bootstrap is."""
     out = []
     for r in data.fits.extrapolation_ce_vs_ee:
+        if _hidden(data, r.dataset, r.group):
+            continue
         ce, ee = r.ce_mean_abs_relative_error, r.ee_mean_abs_relative_error
         verdict = "better than" if ee < ce else "worse than" if ee > ce else "exactly as well as"
         text = (
@@ -862,12 +917,270 @@ def _extrapolation_sentences(data: ReportData) -> list[str]:
     return out
 
 
+# ---- the verdict: the question answered in at most five sentences -----------------------------
+
+QUESTION = "Does Error-Entropy follow a cleaner power law in model size than cross-entropy?"
+MAX_DATASET_SENTENCES = 3  # more datasets than this share one sentence in the verdict
+
+
+@dataclass(frozen=True)
+class EEvsCE:
+    """EE's power law against CE's over every model of one dataset (the ``"All"`` group).
+
+    ``difference`` is R²(EE) − R²(CE) and ``ci`` its paired 95% bootstrap interval (None
+    without a bootstrap); ``reason`` says why there is no comparison (then ``ee``/``ce`` may
+    be None).
+    """
+
+    dataset: str
+    n_models: int
+    families: int
+    ee: FitRow | None = None
+    ce: FitRow | None = None
+    difference: float | None = None
+    ci: Interval | None = None
+    reason: str | None = None
+
+    @property
+    def sign(self) -> int:
+        """+1 when EE's fit has the higher R², -1 when CE's has, 0 for a tie or no comparison."""
+        d = self.difference
+        return 0 if d is None or d == 0 else (1 if d > 0 else -1)
+
+    @property
+    def sure(self) -> int:
+        """+1 when the interval lies above 0, -1 when below, 0 when it holds 0 or is missing."""
+        if self.ci is None:
+            return 0
+        return 1 if self.ci[0] > 0 else -1 if self.ci[1] < 0 else 0
+
+
+def ee_vs_ce(data: ReportData, dataset: str) -> EEvsCE:
+    """The EE-against-CE comparison of one dataset, read from the sweep's fits."""
+    fits = data.fits
+    rows = [r for r in fits.fits if r.dataset == dataset]
+    families = len({r.group for r in rows if r.group != ALL_GROUP})
+    ee, ce = fits.fit(dataset, ALL_GROUP, EE.key), fits.fit(dataset, ALL_GROUP, CE.key)
+    n = max((r.n_models for r in (ee, ce) if r is not None), default=0)
+    base = EEvsCE(dataset, n, families, ee, ce)
+    for q, row in ((CE.key, ce), (EE.key, ee)):
+        if row is None:
+            return replace(base, reason="no power law was fitted")
+        if row.skipped:
+            return replace(base, reason=f"the {q} fit was skipped ({row.skipped})")
+        if row.r2 is None or not math.isfinite(row.r2):
+            return replace(base, reason=f"R² of the {q} fit is undefined (every |{q}| is equal)")
+    assert ee is not None and ce is not None and ee.r2 is not None and ce.r2 is not None
+    paired = next(
+        (r for r in fits.r2_ee_vs_ce if (r.dataset, r.group) == (dataset, ALL_GROUP)), None
+    )
+    ci = paired.difference_ci if paired is not None else None
+    return replace(base, difference=ee.r2 - ce.r2, ci=ci)
+
+
+def verdict_sentences(data: ReportData) -> list[str]:
+    """The answer to :data:`QUESTION` in at most five sentences, every number taken from the
+    fits: the answer, one sentence per dataset (R² of EE and CE and their paired difference,
+    with 95% intervals; or why there is no comparison), and a caution when one is due."""
+    comps = [ee_vs_ce(data, d) for d in data.datasets]
+    done = [c for c in comps if c.reason is None]
+    out = [_answer(done, len(comps))]
+    if len(comps) <= MAX_DATASET_SENTENCES:
+        out += [_dataset_verdict(c) for c in comps]
+    else:
+        out.append(_datasets_verdict(comps))
+    caution = _caution(data, done)
+    return out + ([caution] if caution else [])
+
+
+def _scope(done: Sequence[EEvsCE], total: int) -> str:
+    if len(done) == 1:
+        return f"on {done[0].dataset}"
+    if len(done) == total:
+        return "on both datasets" if total == 2 else f"on all {total} datasets"
+    return f"on all {len(done)} datasets with both fits ({', '.join(c.dataset for c in done)})"
+
+
+def _answer(done: Sequence[EEvsCE], total: int) -> str:
+    """The first sentence: yes, no, not clearly, mixed, or cannot tell."""
+    if not done:
+        return (
+            "This sweep cannot answer it: no dataset has both an EE and a CE power law fitted "
+            "over its models."
+        )
+    k, where = len(done), _scope(done, total)
+    diff = "the 95% bootstrap interval of R²(EE) − R²(CE)"
+    ee_sure = sum(c.sure > 0 for c in done)
+    ce_sure = sum(c.sure < 0 for c in done)
+    no_ci = all(c.ci is None for c in done)
+    if all(c.sign > 0 for c in done):
+        if ee_sure == k:
+            every = "there" if k == 1 else "on every one"
+            return f"Yes: EE's power law fits better than CE's {where}; {diff} is above 0 {every}."
+        if no_ci:
+            return (
+                f"Apparently yes: EE's fit has the higher R² {where}, but without bootstrap "
+                "intervals the size of that lead is not known."
+            )
+        held = "includes 0" if k == 1 else f"lies above 0 on only {ee_sure} of {k}"
+        return f"Not clearly: EE's fit has the higher R² {where}, but {diff} {held}."
+    if all(c.sign <= 0 for c in done):
+        if no_ci:
+            return f"No: CE's fit has an R² at least as high as EE's {where} (no intervals)."
+        if k == 1:
+            held = "lies below 0" if ce_sure else "includes 0, so CE's lead is not clear"
+        else:
+            held = f"lies below 0 on {ce_sure} of {k}"
+        return f"No: CE's fit has an R² at least as high as EE's {where}; {diff} {held}."
+    ee_names = ", ".join(c.dataset for c in done if c.sign > 0)
+    wins = sum(c.sign > 0 for c in done)
+    text = (
+        f"Mixed: EE's fit has the higher R² on {wins} of {k} datasets ({ee_names}), "
+        "CE's on the rest"
+    )
+    if not no_ci:
+        text += f"; {diff} lies above 0 on {ee_sure} and below 0 on {ce_sure}"
+    return text + "."
+
+
+def _r2_text(row: FitRow | None) -> str:
+    assert row is not None and row.r2 is not None
+    ci = row.r2_ci
+    return f"{row.r2:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci is not None else "")
+
+
+def _diff_text(c: EEvsCE) -> str:
+    assert c.difference is not None
+    ci = c.ci
+    return f"{c.difference:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci is not None else "")
+
+
+def _who(c: EEvsCE) -> str:
+    """How many models, of how many families."""
+    kind = "one family" if c.families == 1 else f"{c.families} families together"
+    return f"{c.n_models} models, {kind}"
+
+
+def _dataset_verdict(c: EEvsCE) -> str:
+    """One dataset's numbers: R² of EE and of CE, and their difference, with intervals."""
+    if c.reason is not None:
+        return f"On {c.dataset} ({_who(c)}) there is no comparison: {c.reason}."
+    return (
+        f"On {c.dataset} ({_who(c)}), R² is {_r2_text(c.ee)} for EE and {_r2_text(c.ce)} for "
+        f"CE: R²(EE) − R²(CE) = {_diff_text(c)}."
+    )
+
+
+def _datasets_verdict(comps: Sequence[EEvsCE]) -> str:
+    """Every dataset's difference in one sentence (when there are too many for one each)."""
+    parts = [
+        f"{c.dataset} {_diff_text(c)}" if c.reason is None else f"{c.dataset}: {c.reason}"
+        for c in comps
+    ]
+    return f"Per dataset, R²(EE) − R²(CE): {'; '.join(parts)}."
+
+
+def _caution(data: ReportData, done: Sequence[EEvsCE]) -> str:
+    """A sentence on what makes the verdict rough: few models, no intervals; or ""."""
+    clauses = []
+    few = min((c.n_models for c in done), default=0)
+    if done and few <= 5:
+        at = "" if len({c.n_models for c in done}) == 1 else "as few as "
+        clauses.append(
+            f"with {at}{few} models a line has {few - 2} residual degree"
+            f"{'s' if few != 3 else ''} of freedom"
+        )
+    if done and all(c.ci is None for c in done):
+        how = " (--no-fit)" if data.fits.settings.n_boot == 0 else ""
+        clauses.append(f"these fits have no bootstrap intervals{how}")
+    if not clauses:
+        return ""
+    text = " and ".join(clauses)
+    return f"{text[0].upper()}{text[1:]}, so read these R² as rough."
+
+
 # ---- writing ----------------------------------------------------------------------------------
 
-INTRO = (
-    "CE = EE + SA − Conf for every model of the sweep, and which part follows a power law in "
-    "non-embedding parameters."
+# What a reader should look for in each figure, by its number (the ident's prefix).
+LOOK_FOR: dict[str, str] = {
+    "fig3": "Look for: which component carries CE's fall as training proceeds.",
+    "fig4": (
+        "Look for: p_e piling up at the low ranks as training proceeds; EE is the entropy of "
+        "this distribution, so a steeper curve is a lower EE."
+    ),
+    "fig5": (
+        "Look for: how far the probability at the ground truth's position (dotted) stands above "
+        "the ones ranked after it."
+    ),
+    "fig6": (
+        "Look for: the points closing in on the dashed line p = q as training proceeds "
+        "(Self-Alignment falling towards 0)."
+    ),
+    "fig7": (
+        "Look for: whether EE's points (top right) sit closer to their line than CE's (top "
+        "left); a straight line on these log-log axes is a power law."
+    ),
+    "fig8": "Look for: how much of CE is EE, and whether that share moves with model size.",
+    "rbp": (
+        "Look for: whether alpha_k holds steady over small k (one law for the top of the "
+        "ranking) and where R^2 falls as k nears the vocabulary; dotted: CE, dashed: EE."
+    ),
+    "convergence": (
+        "Look for: whether the curves flatten before every document is used; a plug-in EE still "
+        "climbing outside the band at the right has not settled."
+    ),
+}
+FIRST_FIGURES = ("fig7", "fig8", "rbp")  # the scaling figures answer the question: first
+LAST_FIGURES = ("convergence",)  # checks on the estimates: last
+NO_EXTRAPOLATION = (
+    "The fit did not run an extrapolation test (it needs the bootstrap fit and enough models "
+    "per group)."
 )
+
+
+def _look_for(fig: FigureFile) -> str:
+    return LOOK_FOR.get(fig.ident.split("-", 1)[0], "")
+
+
+def headline_figure(data: ReportData, figs: Sequence[FigureFile]) -> FigureFile | None:
+    """The figure on the first screen: Fig. 7 (each quantity against N with its fit) of the
+    first dataset, or of the first dataset that has one; None when none was drawn."""
+    first = f"fig7-{slug(data.datasets[0])}" if data.datasets else ""
+    scaling = [f for f in figs if f.ident.startswith("fig7-")]
+    return next((f for f in scaling if f.ident == first), scaling[0] if scaling else None)
+
+
+def reading_order(figs: Sequence[FigureFile], headline: FigureFile | None) -> list[FigureFile]:
+    """The figures below the first screen: the scaling figures (Fig. 7, 8, RBP_k) first, then
+    the rest as drawn, the convergence checks last; the headline figure is not repeated."""
+
+    def rank(f: FigureFile) -> int:
+        kind = f.ident.split("-", 1)[0]
+        return 0 if kind in FIRST_FIGURES else 2 if kind in LAST_FIGURES else 1
+
+    return sorted((f for f in figs if f is not headline), key=rank)
+
+
+def _legend(data: ReportData) -> str:
+    """How to read the verdict's numbers."""
+    brackets = (
+        "brackets hold 95% document-bootstrap intervals"
+        if data.fits.settings.n_boot > 0
+        else "no intervals: plain least squares"
+    )
+    return (
+        "R² is that of the least-squares line log|M| = c + α log N over the non-embedding "
+        f"parameters N of every model of a dataset; {brackets}. Each model's cross-entropy "
+        "splits exactly as CE = EE + SA − Conf (Error-Entropy, Self-Alignment, Confidence)."
+    )
+
+
+def _byline(data: ReportData) -> str:
+    models = len({c.key.model for c in data.cells})
+    return (
+        f"errorentropy report · sweep {data.sweep_dir.name} · {models} models · "
+        f"{len(data.cells)} cells · datasets: {', '.join(data.datasets)}"
+    )
 
 
 def _md_table(table: Table) -> str:
@@ -896,109 +1209,176 @@ def _html_table(table: Table) -> str:
     )
 
 
+# The first screen: the question across the top, the verdict on the left, the headline figure
+# on the right, its height capped by the window's so it is seen whole without scrolling.
 _CSS = (
     "\n"
-    'body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;'
-    "margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\n"
-    "h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\n"
+    'body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1240px;'
+    "margin:0 auto;padding:.5em 1.2em 2em;color:#222;line-height:1.45}\n"
+    ".byline{font-size:.8em;color:#666;margin:.3em 0}"
+    "h1{font-size:1.55em;line-height:1.25;margin:.2em 0 .6em}\n"
+    "h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}\n"
+    ".answer{display:grid;grid-template-columns:minmax(300px,5fr) 7fr;gap:1.6em;"
+    "align-items:start}\n"
+    "#verdict p{margin:0 0 .65em}#verdict p.lead{font-size:1.12em;font-weight:600}"
+    ".legend{font-size:.82em;color:#555}\n"
+    "figure.headline{margin:0}figure.headline img{display:block;width:auto;height:auto;"
+    "max-width:100%;max-height:calc(100vh - 12.5em)}\n"
+    "@media (max-width:900px){.answer{display:block}}\n"
     "table{border-collapse:collapse;margin:1em 0;font-size:.85em}"
     "caption{font-weight:600;text-align:left;padding:.3em 0}\n"
     "th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}th{background:#f0f0f0}"
     "td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}\n"
     "figure{margin:1.2em 0}figure img{max-width:100%;height:auto;border:1px solid #ddd}"
-    "figcaption{font-size:.9em;color:#444}\n"
+    "figcaption{font-size:.9em;color:#555}figcaption .look{color:#222;font-weight:600}\n"
     ".note{color:#7a4b00;font-size:.9em}ul.summary li{margin:.3em 0}\n"
+    "details{margin:1em 0;border:1px solid #ddd;border-radius:4px;padding:.4em .8em}"
+    "summary{cursor:pointer;font-weight:600}\n"
 )
 
 
 @dataclass
 class _Parts:
-    """The pieces of the report, shared by its Markdown and HTML forms."""
+    """The pieces of the report, in reading order, shared by its Markdown and HTML forms."""
 
-    summary: list[str]
-    settings: list[tuple[str, str]]
-    tables: list[Table]
-    extrapolation: Table | None
-    saturating: Table | None
+    verdict: list[str]
+    headline: FigureFile | None
     figures: Sequence[FigureFile]
+    tables: list[Table]
+    table_notes: list[str]
+    statements: list[str]
+    settings: list[tuple[str, str]]
     notes: list[str]
 
 
+def _md_figure(data: ReportData, f: FigureFile) -> list[str]:
+    png, svg = f.png.relative_to(data.sweep_dir), f.svg.relative_to(data.sweep_dir)
+    look = f"**{_look_for(f)}** " if _look_for(f) else ""
+    return [
+        f"![{f.caption}]({png.as_posix()})",
+        "",
+        f"{look}*{f.caption}* ([SVG]({svg.as_posix()}))",
+        "",
+    ]
+
+
+def _md_details(summary: str, body: list[str]) -> list[str]:
+    """A collapsed section (GitHub renders Markdown inside it after a blank line)."""
+    return ["<details>", f"<summary>{summary}</summary>", "", *body, "", "</details>", ""]
+
+
 def _markdown(data: ReportData, parts: _Parts) -> str:
-    md = ["# errorentropy report", "", INTRO, ""]
-    md += ["## Summary", "", *[f"- {s}" for s in parts.summary], ""]
-    md += ["## Settings", "", "| setting | value |", "|---|---|"]
-    md += [*[f"| {k} | {v} |" for k, v in parts.settings], ""]
-    md += ["## Scaling fits", "", *[_md_table(t) for t in parts.tables]]
-    no_test = (
-        "The fit did not run an extrapolation test "
-        "(it needs the bootstrap fit and enough models per group)."
-    )
-    extrap = _md_table(parts.extrapolation) if parts.extrapolation else no_test
-    md += ["## Extrapolation", "", extrap, ""]
-    if parts.saturating:
-        md += [_md_table(parts.saturating)]
+    """report.md, in the page's order: question, verdict, headline figure; figures, tables,
+    statements; settings and notes collapsed."""
+    lead, *rest = parts.verdict
+    md = [f"# {QUESTION}", "", f"*{_byline(data)}*", "", " ".join([f"**{lead}**", *rest]), ""]
+    md += [f"<small>{_legend(data)}</small>", ""]
+    if parts.headline is not None:
+        md += _md_figure(data, parts.headline)
     md += ["## Figures", ""]
     for f in parts.figures:
-        png, svg = f.png.relative_to(data.sweep_dir), f.svg.relative_to(data.sweep_dir)
-        md += [f"![{f.caption}]({png.as_posix()})", "", f"*{f.caption}* ([SVG]({svg.as_posix()}))"]
-        md += [""]
+        md += _md_figure(data, f)
+    md += ["## Tables", "", *[_md_table(t) for t in parts.tables], *parts.table_notes, ""]
+    md += ["## Detailed statements", "", *[f"- {s}" for s in parts.statements], ""]
+    settings = ["| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in parts.settings]]
+    md += _md_details("Settings", settings)
     if parts.notes:
-        md += ["## Notes", "", *[f"- {n}" for n in parts.notes], ""]
+        md += _md_details(f"Notes ({len(parts.notes)})", [f"- {n}" for n in parts.notes])
     return "\n".join(md)
 
 
-def _html_figure(f: FigureFile) -> str:
+def _html_figure(f: FigureFile, *, headline: bool = False) -> str:
+    """One figure, its PNG inline; the headline one gets the ``headline-figure`` image id."""
     encoded = base64.b64encode(f.png.read_bytes()).decode("ascii")
     caption = html.escape(f.caption)
+    look = f'<span class="look">{html.escape(_look_for(f))}</span> ' if _look_for(f) else ""
+    kind = ' class="headline"' if headline else ""
+    img_id = ' id="headline-figure"' if headline else ""
     return (
-        f'<figure id="{html.escape(f.ident)}"><img class="figure" alt="{caption}" '
-        f'src="data:image/png;base64,{encoded}"><figcaption>{caption}</figcaption></figure>'
+        f'<figure id="{html.escape(f.ident)}"{kind}><img class="figure"{img_id} alt="{caption}" '
+        f'src="data:image/png;base64,{encoded}">'
+        f'<figcaption>{look}<span class="what">{caption}</span></figcaption></figure>'
     )
 
 
+def _html_first_screen(data: ReportData, parts: _Parts) -> list[str]:
+    """The question, the verdict and the headline figure."""
+    esc = html.escape
+    lead, *rest = parts.verdict
+    figure = _html_figure(parts.headline, headline=True) if parts.headline else ""
+    return [
+        f'<p class="byline">{esc(_byline(data))}</p>',
+        f'<h1 id="question">{esc(QUESTION)}</h1>',
+        '<section class="answer"><div class="answer-text"><div id="verdict">',
+        f'<p class="lead">{esc(lead)}</p>',
+        *[f"<p>{esc(s)}</p>" for s in rest],
+        f'</div><p class="legend">{esc(_legend(data))}</p></div>',
+        figure,
+        "</section>",
+    ]
+
+
+def _html_collapsed(parts: _Parts) -> list[str]:
+    """Settings and notes, each in a closed <details>."""
+    esc = html.escape
+    h = [
+        '<details id="settings-details"><summary>Settings</summary><table id="settings"><tbody>',
+        *[f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in parts.settings],
+        "</tbody></table></details>",
+    ]
+    if parts.notes:
+        h += [f'<details id="notes-details"><summary>Notes ({len(parts.notes)})</summary>']
+        h += ['<ul class="notes">', *[f'<li class="note">{esc(n)}</li>' for n in parts.notes]]
+        h += ["</ul></details>"]
+    return h
+
+
 def _html(data: ReportData, parts: _Parts) -> str:
+    """report.html: one self-contained page, readable without JavaScript."""
     esc = html.escape
     h = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">',
         f"<title>errorentropy report: {esc(data.sweep_dir.name)}</title>"
         f"<style>{_CSS}</style></head><body>",
-        f"<h1>errorentropy report</h1><p>{INTRO}</p>",
-        '<h2>Summary</h2><ul class="summary">',
-        *[f"<li>{esc(s)}</li>" for s in parts.summary],
-        "</ul>",
-        '<h2>Settings</h2><table id="settings"><tbody>',
-        *[f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in parts.settings],
-        "</tbody></table>",
-        "<h2>Scaling fits</h2>",
-        *[_html_table(t) for t in parts.tables],
-        "<h2>Extrapolation</h2>",
-        _html_table(parts.extrapolation)
-        if parts.extrapolation
-        else '<p class="note">The fit did not run an extrapolation test.</p>',
-        _html_table(parts.saturating) if parts.saturating else "",
-        "<h2>Figures</h2>",
+        *_html_first_screen(data, parts),
+        '<h2 id="figures">Figures</h2>',
         *[_html_figure(f) for f in parts.figures],
+        '<h2 id="tables">Tables</h2>',
+        *[_html_table(t) for t in parts.tables],
+        *[f'<p class="note">{esc(n)}</p>' for n in parts.table_notes],
+        '<h2 id="statements">Detailed statements</h2><ul class="summary">',
+        *[f"<li>{esc(s)}</li>" for s in parts.statements],
+        "</ul>",
+        *_html_collapsed(parts),
+        "</body></html>\n",
     ]
-    if parts.notes:
-        h += ['<h2>Notes</h2><ul class="notes">']
-        h += [*[f'<li class="note">{esc(n)}</li>' for n in parts.notes], "</ul>"]
-    h.append("</body></html>\n")
     return "\n".join(h)
 
 
 def write_report(
     data: ReportData, figs: Sequence[FigureFile], notes: Sequence[str]
 ) -> tuple[Path, Path]:
-    """Write ``report.md`` and the self-contained ``report.html`` into the sweep folder."""
+    """Write ``report.md`` and the self-contained ``report.html`` into the sweep folder.
+
+    Both open with the question, the verdict (:func:`verdict_sentences`) and the headline
+    figure (:func:`headline_figure`); then the other figures, the tables, the detailed
+    statements (:func:`summary_sentences`), and the settings and notes, collapsed.
+    """
+    headline = headline_figure(data, figs)
+    extrapolation, saturating = extrapolation_table(data), saturating_table(data)
     parts = _Parts(
-        summary=summary_sentences(data),
+        verdict=verdict_sentences(data),
+        headline=headline,
+        figures=reading_order(figs, headline),
+        tables=[
+            *fit_tables(data),
+            *[t for t in (extrapolation, saturating) if t is not None],
+            components_table(data),
+        ],
+        table_notes=[] if extrapolation else [NO_EXTRAPOLATION],
+        statements=summary_sentences(data),
         settings=settings_rows(data),
-        tables=[*fit_tables(data), components_table(data)],
-        extrapolation=extrapolation_table(data),
-        saturating=saturating_table(data),
-        figures=figs,
         notes=[*data.notes, *notes],
     )
     md_path = data.sweep_dir / "report.md"
