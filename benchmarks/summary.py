@@ -201,6 +201,16 @@ def _token_stats(results: Path) -> list[str]:
     ]
 
 
+def _trainer(results: Path) -> list[str]:
+    """(h): the Hugging Face Trainer's evaluation (``bench_trainer.py`` renders it)."""
+    h = _load(results, "trainer")
+    if not h:
+        return []
+    from bench_trainer import section
+
+    return [section(h)]
+
+
 def write_summary(results: Path, target: Path) -> str:
     """Render the summary Markdown, write it to ``target`` and return it."""
     run = _load(results, "run") or {}
@@ -385,6 +395,7 @@ def write_summary(results: Path, target: Path) -> str:
         ]
     lines += _gpu(results)
     lines += _token_stats(results)
+    lines += _trainer(results)
     text = "\n".join(lines)
     target.write_text(text)
     return text
