@@ -38,9 +38,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("4c head: the fused path", ("head.fused",)),
     ("4d head: choosing a path; per-token statistics from logits", ("head.select", "token_stats")),
     ("5 statistics", ("histogram", "profile", "tokens")),
+    (
+        "5b statistics over documents: resampling, convergence of EE with documents",
+        ("bootstrap", "convergence"),
+    ),
     ("6 scoring", ("engine", "distributed", "results", "api")),
     ("7 sweeps", ("cells", "spec", "sweep")),
-    ("8 fits", ("powerlaw", "bootstrap", "sweepfits", "fits", "tables")),
+    ("8 fits", ("powerlaw", "sweepfits", "fits", "tables")),
     ("9a figures (plain numbers to matplotlib)", ("figures",)),
     ("9b report", ("report",)),
     (

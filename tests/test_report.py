@@ -174,7 +174,8 @@ def test_report_files_and_figures(sweep: Path, built: dict) -> None:
 
 def test_html_is_self_contained(sweep: Path, built: dict) -> None:
     page = (sweep / "report.html").read_text()
-    assert len(re.findall(r'<img class="figure"[^>]*src="data:image/png;base64,', page)) == 6
+    # Fig. 3-8, the RBP_k exponents and EE against documents
+    assert len(re.findall(r'<img class="figure"[^>]*src="data:image/png;base64,', page)) == 8
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing fetched from disk or network
     assert 'id="table1"' in page and 'id="table2"' in page
 
@@ -249,7 +250,7 @@ def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
     assert 'id="extrapolation"' in page and "extrapolates" in page
     assert {Path(p).name for p in result["figures"] if p.endswith(".png")} == {
         f"fig{i}-synth.png" for i in (3, 4, 6, 7, 8)
-    }
+    } | {"rbp-synth.png", "convergence-synth.png"}
 
 
 def test_cli_report_without_steps_or_profile(
@@ -261,13 +262,13 @@ def test_cli_report_without_steps_or_profile(
     assert main(["report", str(root), "--no-fit", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert Path(out["report_html"]) == root / "report.html" and root.joinpath("report.md").exists()
-    # No steps and no profile: only the scaling figures, and notes that say why.
-    assert out["n_figures"] == 2
+    # No steps and no profile: only the scaling figures (Fig. 7, 8, RBP_k exponents, EE against
+    # documents), and notes that say why.
+    assert out["n_figures"] == 4
     assert {p.name for p in (root / "figures").iterdir()} == {
-        "fig7-prose.png",
-        "fig7-prose.svg",
-        "fig8-prose.png",
-        "fig8-prose.svg",
+        f"{name}-prose.{ext}"
+        for name in ("fig7", "fig8", "rbp", "convergence")
+        for ext in ("png", "svg")
     }
     notes = " ".join(out["notes"])
     assert "Fig. 3, 4 and 6 are omitted" in notes and "Fig. 5 is omitted" in notes
@@ -321,7 +322,7 @@ def test_html_renders_in_headless_chromium(sweep: Path, built: dict, tmp_path: P
     html_out = dom.stdout
     for fig in (3, 4, 5, 6, 7, 8):
         assert f'id="fig{fig}-prose"' in html_out
-    assert html_out.count("<img") == 6
+    assert html_out.count("<img") == 8  # Fig. 3-8, RBP_k exponents, EE against documents
     assert '<table id="table1"' in html_out and '<table id="table2"' in html_out
     widths = re.search(r'data-widths="([^"]*)"', html_out)
     assert widths is not None, "onload never ran"

@@ -45,9 +45,10 @@ def test_sweep_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     capsys.readouterr()
     assert main(["report", str(out), "--n-boot", "20", "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["n_figures"] == 6, result["notes"]
+    # Fig. 3-8, the RBP_k exponents and EE against documents
+    assert result["n_figures"] == 8, result["notes"]
     page = (out / "report.html").read_text()
-    assert len(re.findall(r'<img class="figure"[^>]*src="data:image/png;base64,', page)) == 6
+    assert len(re.findall(r'<img class="figure"[^>]*src="data:image/png;base64,', page)) == 8
     assert '<table id="table1"' in page and '<table id="table2"' in page
     assert (out / "fits.json").exists()
     # The final revision of each model is its main folder; the fits see three sizes of one family.

@@ -118,7 +118,8 @@ def score(
         progress: show a progress bar on stderr.
         **options: the fields of :class:`~errorentropy.options.ScoreOptions` (``max_length``,
             ``window``, ``stride``, ``bos``, ``batch_size``, ``head``, ``vocab_chunk``,
-            ``chunk_elements``, ``profile``), checked as the command checks its flags.
+            ``chunk_elements``, ``profile``, ``rbp_k``), checked as the command checks its
+            flags.
 
     Under ``torchrun`` the documents are sharded across the processes (the process group is
     joined from the environment if need be) and every process receives the merged result.
@@ -241,5 +242,5 @@ def score_corpus(
         result.notes,
         result.head_path,
         result.n_windows,
-        summarize(result.histogram, settings),
+        summarize(result.histogram, settings, rbp_ks=options.rbp_k, tokens=result.tokens),
     )

@@ -124,6 +124,29 @@ def replicate_components(hists: DocumentHistograms, weights: np.ndarray) -> np.n
     return out
 
 
+def replicate_rbp(
+    hists: DocumentHistograms, weights: np.ndarray, ks: tuple[int, ...]
+) -> np.ndarray:
+    """RBP_k (share of tokens ranked below k) of each weighted replicate, shape (B, len(ks)).
+
+    Document d's tokens below rank k are summed once (``hits[d, j]``); a replicate's RBP_k is
+    ``w @ hits[:, j] / w @ tokens``. Replicates with no tokens give NaN.
+    """
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if weights.shape[1] != hists.n_documents:
+        raise ValueError(
+            f"weights cover {weights.shape[1]} documents, the histograms {hists.n_documents}"
+        )
+    below = (hists.ranks[:, None] < np.asarray(ks, dtype=np.int64)[None, :]).astype(np.float64)
+    hits = np.asarray(hists.counts @ below)  # (D, K)
+    tokens = np.asarray(hists.counts.sum(axis=1)).ravel()  # (D,)
+    total = weights @ tokens
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = (weights @ hits) / total[:, None]
+    out[total <= 0] = np.nan
+    return out
+
+
 def percentile_interval(replicates: np.ndarray, level: float = 0.95, axis: int = 0) -> np.ndarray:
     """Percentile bootstrap interval ``[lo, hi]`` along ``axis`` (NaN replicates ignored).
 

@@ -4,7 +4,9 @@ Every function takes plain data (lists, dicts, numpy arrays), never a sweep fold
 :class:`matplotlib.figure.Figure`; :func:`save_figure` writes it as PNG and SVG. The numbering
 follows the paper: Fig. 3 components against training step, Fig. 4 the rank distribution p_e,
 Fig. 5 the sorted-probability profile, Fig. 6 p_e against q_e, Fig. 7 each quantity against
-non-embedding parameters with its power-law fit, Fig. 8 each component's share of CE.
+non-embedding parameters with its power-law fit, Fig. 8 each component's share of CE. Beyond the
+paper: :func:`rbp_exponents` (the relative-based law's alpha_k and R^2 against k, beside CE's and
+EE's) and :func:`convergence_curves` (EE against the documents used).
 """
 
 from __future__ import annotations
@@ -334,6 +336,103 @@ def shares(
         ax.set_ylabel(f"{q} / CE")
         ax.set_title(f"share of {QUANTITY_NAMES[q]}", fontsize=10)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _finish(fig, title)
+
+
+@dataclass(frozen=True)
+class ExponentSeries:
+    """One group's relative-based fits: for each k, alpha_k (with its interval, or None) and R^2
+    (None where the fit was skipped); ``reference[q] = (alpha, r2)`` for CE and EE of the same
+    group, drawn as horizontal lines."""
+
+    label: str
+    ks: Sequence[int]
+    alpha: Sequence[float | None]
+    alpha_ci: Sequence[tuple[float, float] | None]
+    r2: Sequence[float | None]
+    reference: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
+
+
+def _present(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def rbp_exponents(
+    series: Sequence[ExponentSeries],
+    title: str = "Relative-based law: alpha_k and R^2 of -log RBP_k against k",
+) -> Figure:
+    """alpha_k (left) and R^2 (right) of ``log(-log RBP_k) = c + alpha_k log N`` against k (log
+    x), one colour per group, with CE's (dotted) and EE's (dashed) alpha and R^2 of the same
+    group as horizontal lines."""
+    fig, (left, right) = _grid(2, max_cols=2)
+    colours = matplotlib.colormaps["tab10"](np.arange(len(series)) % 10)
+    styles = {CE.key: ":", EE.key: "--"}
+    for i, (colour, one) in enumerate(zip(colours, series)):
+        ks = np.asarray(one.ks, dtype=np.float64)
+        alpha, r2 = _present(one.alpha), _present(one.r2)
+        errors = np.array(
+            [
+                [a - ci[0], ci[1] - a] if ci is not None and np.isfinite(a) else [np.nan, np.nan]
+                for a, ci in zip(alpha, one.alpha_ci)
+            ]
+        ).reshape(-1, 2)
+        marker = _MARKERS[i % len(_MARKERS)]
+        left.errorbar(ks, alpha, yerr=errors.T, fmt=marker + "-", color=colour, ms=5, capsize=3)
+        left.plot([], [], marker + "-", color=colour, label=f"{one.label}: RBP_k")
+        right.plot(ks, r2, marker + "-", color=colour, ms=5, label=f"{one.label}: RBP_k")
+        for q, (ref_alpha, ref_r2) in one.reference.items():
+            style = styles.get(q, "-.")
+            left.axhline(ref_alpha, color=colour, ls=style, lw=1, label=f"{one.label}: {q}")
+            if ref_r2 is not None:
+                right.axhline(ref_r2, color=colour, ls=style, lw=1, label=f"{one.label}: {q}")
+    for ax, label in ((left, "alpha (slope of log quantity on log N)"), (right, "R^2 (log-log)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("k (RBP_k: share of tokens ranked below k)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    left.set_title("exponents", fontsize=10)
+    right.set_title("goodness of fit", fontsize=10)
+    return _finish(fig, title)
+
+
+@dataclass(frozen=True)
+class ConvergenceCurve:
+    """One cell's EE on nested subsets of its documents: the documents used, plug-in and
+    Miller-Madow EE at each, the full set's bootstrap interval of EE and the verdict."""
+
+    label: str
+    n_documents: Sequence[int]
+    plug_in: Sequence[float]
+    miller_madow: Sequence[float]
+    interval: tuple[float, float] | None
+    settled: bool | None
+
+
+def convergence_curves(
+    curves: Sequence[ConvergenceCurve],
+    title: str = "EE against the documents used",
+) -> Figure:
+    """EE (plug-in and Miller-Madow) against the number of documents it was computed on (log
+    x), one panel per cell; the shaded band is the bootstrap interval of EE on every document,
+    and the panel title gives the verdict (settled: EE on half the documents lies in the band)."""
+    fig, axes = _grid(len(curves), max_cols=2)
+    for ax, curve in zip(axes, curves):
+        docs = np.asarray(curve.n_documents, dtype=np.float64)
+        ax.plot(docs, curve.plug_in, "o-", color=QUANTITY_COLOURS[EE.key], label="plug-in EE")
+        ax.plot(docs, curve.miller_madow, "s--", color="tab:purple", label="Miller-Madow EE")
+        if curve.interval is not None:
+            ax.axhspan(*curve.interval, color=QUANTITY_COLOURS[EE.key], alpha=0.15, lw=0)
+            ax.plot([], [], "s", color=QUANTITY_COLOURS[EE.key], alpha=0.3, label="95% interval")
+        verdict = {True: "settled", False: "NOT settled", None: "not assessed"}[curve.settled]
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(docs, [str(int(d)) for d in docs])
+        ax.minorticks_off()
+        ax.set_xlabel("documents used (nested random subsets)")
+        ax.set_ylabel("EE (nats per token)")
+        ax.set_title(f"{curve.label}: {verdict}", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     return _finish(fig, title)
 

@@ -22,7 +22,9 @@ import numpy as np
 from . import bootstrap as bs
 from . import powerlaw
 from .cells import CellRecord, load_cells, mixed_settings
+from .convergence import Convergence, ee_convergence
 from .errors import UserError
+from .options import DEFAULT_RBP_KS
 from .powerlaw import (
     MIN_MODELS,
     FitInputError,
@@ -40,6 +42,7 @@ from .sweepfits import (
     ALL_GROUP,
     FITS_FORMAT,
     FITS_VERSION,
+    CellConvergence,
     CellFit,
     Component,
     ExtrapolationComparison,
@@ -50,6 +53,7 @@ from .sweepfits import (
     HeldOut,
     Interval,
     R2Comparison,
+    RbpFitRow,
     SaturatingResult,
     SweepFits,
 )
@@ -65,6 +69,8 @@ __all__ = [
     "abs_interval",
     "fit_sweep",
     "is_current",
+    "rbp_ks_of",
+    "rbp_point",
     "read_fits",
     "select_final",
     "write_fits",
@@ -76,6 +82,8 @@ LEVEL = 0.95
 MIN_DOCUMENTS = 2  # resampling one document gives zero-width "intervals"
 
 Replicates = dict[str, np.ndarray | None]  # cell id -> (B, 4) components, columns as QUANTITIES
+# cell id -> (B, len(ks)) replicates of RBP_k, the share of tokens ranked below k
+RbpReplicates = dict[str, np.ndarray | None]
 
 
 def abs_interval(interval: np.ndarray) -> np.ndarray:
@@ -244,13 +252,19 @@ def _document_histograms(
 
 
 def _bootstrap_dataset(
-    cells: list[CellRecord], n_boot: int, seed: int, dataset: str, notes: list[FitNote]
-) -> Replicates:
-    """Replicate components (B, 4) for every cell of one dataset, from one shared resampling."""
+    cells: list[CellRecord],
+    n_boot: int,
+    seed: int,
+    dataset: str,
+    notes: list[FitNote],
+    ks: tuple[int, ...],
+) -> tuple[Replicates, RbpReplicates]:
+    """Replicate components (B, 4) and RBP_k (B, len(ks)) for every cell of one dataset, from
+    one shared resampling."""
     hists = {c.key.cell_id: _document_histograms(c, dataset, notes) for c in cells}
     spaces = [h.doc_space for h in hists.values() if h is not None]
     if not spaces:
-        return {k: None for k in hists}
+        return {k: None for k in hists}, {k: None for k in hists}
     doc_space = np.unique(np.concatenate(spaces))
     if any(space.size != doc_space.size for space in spaces):
         message = (
@@ -261,24 +275,31 @@ def _bootstrap_dataset(
         )
         notes.append(FitNote("document-sets-differ", dataset, None, None, message))
     weights = bs.resample_weights(doc_space.size, n_boot, _dataset_seed(seed, dataset))
-    return {
-        cell_id: None if h is None else bs.replicate_components(bs.reindex(h, doc_space), weights)
-        for cell_id, h in hists.items()
+    wide = {k: None if h is None else bs.reindex(h, doc_space) for k, h in hists.items()}
+    components = {
+        k: None if h is None else bs.replicate_components(h, weights) for k, h in wide.items()
     }
+    rbp = {k: None if h is None else bs.replicate_rbp(h, weights, ks) for k, h in wide.items()}
+    return components, rbp
 
 
 def _replicates(
-    cells: list[CellRecord], n_boot: int, seed: int, notes: list[FitNote]
-) -> Replicates:
-    """Every cell's replicates, one shared resampling per dataset (None everywhere if n_boot=0)."""
+    cells: list[CellRecord], n_boot: int, seed: int, notes: list[FitNote], ks: tuple[int, ...]
+) -> tuple[Replicates, RbpReplicates]:
+    """Every cell's replicates of the components and of RBP_k, one shared resampling per
+    dataset (None everywhere if n_boot=0)."""
     reps: Replicates = {}
+    rbp: RbpReplicates = {}
     for dataset in sorted({c.key.dataset for c in cells}):
         dataset_cells = [c for c in cells if c.key.dataset == dataset]
         if n_boot > 0:
-            reps.update(_bootstrap_dataset(dataset_cells, n_boot, seed, dataset, notes))
+            found = _bootstrap_dataset(dataset_cells, n_boot, seed, dataset, notes, ks)
+            reps.update(found[0])
+            rbp.update(found[1])
         else:
             reps.update({c.key.cell_id: None for c in dataset_cells})
-    return reps
+            rbp.update({c.key.cell_id: None for c in dataset_cells})
+    return reps, rbp
 
 
 def _centred(cells: list[CellRecord], reps: Replicates) -> Replicates:
@@ -580,17 +601,194 @@ def _extrapolation(
     return list(rows.values()), comparison
 
 
+# ---- the relative-based law: -log RBP_k against N ---------------------------------------------
+
+
+def rbp_ks_of(cells: Sequence[CellRecord], ks: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The k to fit: ``ks`` when given (sorted, distinct, each >= 1), else those every cell's
+    summary records in ``rbp_at`` (cells written before ``rbp_at`` existed name none), else
+    :data:`errorentropy.options.DEFAULT_RBP_KS`."""
+    if ks is not None:
+        chosen = tuple(sorted({int(k) for k in ks}))
+        if not chosen or chosen[0] < 1:
+            raise UserError(f"--rbp-k must be integers >= 1, got {list(ks)}")
+        return chosen
+    recorded = [c.summary.get("rbp_at") for c in cells]
+    named = [set(r) for r in recorded if isinstance(r, dict)]
+    common = set.intersection(*named) if named else set()
+    found = sorted(int(k) for k in common if isinstance(k, str) and k.isdigit() and int(k) >= 1)
+    return tuple(found) or DEFAULT_RBP_KS
+
+
+def rbp_point(cell: CellRecord, ks: tuple[int, ...]) -> np.ndarray:
+    """The cell's RBP_k for each k: from its summary's ``rbp_at``, or from its histogram when
+    the summary lacks one of them (a cell scored before ``rbp_at`` existed, or with other ks)."""
+    recorded = cell.summary.get("rbp_at")
+    if isinstance(recorded, dict) and all(str(k) in recorded for k in ks):
+        return np.array([float(recorded[str(k)]) for k in ks])
+    found = cell.histogram().rbp_at(ks)
+    return np.array([found[k] for k in ks])
+
+
+def _neg_log(rbp: np.ndarray) -> np.ndarray:
+    """-log RBP_k (inf where RBP_k = 0, 0 where it is 1)."""
+    with np.errstate(divide="ignore"):
+        return -np.log(np.asarray(rbp, dtype=np.float64))
+
+
+def _rbp_replicates(
+    cells: Sequence[CellRecord], points: dict[str, np.ndarray], reps: RbpReplicates
+) -> RbpReplicates:
+    """-log RBP_k replicates, centred on each cell's estimate as the components' are."""
+    out: RbpReplicates = {}
+    for c in cells:
+        found = reps.get(c.key.cell_id)
+        if found is None:
+            out[c.key.cell_id] = None
+            continue
+        with np.errstate(invalid="ignore"):
+            out[c.key.cell_id] = bs.centred_replicates(
+                _neg_log(points[c.key.cell_id]), _neg_log(found)
+            )
+    return out
+
+
+def _rbp_row(
+    dataset: str,
+    group: str,
+    ks: tuple[int, ...],
+    j: int,
+    members: list[CellRecord],
+    points: dict[str, np.ndarray],
+    reps: RbpReplicates,
+) -> RbpFitRow:
+    """The fit ``log(-log RBP_k) = c + alpha log N`` of ``k = ks[j]`` over one group, with
+    percentile intervals of its refits on the members' centred replicates."""
+    k = ks[j]
+    n = _sizes(members)
+    rbp = np.array([points[c.key.cell_id][j] for c in members])
+    m = _neg_log(rbp)
+    row = RbpFitRow(
+        dataset,
+        group,
+        k,
+        len(members),
+        tuple(c.key.model for c in members),
+        tuple(int(x) for x in n),
+        tuple(_num(v) for v in rbp),
+        tuple(_num(v) for v in m),
+    )
+    try:
+        fit = powerlaw.fit_power_law(n, m)
+    except FitInputError as exc:
+        whole = int(np.sum(rbp >= 1.0))
+        reason = (
+            f"RBP_{k} = 1 for {whole} model(s): every token ranks below {k}, so -log RBP_k = 0 "
+            "and has no log (k is too near the vocabulary)"
+            if whole and len(members) >= MIN_MODELS
+            else str(exc)
+        )
+        return replace(row, skipped=reason)
+    row = replace(row, alpha=fit.alpha, c=fit.c, r2=_num(fit.r2))
+    columns = [reps.get(c.key.cell_id) for c in members]
+    if not columns or any(col is None for col in columns):
+        return row
+    values = np.stack([col[:, j] for col in columns if col is not None], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(values > 0, np.log(values), np.nan)
+    alpha_reps, _, r2_reps = fit_lines(np.log(n), y)
+    valid = np.isfinite(alpha_reps)
+    row = replace(row, n_boot_valid=int(valid.sum()))
+    if valid.any():
+        row = replace(
+            row,
+            alpha_ci=_ci(bs.percentile_interval(alpha_reps, LEVEL)),
+            r2_ci=_ci(bs.percentile_interval(r2_reps, LEVEL)),
+        )
+    return row
+
+
+# ---- has EE settled with the documents? -------------------------------------------------------
+
+
+def _cell_convergence(cell: CellRecord) -> Convergence | None:
+    """The cell's :class:`~errorentropy.convergence.Convergence`: read from its summary, or
+    computed from its token table (cells scored before summaries held it); None without tokens.
+    """
+    recorded = cell.summary.get("ee_convergence")
+    if isinstance(recorded, dict):
+        try:
+            return Convergence.from_dict(recorded)
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass  # damaged: computed again below
+    try:
+        table = cell.tokens()
+    except UserError:
+        return None  # the bootstrap notes the missing tokens
+    return ee_convergence(table) if table.rank.size else None
+
+
+def _convergence_rows(cells: list[CellRecord], final_ids: set[str]) -> list[CellConvergence]:
+    """Every cell's convergence check, by dataset then size (cells without tokens left out)."""
+    rows = []
+    for c in sorted(cells, key=lambda c: (c.key.dataset, c.non_embedding_params, c.key.cell_id)):
+        check = _cell_convergence(c)
+        if check is not None:
+            final = c.key.cell_id in final_ids
+            rows.append(
+                CellConvergence(
+                    c.key.cell_id, c.key.model, c.key.dataset, c.non_embedding_params, final, check
+                )
+            )
+    return rows
+
+
+def _convergence_notes(rows: list[CellConvergence]) -> list[FitNote]:
+    """One note per dataset naming the final cells whose EE has not settled, and one counting
+    the other revisions' (training checkpoints) that have not."""
+    notes = []
+    for dataset in sorted({r.dataset for r in rows}):
+        here = [r for r in rows if r.dataset == dataset and r.check.settled is not None]
+        for final in (True, False):
+            group = [r for r in here if r.final == final]
+            loose = [r for r in group if not r.check.settled]
+            if not loose:
+                continue
+            mm = sum(bool(r.check.settled_miller_madow) for r in loose)
+            if final:
+                names = ", ".join(f"{r.model} ({r.check.change:+.3f})" for r in loose)
+                what = f"EE has not settled in {len(loose)} of {len(group)} final cells: {names}"
+            else:
+                what = (
+                    f"EE has not settled in {len(loose)} of {len(group)} cells at other "
+                    "revisions (training checkpoints)"
+                )
+            message = (
+                f"{dataset}: {what}. From half to all documents the plug-in EE moved by more "
+                f"than its bootstrap interval allows (Miller-Madow settled in {mm} of "
+                f"{len(loose)}): these values still depend on how many documents were scored; "
+                "score more documents"
+            )
+            notes.append(FitNote("ee-not-settled", dataset, None, EE.key, message))
+    return notes
+
+
 # ---- a group, a dataset, a sweep --------------------------------------------------------------
 
 
 class _Collected:
-    """The rows of a sweep's fits, gathered group by group."""
+    """The rows of a sweep's fits, gathered group by group, and what the RBP_k fits read: the
+    ks, each cell's RBP_k and its centred -log RBP_k replicates."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, ks: tuple[int, ...], points: dict[str, np.ndarray], rbp_reps: RbpReplicates
+    ) -> None:
         self.fits: list[FitRow] = []
         self.extrapolation: list[ExtrapolationRow] = []
         self.comparisons: list[ExtrapolationComparison] = []
         self.r2: list[R2Comparison] = []
+        self.rbp: list[RbpFitRow] = []
+        self.ks, self.points, self.rbp_reps = ks, points, rbp_reps
 
 
 def _fit_group(
@@ -616,6 +814,8 @@ def _fit_group(
                 out.r2.append(paired)
     rows[-1] = _conf_sign_note(rows[-1], members, notes)
     out.fits.extend(rows)
+    for j in range(len(out.ks)):
+        out.rbp.append(_rbp_row(dataset, group, out.ks, j, members, out.points, out.rbp_reps))
     if len(members) >= MIN_MODELS:
         extrapolation, comparison = _extrapolation(dataset, group, members, reps, holdout, notes)
         out.extrapolation.extend(extrapolation)
@@ -642,7 +842,12 @@ def _load_finished(sweep_dir: Path | str) -> list[CellRecord]:
 
 
 def fit_sweep(
-    sweep_dir: Path | str, *, n_boot: int = 1000, seed: int = 0, holdout: int | None = None
+    sweep_dir: Path | str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    holdout: int | None = None,
+    rbp_ks: Sequence[int] | None = None,
 ) -> SweepFits:
     """Everything ``errorentropy fit`` writes to ``fits.json`` (see docs/fit.md).
 
@@ -652,6 +857,8 @@ def fit_sweep(
         seed: the bootstrap's random seed.
         holdout: models held out (the largest) in the extrapolation test (None: about a third
             of each group, leaving at least 3 to fit).
+        rbp_ks: the k of the relative-based fits of -log RBP_k (None: the ks the cells'
+            summaries record, see :func:`rbp_ks_of`).
 
     Examples:
         A synthetic sweep of four models whose Error-Entropy falls as ``12 N^-0.09``:
@@ -666,17 +873,29 @@ def fit_sweep(
         True
         >>> ee.SweepFits.from_dict(fits.to_dict()) == fits
         True
+
+        The relative-based law per k, and whether each cell's EE has settled:
+
+        >>> fits.settings.rbp_ks, len(fits.rbp_fits)  # (family "toy" and "All") x 4 ks
+        ((1, 10, 100, 1000), 8)
+        >>> rbp = fits.rbp_fit("synth", "All", 1)
+        >>> rbp.alpha < 0 < rbp.r2
+        True
+        >>> [c.check.n_documents for c in fits.convergence][0]
+        (3, 5, 10, 20)
     """
     _check_options(n_boot, seed, holdout)
     cells = _load_finished(sweep_dir)
+    ks = rbp_ks_of(cells, rbp_ks)
     notes = _settings_notes(cells)
     finals = select_final(cells, notes)
     final_ids = {c.key.cell_id for c in finals}
-    reps = _replicates(cells, n_boot, seed, notes)
+    reps, rbp_reps = _replicates(cells, n_boot, seed, notes, ks)
     cell_rows = [_cell_row(c, c.key.cell_id in final_ids, reps.get(c.key.cell_id)) for c in cells]
     centred = _centred(cells, reps)
     notes.extend(_bias_notes(cell_rows))
-    out = _Collected()
+    points = {c.key.cell_id: rbp_point(c, ks) for c in finals}
+    out = _Collected(ks, points, _rbp_replicates(finals, points, rbp_reps))
     for dataset in sorted({c.key.dataset for c in cells}):
         members = _fit_members(finals, dataset, notes)
         families = sorted({c.family for c in members})
@@ -684,15 +903,19 @@ def fit_sweep(
         groups[ALL_GROUP] = members
         for group, group_members in groups.items():
             _fit_group(dataset, group, group_members, centred, holdout, out, notes)
+    convergence = _convergence_rows(cells, final_ids)
+    notes.extend(_convergence_notes(convergence))
     return SweepFits(
         sweep=str(sweep_dir),
-        settings=FitSettings(n_boot, seed, holdout, LEVEL, MIN_MODELS),
+        settings=FitSettings(n_boot, seed, holdout, LEVEL, MIN_MODELS, ks),
         cells=tuple(cell_rows),
         fits=tuple(out.fits),
         extrapolation=tuple(out.extrapolation),
         extrapolation_ce_vs_ee=tuple(out.comparisons),
         r2_ee_vs_ce=tuple(out.r2),
         notes=tuple(notes),
+        rbp_fits=tuple(out.rbp),
+        convergence=tuple(convergence),
     )
 
 

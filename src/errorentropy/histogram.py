@@ -8,6 +8,7 @@ merge exactly; :meth:`RankHistogram.decompose` turns one into CE = EE + SA - Con
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .errors import UserError
+from .options import DEFAULT_RBP_KS
 from .storage import read_checked_json, write_checked_json
 
 FORMAT_NAME = "errorentropy-histogram"
@@ -264,6 +266,40 @@ class RankHistogram:
         """CE, EE, SA and Conf of the tokens in this histogram."""
         return decompose_arrays(self.counts, self.logprob_sums)
 
+    def rbp_at(self, ks: Iterable[int] = DEFAULT_RBP_KS) -> dict[int, float]:
+        """RBP_k for each k in ``ks``: the share of tokens whose rank is below k, sum of p_e over
+        e < k (the relative-based probability of arXiv 2510.20387).
+
+        Ranks count strictly greater logits, so a tie counts for the ground truth; that paper
+        counts ties against it. The two differ by at most ``n_tied / n_tokens``. NaN for every k
+        when the histogram is empty.
+
+        Examples:
+            >>> hist = RankHistogram.from_tokens([0, 0, 1, 3], [-0.1, -0.2, -1.5, -3.0])
+            >>> hist.rbp_at((1, 2, 4, 100))
+            {1: 0.5, 2: 0.75, 4: 1.0, 100: 1.0}
+        """
+        ks = sorted({_rank_cut(k) for k in ks})
+        n = self.n_tokens
+        if n == 0:
+            return {k: float("nan") for k in ks}
+        cumulative = np.concatenate([[0], np.cumsum(self.counts)])
+        return {k: float(cumulative[min(k, self.counts.size)] / n) for k in ks}
+
+    def mrr(self) -> float:
+        """The mean reciprocal rank, the mean of 1 / (e + 1) over tokens (1 when every ground
+        truth is the top choice); NaN when the histogram is empty.
+
+        Examples:
+            >>> RankHistogram.from_tokens([0, 0, 1, 3], [-0.1, -0.2, -1.5, -3.0]).mrr()
+            0.6875
+        """
+        n = self.n_tokens
+        if n == 0:
+            return float("nan")
+        reciprocal = 1.0 / np.arange(1, self.counts.size + 1, dtype=np.float64)
+        return float(np.dot(self.counts.astype(np.float64), reciprocal) / n)
+
     # ---- saving -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,6 +394,13 @@ def _check_sparse(
         raise ValueError(f"rank {ranks[-1]} is beyond any vocabulary (limit {MAX_RANK})")
     if np.any(counts < 1) or not np.all(np.isfinite(sums)):
         raise ValueError("counts must be positive and sums finite")
+
+
+def _rank_cut(k: Any) -> int:
+    """``k`` of RBP_k as a positive int, else ValueError."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"RBP_k needs integers k >= 1, got {k!r}")
+    return int(k)
 
 
 def total(histograms: list[RankHistogram]) -> RankHistogram:

@@ -17,6 +17,7 @@ WindowMode = Literal["truncate", "stride"]
 BosMode = Literal["auto", "always", "never"]
 HeadMode = Literal["auto", "chunked", "fused", "full"]
 DEFAULT_VOCAB_CHUNK = 8192
+DEFAULT_RBP_KS = (1, 10, 100, 1000)  # the k of a summary's rbp_at: RBP_k, tokens ranked below k
 
 
 def check_window_options(max_length: int, window: str, stride: int | None) -> None:
@@ -46,15 +47,25 @@ def _option(
     choices: tuple[str, ...] | None = None,
     minimum: int | None = None,
     flag: bool = True,
+    recorded: bool = True,
 ) -> Any:
-    """A dataclass field that carries its command-line help, type and bounds."""
-    meta = {"help": help, "kind": kind, "choices": choices, "minimum": minimum, "flag": flag}
+    """A dataclass field that carries its command-line help, type and bounds, and whether a
+    summary records it (``recorded``)."""
+    meta = {
+        "help": help,
+        "kind": kind,
+        "choices": choices,
+        "minimum": minimum,
+        "flag": flag,
+        "recorded": recorded,
+    }
     return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class ScoreOptions:
-    """How documents become scored tokens; every field is recorded in a summary."""
+    """How documents become scored tokens, and which ``rbp_at`` a summary derives from them
+    (``rbp_k`` changes no scored number: a sweep's settings digest leaves it out)."""
 
     max_length: int = _option(512, "tokens per window (at least 2; checked with the window)")
     window: WindowMode = _option(
@@ -93,10 +104,19 @@ class ScoreOptions:
     profile: bool = _option(
         False, "also accumulate the sorted-probability profile (paper Fig. 5)", kind=bool
     )
+    rbp_k: tuple[int, ...] = _option(
+        DEFAULT_RBP_KS,
+        "the k of the summary's rbp_at, comma-separated: RBP_k is the share of tokens whose "
+        "ground truth the model ranks among its top k",
+        kind=tuple,
+        minimum=1,
+        recorded=False,
+    )
 
     def settings(self) -> dict[str, Any]:
-        """The options a summary records (``chunk_elements`` changes speed, never results)."""
-        return {o.name: getattr(self, o.name) for o in OPTIONS if o.name != "chunk_elements"}
+        """The options a summary records: not ``chunk_elements`` (it changes speed, never
+        results) nor ``rbp_k`` (the summary's ``rbp_at`` names its ks)."""
+        return {o.name: getattr(self, o.name) for o in OPTIONS if o.recorded}
 
     @classmethod
     def from_mapping(
@@ -130,6 +150,7 @@ class Option:
     choices: tuple[str, ...] | None
     minimum: int | None
     flag: bool  # offered as a command-line flag
+    recorded: bool = True  # written into a summary by ScoreOptions.settings()
 
     @property
     def cli_flag(self) -> str:
@@ -141,6 +162,8 @@ class Option:
         else a one-line :class:`UserError` naming ``source``."""
         if value is None and self.default is None:
             return None
+        if self.kind is tuple:
+            return self._check_ints(value, source)
         exact_int = self.kind is int and isinstance(value, int) and not isinstance(value, bool)
         if not (exact_int or (self.kind is not int and isinstance(value, self.kind))):
             expected = {int: "an integer", str: "a string", bool: "true or false"}[self.kind]
@@ -153,6 +176,21 @@ class Option:
             raise UserError(f"{source}: {self.name} must be >= {self.minimum}, got {value}")
         return value
 
+    def _check_ints(self, value: Any, source: str) -> tuple[int, ...]:
+        """A non-empty list or tuple of integers (each >= the minimum) as a sorted tuple without
+        repeats, else a one-line :class:`UserError` naming ``source``."""
+        items = list(value) if isinstance(value, (list, tuple)) else None
+        if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            raise UserError(
+                f"{source}: {self.name} must be a non-empty list of integers, got {value!r}"
+            )
+        low = min(items)
+        if self.minimum is not None and low < self.minimum:
+            raise UserError(
+                f"{source}: {self.name} must hold integers >= {self.minimum}, got {low}"
+            )
+        return tuple(sorted(set(items)))
+
 
 OPTIONS: tuple[Option, ...] = tuple(
     Option(
@@ -163,6 +201,7 @@ OPTIONS: tuple[Option, ...] = tuple(
         f.metadata["choices"],
         f.metadata["minimum"],
         f.metadata["flag"],
+        f.metadata["recorded"],
     )
     for f in fields(ScoreOptions)
 )

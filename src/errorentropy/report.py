@@ -42,6 +42,7 @@ from .profile import RankProfile
 from .quantities import CE, COMPONENTS, CONF, EE, QUANTITIES
 from .storage import atomic_write_text
 from .sweepfits import ALL_GROUP, CellFit, FitRow, Interval, SweepFits
+from .tables import rbp_cells
 
 if TYPE_CHECKING:
     from . import figures
@@ -69,6 +70,10 @@ _RESULT_KEYS = {
     "model",
     "revision",
     "head_path",
+    "rbp_at",
+    "mrr",
+    "ee_settled",
+    "ee_convergence",
 }
 
 
@@ -304,6 +309,8 @@ def draw_figures(data: ReportData, out_dir: Path) -> tuple[list[FigureFile], lis
         _dynamics_figures(data, dataset, save, notes)
         _profile_figure(data, dataset, save, notes)
         _scaling_figures(data, dataset, save, notes)
+        _rbp_figure(data, dataset, save, notes)
+        _convergence_figure(data, dataset, save, notes)
     return drawn, notes
 
 
@@ -441,6 +448,84 @@ def family_points(data: ReportData, dataset: str) -> list[figures.FamilyPoints]:
         )
         for family, cells in sorted(by_family.items())
     ]
+
+
+def _rbp_figure(data: ReportData, dataset: str, save: Save, notes: list[str]) -> None:
+    """The relative-based law of one dataset: alpha_k and R^2 of -log RBP_k against k, beside
+    CE's and EE's, one series per fitted group."""
+    from . import figures
+
+    rows = [r for r in data.fits.rbp_fits if r.dataset == dataset]
+    if not rows:
+        notes.append(
+            f"{dataset}: the fits hold no -log RBP_k fits ({FITS_FILE} predates them: rerun "
+            "`errorentropy fit`), so the RBP_k figure is omitted."
+        )
+        return
+    series = []
+    for group in dict.fromkeys(r.group for r in rows):
+        mine = sorted((r for r in rows if r.group == group), key=lambda r: r.k)
+        if _hidden(data, dataset, group) or not any(r.fitted for r in mine):
+            continue
+        reference = {}
+        for q in (CE, EE):
+            row = data.fits.fit(dataset, group, q.key)
+            if row is not None and row.alpha is not None:
+                reference[q.key] = (row.alpha, row.r2)
+        series.append(
+            figures.ExponentSeries(
+                group,
+                [r.k for r in mine],
+                [r.alpha for r in mine],
+                [r.alpha_ci for r in mine],
+                [r.r2 for r in mine],
+                reference,
+            )
+        )
+    if not series:
+        notes.append(f"{dataset}: no group has a -log RBP_k fit, so the RBP_k figure is omitted.")
+        return
+    save(
+        figures.rbp_exponents(
+            series, title=f"Relative-based law: alpha_k and R^2 of -log RBP_k ({dataset})"
+        ),
+        f"rbp-{slug(dataset)}",
+        f"RBP_k ({dataset}): exponent alpha_k (95% bootstrap intervals) and R^2 of "
+        "log(-log RBP_k) = c + alpha_k log N against k; dotted: CE, dashed: EE of the same group.",
+    )
+
+
+def _convergence_figure(data: ReportData, dataset: str, save: Save, notes: list[str]) -> None:
+    """EE against the documents used, for the smallest and the largest model of a dataset."""
+    from . import figures
+
+    rows = [r for r in data.fits.convergence if r.dataset == dataset and r.final]
+    if not rows:
+        notes.append(
+            f"{dataset}: the fits hold no convergence check of EE ({FITS_FILE} predates it, or "
+            "no cell kept its tokens), so the EE-against-documents figure is omitted."
+        )
+        return
+    ends = sorted(rows, key=lambda r: (r.non_embedding_params, r.model))
+    chosen = [ends[0]] if len(ends) == 1 else [ends[0], ends[-1]]
+    curves = [
+        figures.ConvergenceCurve(
+            f"{r.model} (N={_si(r.non_embedding_params)})",
+            r.check.n_documents,
+            r.check.error_entropy,
+            r.check.error_entropy_miller_madow,
+            r.check.interval,
+            r.check.settled,
+        )
+        for r in chosen
+    ]
+    save(
+        figures.convergence_curves(curves, title=f"EE against the documents used ({dataset})"),
+        f"convergence-{slug(dataset)}",
+        f"EE against documents ({dataset}): plug-in and Miller-Madow EE on nested random "
+        "subsets (1/8, 1/4, 1/2, all) of the documents, smallest and largest model; band: the "
+        "bootstrap interval of EE on all documents (settled: EE on half of them lies inside).",
+    )
 
 
 # ---- tables -----------------------------------------------------------------------------------
@@ -686,6 +771,72 @@ def saturating_table(data: ReportData) -> Table | None:
         else:
             reason = sat.reason or "did not converge"
             table.rows.append([*head, "n/a", "n/a", "n/a", f"not fitted: {reason}"])
+    return table
+
+
+def rbp_table(data: ReportData) -> Table | None:
+    """alpha_k and R^2 of log(-log RBP_k) = c + alpha_k log N by k, with CE's and EE's of the
+    same group (the rows of :func:`errorentropy.tables.rbp_cells`); None without RBP_k fits."""
+    if not data.fits.rbp_fits:
+        return None
+    table = Table(
+        "rbp",
+        "Relative-based law: log(-log RBP_k) = c + alpha log N by k, beside CE and EE "
+        "(bootstrap 95% intervals in brackets)",
+        ["Dataset", "Group", "n", "law", "alpha", "R^2"],
+        [],
+        "RBP_k is the share of tokens whose ground truth ranks below k (ties count for it; "
+        "arXiv 2510.20387 counts them against it, a difference of at most n_tied / n_tokens).",
+    )
+    for r in rbp_cells(data.fits):
+        if _hidden(data, r["dataset"], r["group"]):
+            continue
+        alpha_ci = (r["alpha_lo"], r["alpha_hi"]) if r["alpha_lo"] is not None else None
+        r2_ci = (r["r2_lo"], r["r2_hi"]) if r["r2_lo"] is not None else None
+        n = "" if r["n_models"] is None else str(r["n_models"])
+        alpha = _with_ci(r["alpha"], alpha_ci) if r["skipped"] is None else "n/a"
+        table.rows.append([r["dataset"], r["group"], n, r["law"], alpha, _with_ci(r["r2"], r2_ci)])
+    return table
+
+
+def convergence_table(data: ReportData) -> Table | None:
+    """Has EE settled? EE (plug-in, Miller-Madow) on nested subsets of each final cell's
+    documents, its bootstrap interval and the verdicts; None without convergence checks."""
+    rows = [r for r in data.fits.convergence if r.final]
+    if not rows:
+        return None
+    others = [r for r in data.fits.convergence if not r.final and r.check.settled is not None]
+    loose = sum(not r.check.settled for r in others)
+    note = (
+        "Settled: EE on half the documents lies inside the bootstrap interval of EE on all of "
+        "them (docs/fit.md). The subsets are nested and seeded."
+    )
+    if others:
+        note += f" At other revisions, {loose} of {len(others)} cells have not settled."
+    table = Table(
+        "convergence",
+        "Has EE settled with the documents scored? EE on 1/8, 1/4, 1/2 and all documents",
+        ["Dataset", "Model", "N", "documents", "EE", "interval", "EE settled", "MM", "MM settled"],
+        [],
+        note,
+    )
+    verdict = {True: "yes", False: "NO", None: "n/a"}
+    for r in rows:
+        check = r.check
+        lo_hi = "n/a" if check.interval is None else "[{:.3f}, {:.3f}]".format(*check.interval)
+        table.rows.append(
+            [
+                r.dataset,
+                r.model,
+                _si(r.non_embedding_params),
+                " / ".join(str(n) for n in check.n_documents),
+                " / ".join(f"{v:.3f}" for v in check.error_entropy),
+                lo_hi,
+                verdict[check.settled],
+                " / ".join(f"{v:.3f}" for v in check.error_entropy_miller_madow),
+                verdict[check.settled_miller_madow],
+            ]
+        )
     return table
 
 
@@ -1375,6 +1526,7 @@ def write_report(
             *fit_tables(data),
             *[t for t in (extrapolation, saturating) if t is not None],
             components_table(data),
+            *[t for t in (rbp_table(data), convergence_table(data)) if t is not None],
         ],
         table_notes=[] if extrapolation else [NO_EXTRAPOLATION],
         statements=summary_sentences(data),
@@ -1404,8 +1556,8 @@ def build_report(
         >>> from errorentropy.testing import synthetic_sweep
         >>> folder = synthetic_sweep(workdir / "sweep")
         >>> result = ee.build_report(folder, run_fit=False)
-        >>> sorted(Path(p).name for p in result["figures"])
-        ['fig7-synth.png', 'fig7-synth.svg', 'fig8-synth.png', 'fig8-synth.svg']
+        >>> sorted(Path(p).name for p in result["figures"] if p.endswith(".png"))
+        ['convergence-synth.png', 'fig7-synth.png', 'fig8-synth.png', 'rbp-synth.png']
         >>> Path(result["report_html"]).name, (folder / "fits.json").exists()
         ('report.html', True)
         >>> result["notes"][0].startswith("--no-fit: power laws are plain least squares")

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
+from .convergence import ee_convergence
 from .errors import UserError
 from .histogram import RankHistogram
+from .options import DEFAULT_RBP_KS
 from .profile import RankProfile
 from .storage import atomic_write_text
 from .tokens import TokenTable
@@ -46,8 +49,20 @@ class Scored(Protocol):
         """The sorted-probability profile, or None when none was asked for."""
 
 
-def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(
+    histogram: RankHistogram,
+    settings: dict[str, Any] | None = None,
+    *,
+    rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
+    tokens: TokenTable | None = None,
+) -> dict[str, Any]:
     """The summary of a histogram: counts, the four quantities, extras, then the settings.
+
+    ``rbp_at`` maps each k of ``rbp_ks`` (as a string, JSON's keys) to RBP_k, the share of tokens
+    ranked below k (:meth:`RankHistogram.rbp_at`); ``mrr`` is the mean of 1 / (rank + 1). Given
+    the ``tokens`` behind the histogram, ``ee_convergence`` follows EE over nested subsets of the
+    documents and ``ee_settled`` says whether it has settled
+    (:func:`errorentropy.convergence.ee_convergence`).
 
     Examples:
         >>> import numpy as np
@@ -58,6 +73,8 @@ def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) 
         (4, 0.5, 3)
         >>> bool(abs(summary["cross_entropy"] + np.log(probs).mean()) < 1e-12), summary["model"]
         (True, 'mine')
+        >>> summary["rbp_at"], summary["mrr"]
+        ({'1': 0.5, '10': 1.0, '100': 1.0, '1000': 1.0}, 0.6875)
     """
     decomposition = histogram.decompose()
     summary: dict[str, Any] = {
@@ -73,8 +90,14 @@ def summarize(histogram: RankHistogram, settings: dict[str, Any] | None = None) 
         "top1_accuracy": decomposition.top1_accuracy,
         "n_ranks_observed": int(decomposition.ranks.size),
         "identity_residual": decomposition.identity_residual,
+        "rbp_at": {str(k): v for k, v in histogram.rbp_at(rbp_ks).items()},
+        "mrr": histogram.mrr(),
         "errorentropy_version": __version__,
     }
+    if tokens is not None:
+        check = ee_convergence(tokens)
+        summary["ee_settled"] = check.settled
+        summary["ee_convergence"] = check.to_dict()
     summary.update(settings or {})
     return summary
 

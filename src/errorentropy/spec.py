@@ -198,6 +198,9 @@ MAX_CELL_NAME = 200
 # Scoring settings that change no number (results are bit-identical whatever the batch size):
 # changing them mid-sweep, e.g. a smaller batch after running out of memory, redoes nothing.
 SPEED_ONLY = ("batch_size",)
+# Scoring settings that change no scored number, only what a summary derives from the histogram
+# (rbp_k: which RBP_k; a cell without them gets them from its histogram when read).
+DERIVED_ONLY = ("rbp_k",)
 
 
 def cell_settings(
@@ -207,7 +210,8 @@ def cell_settings(
     options in full (defaults filled in, so an omitted default equals the value written out),
     less those that change no number."""
     effective = spec.score_options()
-    scoring = {k: getattr(effective, k) for k in sorted(SCORING_KEYS) if k not in SPEED_ONLY}
+    left_out = (*SPEED_ONLY, *DERIVED_ONLY)
+    scoring = {k: getattr(effective, k) for k in sorted(SCORING_KEYS) if k not in left_out}
     return {
         "model_id": model.id,
         "revision": revision,
@@ -227,7 +231,7 @@ def legacy_cell_settings(
     keys only): cells finished then stay finished."""
     return {
         **cell_settings(spec, model, revision, dataset),
-        "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring)},
+        "scoring": {k: spec.scoring.get(k) for k in sorted(spec.scoring) if k not in DERIVED_ONLY},
     }
 
 
@@ -471,6 +475,10 @@ def _scoring(c: _Checker, body: dict[str, Any]) -> dict[str, Any]:
             value = c.choice(body, option.name, option.choices, "scoring")
         elif option.kind is bool:
             value = c.typed(body, option.name, (bool,), "scoring")
+        elif option.kind is tuple:
+            value = c.typed(body, option.name, (list,), "scoring")
+            if value is not None:
+                value = option.check(value, c.where(option.name, "scoring"))
         else:
             value = c.positive(body, option.name, "scoring", minimum=option.minimum or 1)
         if value is not None:

@@ -402,7 +402,9 @@ class _Runner:
                 'each); use longer documents or bos = "always"'
             )
         settings = self.settings(cell, model, counts, family, corpus, result)
-        summary = summarize(result.histogram, settings)
+        summary = summarize(
+            result.histogram, settings, rbp_ks=self.options.rbp_k, tokens=result.tokens
+        )
         timing = {
             "elapsed_s": round(elapsed, 4),
             "model_load_s": round(load_s, 4),

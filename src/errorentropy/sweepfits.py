@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
+from .convergence import Convergence
 from .quantities import QUANTITIES
 
 FITS_FORMAT = "errorentropy-fits"
@@ -388,23 +389,119 @@ class FitNote(_Row):
 @dataclass(frozen=True)
 class FitSettings(_Row):
     """What the fit was run with: bootstrap replicates and seed, models held out in the
-    extrapolation (None: about a third), interval level and the fewest models a fit takes."""
+    extrapolation (None: about a third), interval level, the fewest models a fit takes, and the
+    k of the RBP_k fits (None in a file written before there were any)."""
 
     n_boot: int
     seed: int
     holdout: int | None
     level: float
     min_models: int
+    rbp_ks: tuple[int, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form (``rbp_ks`` only when set, so older files read back unchanged)."""
+        out = super().to_dict()
+        if self.rbp_ks is None:
+            del out["rbp_ks"]
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FitSettings:
         """Read the file form."""
+        ks = raw.get("rbp_ks")
         return cls(
             int(raw["n_boot"]),
             int(raw["seed"]),
             raw.get("holdout"),
             float(raw["level"]),
             int(raw["min_models"]),
+            None if ks is None else tuple(int(k) for k in ks),
+        )
+
+
+@dataclass(frozen=True)
+class RbpFitRow(_Row):
+    """The relative-based scaling law of one k over one group of one dataset:
+    ``log(-log RBP_k) = c + alpha log N``, RBP_k being the share of tokens ranked below k.
+
+    arXiv 2510.20387 writes ``-log RBP_k ∝ N^(-alpha)``; here ``alpha`` is the slope, as in
+    :class:`FitRow` (negative when -log RBP_k falls with N), so it compares with CE's and EE's
+    directly. ``rbp`` and ``values`` (-log RBP_k) are the points, sorted by N. ``alpha``, ``c``
+    and ``r2`` are None when the fit was ``skipped`` (the reason: too few models, RBP_k = 1 for a
+    model, as when k reaches the vocabulary); intervals are 95% document-bootstrap intervals.
+    """
+
+    dataset: str
+    group: str
+    k: int
+    n_models: int
+    models: tuple[str, ...]
+    non_embedding_params: tuple[int, ...]
+    rbp: tuple[float | None, ...]
+    values: tuple[float | None, ...]
+    alpha: float | None = None
+    c: float | None = None
+    r2: float | None = None
+    alpha_ci: Interval | None = None
+    r2_ci: Interval | None = None
+    n_boot_valid: int = 0
+    skipped: str | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Whether there is a line (the fit was not skipped)."""
+        return self.alpha is not None and self.c is not None
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RbpFitRow:
+        """Read the file form."""
+        return cls(
+            dataset=str(raw["dataset"]),
+            group=str(raw["group"]),
+            k=int(raw["k"]),
+            n_models=int(raw["n_models"]),
+            models=tuple(raw["models"]),
+            non_embedding_params=tuple(int(n) for n in raw["non_embedding_params"]),
+            rbp=tuple(_float(v) for v in raw["rbp"]),
+            values=tuple(_float(v) for v in raw["values"]),
+            alpha=_float(raw.get("alpha")),
+            c=_float(raw.get("c")),
+            r2=_float(raw.get("r2")),
+            alpha_ci=_interval(raw.get("alpha_ci")),
+            r2_ci=_interval(raw.get("r2_ci")),
+            n_boot_valid=int(raw.get("n_boot_valid", 0)),
+            skipped=raw.get("skipped"),
+        )
+
+
+@dataclass(frozen=True)
+class CellConvergence:
+    """Whether one cell's EE has settled with the documents scored
+    (:func:`errorentropy.convergence.ee_convergence`); ``final`` as in :class:`CellFit`."""
+
+    cell_id: str
+    model: str
+    dataset: str
+    non_embedding_params: int
+    final: bool
+    check: Convergence
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form: the cell's names, then the check's fields."""
+        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check"}
+        return head | self.check.to_dict()
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> CellConvergence:
+        """Read the file form."""
+        return cls(
+            str(raw["cell_id"]),
+            str(raw["model"]),
+            str(raw["dataset"]),
+            int(raw["non_embedding_params"]),
+            bool(raw["final"]),
+            Convergence.from_dict(raw),
         )
 
 
@@ -420,7 +517,10 @@ class SweepFits:
     quantity), groups being the families (sorted) then ``"All"``; ``extrapolation``: one row per
     (dataset, group, quantity) of groups with enough models; ``extrapolation_ce_vs_ee`` and
     ``r2_ee_vs_ce``: EE against CE per (dataset, group); ``notes``: what to read with care.
-    ``quantities`` maps each quantity key to its summary key.
+    ``quantities`` maps each quantity key to its summary key. ``rbp_fits``: one row per
+    (dataset, group, k) of the relative-based law; ``convergence``: whether each cell's EE has
+    settled with its documents. These two are left out of the file when empty (a file written
+    before them reads back unchanged).
     """
 
     sweep: str
@@ -432,13 +532,21 @@ class SweepFits:
     r2_ee_vs_ce: tuple[R2Comparison, ...] = ()
     notes: tuple[FitNote, ...] = ()
     quantities: Mapping[str, str] = field(default_factory=_default_quantities)
+    rbp_fits: tuple[RbpFitRow, ...] = ()
+    convergence: tuple[CellConvergence, ...] = ()
+
+    _OPTIONAL = ("rbp_fits", "convergence")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of fits.json (without its checksum)."""
         return {
             "format": FITS_FORMAT,
             "version": FITS_VERSION,
-            **{f.name: _jsonable(getattr(self, f.name)) for f in fields(self)},
+            **{
+                f.name: _jsonable(getattr(self, f.name))
+                for f in fields(self)
+                if f.name not in self._OPTIONAL or getattr(self, f.name)
+            },
         }
 
     @classmethod
@@ -457,12 +565,21 @@ class SweepFits:
             r2_ee_vs_ce=tuple(R2Comparison.from_dict(r) for r in raw["r2_ee_vs_ce"]),
             notes=tuple(FitNote.from_dict(n) for n in raw["notes"]),
             quantities=dict(raw.get("quantities") or _default_quantities()),
+            rbp_fits=tuple(RbpFitRow.from_dict(r) for r in raw.get("rbp_fits", ())),
+            convergence=tuple(CellConvergence.from_dict(c) for c in raw.get("convergence", ())),
         )
 
     def fit(self, dataset: str, group: str, quantity: str) -> FitRow | None:
         """The row of one (dataset, group, quantity), or None when there is none."""
         for row in self.fits:
             if (row.dataset, row.group, row.quantity) == (dataset, group, quantity):
+                return row
+        return None
+
+    def rbp_fit(self, dataset: str, group: str, k: int) -> RbpFitRow | None:
+        """The RBP_k row of one (dataset, group, k), or None when there is none."""
+        for row in self.rbp_fits:
+            if (row.dataset, row.group, row.k) == (dataset, group, k):
                 return row
         return None
 

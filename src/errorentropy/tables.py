@@ -1,4 +1,5 @@
-"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from the fits.
+"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from the fits,
+and the relative-based table (alpha_k and R^2 of -log RBP_k by k, beside CE and EE).
 
 Every function takes a :class:`~errorentropy.sweepfits.SweepFits` (the content of fits.json).
 
@@ -16,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .quantities import CE, COMPONENTS, CONF, QUANTITIES
+from .quantities import CE, COMPONENTS, CONF, EE, QUANTITIES
 from .storage import atomic_write_text
-from .sweepfits import FitRow, Interval, SweepFits
+from .sweepfits import FitRow, Interval, RbpFitRow, SweepFits
 
 TABLE1_QUANTITIES = tuple(q.key for q in QUANTITIES)  # CE, EE, SA, Conf
 TABLE2_QUANTITIES = tuple(q.key for q in COMPONENTS)  # EE, SA, Conf
@@ -240,8 +241,77 @@ def table2_latex(result: SweepFits) -> str:
     )
 
 
+RBP_HEAD = ("Dataset", "Group", "n", "law", "alpha", "R^2")
+RBP_CAPTION = (
+    "Relative-based law: log(-log RBP_k) = c + alpha log N per k (RBP_k: share of tokens ranked "
+    "below k), beside CE and EE; bootstrap 95% intervals in brackets."
+)
+
+
+def _rbp_law(k: int) -> str:
+    return f"-log RBP_{k}"
+
+
+def _rbp_groups(result: SweepFits) -> list[tuple[str, str, list[RbpFitRow]]]:
+    """``(dataset, group, rows by k)`` in file order."""
+    grouped: dict[tuple[str, str], list[RbpFitRow]] = {}
+    for row in result.rbp_fits:
+        grouped.setdefault((row.dataset, row.group), []).append(row)
+    return [(d, g, sorted(rows, key=lambda r: r.k)) for (d, g), rows in grouped.items()]
+
+
+def rbp_cells(result: SweepFits) -> list[dict[str, Any]]:
+    """The relative-based table as records: dataset, group, n_models, law (``-log RBP_k``, then
+    CE and EE of the same group), k (None for CE and EE), alpha and R^2 with their intervals,
+    and why a fit was skipped."""
+    out = []
+    for dataset, group, rows in _rbp_groups(result):
+        laws: list[tuple[str, int | None, RbpFitRow | FitRow | None]] = [
+            (_rbp_law(r.k), r.k, r) for r in rows
+        ]
+        laws += [(q.key, None, result.fit(dataset, group, q.key)) for q in (CE, EE)]
+        for law, k, row in laws:
+            record: dict[str, Any] = {
+                "dataset": dataset,
+                "group": group,
+                "n_models": row.n_models if row else None,
+                "law": law,
+                "k": k,
+            }
+            record.update(_bounds("alpha", *((row.alpha, row.alpha_ci) if row else (None, None))))
+            record.update(_bounds("r2", *((row.r2, row.r2_ci) if row else (None, None))))
+            record["skipped"] = row.skipped if row else None
+            out.append(record)
+    return out
+
+
+def _rbp_body(result: SweepFits) -> list[list[str]]:
+    return [
+        [
+            r["dataset"],
+            r["group"],
+            "" if r["n_models"] is None else str(r["n_models"]),
+            r["law"],
+            _fmt(r["alpha"], (r["alpha_lo"], r["alpha_hi"]) if r["alpha_lo"] is not None else None),
+            _fmt(r["r2"], (r["r2_lo"], r["r2_hi"]) if r["r2_lo"] is not None else None),
+        ]
+        for r in rbp_cells(result)
+    ]
+
+
+def rbp_markdown(result: SweepFits) -> str:
+    """The relative-based table (alpha_k and R^2 by k, beside CE and EE) as Markdown."""
+    return _markdown(RBP_HEAD, _rbp_body(result), RBP_CAPTION)
+
+
+def rbp_latex(result: SweepFits) -> str:
+    """The relative-based table as a booktabs LaTeX table."""
+    return _latex(RBP_HEAD, _rbp_body(result), RBP_CAPTION, "tab:rbp")
+
+
 def write_tables(result: SweepFits, directory: Path | str) -> dict[str, Path]:
-    """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``."""
+    """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``, and
+    rbp.{md,csv,tex} when the fits hold relative-based rows."""
     directory = Path(directory)
     texts = {
         "table1.md": table1_markdown(result),
@@ -251,6 +321,12 @@ def write_tables(result: SweepFits, directory: Path | str) -> dict[str, Path]:
         "table2.csv": _csv(table2_cells(result)),
         "table2.tex": table2_latex(result),
     }
+    if result.rbp_fits:
+        texts |= {
+            "rbp.md": rbp_markdown(result),
+            "rbp.csv": _csv(rbp_cells(result)),
+            "rbp.tex": rbp_latex(result),
+        }
     written = {}
     for name, text in texts.items():
         atomic_write_text(directory / name, text)

@@ -118,9 +118,13 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(option.cli_flag, action="store_true", help=option.help)
             continue
         kind: Any = option.kind
+        shown = option.default
         if option.kind is int:
             kind = integer if option.minimum is None else _bounded(option.minimum)
-        default = "" if option.default is None else f" (default {option.default})"
+        elif option.kind is tuple:
+            kind = integer_list
+            shown = ",".join(map(str, option.default))
+        default = "" if option.default is None else f" (default {shown})"
         parser.add_argument(
             option.cli_flag,
             type=kind,
@@ -128,6 +132,15 @@ def add_scoring_options(parser: argparse.ArgumentParser) -> None:
             choices=option.choices,
             help=option.help + default,
         )
+
+
+def integer_list(text: str) -> tuple[int, ...]:
+    """Argparse type: comma-separated integers (``1,10,100``); their bounds are the option's to
+    check."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}")
+    return tuple(integer(item) for item in items)
 
 
 def _bounded(minimum: int) -> Callable[[str], int]:

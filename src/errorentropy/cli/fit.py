@@ -8,23 +8,29 @@ from typing import Any
 
 from ..errors import UserError
 from ..fits import TABLES_DIR, fit_sweep, write_fits
-from ..tables import table1_markdown
-from .args import non_negative_int, positive_int
+from ..tables import rbp_markdown, table1_markdown
+from .args import integer_list, non_negative_int, positive_int
 
 
 def run_fit(args: argparse.Namespace) -> int:
     """errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters,
     per family and over all models, with bootstrap intervals, an extrapolation test and a
-    saturating fit; writes DIR/fits.json and DIR/tables/, prints Table 1."""
+    saturating fit, the relative-based law of -log RBP_k for each k, and whether each cell's EE
+    has settled with its documents; writes DIR/fits.json and DIR/tables/, prints Table 1 and the
+    RBP_k table."""
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
         raise UserError(
             f"{sweep_dir} is not a folder; "
             "pass the sweep folder given to `errorentropy sweep --out`"
         )
-    result = fit_sweep(sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout)
+    result = fit_sweep(
+        sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout, rbp_ks=args.rbp_k
+    )
     written = write_fits(sweep_dir, result)
     print(table1_markdown(result))
+    if result.rbp_fits:
+        print(rbp_markdown(result))
     for note in result.notes:
         if note.kind != "biased-bootstrap":
             print(f"note: {note.message}")
@@ -59,5 +65,12 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="largest models held out in the extrapolation test "
         "(default: about a third of each group, leaving 3 to fit)",
+    )
+    parser.add_argument(
+        "--rbp-k",
+        type=integer_list,
+        default=None,
+        help="k of the -log RBP_k fits, comma-separated (default: the ks the cells' summaries "
+        "record, else 1,10,100,1000)",
     )
     parser.set_defaults(func=run_fit)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from ..convergence import Convergence
 from ..corpus import load_corpus
 from ..errors import UserError
 from ..options import check_window_options
@@ -87,6 +89,9 @@ def run_score(args: argparse.Namespace) -> int:
             f"could not write the result to --out {out}: {exc.strerror or exc}; "
             "free disk space or pass a folder you can write to"
         ) from exc
+    # The verdict on stderr, then the summary: its JSON line stays the last line of stdout.
+    verdict = Convergence.from_dict(summary["ee_convergence"]).describe()
+    print(f"errorentropy score: {verdict}", file=sys.stderr, flush=True)
     print(json.dumps(summary))
     return 0
 
