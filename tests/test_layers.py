@@ -29,7 +29,7 @@ SOURCE = Path(errorentropy.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("1 foundations", ("errors", "storage", "options", "quantities", "version")),
     ("2 data", ("corpus", "windows")),
-    ("3 models", ("models",)),
+    ("3 models", ("provenance", "models")),
     ("4a head: what the paths share", ("head", "head.logits")),
     (
         "4b head: the torch paths, the fused kernels",
@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ("bootstrap", "convergence"),
     ),
     ("6 scoring", ("engine", "distributed", "results", "api")),
-    ("7 sweeps", ("cells", "spec", "sweep")),
+    ("7 sweeps", ("cells", "spec", "claims", "costs", "sweep")),
     ("8 fits", ("powerlaw", "sweepfits", "fits", "tables")),
     ("9a figures (plain numbers to matplotlib)", ("figures",)),
     ("9b report", ("report",)),

@@ -24,6 +24,7 @@ from .models import input_device
 from .models import load_model as _load_model
 from .options import ScoreOptions
 from .profile import RankProfile
+from .provenance import model_provenance
 from .results import summarize
 from .tokens import TokenTable
 
@@ -224,6 +225,7 @@ def score_corpus(
     settings = {
         "model": model_name,
         "revision": revision,
+        **model_provenance(model).fields(),  # model_commit, weights_fingerprint
         "dtype": str(parameter.dtype).removeprefix("torch."),
         "device": str(parameter.device),
         **data_settings,

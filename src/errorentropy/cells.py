@@ -192,9 +192,12 @@ def write_failure(
     stage: str,
     family: str | None = None,
     spec_digest: str | None = None,
+    worker: str | None = None,
+    attempt: int | None = None,
 ) -> None:
-    """Record in ``directory`` that a cell failed: the one-line error, the stage it failed at, and
-    the digest of the settings it failed with (a failure under other settings is retried)."""
+    """Record in ``directory`` that a cell failed: the one-line error, the stage it failed at, the
+    digest of the settings it failed with (a failure under other settings is retried), and which
+    worker failed it at which attempt (``--retry-failed`` retries a failure once per run)."""
     write_checked_json(
         directory / FAILURE_FILE,
         {
@@ -207,6 +210,8 @@ def write_failure(
             "stage": stage,
             "error": error,
             "spec_digest": spec_digest,
+            "worker": worker,
+            "attempt": attempt,
         },
     )
 
@@ -277,3 +282,80 @@ def mixed_settings(records: list[CellRecord]) -> str | None:
                 f"{cell_b})"
             )
     return None
+
+
+# ---- revisions that hold the same weights ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SameWeights:
+    """Revisions of one model whose cells recorded one weights fingerprint: the same weights
+    under several names (a hub branch serving another step's files). ``kept`` stands for them
+    all; ``dropped`` are left out of fits and figures."""
+
+    model: str
+    fingerprint: str
+    kept: str | None
+    dropped: tuple[str | None, ...]
+    why: str = "the lowest step"  # why ``kept`` was chosen
+
+    def message(self) -> str:
+        """One line saying which revisions hold the same weights and which one was kept."""
+        names = ", ".join(_revision_name(r) for r in (self.kept, *self.dropped))
+        left = ", ".join(_revision_name(r) for r in self.dropped)
+        return (
+            f"{self.model}: revisions {names} hold identical weights (fingerprint "
+            f"{self.fingerprint[:12]}); kept {_revision_name(self.kept)} ({self.why}), "
+            f"left out {left}"
+        )
+
+
+def _revision_name(revision: str | None) -> str:
+    return revision or "main"
+
+
+def _keep_first(record: CellRecord) -> tuple[Any, ...]:
+    """Which of several revisions with one set of weights stands for them: the lowest step, then
+    main, then the first by name."""
+    revision = record.key.revision
+    return (record.step is None, record.step or 0, revision not in (None, "main"), revision or "")
+
+
+def _why(record: CellRecord) -> str:
+    if record.step is not None:
+        return "the lowest step"
+    return "the main revision" if record.key.revision in (None, "main") else "the first by name"
+
+
+def distinct_weights(records: list[CellRecord]) -> tuple[list[CellRecord], list[SameWeights]]:
+    """The cells with each model's distinct weights once, and the revisions found to repeat
+    weights.
+
+    Within each (model, dataset), revisions whose cells recorded the same
+    ``weights_fingerprint`` are one set of weights: the lowest step is kept and the others are
+    dropped (cells without a fingerprint are always kept). Each repetition is reported once per
+    model, whatever the datasets. Fits and the report both call this, so they agree on the cells.
+    """
+    groups: dict[tuple[str, str, str], list[CellRecord]] = {}
+    for record in records:
+        fingerprint = record.summary.get("weights_fingerprint")
+        if isinstance(fingerprint, str) and fingerprint:
+            key = (record.key.model, record.key.dataset, fingerprint)
+            groups.setdefault(key, []).append(record)
+    dropped: set[str] = set()
+    found: dict[tuple[str, str, str | None, tuple[str | None, ...]], SameWeights] = {}
+    for (model, _, fingerprint), members in groups.items():
+        if len({m.key.revision for m in members}) < 2:
+            continue
+        ordered = sorted(members, key=_keep_first)
+        dropped.update(m.key.cell_id for m in ordered[1:])
+        same = SameWeights(
+            model,
+            fingerprint,
+            ordered[0].key.revision,
+            tuple(m.key.revision for m in ordered[1:]),
+            _why(ordered[0]),
+        )
+        found.setdefault((model, fingerprint, same.kept, same.dropped), same)
+    kept = [r for r in records if r.key.cell_id not in dropped]
+    return kept, sorted(found.values(), key=lambda s: (s.model, s.fingerprint))

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import bootstrap as bs
 from . import powerlaw
-from .cells import CellRecord, load_cells, mixed_settings
+from .cells import CellRecord, distinct_weights, load_cells, mixed_settings
 from .convergence import Convergence, ee_convergence
 from .errors import UserError
 from .options import DEFAULT_RBP_KS
@@ -885,9 +885,11 @@ def fit_sweep(
         (3, 5, 10, 20)
     """
     _check_options(n_boot, seed, holdout)
-    cells = _load_finished(sweep_dir)
+    # Revisions holding identical weights count once (cells.distinct_weights; the report agrees).
+    cells, same = distinct_weights(_load_finished(sweep_dir))
     ks = rbp_ks_of(cells, rbp_ks)
     notes = _settings_notes(cells)
+    notes += [FitNote("same-weights", None, None, None, s.message()) for s in same]
     finals = select_final(cells, notes)
     final_ids = {c.key.cell_id for c in finals}
     reps, rbp_reps = _replicates(cells, n_boot, seed, notes, ks)

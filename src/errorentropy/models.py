@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .errors import UserError
+from .provenance import remember
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -138,6 +139,8 @@ def load_model(
         # transformers types the wrapped .to() as taking the model, not a device.
         model.to(dev)  # type: ignore[arg-type]
     model.eval()
+    # Where the weights came from, for the summary's model_commit and weights_fingerprint.
+    remember(model, source, hub_revision)
     return model, tokenizer
 
 

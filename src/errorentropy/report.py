@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cells import CellRecord, load_cells, slug
+from .cells import CellRecord, distinct_weights, load_cells, slug
 from .errors import UserError
 from .fits import FITS_FILE, fit_sweep, is_current, read_fits, select_final, write_fits
 from .powerlaw import MIN_MODELS as MIN_MODELS_FOR_FIT
@@ -218,7 +218,8 @@ def collect(
     """Gather cells, final revisions, training runs and fits of a sweep folder (see
     :func:`load_or_fit` for where the fits come from)."""
     sweep_dir = Path(sweep_dir)
-    cells = load_cells(sweep_dir)
+    # Revisions holding identical weights count once, as in the fits (cells.distinct_weights).
+    cells, same = distinct_weights(load_cells(sweep_dir))
     if not cells:
         raise UserError(
             f"{sweep_dir} has no finished cells; run or resume `errorentropy sweep` first"
@@ -231,6 +232,7 @@ def collect(
     if not run_fit:
         notes.append(_no_fit_note(fits, reused))
     notes.extend(fit_notes(fits))
+    notes.extend(m for m in (s.message() for s in same) if m not in notes)
     return ReportData(
         sweep_dir,
         cells,

@@ -1,12 +1,18 @@
-"""Sweeps: every (model, revision, dataset) cell of a spec, resumable after any kill.
+"""Sweeps: every (model, revision, dataset) cell of a spec, by any number of workers at once,
+resumable after any kill.
 
-``errorentropy sweep SPEC --out DIR`` scores each cell not yet done. A model is loaded once per
-revision for all its datasets, a corpus once for all models. Each cell is built in a hidden
-temporary folder beside its final place, sealed (``cell.json`` with every file's SHA-256, written
-last) and renamed into ``DIR/cells/<cell_id>`` in one step, so a kill at any moment leaves each
-cell either whole or absent. A finished cell is never recomputed; a damaged one (truncated file,
-failed checksum) or one computed with other settings is redone; a failed cell is recorded with its
-one-line error and the sweep goes on. ``errorentropy merge OUT SRC...`` unites sweep folders.
+``errorentropy sweep SPEC --out DIR`` scores each cell not yet done. Any number of such processes
+(``--workers K`` on one machine, a Slurm array over many) work on one folder together: each
+claims a cell before computing it (:mod:`errorentropy.claims`), so no cell is computed twice while
+its worker lives, and the cell of a worker that died is taken up by another once its lease runs
+out (at once on the same machine). A worker keeps its model loaded for every cell of that model
+and revision it can claim, and prefers models no other worker is on. Each cell is built in a
+hidden temporary folder beside its final place, sealed (``cell.json`` with every file's SHA-256,
+written last) and renamed into ``DIR/cells/<cell_id>`` in one step, so a kill at any moment leaves
+each cell either whole or absent. A finished cell is never recomputed; a damaged one (truncated
+file, failed checksum), or one computed with other settings, on other documents or from other
+weights, is redone; a failed cell is recorded with its one-line error and the sweep goes on.
+``errorentropy merge OUT SRC...`` unites sweep folders.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,18 +38,32 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .cells import (
+    CELL_FILE,
     CELLS_DIR,
     CellKey,
     CellRecord,
+    SameWeights,
+    distinct_weights,
     mixed_settings,
     read_cell,
     read_failure,
     write_cell_record,
     write_failure,
 )
+from .claims import FINAL, WORKER_ENV, Claim, ClaimBoard, Holder
 from .corpus import HUB_PREFIX, PRESETS, Corpus, load_corpus
+from .costs import (
+    TimeLeft,
+    TokenEstimate,
+    Wanted,
+    read_timing,
+    throughputs,
+    time_left,
+    token_estimates,
+)
 from .errors import UserError
 from .histogram import RankHistogram
+from .provenance import Provenance, model_provenance, weights_fingerprint
 from .results import HISTOGRAM_FILE, TOKENS_FILE, summarize, write_result
 from .spec import (
     DatasetSpec,
@@ -64,8 +85,11 @@ SPEC_COPY = "spec.toml"
 LOCK_FILE = ".sweep.lock"
 TIMING_FILE = "timing.json"
 EXIT_CELLS_FAILED = 3
+# A temporary file of an atomic write in the sweep folder lives for milliseconds: one this old is
+# a killed writer's, never a running worker's.
+STALE_TMP_S = 600.0
 
-Status = Literal["done", "failed", "pending"]
+Status = Literal["done", "failed", "pending", "running"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,12 @@ class Cell:
         """The cell's folder name."""
         return self.key.cell_id
 
+    @property
+    def group(self) -> tuple[str, str | None]:
+        """The (model label, revision) whose weights the cell needs: loaded once for all of
+        them."""
+        return (self.model.label, self.revision)
+
     def matches(self, digest: Any) -> bool:
         """Whether a finished cell's recorded digest stands for this cell's settings."""
         return digest is not None and digest in (self.digest, self.legacy_digest)
@@ -91,8 +121,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class CellState:
-    """Where a cell stands on disk: done, failed (with its error) or pending (with why, if
-    redone)."""
+    """Where a cell stands on disk: done, failed (with its error), running (by whom) or pending
+    (with why, if redone)."""
 
     cell: Cell
     status: Status
@@ -102,7 +132,8 @@ class CellState:
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: the final state of every cell and how many were computed now."""
+    """What a sweep did: the final state of every cell and how many were computed now; for a dry
+    run also the tokens each cell scores and the time left."""
 
     out_dir: Path
     states: list[CellState]
@@ -112,6 +143,10 @@ class SweepOutcome:
     dry_run: bool = False
     # Cell folders in out_dir that the spec does not plan.
     orphans: list[str] = field(default_factory=list)
+    # Revisions of one model that hold identical weights (fits and report use each set once).
+    same_weights: list[SameWeights] = field(default_factory=list)
+    tokens: dict[str, TokenEstimate] = field(default_factory=dict)  # by cell id
+    time_left: TimeLeft | None = None
 
     def count(self, status: Status) -> int:
         """How many cells stand at ``status``."""
@@ -123,13 +158,18 @@ class SweepOutcome:
         return all(s.status == "done" for s in self.states)
 
     def summary_line(self) -> str:
-        """One line for the terminal: cells done, failed and pending, and what to do next."""
+        """One line for the terminal: cells done, running, failed and pending, what is left, and
+        what to do next."""
+        running = self.count("running")
         line = (
-            f"sweep {self.out_dir}: {self.count('done')} done, {self.count('failed')} failed, "
-            f"{self.count('pending')} pending of {len(self.states)} cells"
+            f"sweep {self.out_dir}: {self.count('done')} done, "
+            + (f"{running} running, " if running else "")
+            + f"{self.count('failed')} failed, {self.count('pending')} pending of "
+            f"{len(self.states)} cells"
         )
         if not self.dry_run:
             line += f"; computed {self.computed} now in {self.elapsed_s:.1f} s"
+        line += self._left()
         if self.count("failed"):
             line += (
                 "; see each cells/<cell_id>/failure.json, rerun with --retry-failed to retry them"
@@ -141,6 +181,25 @@ class SweepOutcome:
                 " earlier spec): fit and report include them; delete them if they do not belong"
             )
         return line
+
+    def _left(self) -> str:
+        """``; 1,234 tokens to score; about 3 min of work left`` (a dry run's estimates)."""
+        todo = [
+            self.tokens[s.cell.cell_id]
+            for s in self.states
+            if s.status in ("pending", "running") and s.cell.cell_id in self.tokens
+        ]
+        text = ""
+        if todo:
+            approx = "~" if any(t.how == "characters" for t in todo) else ""
+            text += f"; {approx}{sum(t.tokens for t in todo):,} tokens to score"
+        if self.time_left is not None and self.time_left.text():
+            text += f"; {self.time_left.text()}"
+        return text
+
+    def notes(self) -> list[str]:
+        """One line per set of revisions found to hold identical weights."""
+        return [s.message() for s in self.same_weights]
 
 
 # ---- planning ------------------------------------------------------------------------------
@@ -196,36 +255,67 @@ def cell_state(out_dir: Path, cell: Cell) -> CellState:
 # ---- writing cells atomically --------------------------------------------------------------
 
 
-def clean_leftovers(cells_root: Path) -> None:
+def clean_leftovers(
+    cells_root: Path, *, board: ClaimBoard | None = None, min_age_s: float = 0.0
+) -> None:
     """Delete the hidden temporary folders a killed sweep left behind, and the hidden temporary
-    files (``.NAME.XXXX.tmp``) of its atomic writes in the sweep folder itself."""
+    files (``.NAME.XXXX.tmp``) of its atomic writes in the sweep folder itself.
+
+    With ``board`` (other workers may be writing now), a cell's leftovers are deleted only under a
+    claim on that cell (only its holder writes there), and the sweep folder's temporary files only
+    once ``min_age_s`` old.
+    """
+    now = time.time()
     if cells_root.parent.is_dir():
         for entry in cells_root.parent.iterdir():
             if entry.is_file() and entry.name.startswith(".") and entry.name.endswith(".tmp"):
-                entry.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime >= min_age_s:
+                        entry.unlink(missing_ok=True)
     if not cells_root.is_dir():
         return
+    by_cell: dict[str, list[Path]] = {}
     for entry in cells_root.iterdir():
-        if entry.name.startswith(".") and (".tmp-" in entry.name or ".old-" in entry.name):
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        for marker in (".tmp-", ".old-"):
+            if entry.name.startswith(".") and marker in entry.name:
+                by_cell.setdefault(entry.name[1:].rpartition(marker)[0], []).append(entry)
+                break
+    for cell_id, entries in sorted(by_cell.items()):
+        claim = board.try_claim(cell_id) if board is not None else None
+        if board is not None and claim is None:
+            continue  # its holder is writing it now
+        try:
+            for entry in entries:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        finally:
+            if claim is not None:
+                claim.release("cleaned")
 
 
 @contextmanager
-def sweep_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out_dir`` (released by the OS even on SIGKILL)."""
+def sweep_lock(out_dir: Path, *, shared: bool = False) -> Iterator[None]:
+    """Lock ``out_dir``: ``shared`` for sweep workers (any number at once), exclusive for a merge
+    (alone). The OS releases it even on SIGKILL; where flock does not reach across machines it
+    keeps apart only the processes of one machine."""
     out_dir.mkdir(parents=True, exist_ok=True)
     handle = open(out_dir / LOCK_FILE, "a+")
     try:
         try:
             import fcntl
 
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
         except ImportError:  # pragma: no cover - Windows: no lock
             pass
         except OSError:
+            if shared:
+                raise UserError(
+                    f"an errorentropy merge is writing to {out_dir}; wait for it to finish, "
+                    "then run the sweep again"
+                ) from None
             raise UserError(
                 f"another errorentropy sweep or merge is writing to {out_dir}; wait for "
                 "it or use another --out"
@@ -254,26 +344,104 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-class _Runner:
-    """Runs the pending cells of one sweep; corpora are loaded once and kept."""
+_WAIT = "\x00wait"  # rank 0 to the other processes: nothing to compute yet, ask again
+_ERROR = "\x00error:"  # rank 0 to the other processes: stop with this error
 
-    def __init__(self, spec: SweepSpec, out_dir: Path, progress: bool, writes: bool = True) -> None:
+
+def _broadcast(value: str | None) -> str | None:
+    """Rank 0's ``value`` on every process of a torchrun launch (``value`` itself outside
+    one)."""
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
+        return value
+    box: list[Any] = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@dataclass
+class _Loaded:
+    """The model a worker holds: one model at one revision, loaded once for all its cells."""
+
+    group: tuple[str, str | None]
+    model: Any = None
+    tokenizer: Any = None
+    counts: ParameterCounts | None = None
+    family: str | None = None
+    load_s: float = 0.0
+    error: str | None = None  # why it is not usable: every cell of it fails with this
+    stage: str = "load model"
+    provenance: Provenance = field(default_factory=lambda: Provenance(None, None))
+
+
+@dataclass
+class _Plan:
+    """What the claiming process knows: the cells left to compute (in the spec's order), every
+    cell's state when planned, each cell's latest attempt then, and the claims it holds."""
+
+    todo: list[Cell]
+    states: dict[str, CellState]
+    seen: dict[str, int]
+    retry_failed: bool
+    claims: dict[str, Claim] = field(default_factory=dict)
+    waiting: bool = False  # said once that it waits for other workers
+
+
+def _attempt(holder: Holder | None) -> int:
+    """The last attempt on a cell that was over when this worker planned: an attempt still held
+    then (or whose holder died) may end after, so it counts as not yet seen."""
+    if holder is None:
+        return 0
+    return holder.attempt if holder.outcome is not None else holder.attempt - 1
+
+
+def _alive(board: ClaimBoard, holder: Holder | None) -> bool:
+    return holder is not None and board.alive(holder)
+
+
+def _finished_since(holder: Holder | None, seen: int) -> bool:
+    """Another worker finished (or failed) the cell after this one planned."""
+    return holder is not None and holder.outcome in FINAL and holder.attempt > seen
+
+
+class _Runner:
+    """One worker's cells: claimed one at a time, scored with a model kept loaded across them.
+
+    Under torchrun every process of the launch runs one ``_Runner``: rank 0 (``writes``) plans,
+    claims and commits, and tells the others which cell comes next; all of them load the model
+    and score a shard of each cell's documents.
+    """
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        out_dir: Path,
+        progress: bool,
+        writes: bool = True,
+        board: ClaimBoard | None = None,
+    ) -> None:
         self.spec = spec
         self.out_dir = out_dir
         self.cells_root = out_dir / CELLS_DIR
         self.progress = progress and writes
         # False on the non-zero ranks of a torchrun launch: they score, rank 0 writes.
         self.writes = writes
+        self.board = board
         self.options = spec.score_options()
+        self.cells = {c.cell_id: c for c in plan_cells(spec)}
         self.corpora: dict[str, Corpus | Exception] = {}
-        self.done_count = 0
-        self.total = 0
+        self.loaded: _Loaded | None = None
+        self.plan: _Plan | None = None
+        # Fingerprint of the weights each (model, revision) names now (None: not known).
+        self.fingerprints: dict[tuple[str, str | None], str | None] = {}
         self.computed = 0
         self.failed = 0
 
     def log(self, text: str) -> None:
         if self.progress:
-            print(text, file=sys.stderr, flush=True)
+            label = os.environ.get(WORKER_ENV)
+            print(f"[{label}] {text}" if label else text, file=sys.stderr, flush=True)
 
     def corpus(self, dataset: DatasetSpec) -> Corpus:
         """The dataset's corpus, loaded on first use; a loading error is kept and re-raised."""
@@ -292,75 +460,243 @@ class _Runner:
             raise value
         return value
 
-    def fail(self, cell: Cell, stage: str, exc: BaseException, family: str | None) -> None:
+    def loaded_datasets(self) -> set[str]:
+        """Labels of the datasets this worker has loaded."""
+        return {label for label, v in self.corpora.items() if not isinstance(v, Exception)}
+
+    def weights_now(self, cell: Cell) -> str | None:
+        """The fingerprint of the weights ``cell``'s model and revision name now: read (and
+        cached by file) for a local model; for a hub model, only once this worker loaded it."""
+        if cell.group not in self.fingerprints:
+            self.fingerprints[cell.group] = _local_fingerprint(cell.model, cell.revision)
+        return self.fingerprints[cell.group]
+
+    def fresh_state(self, cell: Cell) -> CellState:
+        """The cell's state now, documents and weights compared as planning compares them."""
+        states = check_data(
+            [cell_state(self.out_dir, cell)], self.corpus, hub_loaded=self.loaded_datasets()
+        )
+        return check_weights(states, self.weights_now)[0]
+
+    # ---- the claiming process --------------------------------------------------------------
+
+    def make_plan(self, retry_failed: bool) -> _Plan:
+        """Read every cell's state (cells whose documents or weights changed become pending),
+        write families given since, and list the cells to compute."""
+        assert self.board is not None
+        states = sweep_states(self.spec, self.out_dir)
+        computed = {s.cell.dataset.label for s in states if _computes(s, retry_failed)}
+        states = check_data(states, self.corpus, hub_loaded=computed)
+        states = check_weights(states, self.weights_now)
+        update_families(states, self.out_dir, self.board)
+        todo = [s.cell for s in states if _computes(s, retry_failed)]
+        seen = {c.cell_id: _attempt(self.board.latest(c.cell_id)) for c in todo}
+        self.log(
+            f"sweep {self.out_dir}: {len(states)} cells, {len(states) - len(todo)} already "
+            f"finished or failed, {len(todo)} to compute"
+        )
+        self.plan = _Plan(todo, {s.cell.cell_id: s for s in states}, seen, retry_failed)
+        return self.plan
+
+    def next_step(self, plan: _Plan) -> str | None:
+        """The id of the next cell this worker claimed; :data:`_WAIT` after a pause when every
+        cell left is held by a living worker; None when no cell is left to anyone."""
+        board = self.board
+        assert board is not None
+        holders = {c.cell_id: board.latest(c.cell_id) for c in plan.todo}
+        plan.todo = [
+            c for c in plan.todo if not _finished_since(holders[c.cell_id], plan.seen[c.cell_id])
+        ]
+        held = {c.cell_id for c in plan.todo if _alive(board, holders[c.cell_id])}
+        busy = {c.group for c in plan.todo if c.cell_id in held}
+        mine = self.loaded.group if self.loaded is not None else None
+        candidates = [c for c in plan.todo if c.cell_id not in held]
+        while candidates:
+            # The loaded model's cells first, then models no other worker is on, in spec order.
+            cell = min(candidates, key=lambda c: (c.group != mine, c.group in busy))
+            candidates.remove(cell)
+            claim = board.try_claim(cell.cell_id)
+            if claim is None:  # another worker was quicker
+                busy.add(cell.group)
+                continue
+            plan.todo.remove(cell)
+            if self.still_todo(cell, plan):
+                plan.claims[cell.cell_id] = claim
+                plan.waiting = False
+                return cell.cell_id
+            claim.release("skipped")
+        if not plan.todo:
+            return None
+        if not plan.waiting:
+            plan.waiting = True
+            self.log(
+                f"waiting: {len(plan.todo)} cell(s) left, all held by other workers (a dead "
+                f"worker's cells are taken over once its lease of {board.lease_s:.0f} s runs out)"
+            )
+        time.sleep(board.poll_s)
+        return _WAIT
+
+    def still_todo(self, cell: Cell, plan: _Plan) -> bool:
+        """Under a fresh claim: whether the cell still needs computing (another worker may have
+        finished it since the plan; a failure is retried only if it predates the plan)."""
+        state = self.fresh_state(cell)
+        if state.status == "pending":
+            return True
+        if state.status == "failed" and plan.retry_failed:
+            failure = read_failure(self.cells_root / cell.cell_id) or {}
+            return int(failure.get("attempt") or 0) <= plan.seen.get(cell.cell_id, 0)
+        return False
+
+    def weights_loaded(self, cell: Cell, fingerprint: str | None) -> None:
+        """The weights of ``cell``'s model and revision are known now: done cells of them that
+        recorded other weights (a hub branch moved) are computed again."""
+        self.fingerprints[cell.group] = fingerprint
+        plan, board = self.plan, self.board
+        if plan is None or board is None or fingerprint is None:
+            return
+        for cell_id, state in list(plan.states.items()):
+            if state.cell.group != cell.group or state.status != "done":
+                continue
+            (now,) = check_weights([state], self.weights_now)
+            if now.status == "pending":
+                plan.states[cell_id] = now
+                plan.todo.insert(0, state.cell)
+                plan.seen[cell_id] = _attempt(board.latest(cell_id))
+                self.log(f"{cell_id}: {now.detail}")
+
+    # ---- every process ---------------------------------------------------------------------
+
+    def work(self, retry_failed: bool) -> None:
+        """Compute cells until none is left to anyone: claim, score, commit, release; wait while
+        other workers hold the last ones, and take over those whose holder died."""
+        plan = self.make_plan(retry_failed) if self.writes else None
+        try:
+            while True:
+                error: Exception | None = None
+                try:
+                    step = self.next_step(plan) if plan is not None else None
+                except Exception as exc:  # noqa: BLE001 - told to the other processes, then raised
+                    step, error = _ERROR + _one_line(exc), exc
+                step = _broadcast(step)
+                if error is not None:
+                    raise error
+                if step is None:
+                    break
+                if step.startswith(_ERROR):
+                    raise UserError(f"process 0: {step[len(_ERROR) :]}")
+                if step != _WAIT:
+                    self.compute(self.cells[step], plan.claims.pop(step) if plan else None)
+        finally:
+            self.unload()
+
+    def compute(self, cell: Cell, claim: Claim | None) -> None:
+        """Score one claimed cell (every process of a launch together), commit it, let go."""
+        loaded = self.load(cell)
+        outcome = "interrupted"
+        try:
+            if loaded.error is not None:
+                family = loaded.family or cell.model.family
+                outcome = self.fail(cell, loaded.stage, UserError(loaded.error), family, claim)
+                return
+            try:
+                outcome = self.run_cell(cell, loaded, claim)
+            except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
+                value = self.corpora.get(cell.dataset.label)
+                stage = "load data" if isinstance(value, Exception) else "score"
+                outcome = self.fail(cell, stage, exc, loaded.family, claim)
+        finally:
+            if claim is not None:
+                claim.release(outcome)
+
+    def load(self, cell: Cell) -> _Loaded:
+        """``cell``'s model at its revision, unless this worker holds it already; under torchrun
+        every process learns whether any failed to load it."""
+        if self.loaded is not None and self.loaded.group == cell.group:
+            return self.loaded
+        self.unload()
+        from .distributed import agree
+        from .models import count_parameters, family_of, load_model
+
+        loaded = _Loaded(cell.group)
+        started = time.perf_counter()
+        try:
+            loaded.model, loaded.tokenizer = load_model(
+                cell.model.source,
+                revision=cell.revision,
+                dtype=self.spec.model_dtype(cell.model),
+                device=self.spec.run.device,
+                trust_remote_code=self.spec.model_trust(cell.model),
+                device_map=self.spec.run.device_map,
+            )
+        except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
+            loaded.error = _one_line(exc)
+        loaded.error = agree(loaded.error)
+        loaded.load_s = time.perf_counter() - started
+        if loaded.error is None:
+            try:
+                loaded.counts = count_parameters(loaded.model)
+                loaded.family = cell.model.family or family_of(loaded.model)
+            except Exception as exc:  # noqa: BLE001 - an unusual model: its cells fail
+                loaded.error, loaded.stage = _one_line(exc), "count parameters"
+        if loaded.error is not None:
+            loaded.model = loaded.tokenizer = None
+        elif self.writes:
+            loaded.provenance = model_provenance(loaded.model)
+            self.weights_loaded(cell, loaded.provenance.weights_fingerprint)
+        self.loaded = loaded
+        return loaded
+
+    def unload(self) -> None:
+        """Drop the model this worker holds, and give its GPU memory back."""
+        if self.loaded is not None:
+            had_model = self.loaded.model is not None
+            self.loaded = None
+            if had_model:
+                _release_memory()
+
+    def fail(
+        self,
+        cell: Cell,
+        stage: str,
+        exc: BaseException,
+        family: str | None,
+        claim: Claim | None,
+    ) -> str:
+        """Record the cell as failed (the writing process commits failure.json); returns the
+        claim's outcome."""
         message = _one_line(exc)
         if self.writes:
+            if claim is not None and claim.superseded():
+                self.log(f"{cell.cell_id}: taken over by another worker; its failure not written")
+                return "superseded"
+            worker = self.board.worker.name if self.board is not None else None
             commit_folder(
                 self.cells_root,
                 cell.cell_id,
                 lambda d: write_failure(
-                    d, cell.key, error=message, stage=stage, family=family, spec_digest=cell.digest
+                    d,
+                    cell.key,
+                    error=message,
+                    stage=stage,
+                    family=family,
+                    spec_digest=cell.digest,
+                    worker=worker,
+                    attempt=claim.attempt if claim is not None else None,
                 ),
             )
         self.failed += 1
-        self.done_count += 1
-        self.log(f"[{self.done_count}/{self.total}] {cell.cell_id}: FAILED ({stage}): {message}")
+        self.log(f"{self.tally()} {cell.cell_id}: FAILED ({stage}): {message}")
+        return "failed"
 
-    def run_model(self, model_spec: ModelSpec, revision: str | None, cells: list[Cell]) -> None:
-        """Load one model at one revision and score its pending cells."""
-        from .distributed import agree
-        from .models import count_parameters, family_of, load_model
-
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            model, tokenizer = load_model(
-                model_spec.source,
-                revision=revision,
-                dtype=self.spec.model_dtype(model_spec),
-                device=self.spec.run.device,
-                trust_remote_code=self.spec.model_trust(model_spec),
-                device_map=self.spec.run.device_map,
-            )
-        except Exception as exc:  # noqa: BLE001 - every cell of this model is recorded as failed
-            error = _one_line(exc)
-        # Under torchrun: all processes skip the model if any failed to load it.
-        error = agree(error)
-        if error is not None:
-            for cell in cells:
-                self.fail(cell, "load model", UserError(error), model_spec.family)
-            return
-        load_s = time.perf_counter() - started
-        try:
-            try:
-                counts = count_parameters(model)
-                family = model_spec.family or family_of(model)
-            except Exception as exc:  # noqa: BLE001 - an unusual model: its cells fail, the sweep goes on
-                for cell in cells:
-                    self.fail(cell, "count parameters", exc, model_spec.family)
-                return
-            for cell in cells:
-                try:
-                    self.run_cell(cell, model, tokenizer, counts, family, load_s)
-                except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-                    stage = (
-                        "load data"
-                        if cell.dataset.label in self.corpora
-                        and isinstance(self.corpora[cell.dataset.label], Exception)
-                        else "score"
-                    )
-                    self.fail(cell, stage, exc, family)
-        finally:
-            del model, tokenizer
-            _release_memory()
-
-    def run_all(self, todo: list[Cell]) -> None:
-        """Score the cells ``todo``, model by model and revision by revision (each loaded once)."""
-        for model_spec in self.spec.models:
-            for revision in model_spec.revisions:
-                mine = [c for c in todo if c.model is model_spec and c.revision == revision]
-                if mine:
-                    self.run_model(model_spec, revision, mine)
+    def tally(self) -> str:
+        """``[finished/planned]``: cells of the spec with a result folder, over the whole
+        sweep."""
+        finished = sum(
+            (self.cells_root / c / CELL_FILE).exists()
+            or (self.cells_root / c / "failure.json").exists()
+            for c in self.cells
+        )
+        return f"[{finished}/{len(self.cells)}]"
 
     def agreed_corpus(self, cell: Cell) -> Corpus:
         """The cell's corpus; under torchrun, every process raises if any failed to load it."""
@@ -376,70 +712,64 @@ class _Runner:
             raise UserError(error)
         return corpus
 
-    def run_cell(
-        self,
-        cell: Cell,
-        model: Any,
-        tokenizer: Any,
-        counts: ParameterCounts,
-        family: str,
-        load_s: float,
-    ) -> None:
-        """Score one cell with a loaded model; the writing process commits the cell's folder."""
+    def run_cell(self, cell: Cell, loaded: _Loaded, claim: Claim | None) -> str:
+        """Score one cell with the loaded model; the writing process commits the cell's folder
+        (unless another worker took the cell over meanwhile). Returns the claim's outcome."""
         from .distributed import shard_and_score
 
         corpus = self.agreed_corpus(cell)
         started = time.perf_counter()
         result = shard_and_score(
-            model, tokenizer, corpus.documents, self.options, progress=self.progress
+            loaded.model, loaded.tokenizer, corpus.documents, self.options, progress=self.progress
         )
         elapsed = time.perf_counter() - started
         if not self.writes:
-            return
+            return "done"
         if result.histogram.n_tokens == 0:
             raise UserError(
                 f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens "
                 'each); use longer documents or bos = "always"'
             )
-        settings = self.settings(cell, model, counts, family, corpus, result)
+        settings = self.settings(cell, loaded, corpus, result)
         summary = summarize(
             result.histogram, settings, rbp_ks=self.options.rbp_k, tokens=result.tokens
         )
         timing = {
             "elapsed_s": round(elapsed, 4),
-            "model_load_s": round(load_s, 4),
+            "model_load_s": round(loaded.load_s, 4),
             "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
+            "worker": self.board.worker.name if self.board is not None else None,
+            "attempt": claim.attempt if claim is not None else None,
         }
-        self.commit(cell, result, summary, timing, family, counts)
+        if claim is not None and claim.superseded():
+            self.log(f"{cell.cell_id}: taken over by another worker (lease expired); not written")
+            return "superseded"
+        self.commit(cell, result, summary, timing, loaded)
         self.computed += 1
-        self.done_count += 1
         self.log(
-            f"[{self.done_count}/{self.total}] {cell.cell_id}: CE "
+            f"{self.tally()} {cell.cell_id}: CE "
             f"{summary['cross_entropy']:.4f} = EE {summary['error_entropy']:.4f}"
             f" + SA {summary['self_alignment']:.4f} - Conf {summary['confidence']:.4f} "
             f"({summary['n_tokens']} tokens, {elapsed:.1f} s)"
         )
+        return "done"
 
     def settings(
-        self,
-        cell: Cell,
-        model: Any,
-        counts: ParameterCounts,
-        family: str,
-        corpus: Corpus,
-        result: ScoreResult,
+        self, cell: Cell, loaded: _Loaded, corpus: Corpus, result: ScoreResult
     ) -> dict[str, Any]:
-        """What a cell's summary records about how it was computed."""
-        parameter = next(model.parameters())
+        """What a cell's summary records about how it was computed (and from which weights)."""
+        assert loaded.counts is not None
+        parameter = next(loaded.model.parameters())
         return {
             "model": cell.key.model,
             "model_id": cell.model.id,
             "revision": cell.revision,
-            "family": family,
-            "non_embedding_params": counts.non_embedding,
-            "total_params": counts.total,
+            **loaded.provenance.fields(),  # model_commit, weights_fingerprint
+            "family": loaded.family,
+            "non_embedding_params": loaded.counts.non_embedding,
+            "total_params": loaded.counts.total,
             "dtype": str(parameter.dtype).removeprefix("torch."),
             "device": str(parameter.device),
             "dataset": cell.dataset.label,
@@ -458,10 +788,11 @@ class _Runner:
         result: ScoreResult,
         summary: dict[str, Any],
         timing: dict[str, Any],
-        family: str,
-        counts: ParameterCounts,
+        loaded: _Loaded,
     ) -> None:
         """Write the cell's files into a hidden folder, seal it, and rename it into place."""
+        assert loaded.counts is not None and loaded.family is not None
+        family, counts = loaded.family, loaded.counts
 
         def build(directory: Path) -> None:
             write_result(directory, result, summary)
@@ -476,6 +807,20 @@ class _Runner:
             )
 
         commit_folder(self.cells_root, cell.cell_id, build)
+
+
+def _local_fingerprint(model: ModelSpec, revision: str | None) -> str | None:
+    """The fingerprint of a local model's weights at ``revision`` (None for a hub model, or a
+    folder that is not there)."""
+    if not Path(model.source).is_dir():
+        return None
+    from .models import resolve_revision
+
+    try:
+        folder, _ = resolve_revision(model.source, revision)
+        return weights_fingerprint(folder)
+    except (UserError, OSError):
+        return None
 
 
 def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
@@ -526,6 +871,59 @@ def check_data(
     return out
 
 
+def check_weights(
+    states: list[CellState], current: Callable[[Cell], str | None]
+) -> list[CellState]:
+    """Done cells computed from other weights than their model and revision hold now become
+    pending: a local folder rewritten, a hub branch moved to another commit.
+
+    Each cell recorded its weights' fingerprint (``weights_fingerprint``); ``current`` gives
+    today's, or None where it is not known (a hub model this run has not loaded), which compares
+    nothing.
+    """
+    out = []
+    for state in states:
+        record = state.record
+        recorded = record.summary.get("weights_fingerprint") if record is not None else None
+        if state.status == "done" and isinstance(recorded, str):
+            now = current(state.cell)
+            if now is not None and now != recorded:
+                state = CellState(
+                    state.cell,
+                    "pending",
+                    f"done from other weights (fingerprint {recorded[:12]}, now {now[:12]}); "
+                    "will redo",
+                )
+        out.append(state)
+    return out
+
+
+def mark_running(states: list[CellState], board: ClaimBoard) -> tuple[list[CellState], set[str]]:
+    """Cells not done that a living worker holds become ``running`` (by whom, since when), and
+    the workers holding them."""
+    out, workers = [], set()
+    for state in states:
+        holder = board.latest(state.cell.cell_id) if state.status != "done" else None
+        if holder is not None and board.alive(holder):
+            workers.add(holder.worker)
+            since = datetime.fromtimestamp(holder.since).strftime("%Y-%m-%d %H:%M:%S")
+            state = CellState(
+                state.cell,
+                "running",
+                f"by {holder.who} since {since}, attempt {holder.attempt}, heartbeat "
+                f"{max(0.0, time.time() - holder.beat):.0f} s ago",
+                state.record,
+            )
+        out.append(state)
+    return out, workers
+
+
+def same_weights(states: list[CellState]) -> list[SameWeights]:
+    """Revisions whose done cells recorded identical weights (see
+    :func:`errorentropy.cells.distinct_weights`)."""
+    return distinct_weights([s.record for s in states if s.status == "done" and s.record])[1]
+
+
 def orphan_cells(spec: SweepSpec, out_dir: Path) -> list[str]:
     """Cell folders in ``out_dir`` that ``spec`` does not plan (hidden leftovers aside)."""
     root = out_dir / CELLS_DIR
@@ -539,25 +937,39 @@ def orphan_cells(spec: SweepSpec, out_dir: Path) -> list[str]:
     )
 
 
-def update_families(states: list[CellState], out_dir: Path) -> None:
+def update_families(
+    states: list[CellState], out_dir: Path, board: ClaimBoard | None = None
+) -> None:
     """A family given in the spec after a cell was finished is written into its cell.json (the
-    numbers do not change, so nothing is recomputed)."""
+    numbers do not change, so nothing is recomputed). With ``board``, under a claim on the cell:
+    a cell another worker holds is left to it."""
     for state in states:
         family, record = state.cell.model.family, state.record
-        if (
+        if not (
             state.status == "done"
             and record is not None
             and family is not None
             and record.family != family
         ):
-            write_cell_record(
-                out_dir / CELLS_DIR / state.cell.cell_id,
-                record.key,
-                family=family,
-                non_embedding_params=record.non_embedding_params,
-                total_params=record.total_params,
-                summary=record.summary,
-            )
+            continue
+        directory = out_dir / CELLS_DIR / state.cell.cell_id
+        claim = board.try_claim(state.cell.cell_id) if board is not None else None
+        if board is not None and claim is None:
+            continue
+        try:
+            current = read_cell(directory) if claim is not None else record
+            if current is not None and current.family != family:
+                write_cell_record(
+                    directory,
+                    current.key,
+                    family=family,
+                    non_embedding_params=current.non_embedding_params,
+                    total_params=current.total_params,
+                    summary=current.summary,
+                )
+        finally:
+            if claim is not None:
+                claim.release("family")
 
 
 def run_sweep(
@@ -567,12 +979,16 @@ def run_sweep(
     dry_run: bool = False,
     progress: bool = True,
     retry_failed: bool = False,
+    lease_s: float | None = None,
 ) -> SweepOutcome:
-    """Run (or with ``dry_run`` only list) every cell of the spec at ``spec_path`` into ``out_dir``.
+    """Run (or with ``dry_run`` only survey) every cell of the spec at ``spec_path`` into
+    ``out_dir``, alongside any other workers on the same folder.
 
     Finished cells are skipped, damaged or stale ones redone, failed ones skipped unless
-    ``retry_failed``. The returned outcome holds every cell's final state; ``outcome.ok`` is True
-    when all are done. Raises :class:`UserError` for a bad spec or an unusable ``out_dir``.
+    ``retry_failed``. ``lease_s`` (default ``$ERRORENTROPY_LEASE_S`` or 300) is how long a
+    worker's claim outlives its last heartbeat. The returned outcome holds every cell's final
+    state; ``outcome.ok`` is True when all are done. Raises :class:`UserError` for a bad spec or
+    an unusable ``out_dir``.
 
     Examples:
         One local model over one local corpus (a spec may list many of each; docs/sweep.md):
@@ -601,29 +1017,27 @@ def run_sweep(
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
     if dry_run:
-        states = check_data(
-            sweep_states(spec, out), _Runner(spec, out, progress=False, writes=False).corpus
-        )
-        return SweepOutcome(out, states, dry_run=True, orphans=orphan_cells(spec, out))
+        return survey(spec, out, lease_s=lease_s)
     started = time.perf_counter()
     from .distributed import init_distributed, is_main_process
 
     init_distributed(spec.run.device)  # under torchrun: every process scores a shard, rank 0 writes
     main = is_main_process()
     with contextlib.ExitStack() as stack:
-        _lock_everywhere(stack, out, main)
-        if main:
-            clean_leftovers(out / CELLS_DIR)
+        _share_everywhere(stack, out, main)
+        board = ClaimBoard(out, lease_s) if main else None
+        if board is not None:
+            stack.callback(board.close)
             atomic_write_text(out / SPEC_COPY, spec.text)
-        runner = _Runner(spec, out, progress, writes=main)
-        runner.run_all(_cells_to_compute(spec, out, runner, retry_failed=retry_failed))
-        states = check_data(
-            sweep_states(spec, out),
-            runner.corpus,
-            hub_loaded={
-                label for label, value in runner.corpora.items() if not isinstance(value, Exception)
-            },
+            clean_leftovers(out / CELLS_DIR, board=board, min_age_s=STALE_TMP_S)
+        runner = _Runner(spec, out, progress, writes=main, board=board)
+        runner.work(retry_failed)
+        states = check_weights(
+            check_data(sweep_states(spec, out), runner.corpus, hub_loaded=runner.loaded_datasets()),
+            runner.weights_now,
         )
+        if board is not None:
+            states, _ = mark_running(states, board)
     return SweepOutcome(
         out,
         states,
@@ -631,18 +1045,61 @@ def run_sweep(
         runner.failed,
         time.perf_counter() - started,
         orphans=orphan_cells(spec, out),
+        same_weights=same_weights(states),
     )
 
 
-def _lock_everywhere(stack: contextlib.ExitStack, out: Path, main: bool) -> None:
-    """Lock ``out`` on the writing process (until ``stack`` closes); under torchrun every process
-    stops if it could not."""
+def survey(
+    spec: SweepSpec, out: Path, *, lease_s: float | None = None, estimate: bool = True
+) -> SweepOutcome:
+    """The dry run: every cell's state (running ones by whom and since when), and with
+    ``estimate`` the tokens each cell scores and the time left (:mod:`errorentropy.costs`).
+    Loads no model; writes nothing."""
+    reader = _Runner(spec, out, progress=False, writes=False)
+    states = check_weights(check_data(sweep_states(spec, out), reader.corpus), reader.weights_now)
+    states, workers = mark_running(states, ClaimBoard(out, lease_s))
+    outcome = SweepOutcome(
+        out,
+        states,
+        dry_run=True,
+        orphans=orphan_cells(spec, out),
+        same_weights=same_weights(states),
+    )
+    if not estimate:
+        return outcome
+    left = [s for s in states if s.status != "done"]
+    outcome.tokens = {
+        s.cell.cell_id: TokenEstimate(int(s.record.summary.get("n_tokens", 0)), "scored")
+        for s in states
+        if s.status == "done" and s.record is not None
+    }
+    wanted = [Wanted(s.cell.cell_id, s.cell.model, s.cell.revision, s.cell.dataset) for s in left]
+    outcome.tokens.update(token_estimates(spec, wanted, reader.corpus))
+    timings = [
+        (s.cell.key.model, t)
+        for s in states
+        if s.status == "done" and (t := read_timing(out / CELLS_DIR / s.cell.cell_id))
+    ]
+    cells_left = [
+        (s.cell.key.model, s.cell.revision, _tokens(outcome.tokens, s.cell.cell_id)) for s in left
+    ]
+    outcome.time_left = time_left(cells_left, throughputs(timings), workers=len(workers))
+    return outcome
+
+
+def _tokens(estimates: dict[str, TokenEstimate], cell_id: str) -> int | None:
+    return estimates[cell_id].tokens if cell_id in estimates else None
+
+
+def _share_everywhere(stack: contextlib.ExitStack, out: Path, main: bool) -> None:
+    """Take the folder's shared lock on the writing process (until ``stack`` closes: a merge
+    waits for every worker); under torchrun every process stops if it could not."""
     from .distributed import agree
 
     lock_error = None
     if main:
         try:
-            stack.enter_context(sweep_lock(out))
+            stack.enter_context(sweep_lock(out, shared=True))
         except UserError as exc:
             lock_error = str(exc)
     lock_error = agree(lock_error)
@@ -654,38 +1111,21 @@ def _computes(state: CellState, retry_failed: bool) -> bool:
     return state.status == "pending" or (retry_failed and state.status == "failed")
 
 
-def _cells_to_compute(
-    spec: SweepSpec, out: Path, runner: _Runner, *, retry_failed: bool
-) -> list[Cell]:
-    """The cells this run computes (pending ones, failed ones too with ``retry_failed``), after
-    redoing cells whose documents changed and writing families given since."""
-    from .distributed import barrier
-
-    states = sweep_states(spec, out)
-    computed = {s.cell.dataset.label for s in states if _computes(s, retry_failed)}
-    states = check_data(states, runner.corpus, hub_loaded=computed)
-    barrier()  # every process has read the same states before rank 0 writes anything
-    if runner.writes:
-        update_families(states, out)
-    todo = [s.cell for s in states if _computes(s, retry_failed)]
-    runner.total = len(todo)
-    skipped = len(states) - len(todo)
-    runner.log(
-        f"sweep {out}: {len(states)} cells, {skipped} already finished or failed, "
-        f"{len(todo)} to compute"
-    )
-    return todo
-
-
-def format_states(states: list[CellState]) -> str:
-    """A plain-text table of cell states (the ``--dry-run`` listing)."""
-    rows = [("STATUS", "CELL", "MODEL", "REVISION", "DATASET", "DETAIL")]
+def format_states(states: list[CellState], tokens: dict[str, TokenEstimate] | None = None) -> str:
+    """A plain-text table of cell states, with the tokens each scores when known (the
+    ``--dry-run`` listing; ``~``: estimated from characters)."""
+    tokens = tokens or {}
+    rows = [("STATUS", "CELL", "MODEL", "REVISION", "DATASET", "TOKENS", "DETAIL")]
     for s in states:
         k = s.cell.key
-        rows.append((s.status, s.cell.cell_id, k.model, k.revision or "main", k.dataset, s.detail))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        count = tokens[s.cell.cell_id].text() if s.cell.cell_id in tokens else "?"
+        rows.append(
+            (s.status, s.cell.cell_id, k.model, k.revision or "main", k.dataset, count, s.detail)
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     return "\n".join(
-        "  ".join(r[i].ljust(widths[i]) for i in range(5)) + ("  " + r[5] if r[5] else "")
+        "  ".join(r[i].rjust(widths[i]) if i == 5 else r[i].ljust(widths[i]) for i in range(6))
+        + ("  " + r[6] if r[6] else "")
         for r in rows
     )
 
@@ -840,3 +1280,67 @@ def _record_sources(out: Path, sources: list[Path]) -> None:
             atomic_write_text(
                 out / "specs" / f"{src.resolve().name}-{tag}.toml", spec.read_text(encoding="utf-8")
             )
+
+
+# ---- several workers on one machine --------------------------------------------------------
+
+
+def worker_devices(
+    k: int, device: str, device_map: str | None, visible: list[str] | None = None
+) -> list[str | None]:
+    """What ``CUDA_VISIBLE_DEVICES`` each of ``k`` workers gets (None: left as it is).
+
+    On a machine with GPUs (``visible``, default: ``$CUDA_VISIBLE_DEVICES`` or every GPU torch
+    sees) each worker gets its own GPU; with ``device_map`` (a model over several GPUs), its own
+    block of GPUs; with more workers than GPUs they share them in turn. On the CPU: None.
+    """
+    if k < 1:
+        raise UserError(f"--workers must be at least 1, got {k}")
+    if device.startswith("cpu"):
+        return [None] * k
+    if visible is None:
+        visible = _visible_gpus()
+    if not visible:
+        return [None] * k
+    if device.startswith("cuda:") and k > 1:
+        raise UserError(
+            f'--workers gives each worker its own GPU; set [run] device = "auto" or "cuda", '
+            f"not {device!r}"
+        )
+    if k > len(visible):
+        return [visible[i % len(visible)] for i in range(k)]
+    per = len(visible) // k if device_map else 1
+    return [",".join(visible[i * per : (i + 1) * per]) for i in range(k)]
+
+
+def _visible_gpus() -> list[str]:
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def run_workers(command: list[str], devices: list[str | None]) -> list[int]:
+    """Start one worker process per entry of ``devices`` (``command``: an ``errorentropy sweep``
+    without ``--workers``), each labelled ``w0``, ``w1``, ... and pinned to its GPUs; on the CPU
+    each gets ``cores / K`` threads unless ``OMP_NUM_THREADS`` is set. Returns their exit
+    statuses once all have ended (an interrupt stops them all)."""
+    threads = max(1, (os.cpu_count() or 1) // max(1, len(devices)))
+    processes = []
+    try:
+        for i, device in enumerate(devices):
+            env = {**os.environ, WORKER_ENV: f"w{i}" + (f" gpu {device}" if device else "")}
+            if device is not None:
+                env["CUDA_VISIBLE_DEVICES"] = device
+            else:
+                env.setdefault("OMP_NUM_THREADS", str(threads))
+            processes.append(subprocess.Popen(command, env=env))
+        return [p.wait() for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+        for p in processes:
+            p.wait()

@@ -4,32 +4,83 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..sweep import EXIT_CELLS_FAILED, format_states, merge_sweeps, run_sweep
+from ..errors import UserError
+from ..spec import load_spec
+from ..sweep import (
+    EXIT_CELLS_FAILED,
+    format_states,
+    merge_sweeps,
+    run_sweep,
+    run_workers,
+    survey,
+    worker_devices,
+)
+from .args import positive_float, positive_int
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out,
-    resumably."""
+    resumably; any number of these may work on one --out at once (docs/scale.md)."""
     from ..distributed import is_main_process, launch_from_env
 
+    if args.workers > 1 and not args.dry_run:
+        return _run_workers(args)
     outcome = run_sweep(
         args.spec,
         args.out,
         dry_run=args.dry_run,
         progress=not args.quiet,
         retry_failed=args.retry_failed,
+        lease_s=args.lease,
     )
     launch = launch_from_env()
     if not is_main_process() or (launch is not None and not launch.is_main):
         return 0  # rank 0 reports for the launch (a dry run joins no process group)
     if args.dry_run:
-        print(format_states(outcome.states))
+        print(format_states(outcome.states, outcome.tokens))
+        for note in outcome.notes():
+            print(note)
         print(outcome.summary_line())
         return 0
+    for note in outcome.notes():
+        print(f"sweep: {note}", file=sys.stderr)
     print(outcome.summary_line(), file=sys.stderr)
     return 0 if outcome.ok else EXIT_CELLS_FAILED
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers K``: K worker processes on this machine, then one summary line."""
+    from ..distributed import launch_from_env
+
+    if launch_from_env() is not None:
+        raise UserError(
+            "--workers starts its own processes; under torchrun, leave it out (each torchrun "
+            "launch is one worker)"
+        )
+    spec = load_spec(args.spec)
+    devices = worker_devices(args.workers, spec.run.device, spec.run.device_map)
+    command = [sys.executable, "-m", "errorentropy", "sweep", str(args.spec), "--out", args.out]
+    if args.quiet:
+        command.append("--quiet")
+    if args.retry_failed:
+        command.append("--retry-failed")
+    if args.lease is not None:
+        command += ["--lease", str(args.lease)]
+    codes = run_workers(command, devices)
+    outcome = survey(spec, Path(args.out), lease_s=args.lease, estimate=False)
+    for note in outcome.notes():
+        print(f"sweep: {note}", file=sys.stderr)
+    print(
+        f"{outcome.summary_line()}; {len(codes)} workers ended with "
+        f"{', '.join(str(c) for c in codes)}",
+        file=sys.stderr,
+    )
+    if outcome.count("failed"):
+        return EXIT_CELLS_FAILED
+    return 0 if outcome.ok else max((c for c in codes if c), default=1)
 
 
 def run_merge_command(args: argparse.Namespace) -> int:
@@ -61,10 +112,27 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     sweep.add_argument(
         "--dry-run",
         action="store_true",
-        help="list every cell as done, failed or pending; load nothing",
+        help="list every cell as done, running (by which worker), failed or pending, with the "
+        "tokens it scores and the time left; loads tokenizers, no model, and writes nothing",
     )
     sweep.add_argument(
         "--retry-failed", action="store_true", help="also recompute cells recorded as failed"
+    )
+    sweep.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="start K worker processes on this machine, each on its own GPU (or with cores/K "
+        "threads on a CPU); default 1",
+    )
+    sweep.add_argument(
+        "--lease",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a worker's claim on a cell outlives its last heartbeat before another "
+        "worker takes the cell over (default: $ERRORENTROPY_LEASE_S or 300)",
     )
     sweep.set_defaults(func=run_sweep_command)
     merge = subparsers.add_parser(
