@@ -35,7 +35,7 @@ from ..engine import ScoreResult, check_context, score_documents
 from ..errors import UserError
 from ..histogram import RankHistogram
 from ..models import count_parameters, family_of
-from ..options import ScoreOptions
+from ..options import DEFAULT_RBP_KS, ScoreOptions
 from ..results import summarize, write_result
 from ..storage import commit_folder
 from ..token_stats import token_stats
@@ -50,7 +50,6 @@ __all__ = [
     "histogram_from_pairs",
 ]
 
-DEFAULT_RBP_KS = (1, 10, 100, 1000)
 _QUANTITIES = (
     "cross_entropy",
     "error_entropy",
@@ -101,12 +100,9 @@ def decomposition_fields(
         "n_ranks_observed": int(d.ranks.size),
         "identity_residual": float(d.identity_residual),
     }
-    cumulative = np.cumsum(histogram.counts)
-    for k in ks:
-        fields[f"rbp_at_{k}"] = float(cumulative[min(k, cumulative.size) - 1] / n)
-    reciprocal = histogram.counts / np.arange(1, histogram.counts.size + 1)
-    fields["mrr"] = float(reciprocal.sum() / n)
-    return fields
+    rbp = histogram.rbp_at(ks)
+    fields |= {f"rbp_at_{k}": rbp[k] for k in ks}
+    return fields | {"mrr": histogram.mrr()}
 
 
 def histogram_from_pairs(pairs: Any) -> RankHistogram:
@@ -471,7 +467,8 @@ class DecompositionCallback(TrainerCallback):
         counts = count_parameters(model)
         family = self.family or family_of(model)
         key = CellKey(str(self.label or family), f"step{step}", self.dataset)
-        summary = summarize(result.histogram, self._settings(result, model, key, counts, family))
+        settings = self._settings(result, model, key, counts, family)
+        summary = summarize(result.histogram, settings, rbp_ks=self.rbp_ks, tokens=result.tokens)
 
         def build(directory: Path) -> None:
             write_result(directory, result, summary)
@@ -496,6 +493,9 @@ class DecompositionCallback(TrainerCallback):
             "model": key.model,
             "model_id": getattr(config, "name_or_path", "") or key.model,
             "revision": key.revision,
+            # The weights are the training run's, in memory: no hub commit, no weight files.
+            "model_commit": None,
+            "weights_fingerprint": None,
             "family": family,
             "non_embedding_params": counts.non_embedding,
             "total_params": counts.total,
