@@ -401,3 +401,16 @@ def test_two_processes_count_every_token_once(model_dir, short_docs, tmp_path):
     expected = decomposition_fields(reference.histogram)
     for metrics in json.loads((tmp_path / "result.json").read_text()).values():
         _assert_matches(metrics, expected)
+
+
+def test_held_out_texts_from_a_dataset_or_rows(short_docs):
+    from datasets import Dataset
+
+    table = Dataset.from_dict({"body": short_docs, "n": list(range(len(short_docs)))})
+    assert DecompositionCallback(table, text_field="body").documents == short_docs
+    rows = [{"text": d} for d in short_docs]
+    assert DecompositionCallback(rows).documents == short_docs
+    with pytest.raises(UserError, match="no column 'text'"):
+        DecompositionCallback(table)
+    with pytest.raises(UserError, match="not one string"):
+        DecompositionCallback("one text")
