@@ -1,6 +1,6 @@
 """Every ``python`` block of README.md runs as written, in order, in one fresh interpreter.
 
-Nothing can be downloaded here, so three things are stood in, and only these:
+Nothing can be downloaded here, so four things are stood in, and only these:
 
 * the hub model ``EleutherAI/pythia-160m`` at revision ``step1000``: a randomly initialised
   one-layer gpt_neox (context 512) with a byte-level BPE tokenizer trained on local text, saved
@@ -12,12 +12,15 @@ Nothing can be downloaded here, so three things are stood in, and only these:
   articles), loaded by the same ``datasets.load_dataset`` call and sampled as the preset is
   (1000 documents, seed 42);
 * ``loader``, the accumulator's "your own evaluation loop": batches of 4 of those articles,
-  tokenized with padding, with labels = the input ids and -100 on the padding.
+  tokenized with padding, with labels = the input ids and -100 on the padding;
+* ``eval_dataset``, the Trainer's evaluation set: 16 more articles as rows of ``input_ids``,
+  ``attention_mask`` and ``labels`` (padded to 32 tokens, -100 on the padding).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -87,11 +90,27 @@ for number, block in enumerate(blocks, 1):
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
             return {**enc, "labels": labels}
         names["loader"] = [batch(texts[i : i + 4]) for i in range(0, 16, 4)]
+    if "eval_dataset" in block and "eval_dataset" not in names:
+        tok = names["tokenizer"]
+        enc = tok(texts[16:32], padding="max_length", truncation=True, max_length=32)
+        names["eval_dataset"] = [
+            {"input_ids": ids, "attention_mask": m, "labels": [
+                i if k else -100 for i, k in zip(ids, m)
+            ]}
+            for ids, m in zip(enc["input_ids"], enc["attention_mask"])
+        ]
     exec(compile(block, f"README.md python block {number}", "exec"), names)
     print(f"--- block {number} ran", flush=True)
 summary = names["result"].summary
 hist = names["hist"]
-print(json.dumps({"summary": summary, "hist_tokens": hist.n_tokens}))
+print(json.dumps({
+    "summary": summary,
+    "hist_tokens": hist.n_tokens,
+    "hist_ee": hist.decompose().error_entropy,
+    "metric_ee": float(names["metric"].compute()["error_entropy"]),
+    "trainer_ee": names["trainer"].state.log_history[-1]["eval_error_entropy"],
+    "vocab": names["model"].config.vocab_size,
+}))
 """
 
 
@@ -130,3 +149,6 @@ def test_every_python_block_of_the_readme_runs(tmp_path):
     assert (summary["data"], summary["samples"], summary["seed"]) == ("wikipedia", 1000, 42)
     assert summary["n_documents"] == 1000 and summary["max_length"] == 512
     assert report["hist_tokens"] > 0
+    # The torchmetrics block saw the accumulator's batches: the same histogram, the same EE.
+    assert report["metric_ee"] == report["hist_ee"]
+    assert 0 < report["trainer_ee"] < math.log(report["vocab"])
