@@ -114,3 +114,16 @@ def test_bookkeeping_fields_must_be_non_negative_integers(tmp_path):
         write_checked_json(tmp_path / "h.json", body)  # a valid checksum over a bad value
         with pytest.raises(UserError, match="non-negative integers"):
             RankHistogram.load(tmp_path / "h.json")
+
+
+def test_printed_decomposition_states_the_identity_with_its_numbers():
+    hist = RankHistogram.from_tokens(np.array([0, 1, 1, 3, 0]), np.log([0.5, 0.2, 0.3, 0.1, 0.6]))
+    d = hist.decompose()
+    lines = str(d).splitlines()
+    assert lines[0] == "CE = EE + SA - Conf over 5 tokens (nats per token):"
+    ce, rest = lines[1].split(" = ")
+    ee, sa, conf = rest.replace(" - ", " + ").split(" + ")
+    assert float(ce) == round(d.cross_entropy, 6) and float(ee) == round(d.error_entropy, 6)
+    assert float(sa) == round(d.self_alignment, 6)
+    assert float(conf.strip("()")) == round(d.confidence, 6)
+    assert f"  top1_accuracy: {d.top1_accuracy:.6g}" in lines

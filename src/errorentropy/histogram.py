@@ -58,6 +58,20 @@ class Decomposition:
         """CE - (EE + SA - Conf): zero up to float64 round-off."""
         return self.cross_entropy - (self.error_entropy + self.self_alignment - self.confidence)
 
+    def __str__(self) -> str:
+        """The identity with its numbers, then the other scalar fields, one per line."""
+        lines = [
+            f"CE = EE + SA - Conf over {self.n_tokens:,} tokens (nats per token):",
+            f"  {self.cross_entropy:.6f} = {self.error_entropy:.6f} + {self.self_alignment:.6f}"
+            f" - ({self.confidence:.6f})",
+        ]
+        for name, value in self.as_dict().items():
+            lines.append(
+                f"  {name}: {value:.6g}" if isinstance(value, float) else f"  {name}: {value}"
+            )
+        lines.append(f"  ranks observed: {self.ranks.size}")
+        return "\n".join(lines)
+
     def as_dict(self) -> dict[str, float | int]:
         """The scalar fields, for JSON summaries."""
         return {
@@ -79,7 +93,8 @@ def decompose_arrays(counts: np.ndarray, sums: np.ndarray) -> Decomposition:
     observed = np.flatnonzero(counts > 0)
     if observed.size == 0:
         raise UserError(
-            "the rank histogram is empty (no scored tokens); score a corpus with at least one document of 2+ tokens"
+            "the rank histogram is empty (no scored tokens); score a corpus with at least one "
+            "document of 2+ tokens"
         )
     n_e = counts[observed].astype(np.float64)
     s_e = sums[observed]
@@ -159,7 +174,8 @@ class RankHistogram:
             raise ValueError("ranks must be non-negative")
         if not np.all(np.isfinite(logprobs)):
             raise UserError(
-                "non-finite log-probabilities (NaN or inf) reached the histogram; the model's logits are not finite, try --dtype float32"
+                "non-finite log-probabilities (NaN or inf) reached the histogram; the model's "
+                "logits are not finite, try --dtype float32"
             )
         size = int(ranks.max()) + 1 if ranks.size else 0
         counts = np.bincount(ranks, minlength=size).astype(np.int64)
@@ -326,7 +342,8 @@ class RankHistogram:
         """Inverse of :meth:`to_dict`, for every format version this package has written."""
         if body.get("format") != FORMAT_NAME:
             raise UserError(
-                f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass a file written by `errorentropy score`"
+                f"{source} is not an errorentropy histogram (format {body.get('format')!r}); pass "
+                "a file written by `errorentropy score`"
             )
         version = body.get("version")
         if version != 1:
@@ -336,10 +353,12 @@ class RankHistogram:
                 and version > FORMAT_VERSION
             ):
                 raise UserError(
-                    f"{source} has histogram format version {version}, newer than this errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy"
+                    f"{source} has histogram format version {version}, newer than this "
+                    f"errorentropy supports ({FORMAT_VERSION}); upgrade errorentropy"
                 )
             raise UserError(
-                f"{source} has an unknown histogram format version {version!r}; it was not written by errorentropy or is damaged"
+                f"{source} has an unknown histogram format version {version!r}; it was not "
+                "written by errorentropy or is damaged"
             )
         try:
             ranks = np.asarray(body["ranks"], dtype=np.int64)
@@ -356,7 +375,8 @@ class RankHistogram:
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in bookkeeping
             ):
                 raise ValueError(
-                    f"n_documents, n_skipped and n_tied must be non-negative integers, got {bookkeeping}"
+                    "n_documents, n_skipped and n_tied must be non-negative integers, got "
+                    f"{bookkeeping}"
                 )
             hist = cls(counts, sums, *bookkeeping)
         except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
@@ -365,7 +385,8 @@ class RankHistogram:
             ) from None
         if hist.n_tokens != body.get("n_tokens"):
             raise UserError(
-                f"{source} is inconsistent (n_tokens does not match its counts); delete it and recompute"
+                f"{source} is inconsistent (n_tokens does not match its counts); delete it and "
+                "recompute"
             )
         return hist
 
