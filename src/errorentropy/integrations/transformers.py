@@ -48,6 +48,8 @@ __all__ = [
     "decomposition_fields",
     "decomposition_metrics",
     "histogram_from_pairs",
+    "score_texts",
+    "write_step_cell",
 ]
 
 _QUANTITIES = (
@@ -443,77 +445,128 @@ class DecompositionCallback(TrainerCallback):
     # ---- scoring and saving ---------------------------------------------------------------------
 
     def score_model(self, model: torch.nn.Module) -> ScoreResult:
-        """Score the held-out texts with ``model`` as it is now (a
-        :class:`~errorentropy.engine.ScoreResult`), leaving its train/eval modes and gradients as
-        they were."""
+        """Score the held-out texts with ``model`` as it is now (:func:`score_texts`)."""
         if self.tokenizer is None:
             raise UserError(_ATTACH)
-        modes = [(module, module.training) for module in model.modules()]
-        model.eval()
-        try:
-            with torch.no_grad():
-                return score_documents(model, self.tokenizer, self.documents, self.options)
-        finally:
-            for module, mode in modes:
-                module.training = mode
+        return score_texts(model, self.tokenizer, self.documents, self.options)
 
     def write_cell(self, result: ScoreResult, model: torch.nn.Module, step: int) -> Path:
         """Save ``result`` as the sweep cell of revision ``step{step}`` under :attr:`out` (what a
-        sweep over checkpoints writes) and return its folder."""
+        sweep over checkpoints writes) and return its folder (:func:`write_step_cell`)."""
         if self.out is None:
             raise UserError("write_cell needs DecompositionCallback(out=DIR)")
-        if result.histogram.n_tokens == 0:
-            raise UserError("the held-out texts gave no scored tokens; nothing to save")
-        counts = count_parameters(model)
-        family = self.family or family_of(model)
-        key = CellKey(str(self.label or family), f"step{step}", self.dataset)
-        settings = self._settings(result, model, key, counts, family)
-        summary = summarize(result.histogram, settings, rbp_ks=self.rbp_ks, tokens=result.tokens)
+        return write_step_cell(
+            self.out,
+            result,
+            model,
+            label=str(self.label or self.family or family_of(model)),
+            step=step,
+            dataset=self.dataset,
+            documents=self.documents,
+            options=self.options,
+            family=self.family,
+            text_field=self.text_field,
+            rbp_ks=self.rbp_ks,
+        )
 
-        def build(directory: Path) -> None:
-            write_result(directory, result, summary)
-            write_cell_record(
-                directory,
-                key,
-                family=family,
-                non_embedding_params=counts.non_embedding,
-                total_params=counts.total,
-                summary=summary,
-            )
 
-        return commit_folder(self.out / CELLS_DIR, key.cell_id, build)
+# ---- scoring and saving from any training loop ---------------------------------------------------
 
-    def _settings(
-        self, result: Any, model: torch.nn.Module, key: Any, counts: Any, family: str
-    ) -> dict[str, Any]:
-        """What a sweep cell's summary records, in the sweep's names (cells.COMPARABLE_KEYS)."""
-        parameter = next(model.parameters())
-        config = getattr(model, "config", None)
-        return {
-            "model": key.model,
-            "model_id": getattr(config, "name_or_path", "") or key.model,
-            "revision": key.revision,
-            # The weights are the training run's, in memory: no hub commit, no weight files.
-            "model_commit": None,
-            "weights_fingerprint": None,
-            "family": family,
-            "non_embedding_params": counts.non_embedding,
-            "total_params": counts.total,
-            "dtype": str(parameter.dtype).removeprefix("torch."),
-            "device": str(parameter.device),
-            "dataset": self.dataset,
-            "data": f"{len(self.documents)} held-out texts (DecompositionCallback)",
-            "data_fingerprint": fingerprint(self.documents),
-            "samples": None,
-            "seed": None,
-            "text_field": self.text_field,
-            "n_documents_available": len(self.documents),
-            **self.options.settings(),
-            "head_path": result.head_path,
-            "notes": result.notes,
-            "n_windows": result.n_windows,
-            "spec_digest": None,
-        }
+
+def score_texts(
+    model: torch.nn.Module, tokenizer: Any, documents: Sequence[str], options: ScoreOptions
+) -> ScoreResult:
+    """Score ``documents`` with ``model`` as it is now (a
+    :class:`~errorentropy.engine.ScoreResult`): in eval mode under ``torch.no_grad``, drawing no
+    random numbers, and leaving every module's train/eval mode and the gradients as they were.
+    What :class:`DecompositionCallback` runs at each step; usable from any training loop."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            return score_documents(model, tokenizer, list(documents), options)
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def write_step_cell(
+    out: str | Path,
+    result: ScoreResult,
+    model: torch.nn.Module,
+    *,
+    label: str,
+    step: int,
+    dataset: str,
+    documents: Sequence[str],
+    options: ScoreOptions,
+    family: str | None = None,
+    text_field: str = "text",
+    rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
+    data: str | None = None,
+) -> Path:
+    """Save ``result`` (of :func:`score_texts` on ``documents`` with ``options``) as the sweep
+    cell ``cells/<label>__step{step}__<dataset>/`` under ``out``, what a sweep over checkpoints
+    writes, which ``errorentropy report out`` draws as training dynamics; returns its folder.
+    ``data`` is the data source recorded (default: a count of held-out texts)."""
+    if result.histogram.n_tokens == 0:
+        raise UserError("the held-out texts gave no scored tokens; nothing to save")
+    counts = count_parameters(model)
+    family = family or family_of(model)
+    key = CellKey(label, f"step{step}", dataset)
+    settings = _step_settings(result, model, key, counts, family)
+    settings |= {
+        "data": data or f"{len(documents)} held-out texts (DecompositionCallback)",
+        "data_fingerprint": fingerprint(documents),
+        "text_field": text_field,
+        "n_documents_available": len(documents),
+        **options.settings(),
+        "head_path": result.head_path,
+        "notes": result.notes,
+        "n_windows": result.n_windows,
+        "spec_digest": None,
+    }
+    summary = summarize(result.histogram, settings, rbp_ks=_check_ks(rbp_ks), tokens=result.tokens)
+
+    def build(directory: Path) -> None:
+        write_result(directory, result, summary)
+        write_cell_record(
+            directory,
+            key,
+            family=family,
+            non_embedding_params=counts.non_embedding,
+            total_params=counts.total,
+            summary=summary,
+        )
+
+    return commit_folder(Path(out) / CELLS_DIR, key.cell_id, build)
+
+
+def _step_settings(
+    result: Any, model: torch.nn.Module, key: Any, counts: Any, family: str
+) -> dict[str, Any]:
+    """What a sweep cell's summary records about the model (cells.COMPARABLE_KEYS and the rest
+    are added by :func:`write_step_cell`, in the sweep's names and order)."""
+    parameter = next(model.parameters())
+    config = getattr(model, "config", None)
+    return {
+        "model": key.model,
+        "model_id": getattr(config, "name_or_path", "") or key.model,
+        "revision": key.revision,
+        # The weights are the training run's, in memory: no hub commit, no weight files.
+        "model_commit": None,
+        "weights_fingerprint": None,
+        "family": family,
+        "non_embedding_params": counts.non_embedding,
+        "total_params": counts.total,
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+        "dataset": key.dataset,
+        "data": None,
+        "data_fingerprint": None,
+        "samples": None,
+        "seed": None,
+    }
 
 
 def _refuse_sharded(trainer: Any) -> None:
