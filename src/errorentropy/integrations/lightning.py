@@ -23,19 +23,14 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from ..quantities import QUANTITIES
 from .torchmetrics import CrossEntropyDecomposition, field_names
 from .transformers import DEFAULT_RBP_KS
 
 __all__ = ["DEFAULT_FIELDS", "DecompositionMonitor", "logits_and_labels"]
 
 # What is logged unless told otherwise (any of torchmetrics.field_names() may be asked for).
-DEFAULT_FIELDS = (
-    "cross_entropy",
-    "error_entropy",
-    "self_alignment",
-    "confidence",
-    "top1_accuracy",
-)
+DEFAULT_FIELDS = (*(q.field for q in QUANTITIES), "top1_accuracy")
 
 LogitsAndLabels = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
 STAGES = {"validate": "val", "test": "test"}

@@ -36,6 +36,7 @@ from ..errors import UserError
 from ..histogram import RankHistogram
 from ..models import count_parameters, family_of
 from ..options import DEFAULT_RBP_KS, ScoreOptions
+from ..quantities import QUANTITIES
 from ..results import summarize, write_result
 from ..storage import commit_folder
 from ..token_stats import token_stats
@@ -53,10 +54,7 @@ __all__ = [
 ]
 
 _QUANTITIES = (
-    "cross_entropy",
-    "error_entropy",
-    "self_alignment",
-    "confidence",
+    *(q.field for q in QUANTITIES),
     "error_entropy_miller_madow",
     "top1_accuracy",
 )
