@@ -30,6 +30,12 @@ def _histograms(sweep: Path) -> dict[str, str]:
     }
 
 
+def _checkpoint_cells(histograms: dict[str, str]) -> dict[str, str]:
+    """The sweep's own cells (checkpoint steps), without the dense cells copied in."""
+    steps = {f"__step{s}__" for s in demo.tiny_settings().checkpoints}
+    return {k: v for k, v in histograms.items() if any(s in k for s in steps)}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, float]]:
     out = tmp_path_factory.mktemp("demo")
@@ -77,8 +83,12 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
         assert len(lines) == settings.eval_docs
     # every cell done, with the step recorded and the identity holding
     cells = load_cells(out / "sweep")
-    assert len(cells) == len(names) * len(settings.checkpoints) * 2
-    assert {c.step for c in cells} == set(settings.checkpoints)
+    between = [s for s in settings.dense_steps if s not in settings.checkpoints]
+    assert between and set(settings.checkpoints) <= set(settings.dense_steps)
+    assert len(cells) == len(names) * (len(settings.checkpoints) * 2 + len(between))
+    assert {c.step for c in cells if c.key.dataset == "code"} == set(settings.checkpoints)
+    # held-out prose is scored densely during training: every dense step is a prose cell
+    assert {c.step for c in cells if c.key.dataset == "prose"} == set(settings.dense_steps)
     for c in cells:
         s = c.summary
         assert math.isclose(
@@ -159,11 +169,87 @@ def test_same_seed_same_numbers_and_changed_settings_redo(
         report=False,
     )
     assert not any(line.startswith("model") and "reusing" in line for line in logs)
-    assert summary["analysis"]["cells"]["computed_now"] == len(before)
+    assert summary["analysis"]["cells"]["computed_now"] == len(_checkpoint_cells(before))
     after = _histograms(tmp_path / "sweep")
     step0 = [k for k in before if "__step0__" in k]
     assert step0 and all(after[k] == before[k] for k in step0)  # same initialisation
     assert any(after[k] != before[k] for k in before if k not in step0)
+
+
+def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
+    tiny_run: tuple[Path, dict, dict],
+) -> None:
+    """The held-out prose scored during training (in memory, the training process's threads) at
+    a checkpoint step gives the very counts and log-probability sums of the sweep's cell for
+    that checkpoint (loaded from disk): same documents, same settings, bit for bit."""
+    from errorentropy.cells import load_cells
+    from errorentropy.histogram import RankHistogram
+
+    out, summary, _ = tiny_run
+    settings = demo.tiny_settings()
+    compared = 0
+    for model in summary["models"]:
+        assert model["dense_score_seconds"] > 0
+        for step in settings.checkpoints:
+            cell = f"{model['name']}__step{step}__prose"
+            dense = RankHistogram.load(out / "dense" / "cells" / cell / "histogram.json")
+            swept = RankHistogram.load(out / "sweep" / "cells" / cell / "histogram.json")
+            assert dense.n_tokens > 0
+            assert np.array_equal(dense.counts, swept.counts)
+            assert np.array_equal(dense.logprob_sums, swept.logprob_sums)
+            a = json.loads((out / "dense" / "cells" / cell / "summary.json").read_text())
+            b = json.loads((out / "sweep" / "cells" / cell / "summary.json").read_text())
+            for key in ("cross_entropy", "error_entropy", "data_fingerprint", "max_length"):
+                assert a[key] == b[key]
+            compared += 1
+    assert compared == len(summary["models"]) * len(settings.checkpoints)
+    # the dense cells the report draws hold the same comparable settings as the sweep's
+    from errorentropy.cells import mixed_settings
+
+    assert mixed_settings(list(load_cells(out / "sweep"))) is None
+
+
+def test_dense_scoring_leaves_training_unchanged(tmp_path: Path) -> None:
+    """Scoring during training draws no random numbers and restores the train mode: the weights
+    and losses equal a run without it, bit for bit."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from errorentropy.demo.training import neox_config, train_model
+    from errorentropy.integrations.transformers import score_texts
+    from errorentropy.options import ScoreOptions
+
+    settings = demo.tiny_settings()
+    splits = demo.load_splits(settings.seed)
+    tokenizer = demo.train_bpe_tokenizer(demo.tokenizer_texts(splits, 40), 384)
+    tokenizer.save_pretrained(str(tmp_path / "tok"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    blocks = demo.training_blocks(tokenizer, splits, settings)
+    config = neox_config(settings.shapes[0], len(tokenizer), settings.block)
+    docs = splits["builtin:prose"].heldout[:4]
+    modes: list[bool] = []
+
+    def on_eval(step: int, model: torch.nn.Module) -> None:
+        score_texts(model, tokenizer, docs, ScoreOptions(max_length=16, batch_size=2))
+        modes.append(model.training)
+
+    runs = []
+    for hook in (None, on_eval):
+        model, losses = train_model(
+            config,
+            blocks,
+            settings.train_settings(),
+            lambda step, m: None,
+            checkpoints=(),
+            progress=False,
+            on_eval=hook,
+            eval_steps=(0, 1, 5, 12),
+        )
+        runs.append((model.state_dict(), losses))
+    assert modes == [True] * 4
+    (a, loss_a), (b, loss_b) = runs
+    assert loss_a == loss_b
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_heldout_heads_tokenize_like_the_whole_documents(tiny_run: tuple[Path, dict, dict]) -> None:

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from ..cells import CELLS_DIR, load_cells, slug
+from ..cells import CELL_FILE, CELLS_DIR, CellKey, load_cells, slug
 from ..corpus import builtin_sources, fingerprint
 from ..errors import UserError
+from ..options import ScoreOptions
 from ..report import build_report
 from ..storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
 from ..sweep import run_sweep
@@ -40,6 +41,7 @@ from .training import (
     ModelShape,
     TrainSettings,
     checkpoint_steps,
+    dense_steps,
     neox_config,
     pack_tokens,
     parse_shapes,
@@ -56,6 +58,8 @@ MODEL_RECORD = "demo-model.json"
 TOKENIZER_RECORD = "demo-tokenizer.json"
 REPORT_RECORD = "demo-report.json"
 HELDOUT_FRACTION = 0.125
+DENSE_DIR = "dense"  # DIR/dense/cells/: the held-out scorings made during training
+DENSE_CORPUS = "builtin:prose"  # the corpus scored during training
 
 DEFAULT_SIZES = "16x1,32x2,64x2,128x3,192x4,256x4"
 TINY_SIZES = "8x1,16x1,32x2"
@@ -78,6 +82,7 @@ class DemoSettings:
     tokenizer_docs: int | None = None  # training documents per corpus the tokenizer sees (all)
     n_log_checkpoints: int = 5
     score_batch_size: int = 16
+    dense_points: int = 16  # log-spaced steps scored during training (0: none), with checkpoints
 
     def train_settings(self) -> TrainSettings:
         """How every model of the ladder is trained."""
@@ -94,6 +99,17 @@ class DemoSettings:
     def checkpoints(self) -> list[int]:
         """The steps checkpointed: 0, log-spaced ones, and the last."""
         return checkpoint_steps(self.steps, self.n_log_checkpoints)
+
+    @property
+    def dense_steps(self) -> list[int]:
+        """The steps whose held-out prose is scored during training (checkpoints included)."""
+        return dense_steps(self.steps, self.dense_points, self.checkpoints)
+
+    def score_options(self) -> ScoreOptions:
+        """The scoring options of the sweep (its spec's ``[scoring]``) and of dense scoring."""
+        return ScoreOptions(
+            max_length=self.max_length, batch_size=self.score_batch_size, profile=True
+        )
 
     @property
     def train_tokens(self) -> int:
@@ -116,6 +132,7 @@ def tiny_settings(seed: int = 0) -> DemoSettings:
         n_boot=50,
         tokenizer_docs=40,
         n_log_checkpoints=2,
+        dense_points=8,
     )
 
 
@@ -361,6 +378,88 @@ def cached_model(folder: Path, key: str, checkpoints: Sequence[int]) -> bool:
 
 
 @dataclass(frozen=True)
+class DenseScoring:
+    """What a model scores during training: ``documents`` (the sweep's held-out file ``data``,
+    dataset ``dataset``) at ``steps``, with the sweep's ``options``, each a cell under ``out``."""
+
+    out: Path
+    documents: tuple[str, ...]
+    dataset: str
+    data: str
+    steps: tuple[int, ...]
+    options: ScoreOptions
+
+
+def dense_scoring(out: Path, settings: DemoSettings, heldout: dict[str, Path]) -> DenseScoring:
+    """The dense scoring of ``settings``: the held-out prose file's documents, as the sweep reads
+    them."""
+    path = heldout[DENSE_CORPUS]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return DenseScoring(
+        out / DENSE_DIR,
+        tuple(json.loads(line)["text"] for line in lines if line.strip()),
+        corpus_label(DENSE_CORPUS),
+        path.relative_to(out).as_posix(),
+        tuple(settings.dense_steps),
+        settings.score_options(),
+    )
+
+
+def dense_cell(dense: DenseScoring, name: str, step: int) -> Path:
+    """The folder of model ``name``'s dense cell at ``step`` (under ``dense.out``)."""
+    return dense.out / CELLS_DIR / CellKey(name, f"step{step}", dense.dataset).cell_id
+
+
+def dense_done(dense: DenseScoring, name: str) -> bool:
+    """True when every dense cell of model ``name`` is there, scored from these documents with
+    these options (a changed ``--max-length`` or held-out file redoes them)."""
+    if not all((dense_cell(dense, name, s) / CELL_FILE).exists() for s in dense.steps):
+        return False
+    wanted = {"data_fingerprint": fingerprint(dense.documents), **dense.options.settings()}
+    for step in dense.steps:
+        try:
+            summary = json.loads((dense_cell(dense, name, step) / "summary.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if any(summary.get(k) != v for k, v in wanted.items()):
+            return False
+    return True
+
+
+def _dense_scorer(job: TrainJob, timings: dict[str, float]) -> Any:
+    """``on_eval`` for :func:`train_model`: score the dense documents and save the cell (its
+    seconds added to ``timings["dense_score_seconds"]``)."""
+    from transformers import AutoTokenizer
+
+    from ..integrations.transformers import score_texts, write_step_cell
+
+    dense = job.dense
+    assert dense is not None
+    tokenizer = AutoTokenizer.from_pretrained(str(job.tokenizer_dir))
+    for old in (dense.out / CELLS_DIR).glob(f"{slug(job.shape.name)}__*"):
+        shutil.rmtree(old)
+
+    def score(step: int, model: Any) -> None:
+        started = time.perf_counter()
+        result = score_texts(model, tokenizer, dense.documents, dense.options)
+        write_step_cell(
+            dense.out,
+            result,
+            model,
+            label=job.shape.name,
+            step=step,
+            dataset=dense.dataset,
+            documents=dense.documents,
+            options=dense.options,
+            family="demo-neox",
+            data=dense.data,
+        )
+        timings["dense_score_seconds"] += time.perf_counter() - started
+
+    return score
+
+
+@dataclass(frozen=True)
 class TrainJob:
     """One model to train: everything a worker process needs (picklable)."""
 
@@ -373,6 +472,7 @@ class TrainJob:
     tokenizer_dir: Path
     device: str
     threads: int
+    dense: DenseScoring | None = None  # held-out scoring during training (none: skipped)
 
 
 def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[str, Any]:
@@ -401,6 +501,8 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
             queue.put((job.shape.name, step))
 
     config = GPTNeoXConfig.from_dict(job.config)
+    dense_timing = {"dense_score_seconds": 0.0}
+    on_eval = _dense_scorer(job, dense_timing) if job.dense is not None else None
     try:
         model, losses = train_model(
             config,
@@ -412,12 +514,15 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
             progress=progress and queue is None,
             label=job.shape.name,
             on_step=tick,
+            on_eval=on_eval,
+            eval_steps=job.dense.steps if job.dense is not None else (),
         )
     finally:
         torch.set_num_threads(threads_before)
     model.save_pretrained(str(job.folder))
     AutoTokenizer.from_pretrained(str(job.tokenizer_dir)).save_pretrained(str(job.folder))
     body = _model_record(job, model, losses, started, cpu_started)
+    body["dense_score_seconds"] = round(dense_timing["dense_score_seconds"], 2)
     write_checked_json(job.folder / MODEL_RECORD, body)
     return body
 
@@ -534,9 +639,15 @@ def train_ladder(
     threads: int,
     progress: bool,
     log: Any,
+    heldout: dict[str, Path] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train (or reuse) every model of the ladder; returns one record per model, smallest first."""
-    records, jobs = _plan_ladder(out, settings, tokenizer, tokenizer_key, splits, device, log)
+    """Train (or reuse) every model of the ladder; returns one record per model, smallest first.
+    With ``heldout`` (the held-out files), each model scores the held-out prose during training
+    (:class:`DenseScoring`); a model whose dense cells are missing is retrained."""
+    dense = dense_scoring(out, settings, heldout) if heldout and settings.dense_points else None
+    records, jobs = _plan_ladder(
+        out, settings, tokenizer, tokenizer_key, splits, device, log, dense
+    )
     records.update(_train_jobs(jobs, settings, device, threads=threads, progress=progress, log=log))
     return [records[shape.name] for shape in settings.shapes]
 
@@ -549,6 +660,7 @@ def _plan_ladder(
     splits: dict[str, Split],
     device: str,
     log: Any,
+    dense: DenseScoring | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[TrainJob]]:
     """The records of the models already trained with these inputs, and the jobs for the rest."""
     blocks = None
@@ -563,7 +675,9 @@ def _plan_ladder(
         if blocks is None:
             blocks = training_blocks(tokenizer, splits, settings)
         key = model_key(config, settings, tokenizer_key, blocks, device_kind)
-        if cached_model(folder, key, settings.checkpoints):
+        if cached_model(folder, key, settings.checkpoints) and (
+            dense is None or dense_done(dense, shape.name)
+        ):
             records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
             log(
                 f"model {shape.name}: reusing (non-embedding parameters "
@@ -584,6 +698,7 @@ def _plan_ladder(
                 out / "tokenizer",
                 device,
                 CPU_TRAIN_THREADS,
+                dense,
             )
         )
     return records, jobs
@@ -713,6 +828,35 @@ def invalidate_stale_cells(
         )
     write_checked_json(record_path, {"models": model_keys, "data": data_keys})
     return removed
+
+
+def share_dense_cells(
+    out: Path,
+    settings: DemoSettings,
+    records: Sequence[dict[str, Any]],
+    heldout: dict[str, Path],
+) -> int:
+    """Copy each model's dense cells at steps between checkpoints into the sweep folder, where
+    the report draws them with the sweep's cells (the checkpoint steps are the sweep's own cells;
+    their dense twins stay under ``DIR/dense/`` to check against). Returns how many were copied."""
+    if not settings.dense_points:
+        return 0
+    dense = dense_scoring(out, settings, heldout)
+    copied = 0
+    for record in records:
+        for step in dense.steps:
+            source = dense_cell(dense, record["name"], step)
+            target = out / "sweep" / CELLS_DIR / source.name
+            if step in settings.checkpoints or target.exists():
+                continue
+            if not (source / CELL_FILE).exists():
+                continue
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            tmp.rename(target)
+            copied += 1
+    return copied
 
 
 def run_analysis(
@@ -907,6 +1051,7 @@ def run_demo(
         threads=threads,
         progress=progress,
         log=say,
+        heldout=heldout,
     )
     timings["train_s"] = time.perf_counter() - t
 
@@ -914,6 +1059,7 @@ def run_demo(
     summary = _summary(out, dev, threads, records, spec_path)
     if analyse:
         invalidate_stale_cells(out, records, heldout, settings, say)
+        share_dense_cells(out, settings, records, heldout)
         t = time.perf_counter()
         summary["analysis"] = run_analysis(
             out, spec_path, settings, progress=progress, log=say, report=report
@@ -993,10 +1139,15 @@ def _summary(
 ) -> dict[str, Any]:
     """The start of demo-summary.json: where, on what, which models, which spec."""
     keys = ("name", "non_embedding_params", "total_params", "final_train_loss", "train_seconds")
+    # dense_score_seconds: of train_seconds, the held-out scoring during training (None: a
+    # model trained before the demo scored during training, with dense_points=0).
     return {
         "out": str(out),
         "device": device,
         "threads": threads,
-        "models": [{k: r[k] for k in keys} for r in records],
+        "models": [
+            {**{k: r[k] for k in keys}, "dense_score_seconds": r.get("dense_score_seconds")}
+            for r in records
+        ],
         "spec": str(spec_path),
     }

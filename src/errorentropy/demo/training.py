@@ -103,6 +103,17 @@ def checkpoint_steps(total_steps: int, n_log: int = 5) -> list[int]:
     return sorted(points)
 
 
+def dense_steps(total_steps: int, n_points: int, checkpoints: Sequence[int]) -> list[int]:
+    """The steps scored during training: ``checkpoints`` and about ``n_points`` log-spaced steps
+    from 1 to ``total_steps`` (with step 0; duplicates dropped); none when ``n_points`` is 0."""
+    if n_points < 1:
+        return []
+    points = {0, total_steps, *checkpoints}
+    for k in range(n_points):
+        points.add(max(1, int(round(total_steps ** (k / max(1, n_points - 1))))))
+    return sorted(p for p in points if 0 <= p <= total_steps)
+
+
 def pack_tokens(token_lists: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
     """Documents joined into one stream, each followed by EOS (as GPT-style pretraining packs
     text)."""
@@ -173,11 +184,15 @@ def train_model(
     progress: bool = True,
     label: str = "",
     on_step: Callable[[int], None] | None = None,
+    on_eval: Callable[[int, PreTrainedModel], None] | None = None,
+    eval_steps: Sequence[int] = (),
 ) -> tuple[PreTrainedModel, list[float]]:
     """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
-    each step in ``checkpoints`` and ``on_step(steps_done)`` every 8 steps. Returns the trained
-    model (eval mode) and the loss per step."""
+    each step in ``checkpoints``, ``on_eval(step, model)`` at each step in ``eval_steps`` (after
+    the checkpoint; it must leave the model's weights, modes and the RNG as they were) and
+    ``on_step(steps_done)`` every 8 steps. Returns the trained model (eval mode) and the loss per
+    step."""
     import torch
     from tqdm.auto import tqdm
     from transformers import GPTNeoXForCausalLM
@@ -189,11 +204,9 @@ def train_model(
     # transformers types the wrapped .to() as taking the model, not a device.
     model = GPTNeoXForCausalLM(config).to(device)  # type: ignore[arg-type]
     optimizer = _optimizer(model, settings)
-    wanted = set(checkpoints)
+    wanted, scored = set(checkpoints), set(eval_steps) if on_eval is not None else set()
     losses: list[float] = []
-    if 0 in wanted:
-        save_checkpoint(0, model.eval())
-    model.train()
+    _at_step(0, model, save_checkpoint, wanted, on_eval, scored)
     data = torch.from_numpy(blocks[:need]).view(settings.steps, settings.batch_size, settings.block)
     bar = tqdm(
         range(settings.steps),
@@ -215,13 +228,28 @@ def train_model(
         losses.append(float(loss.detach()))
         if progress and (step % 8 == 0 or step == settings.steps - 1):
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step + 1 in wanted:
-            save_checkpoint(step + 1, model.eval())
-            model.train()
+        _at_step(step + 1, model, save_checkpoint, wanted, on_eval, scored)
         if on_step is not None and ((step + 1) % 8 == 0 or step + 1 == settings.steps):
             on_step(step + 1)
     bar.close()
     return model.eval(), losses
+
+
+def _at_step(
+    step: int,
+    model: PreTrainedModel,
+    save_checkpoint: Callable[[int, PreTrainedModel], None],
+    wanted: set[int],
+    on_eval: Callable[[int, PreTrainedModel], None] | None,
+    scored: set[int],
+) -> None:
+    """After ``step`` updates: the checkpoint (if ``step`` is ``wanted``), then the scoring (if
+    ``scored``); leaves the model in train mode."""
+    if step in wanted:
+        save_checkpoint(step, model.eval())
+    model.train()
+    if step in scored and on_eval is not None:
+        on_eval(step, model)
 
 
 def _optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
