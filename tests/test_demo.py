@@ -207,6 +207,12 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
     from errorentropy.cells import mixed_settings
 
     assert mixed_settings(list(load_cells(out / "sweep"))) is None
+    # and the sweep does not call them orphans of its spec: no spec planned them
+    from errorentropy.spec import load_spec
+    from errorentropy.sweep import orphan_cells
+
+    spec_file = out / "sweep.toml"
+    assert orphan_cells(load_spec(spec_file), out / "sweep") == []
 
 
 def test_dense_scoring_leaves_training_unchanged(tmp_path: Path) -> None:

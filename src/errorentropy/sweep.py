@@ -933,7 +933,21 @@ def orphan_cells(spec: SweepSpec, out_dir: Path) -> list[str]:
     return sorted(
         d.name
         for d in root.iterdir()
-        if d.is_dir() and not d.name.startswith(".") and d.name not in planned
+        if d.is_dir()
+        and not d.name.startswith(".")
+        and d.name not in planned
+        and not _scored_in_training(d)
+    )
+
+
+def _scored_in_training(directory: Path) -> bool:
+    """True for a cell written during training (DecompositionCallback, the demo's dense points):
+    no spec planned it (its ``spec_digest`` is null), so it is no orphan of this spec."""
+    record = read_cell(directory)
+    return (
+        record is not None
+        and "spec_digest" in record.summary
+        and (record.summary["spec_digest"] is None)
     )
 
 
