@@ -120,6 +120,15 @@ def test_hub_cache_blob_names_give_the_same_fingerprint(tmp_path, monkeypatch):
     assert provenance.source_provenance("org/m", "step1") == expected
     assert provenance.source_provenance("org/m", "c" * 40) == expected
     assert provenance.source_provenance("org/m", "step2") == provenance.Provenance(None, None)
+    # A model loaded some other way: the config's commit if it records one, never a guess at main
+    (repo / "refs" / "main").write_text("c" * 40)
+
+    class Loaded:
+        def __init__(self, commit: str | None) -> None:
+            self.config = type("Config", (), {"_name_or_path": "org/m", "_commit_hash": commit})
+
+    assert provenance.model_provenance(Loaded("c" * 40)) == expected
+    assert provenance.model_provenance(Loaded(None)) == provenance.Provenance(None, None)
 
 
 def test_sweep_records_equal_fingerprints_and_fit_and_report_count_them_once(toy, capsys):

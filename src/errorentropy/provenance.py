@@ -155,10 +155,17 @@ def remember(model: Any, source: str, revision: str | None) -> None:
 
 def model_provenance(model: Any) -> Provenance:
     """What ``model`` was loaded from: as :func:`remember` noted it, else as its config says
-    (``_name_or_path``: a local folder, or a hub id at its default revision)."""
+    (``_name_or_path``: a local folder; or a hub id, at the commit the config records, and
+    unknown (None, None) where it records none: the revision it was loaded at is not known, and
+    guessing the default branch would record another checkpoint's weights)."""
+    if model in _LOADED:
+        return source_provenance(*_LOADED[model])
     config = getattr(model, "config", None)
-    source, revision = _LOADED.get(model) or (str(getattr(config, "_name_or_path", "") or ""), None)
-    return source_provenance(source, revision)
+    source = str(getattr(config, "_name_or_path", "") or "")
+    if not source or Path(source).is_dir():
+        return source_provenance(source)
+    commit = getattr(config, "_commit_hash", None)
+    return source_provenance(source, commit) if commit else Provenance(None, None)
 
 
 def source_provenance(source: str, revision: str | None = None) -> Provenance:
