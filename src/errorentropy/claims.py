@@ -291,6 +291,9 @@ class ClaimBoard:
                     return None
                 return self._create_exclusive(final, record, handle)
             return handle
+        except BaseException:  # a failed lock, write or sync: no open file is left behind
+            handle.close()
+            raise
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -301,11 +304,15 @@ class ClaimBoard:
             handle = open(final, "x", encoding="utf-8")
         except FileExistsError:
             return None
-        if record["flock"]:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        handle.write(json.dumps(record) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+        try:
+            if record["flock"]:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:  # the empty attempt file is left to the lease, the handle closed
+            handle.close()
+            raise
         return handle
 
     def flock_works(self) -> bool:
