@@ -2,13 +2,15 @@
 
 The accumulator behind :meth:`errorentropy.histogram.RankHistogram.update`: any evaluation loop
 that holds a causal LM's ``[B, T, V]`` logits and its labels gets the numbers the scoring engine
-computes, by the same float32 path (:func:`errorentropy.head.full.score_logits`): the rank is
+computes, by the same float32 arithmetic (:func:`errorentropy.head.full.score_rows`, which
+:func:`~errorentropy.head.full.score_logits` uses too): the rank is
 ``#{v : z_v > z_label}`` on float32 logits (Eq. 1 of the paper; ties count in the label's
 favour), the log-probability is the float32 label logit minus a float64-accurate log-sum-exp.
 
 Labels follow Hugging Face causal-LM conventions: ``ignore_index`` (-100) marks a position
 without a label, and with ``shift=True`` the labels are the input ids, so the logits at position
-``t`` predict ``labels[:, t + 1]``. The logits are read in row blocks of about 4 MiB (16-bit ones
+``t`` predict ``labels[:, t + 1]``. The logits are read in row blocks of about 4 MiB on a CPU,
+256 MiB on CUDA (16-bit ones
 upcast to float32 a block at a time); no second ``[B, T, V]`` tensor is built, and blocks with
 no label are not read at all.
 """
@@ -22,7 +24,8 @@ from typing import NamedTuple
 import torch
 
 from .head.chunked import cpu_workers, run_blocks
-from .head.logits import ROW_MULTIPLE, check_finite, default_chunk_elements
+from .head.full import score_rows
+from .head.logits import ROW_MULTIPLE, default_chunk_elements
 
 __all__ = ["TokenStats", "token_stats", "token_stats_with_ties"]
 
@@ -124,7 +127,8 @@ def token_stats_with_ties(
         buf = getattr(scratch, "buf", None)
         if buf is None or buf.numel() < need:
             buf = scratch.buf = torch.empty(need, dtype=torch.float32, device=device)
-        return _score_block(z, tgt, buf[:need].view(z.shape))
+        t, lse, rank, tied = score_rows(z, tgt, buf[:need].view(z.shape))
+        return rank, t[:, 0].double() - lse, tied
 
     parts = run_blocks(run, range(len(jobs)), cpu_workers(device))
     n = targets.numel()
@@ -136,34 +140,6 @@ def token_stats_with_ties(
         rank[out], logprob[out], tied[out] = r[:k], lp[:k], tie[:k]
     shape = labels.shape
     return TokenStats(rank.view(shape), logprob.view(shape)), tied.view(shape)
-
-
-@torch.no_grad()
-def _score_block(
-    z: torch.Tensor, tgt: torch.Tensor, buf: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rank, log-probability and tie count of targets ``tgt [R]`` under float32 ``z [R, V]``: the
-    numbers (and bits) :func:`errorentropy.head.full.score_logits` gives, in fewer passes over
-    ``z`` and without temporaries as large as it (``buf`` is scratch space shaped like ``z``).
-
-    The log-sum-exp is :func:`errorentropy.head.logits.row_logsumexp`'s arithmetic, written into
-    ``buf``. The counts come from ``sign(z - t)``, which is exact: a float difference is 0 only
-    between equal floats and keeps the sign otherwise (an overflow to inf too). Its row sum is
-    ``G - L`` (entries above and below the target) and the sum of its absolute values ``G + L``;
-    float32 sums of integers below 2^24 are exact in any order.
-    """
-    t = z.gather(1, tgt[:, None])
-    top = z.amax(dim=-1)
-    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # as row_logsumexp
-    torch.sub(z, shift[:, None], out=buf)
-    lse = shift.double() + buf.exp_().sum(dim=-1).double().log()
-    check_finite(lse, t)
-    torch.sub(z, t, out=buf)
-    balance = buf.sign_().sum(dim=-1)
-    nonzero = buf.abs_().sum(dim=-1)
-    rank = ((balance + nonzero) / 2).long()
-    tied = (z.shape[1] - 1 - nonzero).long()
-    return rank, t[:, 0].double() - lse, tied
 
 
 @dataclass(frozen=True)

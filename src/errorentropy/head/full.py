@@ -15,8 +15,35 @@ from .logits import (
     check_finite,
     default_chunk_elements,
     empty_scores,
-    row_logsumexp,
 )
+
+
+@torch.no_grad()
+def score_rows(
+    z: torch.Tensor, tgt: torch.Tensor, buf: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Target logit ``[R, 1]``, float64 log-sum-exp, rank and tie count of targets ``tgt [R]``
+    under float32 ``z [R, V]``, in few passes over ``z`` and without temporaries as large as it
+    (``buf`` is scratch space shaped like ``z``).
+
+    The log-sum-exp is :func:`errorentropy.head.logits.row_logsumexp`'s arithmetic (its bits),
+    written into ``buf``. The counts come from ``sign(z - t)``, which is exact: a float
+    difference is 0 only between equal floats and keeps the sign otherwise (an overflow to inf
+    too). Its row sum is ``G - L`` (entries above and below the target) and the sum of its
+    absolute values ``G + L``; float32 sums of integers below 2^24 are exact in any order.
+    """
+    t = z.gather(1, tgt[:, None])
+    top = z.amax(dim=-1)
+    shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top))  # as row_logsumexp
+    torch.sub(z, shift[:, None], out=buf)
+    lse = shift.double() + buf.exp_().sum(dim=-1).double().log()
+    check_finite(lse, t)
+    torch.sub(z, t, out=buf)
+    balance = buf.sign_().sum(dim=-1)
+    nonzero = buf.abs_().sum(dim=-1)
+    rank = ((balance + nonzero) / 2).long()
+    tied = (z.shape[1] - 1 - nonzero).long()
+    return t, lse, rank, tied
 
 
 @torch.no_grad()
@@ -43,19 +70,15 @@ def score_logits(
             pad = -rows % ROW_MULTIPLE
             z = torch.cat([z, z.new_zeros(pad, vocab)])
             tgt = torch.cat([tgt, tgt.new_zeros(pad)])
-        t = z.gather(1, tgt[:, None])
-        lse = row_logsumexp(z)
-        check_finite(lse, t)
-        rank = (z > t).sum(-1)
-        tied = (z == t).sum(-1) - 1
+        t, lse, rank, tied = score_rows(z, tgt, torch.empty_like(z))
         top = None
         if topk:
             top = z.topk(min(topk, vocab), dim=-1).values.double() - lse[:, None]
         parts.append(
             TokenScores(
-                rank[:rows].long(),
+                rank[:rows],
                 t[:rows, 0].double() - lse[:rows],
-                tied[:rows].long(),
+                tied[:rows],
                 None if top is None else top[:rows],
             )
         )
