@@ -10,9 +10,8 @@ favour), the log-probability is the float32 label logit minus a float64-accurate
 Labels follow Hugging Face causal-LM conventions: ``ignore_index`` (-100) marks a position
 without a label, and with ``shift=True`` the labels are the input ids, so the logits at position
 ``t`` predict ``labels[:, t + 1]``. The logits are read in row blocks of about 4 MiB on a CPU,
-256 MiB on CUDA (16-bit ones
-upcast to float32 a block at a time); no second ``[B, T, V]`` tensor is built, and blocks with
-no label are not read at all.
+256 MiB on CUDA (16-bit ones upcast to float32 a block at a time); no second ``[B, T, V]``
+tensor is built, and blocks with no label are not read at all.
 """
 
 from __future__ import annotations
