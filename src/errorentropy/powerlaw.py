@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
@@ -61,20 +60,6 @@ class SaturatingFit:
     def predict(self, n: np.ndarray | float) -> np.ndarray:
         """Predicted M at parameter counts ``n``."""
         return self.a * np.asarray(n, dtype=np.float64) ** (-self.alpha) + self.e
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form: the parameters and R^2, or the reason the fit failed."""
-        if not self.converged:
-            return {"converged": False, "reason": self.reason, "n_points": self.n_points}
-        return {
-            "converged": True,
-            "a": self.a,
-            "alpha": self.alpha,
-            "E": self.e,
-            "r2": self.r2,
-            "n_points": self.n_points,
-            "warning": self.warning,
-        }
 
 
 class FitInputError(ValueError):
