@@ -419,15 +419,9 @@ def _bootstrap_fit(
     """``row`` with the intervals of its refits on the replicate ``values`` (B, k)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(values != 0, np.log(np.abs(values)), np.nan)
-    alpha_reps, _, r2_reps = fit_lines(np.log(n), y)
-    valid = np.isfinite(alpha_reps)
-    row = replace(row, n_boot_valid=int(valid.sum()))
+    alpha_reps, r2_reps, valid, intervals = _refit(n, y)
+    row = replace(row, **intervals)
     if valid.any():
-        row = replace(
-            row,
-            alpha_ci=_ci(bs.percentile_interval(alpha_reps, LEVEL)),
-            r2_ci=_ci(bs.percentile_interval(r2_reps, LEVEL)),
-        )
         if ce_reps is not None:
             # The interval of the signed difference, then its image under |.|: a percentile
             # interval of |difference| itself is biased away from 0.
@@ -444,6 +438,21 @@ def _bootstrap_fit(
         )
         row = replace(row, notes=(*row.notes, message))
     return row, alpha_reps, r2_reps
+
+
+def _refit(
+    n: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """The line refitted on each replicate row of ``y`` (log values, NaN where there is none):
+    slopes, R^2, which refits are valid, and the row fields they give (``n_boot_valid`` and,
+    with any valid refit, the percentile intervals ``alpha_ci`` and ``r2_ci``)."""
+    alpha_reps, _, r2_reps = fit_lines(np.log(n), y)
+    valid = np.isfinite(alpha_reps)
+    fields: dict[str, Any] = {"n_boot_valid": int(valid.sum())}
+    if valid.any():
+        fields["alpha_ci"] = _ci(bs.percentile_interval(alpha_reps, LEVEL))
+        fields["r2_ci"] = _ci(bs.percentile_interval(r2_reps, LEVEL))
+    return alpha_reps, r2_reps, valid, fields
 
 
 def _outside_interval_notes(row: FitRow, notes: list[FitNote]) -> FitRow:
@@ -696,16 +705,7 @@ def _rbp_row(
     values = np.stack([col[:, j] for col in columns if col is not None], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(values > 0, np.log(values), np.nan)
-    alpha_reps, _, r2_reps = fit_lines(np.log(n), y)
-    valid = np.isfinite(alpha_reps)
-    row = replace(row, n_boot_valid=int(valid.sum()))
-    if valid.any():
-        row = replace(
-            row,
-            alpha_ci=_ci(bs.percentile_interval(alpha_reps, LEVEL)),
-            r2_ci=_ci(bs.percentile_interval(r2_reps, LEVEL)),
-        )
-    return row
+    return replace(row, **_refit(n, y)[3])
 
 
 # ---- has EE settled with the documents? -------------------------------------------------------
