@@ -265,6 +265,13 @@ CASES: tuple[Case, ...] = (
         "argument --max-length: expected an integer, got 'abc'",
     ),
     Case(
+        "rbp-k-zero",
+        "score",
+        "--rbp-k 0 (refused before a model is loaded)",
+        _score("--rbp-k", "0"),
+        "rbp_k must hold integers >= 1, got 0",
+    ),
+    Case(
         "stride-missing",
         "score",
         "--window stride without --stride",

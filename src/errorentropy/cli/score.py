@@ -50,6 +50,7 @@ def run_score(args: argparse.Namespace) -> int:
     from ..models import load_model
 
     check_window_options(args.max_length, args.window, args.stride)
+    options = scoring_options(args)  # every option checked before data or a model is loaded
     out = Path(args.out)
     check_out_folder(out)
     corpus = load_corpus(
@@ -68,7 +69,7 @@ def run_score(args: argparse.Namespace) -> int:
         model,
         tokenizer,
         corpus.documents,
-        scoring_options(args),
+        options,
         model_name=args.model,
         revision=args.revision,
         data_settings=corpus.settings(),
