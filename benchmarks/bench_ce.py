@@ -36,10 +36,10 @@ def bare_cross_entropy(model: torch.nn.Module, batches: list[Any]) -> tuple[floa
 def measure(
     name: str, n_docs: int, max_length: int, batch_size: int, repeats: int, vocab_chunk: int
 ) -> dict[str, Any]:
-    from errorentropy.engine import score_documents
-    from errorentropy.models import load_model
+    from errorentropy.data.windows import batches, make_windows, tokenize
+    from errorentropy.models.loading import load_model
     from errorentropy.options import ScoreOptions
-    from errorentropy.windows import batches, make_windows, tokenize
+    from errorentropy.scoring.engine import score_documents
 
     model, _ = load_model(str(model_dir(name)), device="cpu", dtype="float32")
     tokenizer = load_tokenizer()

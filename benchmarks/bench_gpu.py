@@ -114,9 +114,9 @@ def errorentropy_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank and log-prob of every target by errorentropy's batch scorer (the engine's inner
     loop)."""
-    from errorentropy.engine import score_batch
+    from errorentropy.data.windows import Window
     from errorentropy.options import ScoreOptions
-    from errorentropy.windows import Window
+    from errorentropy.scoring.engine import score_batch
 
     ranks, logprobs = [], []
     length = batches[0].shape[1]

@@ -22,9 +22,9 @@ def time_pair(
 ) -> dict[str, Any]:
     import time
 
-    from errorentropy.engine import score_documents
+    from errorentropy.data.windows import batches, make_windows, tokenize
     from errorentropy.options import ScoreOptions
-    from errorentropy.windows import batches, make_windows, tokenize
+    from errorentropy.scoring.engine import score_documents
 
     options = ScoreOptions(max_length=max_length, batch_size=batch_size)
     windows, _ = make_windows(tokenize(tokenizer, docs, "auto"), max_length)
@@ -49,7 +49,7 @@ def time_pair(
 
 
 def run(quick: bool, threads: int) -> dict[str, Any]:
-    from errorentropy.models import load_model
+    from errorentropy.models.loading import load_model
 
     repeats = 1 if quick else 2
     tokenizer = load_tokenizer()

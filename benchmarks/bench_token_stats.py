@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, write_result  # noqa: E402
-from errorentropy.token_stats import token_stats  # noqa: E402
+from errorentropy.head.token_stats import token_stats  # noqa: E402
 
 GOAL = 1.5
 

@@ -39,7 +39,7 @@ def write_documents(n: int, max_length: int) -> tuple[Path, int]:
 
 def agreement(result_dir: Path, minicons_file: Path) -> dict[str, Any]:
     """Ranks (minicons' 1-based argsort rank minus 1) and log-probs, token by token."""
-    from errorentropy.tokens import TokenTable
+    from errorentropy.stats.tokens import TokenTable
 
     ours = TokenTable.load(result_dir / "tokens.npz")
     rows = json.loads(minicons_file.read_text())
@@ -72,7 +72,7 @@ def explain_mismatches(ours: Any, theirs_rank: np.ndarray, mismatched: np.ndarra
     while the strict-> rank on the logits themselves is ours."""
     import torch
 
-    from errorentropy.models import load_model
+    from errorentropy.models.loading import load_model
 
     if mismatched.size == 0:
         return 0

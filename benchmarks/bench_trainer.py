@@ -107,7 +107,7 @@ class Sampler:
 
 def _rows(n_rows: int) -> list[dict[str, list[int]]]:
     """``n_rows`` rows of SEQ token ids cut from local prose (labels: the ids)."""
-    from errorentropy.corpus import builtin_documents
+    from errorentropy.data.corpus import builtin_documents
 
     tokenizer = load_tokenizer()
     stream: list[int] = []

@@ -40,7 +40,7 @@ def log(message: str) -> None:
 
 def documents(n: int, *, min_chars: int = 400, max_chars: int = 1500) -> list[str]:
     """``n`` local English documents (pydoc topics and docstrings), each cut to ``max_chars``."""
-    from errorentropy.corpus import builtin_documents
+    from errorentropy.data.corpus import builtin_documents
 
     docs = [d[:max_chars] for d in builtin_documents("builtin:prose") if len(d) >= min_chars]
     if len(docs) < n:
@@ -50,7 +50,7 @@ def documents(n: int, *, min_chars: int = 400, max_chars: int = 1500) -> list[st
 
 def long_documents(n: int, min_tokens: int, tokenizer: Any) -> list[str]:
     """``n`` documents of at least ``min_tokens`` tokens, made by joining local documents."""
-    from errorentropy.corpus import builtin_documents
+    from errorentropy.data.corpus import builtin_documents
 
     pool = builtin_documents("builtin:prose")
     out, current, i = [], "", 0
@@ -67,7 +67,7 @@ def tokenizer_dir() -> Path:
     """A byte-level BPE tokenizer trained on local prose, saved once under WORK."""
     path = WORK / "tokenizer"
     if not (path / "tokenizer.json").exists():
-        from errorentropy.corpus import builtin_documents
+        from errorentropy.data.corpus import builtin_documents
         from errorentropy.testing import train_bpe_tokenizer
 
         tok = train_bpe_tokenizer(

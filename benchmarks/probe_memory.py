@@ -16,9 +16,9 @@ parser.add_argument("--load-only", action="store_true")
 args = parser.parse_args()
 
 from common import load_tokenizer, long_documents  # noqa: E402
-from errorentropy.engine import score_documents  # noqa: E402
-from errorentropy.models import load_model  # noqa: E402
+from errorentropy.models.loading import load_model  # noqa: E402
 from errorentropy.options import ScoreOptions  # noqa: E402
+from errorentropy.scoring.engine import score_documents  # noqa: E402
 
 model, _ = load_model(args.model, device="cpu", dtype="float32")
 tokenizer = load_tokenizer()

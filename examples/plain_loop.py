@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from errorentropy.corpus import builtin_documents
+from errorentropy.data.corpus import builtin_documents
 from errorentropy.demo.tokenizer import train_bpe_tokenizer
-from errorentropy.histogram import Decomposition, RankHistogram
+from errorentropy.stats.histogram import Decomposition, RankHistogram
 from errorentropy.testing import tiny_model
 
 BLOCK = 64  # tokens per training / held-out row

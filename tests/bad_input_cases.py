@@ -631,7 +631,7 @@ def build_workspace(root: Path, tokenizer: Any = None) -> Path:
     """Create every bad input the rows name under ``root`` (tiny models included, ~2 s)."""
     import torch
 
-    from errorentropy.histogram import RankHistogram
+    from errorentropy.stats.histogram import RankHistogram
     from errorentropy.storage import write_checked_json
     from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 

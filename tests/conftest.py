@@ -13,7 +13,7 @@ if not torch.cuda.is_available():
     # Triton reads this when it is first imported, and transformers imports it early: set it first.
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from errorentropy.corpus import builtin_documents
+from errorentropy.data.corpus import builtin_documents
 from errorentropy.testing import save_model, tiny_model, train_bpe_tokenizer
 
 

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import brentq
 
-from errorentropy.cells import CellKey, cell_path, write_cell_record
-from errorentropy.results import summarize
-from errorentropy.tokens import TokenTable
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, cell_path, write_cell_record
 
 DEFAULT_FAMILIES: dict[str, dict[str, Any]] = {
     "A": {"sizes": [1e6, 4e6, 1.6e7, 6.4e7], "ee_a": 12.0, "ee_alpha": -0.09},

@@ -18,9 +18,9 @@ import pytest
 
 import errorentropy as ee
 from errorentropy.cli import main
-from errorentropy.histogram import RankHistogram
-from errorentropy.profile import RankProfile
-from errorentropy.tokens import TokenTable
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.profile import RankProfile
+from errorentropy.stats.tokens import TokenTable
 
 TIMINGS = ("elapsed_s", "tokens_per_s")
 
@@ -152,18 +152,18 @@ def test_import_is_light_and_every_public_name_resolves():
     missing = [name for name in ee.__all__ if getattr(ee, name, None) is None]
     assert not missing
     assert set(ee.__all__) <= set(dir(ee))
-    assert ee.score.__module__ == "errorentropy.api" and ee.RankHistogram is RankHistogram
+    assert ee.score.__module__ == "errorentropy.scoring.api" and ee.RankHistogram is RankHistogram
     with pytest.raises(AttributeError, match="has no attribute 'scroe'"):
         _ = ee.scroe  # noqa: B018
 
 
 def test_token_stats_is_the_function_whatever_imported_its_module_first():
-    """``errorentropy.token_stats`` names both a module and its function; the package keeps the
+    """``errorentropy.head.token_stats`` names both a module and its function; the package keeps the
     function, even when the module was imported first (as RankHistogram.update does)."""
     code = (
-        "import sys, errorentropy.token_stats, errorentropy as ee\n"
-        "from errorentropy.histogram import RankHistogram\n"
-        "module = sys.modules['errorentropy.token_stats']\n"
+        "import sys, errorentropy.head.token_stats, errorentropy as ee\n"
+        "from errorentropy.stats.histogram import RankHistogram\n"
+        "module = sys.modules['errorentropy.head.token_stats']\n"
         "print(ee.token_stats is module.token_stats, callable(ee.token_stats))"
     )
     assert run_python(code) == "True True"
@@ -181,7 +181,7 @@ def test_the_version_is_defined_once_and_the_package_is_typed():
 TORCHRUN_SCRIPT = """
 import json, os, sys
 import errorentropy as ee
-from errorentropy.distributed import conclude
+from errorentropy.scoring.distributed import conclude
 
 model, tokenizer = ee.load_model(sys.argv[1], device="cpu")
 result = ee.score(model, tokenizer, ee.load_corpus(sys.argv[2]), max_length=64, batch_size=3)

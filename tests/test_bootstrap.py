@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from errorentropy.bootstrap import (
+from errorentropy.stats.bootstrap import (
     bootstrap_cell,
     components_from_dense,
     document_histograms,
@@ -15,7 +15,7 @@ from errorentropy.bootstrap import (
     replicate_components,
     resample_weights,
 )
-from errorentropy.histogram import RankHistogram
+from errorentropy.stats.histogram import RankHistogram
 
 
 def _tokens(rng: np.random.Generator, n_docs: int = 40, mean_len: int = 30):
@@ -156,7 +156,7 @@ def test_paired_fit_interval_for_alpha_covers_the_true_exponent():
     One shared resampling per replicate, refit: the percentile interval of alpha covers -0.1
     at about 95% (100 trials: [0.87, 1.0] is a ~3-sigma band).
     """
-    from errorentropy.powerlaw import fit_lines
+    from errorentropy.fits.powerlaw import fit_lines
 
     sizes = np.array([1e6, 4e6, 1.6e7, 6.4e7, 2.56e8])
     true_alpha = -0.1
@@ -185,7 +185,7 @@ def test_centred_intervals_cover_the_corpus_level_ee_where_percentile_intervals_
     """Heavy-tailed ranks (3000 of them, ~2400 tokens): resampling loses rare ranks and shifts EE's
     replicates down; the centred interval still covers E[plug-in EE at this size], the plain one
     does not."""
-    from errorentropy.bootstrap import centred_interval
+    from errorentropy.stats.bootstrap import centred_interval
 
     support = 3000
     p = 1.0 / np.arange(1, support + 1) ** 1.1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from errorentropy.cli import main
-from errorentropy.histogram import RankHistogram
+from errorentropy.stats.histogram import RankHistogram
 
 
 def last_json(text: str) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from errorentropy.cells import step_of
 from errorentropy.cli import build_parser
+from errorentropy.sweep.cells import step_of
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_only_step_names_are_training_steps(revision, step):
 
 
 def test_a_failed_hub_load_says_when_the_name_looks_like_a_local_path(tmp_path, monkeypatch):
-    from errorentropy.models import _load_message
+    from errorentropy.models.loading import _load_message
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()

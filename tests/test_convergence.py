@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from errorentropy import report
-from errorentropy.cells import load_cells
-from errorentropy.convergence import (
+from errorentropy.fits.fit import fit_sweep
+from errorentropy.report import page as report
+from errorentropy.stats.convergence import (
     FRACTIONS,
     Convergence,
     ee_convergence,
     nested_subsets,
 )
-from errorentropy.fits import fit_sweep
-from errorentropy.histogram import RankHistogram
-from errorentropy.tokens import TokenTable
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import load_cells
 from synthetic_sweep import build_synthetic_sweep
 
 SUPPORT = 50_000  # a vocabulary-sized support

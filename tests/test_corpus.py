@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from errorentropy import corpus
-from errorentropy.corpus import PRESETS, Preset, load_corpus, sample_indices
+from errorentropy.data import corpus
+from errorentropy.data.corpus import PRESETS, Preset, load_corpus, sample_indices
 from errorentropy.errors import UserError
 
 

@@ -50,9 +50,9 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
     out, summary, _ = tiny_run
     from transformers import AutoModelForCausalLM
 
-    from errorentropy.cells import load_cells
-    from errorentropy.models import resolve_revision
-    from errorentropy.spec import load_spec
+    from errorentropy.models.loading import resolve_revision
+    from errorentropy.sweep.cells import load_cells
+    from errorentropy.sweep.spec import load_spec
 
     settings = demo.tiny_settings()
     names = [s.name for s in settings.shapes]
@@ -182,8 +182,8 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
     """The held-out prose scored during training (in memory, the training process's threads) at
     a checkpoint step gives the very counts and log-probability sums of the sweep's cell for
     that checkpoint (loaded from disk): same documents, same settings, bit for bit."""
-    from errorentropy.cells import load_cells
-    from errorentropy.histogram import RankHistogram
+    from errorentropy.stats.histogram import RankHistogram
+    from errorentropy.sweep.cells import load_cells
 
     out, summary, _ = tiny_run
     settings = demo.tiny_settings()
@@ -204,12 +204,12 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
             compared += 1
     assert compared == len(summary["models"]) * len(settings.checkpoints)
     # the dense cells the report draws hold the same comparable settings as the sweep's
-    from errorentropy.cells import mixed_settings
+    from errorentropy.sweep.cells import mixed_settings
 
     assert mixed_settings(list(load_cells(out / "sweep"))) is None
     # and the sweep does not call them orphans of its spec: no spec planned them
-    from errorentropy.spec import load_spec
-    from errorentropy.sweep import orphan_cells
+    from errorentropy.sweep.run import orphan_cells
+    from errorentropy.sweep.spec import load_spec
 
     spec_file = out / "sweep.toml"
     assert orphan_cells(load_spec(spec_file), out / "sweep") == []
@@ -372,7 +372,7 @@ def test_parse_shapes_and_default_ladder_span() -> None:
     from transformers import GPTNeoXForCausalLM
 
     from errorentropy.demo.training import neox_config
-    from errorentropy.models import count_parameters
+    from errorentropy.models.loading import count_parameters
 
     assert parse_shapes("16x1, 64x2") == [ModelShape(16, 1), ModelShape(64, 2)]
     for bad in ("16", "ax2", "16x0", "16x1,16x1", "", "100x2"):

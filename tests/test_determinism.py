@@ -14,12 +14,12 @@ import json
 import numpy as np
 import pytest
 
-from errorentropy.distributed import merge_results, shard_documents
-from errorentropy.engine import ScoreResult, score_documents
-from errorentropy.histogram import RankHistogram
+from errorentropy.data.windows import tokenize
 from errorentropy.options import ScoreOptions
+from errorentropy.scoring.distributed import merge_results, shard_documents
+from errorentropy.scoring.engine import ScoreResult, score_documents
+from errorentropy.stats.histogram import RankHistogram
 from errorentropy.testing import tiny_model
-from errorentropy.windows import tokenize
 
 FIELDS = ("doc", "position", "rank", "logprob")
 
@@ -139,7 +139,7 @@ def test_cli_reruns_write_identical_histograms(model_dir, short_docs, tmp_path, 
     """Two runs of ``errorentropy score`` (different batch sizes): histogram.json and tokens.npz
     byte-identical."""
     from errorentropy.cli import main
-    from errorentropy.tokens import TokenTable
+    from errorentropy.stats.tokens import TokenTable
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": t}) + "\n" for t in short_docs))
@@ -227,7 +227,7 @@ def test_token_table_bytes_do_not_depend_on_the_clock(tmp_path, monkeypatch):
     same table saved an hour later has the same bytes."""
     import time
 
-    from errorentropy.tokens import TokenTable
+    from errorentropy.stats.tokens import TokenTable
 
     rng = np.random.default_rng(0)
     table = TokenTable(

@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from errorentropy.distributed import (
+from errorentropy.errors import UserError
+from errorentropy.options import ScoreOptions
+from errorentropy.scoring.distributed import (
     launch_from_env,
     merge_results,
     shard_and_score,
     shard_documents,
 )
-from errorentropy.engine import score_documents
-from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
-from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import score_documents
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.tokens import TokenTable
 from errorentropy.testing import tiny_model
-from errorentropy.tokens import TokenTable
 
 
 def test_shards_partition_the_documents():
@@ -136,7 +136,7 @@ def test_torchrun_two_processes_gloo(tmp_path, model_dir, short_docs):
 def test_torchrun_sweep_matches_one_process(tmp_path, model_dir, short_docs):
     """``torchrun --nproc-per-node 2 -m errorentropy sweep``: rank 0 writes the cells one process
     writes."""
-    from errorentropy.cells import load_cells
+    from errorentropy.sweep.cells import load_cells
 
     data = tmp_path / "docs.jsonl"
     data.write_text("".join(json.dumps({"text": d}) + "\n" for d in short_docs))
@@ -198,7 +198,7 @@ def _score_with_nan_on_rank_one(
 ) -> None:
     import torch.distributed as dist
 
-    from errorentropy.models import load_model
+    from errorentropy.models.loading import load_model
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     model, tokenizer = load_model(model_dir, device="cpu")

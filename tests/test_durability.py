@@ -13,9 +13,9 @@ import pytest
 
 from errorentropy import storage
 from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
-from errorentropy.results import load_histograms
-from errorentropy.tokens import TokenTable
+from errorentropy.scoring.results import load_histograms
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.tokens import TokenTable
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from errorentropy.engine import score_documents
+from errorentropy.data.windows import tokenize
 from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import score_documents
 from errorentropy.testing import tiny_model
-from errorentropy.windows import tokenize
 from reference import naive_decompose, naive_token_scores
 
 

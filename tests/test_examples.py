@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from errorentropy.spec import load_spec
+from errorentropy.sweep.spec import load_spec
 
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.toml"))
 

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from errorentropy import figures
+from errorentropy.report import figures
 
 
 def _visible(fig: matplotlib.figure.Figure) -> list:

@@ -9,15 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
 from errorentropy.cli import main
 from errorentropy.errors import UserError
-from errorentropy.fits import fit_sweep, read_fits, select_final
-from errorentropy.results import summarize
+from errorentropy.fits.fit import fit_sweep, read_fits, select_final
+from errorentropy.fits.records import CellFit, FitRow, SweepFits
+from errorentropy.report.tables import table1_markdown, write_tables
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.tokens import TokenTable
 from errorentropy.storage import write_checked_json
-from errorentropy.sweepfits import CellFit, FitRow, SweepFits
-from errorentropy.tables import table1_markdown, write_tables
-from errorentropy.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, cell_path, load_cells, write_cell_record
 from synthetic_sweep import build_synthetic_sweep, sign_changing_conf
 
 # fits.json written by errorentropy 0.1.0 (before SweepFits) for the sweep of GOLDEN_SWEEP, with

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 pytest.importorskip("triton")
 
-from errorentropy.engine import score_documents  # noqa: E402
 from errorentropy.errors import UserError  # noqa: E402
 from errorentropy.head import fused as fused_head  # noqa: E402 - after the importorskip
 from errorentropy.head.chunked import score_hidden  # noqa: E402
 from errorentropy.head.select import check_fused, choose_head, find_head  # noqa: E402
 from errorentropy.options import ScoreOptions  # noqa: E402
+from errorentropy.scoring.engine import score_documents  # noqa: E402
 from errorentropy.testing import tiny_model  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from errorentropy.cells import read_cell
-from errorentropy.corpus import read_documents
+from errorentropy.data.corpus import read_documents
 from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
-from errorentropy.profile import RankProfile
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.profile import RankProfile
+from errorentropy.stats.tokens import TokenTable
 from errorentropy.storage import read_checked_json, write_checked_json
-from errorentropy.tokens import TokenTable
+from errorentropy.sweep.cells import read_cell
 
 # ERRORENTROPY_FUZZ_EXAMPLES=1000 searches harder than the default run.
 FUZZ = settings(
@@ -316,7 +316,7 @@ def test_cell_random_bytes(raw):
 
 # ---- sweep specs -------------------------------------------------------------------------------
 
-spec = pytest.importorskip("errorentropy.spec")
+spec = pytest.importorskip("errorentropy.sweep.spec")
 
 TOML_KEYS = [
     "id",

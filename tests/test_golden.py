@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy.cells import CellKey, read_cell, write_cell_record
-from errorentropy.histogram import RankHistogram
-from errorentropy.profile import RankProfile
-from errorentropy.tokens import TokenTable
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.profile import RankProfile
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, read_cell, write_cell_record
 
 GOLDEN = Path(__file__).parent / "golden" / "v1"
 

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from errorentropy.engine import score_documents
+from errorentropy.data.windows import tokenize
 from errorentropy.head.chunked import score_hidden
 from errorentropy.head.full import score_logits
 from errorentropy.head.logits import LogitMap
 from errorentropy.head.select import choose_head, find_head, verify_head
 from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import score_documents
 from errorentropy.testing import tiny_model
-from errorentropy.windows import tokenize
 
 PADDED = 13  # extra output entries past the tokenizer, as real checkpoints pad their vocabularies
 

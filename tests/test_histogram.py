@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
+from errorentropy.stats.histogram import RankHistogram
 from reference import naive_decompose
 
 token_lists = st.lists(

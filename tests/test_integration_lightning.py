@@ -21,12 +21,12 @@ import lightning as L  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from errorentropy.histogram import RankHistogram  # noqa: E402
 from errorentropy.integrations.lightning import (  # noqa: E402
     DEFAULT_FIELDS,
     DecompositionMonitor,
     logits_and_labels,
 )
+from errorentropy.stats.histogram import RankHistogram  # noqa: E402
 from errorentropy.testing import tiny_model  # noqa: E402
 
 LENGTH = 24

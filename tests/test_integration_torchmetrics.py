@@ -16,12 +16,12 @@ pytest.importorskip(
 )
 
 from errorentropy.errors import UserError  # noqa: E402
-from errorentropy.histogram import RankHistogram  # noqa: E402
 from errorentropy.integrations.torchmetrics import (  # noqa: E402
     FIELDS,
     CrossEntropyDecomposition,
     field_names,
 )
+from errorentropy.stats.histogram import RankHistogram  # noqa: E402
 from reference import naive_decompose  # noqa: E402
 from test_distributed import _run_two_ranks  # noqa: E402
 

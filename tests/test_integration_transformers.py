@@ -22,9 +22,8 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from errorentropy.cli import main as cli_main
-from errorentropy.engine import score_documents
+from errorentropy.data.windows import tokenize
 from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
 from errorentropy.integrations.transformers import (
     DecompositionCallback,
     decomposition_fields,
@@ -32,8 +31,9 @@ from errorentropy.integrations.transformers import (
     histogram_from_pairs,
 )
 from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import score_documents
+from errorentropy.stats.histogram import RankHistogram
 from errorentropy.testing import tiny_model
-from errorentropy.windows import tokenize
 from reference import naive_decompose
 
 MAX_LENGTH = 64
@@ -376,7 +376,7 @@ trainer.accelerator.wait_for_everyone()
 def test_two_processes_count_every_token_once(model_dir, short_docs, tmp_path):
     """torchrun, 2 ranks, gloo: 11 texts in batches of 2 leave rank 1 one text short; the
     Trainer's gather drops the text the sampler repeats, and nothing is counted twice."""
-    from errorentropy.models import load_model
+    from errorentropy.models.loading import load_model
 
     docs = short_docs[:11]
     (tmp_path / "docs.json").write_text(json.dumps(docs))

@@ -15,14 +15,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from errorentropy.distributed import merge_results, shard_documents
-from errorentropy.engine import ScoreResult, score_documents
-from errorentropy.histogram import RankHistogram
 from errorentropy.options import ScoreOptions
-from errorentropy.profile import PROFILE_RANKS, PROFILE_TOP, RankProfile
-from errorentropy.results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, write_result
+from errorentropy.scoring.distributed import merge_results, shard_documents
+from errorentropy.scoring.engine import ScoreResult, score_documents
+from errorentropy.scoring.results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, write_result
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.profile import PROFILE_RANKS, PROFILE_TOP, RankProfile
+from errorentropy.stats.tokens import TokenTable
 from errorentropy.testing import tiny_model
-from errorentropy.tokens import TokenTable
 from mergeable import (
     Mergeable,
     assert_same,

@@ -14,8 +14,8 @@ import torch
 
 from errorentropy.head.chunked import score_hidden
 from errorentropy.head.full import score_logits
-from errorentropy.histogram import RankHistogram, decompose_arrays
-from errorentropy.results import summarize
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.histogram import RankHistogram, decompose_arrays
 
 mpmath = pytest.importorskip("mpmath")
 
@@ -186,8 +186,8 @@ def test_ties_count_in_the_ground_truths_favour_and_are_reported() -> None:
 def test_a_model_whose_logits_all_tie(tokenizer) -> None:
     """Identical output-head rows: every token ties with every other, rank 0, log-prob -log V, EE
     0."""
-    from errorentropy.engine import score_documents
     from errorentropy.options import ScoreOptions
+    from errorentropy.scoring.engine import score_documents
     from errorentropy.testing import tiny_model
 
     model = tiny_model(

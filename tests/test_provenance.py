@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from errorentropy import provenance
-from errorentropy.cells import load_cells
 from errorentropy.cli import main
-from errorentropy.fits import fit_sweep, is_current
-from errorentropy.report import collect
-from errorentropy.sweep import run_sweep
+from errorentropy.fits.fit import fit_sweep, is_current
+from errorentropy.models import provenance
+from errorentropy.report.page import collect
+from errorentropy.sweep.cells import load_cells
+from errorentropy.sweep.run import run_sweep
 from errorentropy.testing import save_model, tiny_model
 
 KW = dict(hidden=32, layers=1, heads=2, context=64)

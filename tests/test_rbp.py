@@ -11,17 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
 from errorentropy.cli import main
 from errorentropy.errors import UserError
-from errorentropy.fits import fit_sweep, rbp_ks_of, read_fits, write_fits
-from errorentropy.histogram import RankHistogram
+from errorentropy.fits.fit import fit_sweep, rbp_ks_of, read_fits, write_fits
+from errorentropy.fits.records import SweepFits
 from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
-from errorentropy.results import summarize
-from errorentropy.spec import cell_settings, legacy_cell_settings, parse_spec, settings_digest
-from errorentropy.sweepfits import SweepFits
-from errorentropy.tables import rbp_cells, rbp_markdown
-from errorentropy.tokens import TokenTable
+from errorentropy.report.tables import rbp_cells, rbp_markdown
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, cell_path, load_cells, write_cell_record
+from errorentropy.sweep.spec import cell_settings, legacy_cell_settings, parse_spec, settings_digest
 
 
 def loop_rbp(ranks: list[int], k: int) -> float:

@@ -7,7 +7,8 @@ Nothing can be downloaded here, so four things are stood in, and only these:
   into a temporary Hugging Face hub cache (``HF_HUB_CACHE``) as ``models--EleutherAI--pythia-160m``
   whose ``refs/step1000`` names the snapshot's commit; with ``HF_HUB_OFFLINE=1`` transformers' own
   hub code resolves the name and the revision from that cache;
-* the ``wikipedia`` preset: ``errorentropy.corpus.PRESETS["wikipedia"]`` points at a local folder
+* the ``wikipedia`` preset: ``errorentropy.data.corpus.PRESETS["wikipedia"]`` points at a local
+folder
   laid out as the hub dataset (``20231101.en/train-00000-of-00001.parquet``, 1200 short
   articles), loaded by the same ``datasets.load_dataset`` call and sampled as the preset is
   (1000 documents, seed 42);
@@ -75,7 +76,7 @@ def wikipedia_stand_in(root: Path, texts: list[str]) -> Path:
 # Runs in the child: put the stand-ins in place, run each block, report what the blocks made.
 CHILD = r"""
 import json, sys
-from errorentropy import corpus
+from errorentropy.data import corpus
 
 blocks, wiki, texts = json.loads(sys.stdin.read())
 corpus.PRESETS["wikipedia"] = corpus.Preset(

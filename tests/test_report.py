@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy import report
-from errorentropy.cells import CellKey, cell_path, load_cells, write_cell_record
-from errorentropy.fits import read_fits
-from errorentropy.profile import PROFILE_TOP, RankProfile
-from errorentropy.results import summarize
-from errorentropy.sweepfits import ExtrapolationComparison
-from errorentropy.tables import TABLE1_QUANTITIES
-from errorentropy.tokens import TokenTable
+from errorentropy.fits.fit import read_fits
+from errorentropy.fits.records import ExtrapolationComparison
+from errorentropy.report import page as report
+from errorentropy.report.tables import TABLE1_QUANTITIES
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.profile import PROFILE_TOP, RankProfile
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, cell_path, load_cells, write_cell_record
 
 # family -> (model name, non-embedding params)
 FAMILIES = {
@@ -417,8 +417,8 @@ def test_report_reads_a_current_fits_json_and_never_refits(
 ) -> None:
     """The report consumes the fits: with a fits.json current for the cells (and, unless
     --no-fit, fitted with the asked settings) it fits nothing; otherwise it fits once."""
-    from errorentropy import powerlaw
-    from errorentropy.fits import is_current
+    from errorentropy.fits import powerlaw
+    from errorentropy.fits.fit import is_current
     from synthetic_sweep import build_synthetic_sweep
 
     root = tmp_path / "synth"
@@ -467,7 +467,7 @@ def test_a_model_without_non_embedding_parameters_does_not_break_fig7(
 
 def _set_ee_ce(data, dataset: str, ee: float, ce: float, ci) -> None:
     """Give the All fits of EE and CE these R² and the paired difference this interval."""
-    from errorentropy.sweepfits import R2Comparison
+    from errorentropy.fits.records import R2Comparison
 
     def fix(r):
         if (r.dataset, r.group) != (dataset, "All") or r.quantity not in ("EE", "CE"):

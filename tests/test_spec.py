@@ -9,7 +9,7 @@ import pytest
 
 from errorentropy.cli import main
 from errorentropy.errors import UserError
-from errorentropy.spec import cell_settings, load_spec, parse_spec, settings_digest
+from errorentropy.sweep.spec import cell_settings, load_spec, parse_spec, settings_digest
 
 GOOD = """\
 # a sweep
@@ -281,8 +281,8 @@ def test_batch_size_and_written_out_defaults_do_not_make_cells_stale(tmp_path):
     """Results are bit-identical whatever the batch size: a smaller batch after running out of
     memory redoes nothing, nor does writing out a default; cells digested by errorentropy 0.1.0
     (golden digest below, computed by that version for this spec) stay finished."""
-    from errorentropy.spec import cell_settings, legacy_cell_settings, settings_digest
-    from errorentropy.sweep import plan_cells
+    from errorentropy.sweep.run import plan_cells
+    from errorentropy.sweep.spec import cell_settings, legacy_cell_settings, settings_digest
 
     def digest(text):
         spec = parse(text, tmp_path)

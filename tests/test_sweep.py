@@ -20,21 +20,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from errorentropy.cells import CELLS_DIR, load_cells, read_cell
 from errorentropy.cli import main
 from errorentropy.errors import UserError
-from errorentropy.histogram import RankHistogram
-from errorentropy.spec import load_spec
-from errorentropy.sweep import merge_sweeps, plan_cells, run_sweep, sweep_states
-from errorentropy.tokens import TokenTable
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CELLS_DIR, load_cells, read_cell
+from errorentropy.sweep.run import merge_sweeps, plan_cells, run_sweep, sweep_states
+from errorentropy.sweep.spec import load_spec
 
 ARCHS = ("gpt2", "gpt_neox", "llama", "qwen2")
 PRELOAD = [
     "errorentropy.cli",
-    "errorentropy.sweep",
-    "errorentropy.engine",
-    "errorentropy.models",
-    "errorentropy.corpus",
+    "errorentropy.sweep.run",
+    "errorentropy.scoring.engine",
+    "errorentropy.models.loading",
+    "errorentropy.data.corpus",
     "transformers",
     "transformers.models.gpt2.modeling_gpt2",
     "transformers.models.gpt_neox.modeling_gpt_neox",
@@ -378,7 +378,7 @@ def test_merge_unites_sweeps_and_refuses_conflicts(toy, reference, tmp_path, cap
     hist = record.histogram()
     hist.logprob_sums[np.flatnonzero(hist.counts)[0]] -= 1.0
     hist.save(victim / "histogram.json")
-    from errorentropy.cells import write_cell_record
+    from errorentropy.sweep.cells import write_cell_record
 
     write_cell_record(
         victim,
@@ -455,7 +455,7 @@ def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(
     other = _copy(ref, tmp_path / "other")
     victim = other / CELLS_DIR / name
     record = read_cell(victim)
-    from errorentropy.cells import write_cell_record
+    from errorentropy.sweep.cells import write_cell_record
 
     shutil.rmtree(out / CELLS_DIR / name)  # the cell exists only in `other`, scored "differently"
     write_cell_record(
@@ -476,7 +476,7 @@ def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(
 
 
 def test_a_label_starting_with_a_dot_is_not_hidden():
-    from errorentropy.cells import CellKey, slug
+    from errorentropy.sweep.cells import CellKey, slug
 
     assert (
         slug(".5b") == "5b"
@@ -486,7 +486,7 @@ def test_a_label_starting_with_a_dot_is_not_hidden():
 
 
 def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
-    from errorentropy.sweep import clean_leftovers
+    from errorentropy.sweep.run import clean_leftovers
 
     cells = tmp_path / CELLS_DIR
     (cells / ".a__main__d.tmp-1-abcdef12").mkdir(parents=True)

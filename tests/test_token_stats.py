@@ -14,14 +14,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from errorentropy.engine import score_documents
+from errorentropy.data.windows import batches, make_windows, tokenize
 from errorentropy.errors import UserError
 from errorentropy.head.full import score_logits
-from errorentropy.histogram import RankHistogram
+from errorentropy.head.token_stats import TokenStats, token_stats, token_stats_with_ties
 from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import score_documents
+from errorentropy.stats.histogram import RankHistogram
 from errorentropy.testing import tiny_model
-from errorentropy.token_stats import TokenStats, token_stats, token_stats_with_ties
-from errorentropy.windows import batches, make_windows, tokenize
 
 
 def naive(logits: torch.Tensor, labels: torch.Tensor, shift: bool, ignore: int = -100):
@@ -212,7 +212,7 @@ def test_cuda_results_stay_on_the_device_and_match_the_cpu(dtype):
 
 MEMORY_SCRIPT = """
 import resource, sys, json, torch
-from errorentropy.token_stats import token_stats
+from errorentropy.head.token_stats import token_stats
 dtype, strided = getattr(torch, sys.argv[1]), sys.argv[2] == "1"
 torch.set_num_threads(1)
 full = torch.randn(4, 300 if strided else 256, 65536).to(dtype)  # 256 MiB in float32

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from errorentropy.data.windows import batches, make_windows, padded_length, tokenize
 from errorentropy.errors import UserError
-from errorentropy.windows import batches, make_windows, padded_length, tokenize
 
 
 def scored_positions(windows):

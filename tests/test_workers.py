@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from errorentropy.cells import CELLS_DIR
-from errorentropy.claims import CLAIMS_DIR, WORKER_ENV, ClaimBoard, Worker, this_worker
 from errorentropy.errors import UserError
-from errorentropy.spec import load_spec
-from errorentropy.sweep import merge_sweeps, survey, sweep_lock, worker_devices
+from errorentropy.sweep.cells import CELLS_DIR
+from errorentropy.sweep.claims import CLAIMS_DIR, WORKER_ENV, ClaimBoard, Worker, this_worker
+from errorentropy.sweep.run import merge_sweeps, survey, sweep_lock, worker_devices
+from errorentropy.sweep.spec import load_spec
 from test_sweep import assert_same_results
 
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -220,7 +220,7 @@ def test_claims_exclude_and_leases_expire_without_heartbeats(tmp_path):
 def test_a_killed_holder_on_this_machine_is_dead_at_once(tmp_path):
     """flock: the kernel drops the lock of a SIGKILLed process; no lease to wait out."""
     code = (
-        "import sys, time; from errorentropy.claims import ClaimBoard; "
+        "import sys, time; from errorentropy.sweep.claims import ClaimBoard; "
         f"c = ClaimBoard({str(tmp_path)!r}, lease_s=3600).try_claim('c'); "
         "print(c.attempt, flush=True); time.sleep(600)"
     )

@@ -15,42 +15,40 @@ errorentropy`` (and the command line) starts without torch, transformers or matp
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
-from .version import __version__
+from errorentropy.version import __version__
 
 if TYPE_CHECKING:
-    from .api import ScoredCorpus, load_model, score
-    from .corpus import Corpus, load_corpus
-    from .errors import UserError
-    from .fits import SweepFits, fit_sweep
-    from .histogram import Decomposition, RankHistogram
-    from .options import ScoreOptions
-    from .report import build_report
-    from .sweep import run_sweep
-    from .token_stats import TokenStats, token_stats
-    from .tokens import TokenTable
+    from errorentropy.data.corpus import Corpus, load_corpus
+    from errorentropy.errors import UserError
+    from errorentropy.fits.fit import SweepFits, fit_sweep
+    from errorentropy.head.token_stats import TokenStats, token_stats
+    from errorentropy.options import ScoreOptions
+    from errorentropy.report.page import build_report
+    from errorentropy.scoring.api import ScoredCorpus, load_model, score
+    from errorentropy.stats.histogram import Decomposition, RankHistogram
+    from errorentropy.stats.tokens import TokenTable
+    from errorentropy.sweep.run import run_sweep
 
 # Each public name and the module that defines it.
 _HOMES: dict[str, str] = {
-    "load_model": "api",
-    "score": "api",
-    "ScoredCorpus": "api",
-    "load_corpus": "corpus",
-    "Corpus": "corpus",
-    "token_stats": "token_stats",
-    "TokenStats": "token_stats",
-    "RankHistogram": "histogram",
-    "Decomposition": "histogram",
+    "load_model": "scoring.api",
+    "score": "scoring.api",
+    "ScoredCorpus": "scoring.api",
+    "load_corpus": "data.corpus",
+    "Corpus": "data.corpus",
+    "token_stats": "head.token_stats",
+    "TokenStats": "head.token_stats",
+    "RankHistogram": "stats.histogram",
+    "Decomposition": "stats.histogram",
     "ScoreOptions": "options",
-    "TokenTable": "tokens",
+    "TokenTable": "stats.tokens",
     "UserError": "errors",
-    "run_sweep": "sweep",
-    "fit_sweep": "fits",
-    "SweepFits": "fits",
-    "build_report": "report",
+    "run_sweep": "sweep.run",
+    "fit_sweep": "fits.fit",
+    "SweepFits": "fits.fit",
+    "build_report": "report.page",
 }
 
 __all__ = [
@@ -86,17 +84,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    """The package module: a public function keeps its name when its namesake submodule is
-    imported (``errorentropy.token_stats`` is the function; the module is
-    ``sys.modules["errorentropy.token_stats"]``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _HOMES and isinstance(value, types.ModuleType):
-            return  # the import system binding the submodule over the public name
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

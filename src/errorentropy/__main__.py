@@ -1,6 +1,6 @@
 """``python -m errorentropy``: the command line."""
 
-from .cli import run
+from errorentropy.cli import run
 
 if __name__ == "__main__":  # importing this module (pytest --doctest-modules does) runs nothing
     run()

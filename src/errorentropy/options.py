@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from .errors import UserError
+from errorentropy.errors import UserError
 
 WindowMode = Literal["truncate", "stride"]
 BosMode = Literal["auto", "always", "never"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from errorentropy.errors import UserError
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from scipy.optimize import brentq
 
-from .cells import CellKey, cell_path, write_cell_record
-from .demo.tokenizer import train_bpe_tokenizer
-from .results import summarize
-from .tokens import TokenTable
+from errorentropy.demo.tokenizer import train_bpe_tokenizer
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.sweep.cells import CellKey, cell_path, write_cell_record
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -12,10 +12,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ..errors import UserError
-from ..version import __version__
-from . import demo, fit, report, score, sweep
-from .args import Parser
+from errorentropy.cli import demo, fit, report, score, sweep
+from errorentropy.cli.args import Parser
+from errorentropy.errors import UserError
+from errorentropy.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,12 +68,13 @@ def silence_library_progress() -> None:
 
 def conclude(status: int) -> int:
     """Under torchrun, agree on the exit status with the other processes and leave the group
-    together (see :func:`errorentropy.distributed.conclude`); otherwise ``status``. A command that
+    together (see :func:`errorentropy.scoring.distributed.conclude`); otherwise ``status``. A
+    command that
     never loaded torch (decompose, fit, report) pays nothing for this."""
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return status
-    from ..distributed import conclude as agree_and_leave
+    from errorentropy.scoring.distributed import conclude as agree_and_leave
 
     global _LEFT_GROUP
     _LEFT_GROUP = True

@@ -7,8 +7,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UserError
-from ..options import OPTIONS, ScoreOptions
+from errorentropy.errors import UserError
+from errorentropy.options import OPTIONS, ScoreOptions
 
 
 def integer(text: str) -> int:

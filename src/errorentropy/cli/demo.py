@@ -8,10 +8,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..demo.pipeline import DEFAULT_SIZES, TINY_SIZES, DemoSettings, run_demo, tiny_settings
-from ..demo.training import parse_shapes
-from ..errors import UserError
-from .args import integer, positive_float, positive_int
+from errorentropy.cli.args import integer, positive_float, positive_int
+from errorentropy.demo.pipeline import (
+    DEFAULT_SIZES,
+    TINY_SIZES,
+    DemoSettings,
+    run_demo,
+    tiny_settings,
+)
+from errorentropy.demo.training import parse_shapes
+from errorentropy.errors import UserError
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..fits import TABLES_DIR, fit_sweep, write_fits
-from ..tables import rbp_markdown, table1_markdown
-from .args import integer_list, non_negative_int, positive_int
+from errorentropy.cli.args import integer_list, non_negative_int, positive_int
+from errorentropy.errors import UserError
+from errorentropy.fits.fit import TABLES_DIR, fit_sweep, write_fits
+from errorentropy.report.tables import rbp_markdown, table1_markdown, write_tables
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def run_fit(args: argparse.Namespace) -> int:
         sweep_dir, n_boot=args.n_boot, seed=args.seed, holdout=args.holdout, rbp_ks=args.rbp_k
     )
     written = write_fits(sweep_dir, result)
+    write_tables(result, sweep_dir / TABLES_DIR)
     print(table1_markdown(result))
     if result.rbp_fits:
         print(rbp_markdown(result))
@@ -35,7 +36,7 @@ def run_fit(args: argparse.Namespace) -> int:
         if note.kind != "biased-bootstrap":
             print(f"note: {note.message}")
     if not args.quiet:
-        print(f"wrote {written['fits']} and tables in {sweep_dir / TABLES_DIR}")
+        print(f"wrote {written} and tables in {sweep_dir / TABLES_DIR}")
     return 0
 
 

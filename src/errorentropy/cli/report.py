@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..report import build_report
-from .args import non_negative_int
+from errorentropy.cli.args import non_negative_int
+from errorentropy.errors import UserError
+from errorentropy.report.page import build_report
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -9,13 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..convergence import Convergence
-from ..corpus import load_corpus
-from ..errors import UserError
-from ..options import check_window_options
-from ..results import RESULT_FILES, merge_saved, summarize, write_result
-from ..storage import commit_folder
-from .args import add_data_options, add_model_options, add_scoring_options, scoring_options
+from errorentropy.cli.args import (
+    add_data_options,
+    add_model_options,
+    add_scoring_options,
+    scoring_options,
+)
+from errorentropy.data.corpus import load_corpus
+from errorentropy.errors import UserError
+from errorentropy.options import check_window_options
+from errorentropy.scoring.results import RESULT_FILES, merge_saved, summarize, write_result
+from errorentropy.stats.convergence import Convergence
+from errorentropy.storage import commit_folder
 
 
 def check_out_folder(out: Path) -> None:
@@ -45,9 +50,9 @@ def check_out_folder(out: Path) -> None:
 
 def run_score(args: argparse.Namespace) -> int:
     """errorentropy score: one model over one corpus, written to --out."""
-    from ..api import score_corpus
-    from ..distributed import init_distributed, is_main_process
-    from ..models import load_model
+    from errorentropy.models.loading import load_model
+    from errorentropy.scoring.api import score_corpus
+    from errorentropy.scoring.distributed import init_distributed, is_main_process
 
     check_window_options(args.max_length, args.window, args.stride)
     options = scoring_options(args)  # every option checked before data or a model is loaded
@@ -106,7 +111,7 @@ def run_decompose(args: argparse.Namespace) -> int:
 
 def run_params(args: argparse.Namespace) -> int:
     """errorentropy params: parameter counts from the config alone."""
-    from ..models import count_parameters_from_config
+    from errorentropy.models.loading import count_parameters_from_config
 
     counts = count_parameters_from_config(args.model, args.revision, args.trust_remote_code)
     print(json.dumps({"model": args.model, **counts.as_dict()}))

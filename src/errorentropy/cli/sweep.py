@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..spec import load_spec
-from ..sweep import (
+from errorentropy.cli.args import positive_float, positive_int
+from errorentropy.errors import UserError
+from errorentropy.sweep.run import (
     EXIT_CELLS_FAILED,
     format_states,
     merge_sweeps,
@@ -18,13 +18,13 @@ from ..sweep import (
     survey,
     worker_devices,
 )
-from .args import positive_float, positive_int
+from errorentropy.sweep.spec import load_spec
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     """errorentropy sweep: score every (model, revision, dataset) cell of a TOML spec into --out,
     resumably; any number of these may work on one --out at once (docs/scale.md)."""
-    from ..distributed import is_main_process, launch_from_env
+    from errorentropy.scoring.distributed import is_main_process, launch_from_env
 
     if args.workers > 1 and not args.dry_run:
         return _run_workers(args)
@@ -53,7 +53,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
 def _run_workers(args: argparse.Namespace) -> int:
     """``--workers K``: K worker processes on this machine, then one summary line."""
-    from ..distributed import launch_from_env
+    from errorentropy.scoring.distributed import launch_from_env
 
     if launch_from_env() is not None:
         raise UserError(

@@ -28,16 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from ..cells import CELL_FILE, CELLS_DIR, CellKey, load_cells, slug
-from ..corpus import builtin_sources, fingerprint
-from ..errors import UserError
-from ..options import ScoreOptions
-from ..report import build_report
-from ..storage import atomic_write_text, canonical_json, read_checked_json, write_checked_json
-from ..sweep import run_sweep
-from ..version import __version__
-from .tokenizer import train_bpe_tokenizer
-from .training import (
+from errorentropy.data.corpus import builtin_sources, fingerprint
+from errorentropy.demo.tokenizer import train_bpe_tokenizer
+from errorentropy.demo.training import (
     ModelShape,
     TrainSettings,
     checkpoint_steps,
@@ -49,6 +42,18 @@ from .training import (
     token_blocks,
     train_model,
 )
+from errorentropy.errors import UserError
+from errorentropy.options import ScoreOptions
+from errorentropy.report.page import build_report
+from errorentropy.storage import (
+    atomic_write_text,
+    canonical_json,
+    read_checked_json,
+    write_checked_json,
+)
+from errorentropy.sweep.cells import CELL_FILE, CELLS_DIR, CellKey, load_cells, slug
+from errorentropy.sweep.run import run_sweep
+from errorentropy.version import __version__
 
 CORPORA = ("builtin:prose", "builtin:code")
 DEMO_FORMAT = "errorentropy-demo-model"
@@ -261,7 +266,7 @@ def digest(payload: Any) -> str:
 
 
 def text_digest(documents: Sequence[str]) -> str:
-    """The fingerprint of a list of documents (:func:`errorentropy.corpus.fingerprint`)."""
+    """The fingerprint of a list of documents (:func:`errorentropy.data.corpus.fingerprint`)."""
     return fingerprint(documents)
 
 
@@ -431,7 +436,7 @@ def _dense_scorer(job: TrainJob, timings: dict[str, float]) -> Any:
     seconds added to ``timings["dense_score_seconds"]``)."""
     from transformers import AutoTokenizer
 
-    from ..integrations.transformers import score_texts, write_step_cell
+    from errorentropy.integrations.transformers import score_texts, write_step_cell
 
     dense = job.dense
     assert dense is not None
@@ -534,7 +539,7 @@ def _model_record(
     ``started`` and ``cpu_started``)."""
     import torch
 
-    from ..models import count_parameters
+    from errorentropy.models.loading import count_parameters
 
     counts = count_parameters(model)
     return {

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import UserError
+from errorentropy.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where a model is trained: `errorentropy --help` stays quick
     import torch

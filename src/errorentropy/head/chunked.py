@@ -19,8 +19,7 @@ from typing import TypeVar
 
 import torch
 
-from ..options import DEFAULT_VOCAB_CHUNK
-from .logits import (
+from errorentropy.head.logits import (
     ROW_MULTIPLE,
     LogitMap,
     TokenScores,
@@ -29,6 +28,7 @@ from .logits import (
     empty_scores,
     row_logsumexp,
 )
+from errorentropy.options import DEFAULT_VOCAB_CHUNK
 
 
 def cpu_workers(device: torch.device) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .logits import (
+from errorentropy.head.logits import (
     ROW_MULTIPLE,
     TokenScores,
     check_finite,

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .chunked import score_hidden
-from .logits import TokenScores, check_finite
+from errorentropy.head.chunked import score_hidden
+from errorentropy.head.logits import TokenScores, check_finite
 
 BLOCK_T = 64
 BLOCK_V = 128
@@ -165,7 +165,7 @@ class _Tiles:
 
 def _target_logit(ops: _Operands) -> torch.Tensor:
     """Every target's logit, with the head kernel's tile shapes and reduction order."""
-    from . import fused_kernels as kernels
+    from errorentropy.head import fused_kernels as kernels
 
     n_tokens, dim = ops.hidden.shape
     target_logit = torch.empty(n_tokens, dtype=torch.float32, device=ops.weight.device)
@@ -189,7 +189,7 @@ def _target_logit(ops: _Operands) -> torch.Tensor:
 
 def _head_tiles(ops: _Operands, target_logit: torch.Tensor, splits: int) -> _Tiles:
     """Run the head kernel over the vocabulary in about ``splits`` slices per token block."""
-    from . import fused_kernels as kernels
+    from errorentropy.head import fused_kernels as kernels
 
     n_tokens, dim = ops.hidden.shape
     vocab = ops.weight.shape[0]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from errorentropy.errors import UserError
 
 ROW_MULTIPLE = 16  # row counts of every product and reduction: CPU kernels round odd rows apart
 # float32 elements in one [token_block, vocab_chunk] tile: 4 MiB, small enough to stay in cache

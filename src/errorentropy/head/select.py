@@ -8,13 +8,13 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import UserError
-from ..models import input_device
-from ..options import DEFAULT_VOCAB_CHUNK, HeadMode
-from . import fused
-from .chunked import score_hidden
-from .fused import available
-from .logits import NON_FINITE_MESSAGE, LogitMap, TokenScores
+from errorentropy.errors import UserError
+from errorentropy.head import fused
+from errorentropy.head.chunked import score_hidden
+from errorentropy.head.fused import available
+from errorentropy.head.logits import NON_FINITE_MESSAGE, LogitMap, TokenScores
+from errorentropy.models.loading import input_device
+from errorentropy.options import DEFAULT_VOCAB_CHUNK, HeadMode
 
 
 @dataclass

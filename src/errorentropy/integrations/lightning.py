@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from ..quantities import QUANTITIES
-from .torchmetrics import CrossEntropyDecomposition, field_names
-from .transformers import DEFAULT_RBP_KS
+from errorentropy.integrations.torchmetrics import CrossEntropyDecomposition, field_names
+from errorentropy.integrations.transformers import DEFAULT_RBP_KS
+from errorentropy.stats.quantities import QUANTITIES
 
 __all__ = ["DEFAULT_FIELDS", "DecompositionMonitor", "logits_and_labels"]
 

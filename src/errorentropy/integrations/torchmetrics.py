@@ -4,8 +4,8 @@
 the rank histogram as two fixed-length states, ``counts`` (n_e, int64) and ``logprob_sums`` (S_e,
 float64), one entry per vocabulary entry. Both are reduced by sum, so a DDP sync adds the
 processes' histograms: the counts exactly, the sums to float64 round-off, as
-:class:`errorentropy.histogram.RankHistogram` adds shards. Each batch goes through
-:meth:`RankHistogram.update <errorentropy.histogram.RankHistogram.update>`, so a metric and a
+:class:`errorentropy.stats.histogram.RankHistogram` adds shards. Each batch goes through
+:meth:`RankHistogram.update <errorentropy.stats.histogram.RankHistogram.update>`, so a metric and a
 histogram fed the same batches in the same order hold the same bits.
 
 This is the only module of the package that imports torchmetrics (``pip install
@@ -23,8 +23,8 @@ import torch.distributed as dist
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from ..histogram import RankHistogram
-from .transformers import DEFAULT_RBP_KS, decomposition_fields
+from errorentropy.integrations.transformers import DEFAULT_RBP_KS, decomposition_fields
+from errorentropy.stats.histogram import RankHistogram
 
 __all__ = ["FIELDS", "CrossEntropyDecomposition", "field_names"]
 

@@ -29,18 +29,18 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from ..cells import CELLS_DIR, CellKey, write_cell_record
-from ..corpus import fingerprint
-from ..engine import ScoreResult, check_context, score_documents
-from ..errors import UserError
-from ..histogram import RankHistogram
-from ..models import count_parameters, family_of
-from ..options import DEFAULT_RBP_KS, ScoreOptions
-from ..quantities import QUANTITIES
-from ..results import summarize, write_result
-from ..storage import commit_folder
-from ..token_stats import token_stats
-from ..windows import make_windows, tokenize
+from errorentropy.data.corpus import fingerprint
+from errorentropy.data.windows import make_windows, tokenize
+from errorentropy.errors import UserError
+from errorentropy.head.token_stats import token_stats
+from errorentropy.models.loading import count_parameters, family_of
+from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
+from errorentropy.scoring.engine import ScoreResult, check_context, score_documents
+from errorentropy.scoring.results import summarize, write_result
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.quantities import QUANTITIES
+from errorentropy.storage import commit_folder
+from errorentropy.sweep.cells import CELLS_DIR, CellKey, write_cell_record
 
 __all__ = [
     "DEFAULT_RBP_KS",
@@ -80,7 +80,7 @@ def decomposition_fields(
     (the mean of 1 / (rank + 1)). An empty histogram gives ``n_tokens`` 0 and NaN elsewhere.
 
     Examples:
-        >>> from errorentropy.histogram import RankHistogram
+        >>> from errorentropy.stats.histogram import RankHistogram
         >>> hist = RankHistogram.from_tokens([0, 0, 1, 3], [-0.1, -0.2, -1.5, -3.0])
         >>> fields = decomposition_fields(hist, rbp_ks=(1, 2))
         >>> fields["n_tokens"], fields["rbp_at_1"], fields["rbp_at_2"], fields["mrr"]
@@ -109,7 +109,7 @@ def histogram_from_pairs(pairs: Any) -> RankHistogram:
     """The rank histogram of (rank, log-prob) pairs shaped ``[..., 2]``, as the Trainer hands them
     to ``compute_metrics``: a numpy array, a tensor (``batch_eval_metrics``) or a list of per-batch
     arrays (``eval_do_concat_batches=False``). Pairs with a negative rank have no label: -1 from
-    :func:`~errorentropy.token_stats.token_stats`, -100 where the Trainer padded batches of
+    :func:`~errorentropy.head.token_stats.token_stats`, -100 where the Trainer padded batches of
     different lengths to one width."""
     if isinstance(pairs, (list, tuple)):
         return sum((histogram_from_pairs(p) for p in pairs), RankHistogram())
@@ -259,7 +259,8 @@ class DecompositionCallback(TrainerCallback):
     """Scores held-out texts every ``every_n_steps`` optimizer steps (and before the first step,
     and after the last) and logs the decomposition through ``Trainer.log``.
 
-    Each scoring runs :func:`errorentropy.engine.score_documents` on the main process, with the
+    Each scoring runs :func:`errorentropy.scoring.engine.score_documents` on the main process, with
+    the
     model in eval mode under ``torch.no_grad`` (its per-module train/eval modes are restored after,
     nothing enters the autograd graph and no random numbers are drawn), over the held-out texts cut
     into windows of ``max_length`` tokens. The fields of :func:`decomposition_fields` are logged as
@@ -475,7 +476,8 @@ def score_texts(
     model: torch.nn.Module, tokenizer: Any, documents: Sequence[str], options: ScoreOptions
 ) -> ScoreResult:
     """Score ``documents`` with ``model`` as it is now (a
-    :class:`~errorentropy.engine.ScoreResult`): in eval mode under ``torch.no_grad``, drawing no
+    :class:`~errorentropy.scoring.engine.ScoreResult`): in eval mode under ``torch.no_grad``,
+    drawing no
     random numbers, and leaving every module's train/eval mode and the gradients as they were.
     What :class:`DecompositionCallback` runs at each step; usable from any training loop."""
     modes = [(module, module.training) for module in model.modules()]

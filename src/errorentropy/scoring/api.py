@@ -1,0 +1,249 @@
+"""Scoring from Python: :func:`load_model` and :func:`score`, the ``score`` command's way.
+
+The ``score`` command and :func:`score` both run :func:`score_corpus`, so a summary made in
+Python is the command's summary to the last bit (timings aside). Under ``torchrun`` both join the
+process group from the environment and shard the documents across the processes; every process
+receives the merged result.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from errorentropy.data.corpus import Corpus, fingerprint
+from errorentropy.errors import UserError
+from errorentropy.models.loading import input_device
+from errorentropy.models.loading import load_model as _load_model
+from errorentropy.models.provenance import model_provenance
+from errorentropy.options import ScoreOptions
+from errorentropy.scoring.distributed import init_distributed, shard_and_score
+from errorentropy.scoring.results import summarize
+from errorentropy.stats.histogram import Decomposition, RankHistogram
+from errorentropy.stats.profile import RankProfile
+from errorentropy.stats.tokens import TokenTable
+
+# The name and revision each model was loaded by (load_model), for its summaries.
+_LOADED_AS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[str, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@dataclass
+class ScoredCorpus:
+    """A scored corpus: its rank histogram, every scored token, and the summary.
+
+    ``summary`` is the dict ``errorentropy score`` writes to ``summary.json``: the counts, the
+    four quantities and every setting that produced them (model, revision, dtype, device, data,
+    options, head path, notes, processes, timings).
+    """
+
+    histogram: RankHistogram
+    tokens: TokenTable
+    profile: RankProfile | None
+    notes: list[str]
+    head_path: str
+    n_windows: int
+    summary: dict[str, Any]
+
+    def decompose(self) -> Decomposition:
+        """CE = EE + SA - Conf of the whole corpus (``self.histogram.decompose()``)."""
+        return self.histogram.decompose()
+
+
+def load_model(
+    name: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    device_map: str | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """A causal LM and its tokenizer, by hub id or local folder, in eval mode.
+
+    As :func:`errorentropy.models.loading.load_model`, after joining the process group when
+    launched by
+    ``torchrun`` (so each process loads onto its own GPU, as the ``score`` command does); the
+    name and revision are remembered for the summaries of :func:`score`.
+
+    Args:
+        name: a hub id (``EleutherAI/pythia-160m``) or a local model folder.
+        revision: a hub branch or tag (``step1000``), or a local ``checkpoints/NAME`` folder.
+        dtype: ``auto`` (float32 on a CPU, the checkpoint's dtype on a GPU), ``float32``,
+            ``bfloat16`` or ``float16``.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        trust_remote_code: allow a hub model's own Python code.
+        device_map: ``"auto"`` spreads a model too large for one GPU over all GPUs.
+
+    Examples:
+        >>> import errorentropy as ee
+        >>> model, tokenizer = ee.load_model(tiny_model_path, device="cpu")
+        >>> model.training, str(next(model.parameters()).dtype)
+        (False, 'torch.float32')
+        >>> tokenizer("hello world", add_special_tokens=False)["input_ids"] != []
+        True
+    """
+    init_distributed(device)
+    model, tokenizer = _load_model(
+        name,
+        revision=revision,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=trust_remote_code,
+        device_map=device_map,
+    )
+    _LOADED_AS[model] = (name, revision)
+    return model, tokenizer
+
+
+def score(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    corpus: Corpus | Sequence[str],
+    *,
+    progress: bool = False,
+    **options: Any,
+) -> ScoredCorpus:
+    """Score ``model`` over a corpus and decompose its cross-entropy, as ``errorentropy score``.
+
+    Args:
+        model: a causal LM (from :func:`load_model` or ``AutoModelForCausalLM``).
+        tokenizer: its tokenizer.
+        corpus: a :class:`~errorentropy.data.corpus.Corpus`
+            (:func:`~errorentropy.data.corpus.load_corpus`) or a list of documents.
+        progress: show a progress bar on stderr.
+        **options: the fields of :class:`~errorentropy.options.ScoreOptions` (``max_length``,
+            ``window``, ``stride``, ``bos``, ``batch_size``, ``head``, ``vocab_chunk``,
+            ``chunk_elements``, ``profile``, ``rbp_k``), checked as the command checks its
+            flags.
+
+    Under ``torchrun`` the documents are sharded across the processes (the process group is
+    joined from the environment if need be) and every process receives the merged result.
+    Raises :class:`~errorentropy.errors.UserError` (one line) for a bad option or corpus.
+
+    Examples:
+        >>> import errorentropy as ee
+        >>> model, tokenizer = ee.load_model(tiny_model_path, device="cpu")
+        >>> result = ee.score(model, tokenizer, ee.load_corpus(tiny_corpus_path), max_length=64)
+        >>> d = result.histogram.decompose()
+        >>> abs(d.cross_entropy - (d.error_entropy + d.self_alignment - d.confidence)) < 1e-12
+        True
+        >>> s = result.summary
+        >>> s["n_documents"], s["max_length"], s["processes"], s["cross_entropy"] == d.cross_entropy
+        (6, 64, 1, True)
+        >>> ee.score(model, tokenizer, ["Any list of strings will do."]).summary["data"] is None
+        True
+        >>> ee.score(model, tokenizer, ["text"], max_lenght=64)
+        Traceback (most recent call last):
+        errorentropy.errors.UserError: errorentropy.score(): unknown option 'max_lenght'; ...
+    """
+    checked = ScoreOptions.from_mapping(options, "errorentropy.score()")
+    documents, data_settings, label = _documents(corpus)
+    init_distributed(str(input_device(model)))
+    name, revision = _LOADED_AS.get(model) or (_model_name(model), None)
+    return score_corpus(
+        model,
+        tokenizer,
+        documents,
+        checked,
+        model_name=name,
+        revision=revision,
+        data_settings=data_settings,
+        data_label=label,
+        bos_hint="bos='always'",
+        progress=progress,
+    )
+
+
+def _model_name(model: torch.nn.Module) -> str:
+    """What a model loaded some other way than :func:`load_model` calls itself."""
+    config = getattr(model, "config", None)
+    return str(getattr(config, "_name_or_path", "") or type(model).__name__)
+
+
+def _documents(corpus: Corpus | Sequence[str]) -> tuple[list[str], dict[str, Any], str]:
+    """The documents, the data settings a summary records, and how a message names them."""
+    if isinstance(corpus, Corpus):
+        return corpus.documents, corpus.settings(), corpus.spec
+    if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Sequence):
+        raise UserError(
+            f"errorentropy.score(): pass a Corpus (errorentropy.load_corpus) or a list of "
+            f"strings, not {type(corpus).__name__}"
+        )
+    documents = list(corpus)
+    odd = next((d for d in documents if not isinstance(d, str)), None)
+    if odd is not None:
+        raise UserError(
+            f"errorentropy.score(): every document must be a str, got {type(odd).__name__}"
+        )
+    if not documents:
+        raise UserError("errorentropy.score(): no documents to score (an empty list)")
+    settings = {
+        "data": None,  # documents given in Python
+        "data_fingerprint": fingerprint(documents),
+        "samples": None,
+        "seed": None,
+        "text_field": None,
+        "n_documents_available": len(documents),
+    }
+    return documents, settings, "the given list"
+
+
+def score_corpus(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    documents: Sequence[str],
+    options: ScoreOptions,
+    *,
+    model_name: str,
+    revision: str | None,
+    data_settings: Mapping[str, Any],
+    data_label: str,
+    bos_hint: str = "--bos always",
+    progress: bool = False,
+) -> ScoredCorpus:
+    """Score ``documents`` (sharded under torchrun) and summarize them: the ``score`` command
+    and :func:`score` both end here. ``data_label`` and ``bos_hint`` word the error raised when
+    every document is too short to score."""
+    import torch.distributed as dist
+
+    started = time.perf_counter()
+    result = shard_and_score(model, tokenizer, documents, options, progress=progress)
+    elapsed = time.perf_counter() - started
+    if result.histogram.n_tokens == 0:
+        raise UserError(
+            f"every document of {data_label} was skipped (fewer than 2 tokens each: "
+            f"{result.histogram.n_skipped} documents); use longer documents or {bos_hint}"
+        )
+    grouped = dist.is_available() and dist.is_initialized()
+    parameter = next(model.parameters())
+    settings = {
+        "model": model_name,
+        "revision": revision,
+        **model_provenance(model).fields(),  # model_commit, weights_fingerprint
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+        **data_settings,
+        **options.settings(),
+        "head_path": result.head_path,
+        "notes": result.notes,
+        "n_windows": result.n_windows,
+        "processes": dist.get_world_size() if grouped else 1,
+        "elapsed_s": round(elapsed, 3),
+        "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
+    }
+    return ScoredCorpus(
+        result.histogram,
+        result.tokens,
+        result.profile,
+        result.notes,
+        result.head_path,
+        result.n_windows,
+        summarize(result.histogram, settings, rbp_ks=options.rbp_k, tokens=result.tokens),
+    )

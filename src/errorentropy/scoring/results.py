@@ -1,0 +1,201 @@
+"""A scored result on disk: one folder with the histogram, the tokens behind it and a summary.
+
+Layout of a result folder (all files written atomically)::
+
+    histogram.json   the rank histogram (checksummed JSON, format errorentropy-histogram v1)
+    tokens.npz       every scored token: doc, position, rank, logprob (sorted by doc, position)
+    profile.json     the sorted-probability profile, only with --profile
+    summary.json     the decomposition and every setting that produced it
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from errorentropy.errors import UserError
+from errorentropy.options import DEFAULT_RBP_KS
+from errorentropy.stats.convergence import ee_convergence
+from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.profile import RankProfile
+from errorentropy.stats.tokens import TokenTable
+from errorentropy.storage import atomic_write_text
+from errorentropy.version import __version__
+
+HISTOGRAM_FILE = "histogram.json"
+TOKENS_FILE = "tokens.npz"
+PROFILE_FILE = "profile.json"
+SUMMARY_FILE = "summary.json"
+RESULT_FILES = (HISTOGRAM_FILE, TOKENS_FILE, PROFILE_FILE, SUMMARY_FILE)
+
+
+class Scored(Protocol):
+    """What a result folder holds (:class:`~errorentropy.scoring.engine.ScoreResult` is one): the
+    histogram, every token behind it, and the profile if one was asked for."""
+
+    @property
+    def histogram(self) -> RankHistogram:
+        """The rank histogram of every scored token."""
+
+    @property
+    def tokens(self) -> TokenTable:
+        """Every scored token, sorted by (document, position)."""
+
+    @property
+    def profile(self) -> RankProfile | None:
+        """The sorted-probability profile, or None when none was asked for."""
+
+
+def summarize(
+    histogram: RankHistogram,
+    settings: dict[str, Any] | None = None,
+    *,
+    rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
+    tokens: TokenTable | None = None,
+) -> dict[str, Any]:
+    """The summary of a histogram: counts, the four quantities, extras, then the settings.
+
+    ``rbp_at`` maps each k of ``rbp_ks`` (as a string, JSON's keys) to RBP_k, the share of tokens
+    ranked below k (:meth:`RankHistogram.rbp_at`); ``mrr`` is the mean of 1 / (rank + 1). Given
+    the ``tokens`` behind the histogram, ``ee_convergence`` follows EE over nested subsets of the
+    documents and ``ee_settled`` says whether it has settled
+    (:func:`errorentropy.stats.convergence.ee_convergence`).
+
+    Examples:
+        >>> import numpy as np
+        >>> from errorentropy.stats.histogram import RankHistogram
+        >>> ranks, probs = [0, 0, 1, 3], [0.5, 0.4, 0.2, 0.05]
+        >>> summary = summarize(RankHistogram.from_tokens(ranks, np.log(probs)), {"model": "mine"})
+        >>> summary["n_tokens"], summary["top1_accuracy"], summary["n_ranks_observed"]
+        (4, 0.5, 3)
+        >>> bool(abs(summary["cross_entropy"] + np.log(probs).mean()) < 1e-12), summary["model"]
+        (True, 'mine')
+        >>> summary["rbp_at"], summary["mrr"]
+        ({'1': 0.5, '10': 1.0, '100': 1.0, '1000': 1.0}, 0.6875)
+    """
+    decomposition = histogram.decompose()
+    summary: dict[str, Any] = {
+        "n_tokens": histogram.n_tokens,
+        "n_documents": histogram.n_documents,
+        "n_skipped": histogram.n_skipped,
+        "n_tied": histogram.n_tied,
+        "cross_entropy": decomposition.cross_entropy,
+        "error_entropy": decomposition.error_entropy,
+        "self_alignment": decomposition.self_alignment,
+        "confidence": decomposition.confidence,
+        "error_entropy_miller_madow": decomposition.error_entropy_miller_madow,
+        "top1_accuracy": decomposition.top1_accuracy,
+        "n_ranks_observed": int(decomposition.ranks.size),
+        "identity_residual": decomposition.identity_residual,
+        "rbp_at": {str(k): v for k, v in histogram.rbp_at(rbp_ks).items()},
+        "mrr": histogram.mrr(),
+        "errorentropy_version": __version__,
+    }
+    if tokens is not None:
+        check = ee_convergence(tokens)
+        summary["ee_settled"] = check.settled
+        summary["ee_convergence"] = check.to_dict()
+    summary.update(settings or {})
+    return summary
+
+
+def write_summary(directory: Path, summary: dict[str, Any]) -> None:
+    """Write ``summary`` as the folder's summary.json."""
+    atomic_write_text(
+        directory / SUMMARY_FILE, json.dumps(summary, indent=1, sort_keys=False) + "\n"
+    )
+
+
+def write_result(directory: Path, result: Scored, summary: dict[str, Any]) -> None:
+    """Write a :class:`~errorentropy.scoring.engine.ScoreResult` and its summary as a result
+    folder's
+    files."""
+    result.histogram.save(directory / HISTOGRAM_FILE)
+    result.tokens.save(directory / TOKENS_FILE)
+    if result.profile is not None:
+        result.profile.save(directory / PROFILE_FILE)
+    write_summary(directory, summary)
+
+
+def find_histogram(source: Path | str) -> Path:
+    """A histogram file, or the one inside a result folder."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / HISTOGRAM_FILE
+    if not path.exists():
+        raise UserError(
+            f"no histogram at {source}; pass a folder written by `errorentropy score "
+            f"--out` or its {HISTOGRAM_FILE}"
+        )
+    return path
+
+
+def load_histograms(sources: list[str]) -> RankHistogram:
+    """Merge the histograms of several result folders or files (no checks: see
+    :func:`merge_saved`)."""
+    return sum((RankHistogram.load(find_histogram(s)) for s in sources), RankHistogram())
+
+
+# The summary settings that define how documents became scored tokens.
+PROTOCOL_KEYS = ("text_field", "max_length", "window", "stride", "bos")
+# What must agree for histograms to be one model's numbers on one protocol; the data may differ
+# (shards of a corpus scored separately), but not be the same documents twice.
+MERGE_KEYS = ("model", "revision", "dtype", *PROTOCOL_KEYS)
+
+
+def merge_saved(
+    sources: list[str], *, allow_mixed: bool = False
+) -> tuple[RankHistogram, dict[str, Any]]:
+    """Merge saved results into one histogram, and the settings they share.
+
+    Refused (:class:`UserError`): the same result twice (a folder and its histogram.json, a link),
+    two results over the same documents (equal data fingerprints), and, unless ``allow_mixed``,
+    results whose :data:`MERGE_KEYS` differ (read from each folder's summary.json).
+    """
+    paths = [find_histogram(s) for s in sources]
+    for i, a in enumerate(paths):
+        for b in paths[:i]:
+            if a.resolve() == b.resolve() or os.path.samefile(a, b):
+                raise UserError(f"{a} and {b} are the same result; pass each once")
+    summaries: list[dict[str, Any] | None] = []
+    for path in paths:
+        try:
+            body = json.loads((path.parent / SUMMARY_FILE).read_text(encoding="utf-8"))
+            summaries.append(body if isinstance(body, dict) else None)
+        except (OSError, ValueError):
+            summaries.append(None)
+    known = [(str(src), s) for src, s in zip(sources, summaries) if s is not None]
+    fingerprints: dict[tuple[Any, ...], str] = {}
+    for src, summary in known:
+        fp = summary.get("data_fingerprint")
+        scored = (summary.get("model"), summary.get("revision"), fp)
+        if fp and scored in fingerprints:
+            raise UserError(
+                f"{fingerprints[scored]} and {src} scored the same documents with the same "
+                f"model (data fingerprint {fp[:12]}); merging would count them twice"
+            )
+        if fp:
+            fingerprints[scored] = src
+    settings: dict[str, Any] = {}
+    for key in MERGE_KEYS:
+        values = {json.dumps(s.get(key)) for _, s in known}
+        if len(values) == 1:
+            settings[key] = known[0][1].get(key)
+        elif len(values) > 1 and not allow_mixed:
+            shown = ", ".join(f"{src}: {s.get(key)!r}" for src, s in known[:4])
+            raise UserError(
+                f"the results differ in {key} ({shown}); their sum would be no one "
+                "model's numbers. Pass --allow-mixed to merge them anyway"
+            )
+    data = [s.get("data") for _, s in known]
+    settings["data"] = data[0] if len(set(map(str, data))) == 1 and data else data
+    unknown = [str(src) for src, s in zip(sources, summaries) if s is None]
+    if unknown:
+        settings["notes"] = [
+            f"no summary.json beside {', '.join(unknown)}: their settings were not checked"
+        ]
+    settings["merged_from"] = [str(s) for s in sources]
+    return load_histograms([str(p) for p in paths]), settings
