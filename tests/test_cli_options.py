@@ -40,16 +40,40 @@ def test_only_step_names_are_training_steps(revision, step):
 
 
 def test_a_failed_hub_load_says_when_the_name_looks_like_a_local_path(tmp_path, monkeypatch):
-    from errorentropy.models.loading import _load_message
+    from errorentropy.models.loading import _load_error
+
+    def message(name: str, exc: Exception) -> str:
+        return str(_load_error(name, None, exc))
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     (tmp_path / "models").mkdir()
     offline = OSError("We couldn't connect to 'https://huggingface.co' to load the files")
-    assert "models/ exists here but models/tyny does not" in _load_message(
-        "models/tyny", None, offline
-    )
-    assert "HF_HUB_OFFLINE=1" in _load_message("EleutherAI/pythia-14m", None, offline)
+    assert "models/ exists here but models/tyny does not" in message("models/tyny", offline)
+    assert "HF_HUB_OFFLINE=1" in message("EleutherAI/pythia-14m", offline)
     assert (
-        _load_message("EleutherAI/pythia-14m", None, ValueError("bad config"))
+        message("EleutherAI/pythia-14m", ValueError("bad config"))
         == "cannot load model EleutherAI/pythia-14m: bad config"
     )
+
+
+def test_a_failed_load_of_an_absolute_folder_is_no_hub_id(tmp_path):
+    """An existing absolute folder that holds no model is said to be one, not a hub id whose
+    first part "/" exists."""
+    from errorentropy.models.loading import _load_error
+
+    text = str(_load_error(str(tmp_path), None, ValueError("Unrecognized model")))
+    assert "taken as a hub id" not in text and "//" not in text, text
+    assert "a local folder, but no model loads from it" in text
+    missing = str(_load_error(str(tmp_path / "a" / "b"), None, ValueError("no such thing")))
+    assert "taken as a hub id" not in missing, missing
+
+
+def test_the_offline_hint_is_not_given_when_offline_is_already_set(monkeypatch):
+    from errorentropy.models.loading import _load_error
+
+    offline = OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert "HF_HUB_OFFLINE" not in str(_load_error("EleutherAI/pythia-14m", None, offline))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert "HF_HUB_OFFLINE=1" in str(_load_error("EleutherAI/pythia-14m", None, offline))

@@ -196,7 +196,7 @@ def test_old_cells_get_rbp_from_their_histogram(tmp_path, rbp_sweep):
     for k in KS:  # the same data: the histogram gives what the summary recorded
         assert old_fits.rbp_fit("synth", "All", k).rbp == new_fits.rbp_fit("synth", "All", k).rbp
     assert rbp_ks_of([], [100, 10, 10]) == (10, 100)
-    with pytest.raises(UserError, match="rbp-k"):
+    with pytest.raises(UserError, match="rbp_ks must be integers >= 1"):
         rbp_ks_of([], [0])
 
 

@@ -49,10 +49,10 @@ def test_truncate_keeps_the_first_tokens_and_skips_short_documents():
     "max_length,window,stride,message",
     [
         (1, "truncate", None, "at least 2"),
-        (8, "stride", None, "needs --stride"),
+        (8, "stride", None, "needs stride=K"),
         (8, "stride", 8, "between 1 and"),
         (8, "stride", 0, "between 1 and"),
-        (8, "sliding", None, "unknown --window"),
+        (8, "sliding", None, "unknown window"),
     ],
 )
 def test_impossible_window_options(max_length, window, stride, message):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError
 
 WindowMode = Literal["truncate", "stride"]
 BosMode = Literal["auto", "always", "never"]
@@ -21,21 +21,29 @@ DEFAULT_RBP_KS = (1, 10, 100, 1000)  # the k of a summary's rbp_at: RBP_k, token
 
 
 def check_window_options(max_length: int, window: str, stride: int | None) -> None:
-    """Reject impossible windowing options with a clear message."""
+    """Reject impossible windowing options, in keyword names (the command line shows flags)."""
     if max_length < 2:
-        raise UserError(
-            f"--max-length must be at least 2 (got {max_length}): one token of context "
-            "and one to score"
+        raise ArgumentError(
+            f"max_length must be at least 2 (got {max_length}): one token of context "
+            "and one to score",
+            "max_length",
         )
     if window not in ("truncate", "stride"):
-        raise UserError(f"unknown --window {window!r}; choose truncate or stride")
+        raise ArgumentError(f"unknown window {window!r}; choose truncate or stride", "window")
     if window == "stride":
         if stride is None:
-            raise UserError("--window stride needs --stride K (1 <= K < max-length)")
+            raise ArgumentError(
+                "window='stride' needs stride=K (1 <= K < max_length)",
+                "window",
+                "stride",
+                "max_length",
+            )
         if not 1 <= stride < max_length:
-            raise UserError(
-                f"--stride must be between 1 and max-length - 1 = {max_length - 1} (got "
-                f"{stride}) so windows overlap by at least one token"
+            raise ArgumentError(
+                f"stride must be between 1 and max_length - 1 = {max_length - 1} (got "
+                f"{stride}) so windows overlap by at least one token",
+                "stride",
+                "max_length",
             )
 
 
@@ -113,6 +121,14 @@ class ScoreOptions:
         recorded=False,
     )
 
+    def __post_init__(self) -> None:
+        """Every field checked against its definition, then the window together: a ScoreOptions
+        that exists is a valid one (errors name the keyword; the command line shows its flag)."""
+        for option in OPTIONS:
+            value = option.check(getattr(self, option.name))
+            object.__setattr__(self, option.name, value)  # rbp_k: sorted, without repeats
+        check_window_options(self.max_length, self.window, self.stride)
+
     def settings(self) -> dict[str, Any]:
         """The options a summary records: not ``chunk_elements`` (it changes speed, never
         results) nor ``rbp_k`` (the summary's ``rbp_at`` names its ks)."""
@@ -130,13 +146,10 @@ class ScoreOptions:
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 known = ", ".join(BY_NAME)
                 raise UserError(f"{source}: unknown option {name!r}; {hint}known: {known}")
-        checked = {name: BY_NAME[name].check(value, source) for name, value in values.items()}
-        options = cls(**checked)
         try:
-            check_window_options(options.max_length, options.window, options.stride)
-        except UserError as exc:
-            raise UserError(f"{source}: {exc}") from None
-        return options
+            return cls(**values)
+        except ArgumentError as exc:
+            raise ArgumentError(f"{source}: {exc}", *exc.names) from None
 
 
 @dataclass(frozen=True)
@@ -157,9 +170,9 @@ class Option:
         """The command-line spelling: ``--max-length``."""
         return "--" + self.name.replace("_", "-")
 
-    def check(self, value: Any, source: str) -> Any:
+    def check(self, value: Any, source: str | None = None) -> Any:
         """``value`` if it is of this option's type, among its choices and above its minimum,
-        else a one-line :class:`UserError` naming ``source``."""
+        else a one-line :class:`ArgumentError` naming the option (and ``source``, if given)."""
         if value is None and self.default is None:
             return None
         if self.kind is tuple:
@@ -167,28 +180,28 @@ class Option:
         exact_int = self.kind is int and isinstance(value, int) and not isinstance(value, bool)
         if not (exact_int or (self.kind is not int and isinstance(value, self.kind))):
             expected = {int: "an integer", str: "a string", bool: "true or false"}[self.kind]
-            raise UserError(f"{source}: {self.name} must be {expected}, got {value!r}")
+            none = " or None" if self.default is None else ""
+            self._fail(f"must be {expected}{none}, got {value!r}", source)
         if self.choices is not None and value not in self.choices:
-            raise UserError(
-                f"{source}: {self.name} must be one of {', '.join(self.choices)}, got {value!r}"
-            )
+            self._fail(f"must be one of {', '.join(self.choices)}, got {value!r}", source)
         if self.minimum is not None and value < self.minimum:
-            raise UserError(f"{source}: {self.name} must be >= {self.minimum}, got {value}")
+            self._fail(f"must be >= {self.minimum}, got {value}", source)
         return value
 
-    def _check_ints(self, value: Any, source: str) -> tuple[int, ...]:
+    def _fail(self, problem: str, source: str | None) -> NoReturn:
+        """Raise ``problem`` about this option as an :class:`ArgumentError`."""
+        where = f"{source}: " if source else ""
+        raise ArgumentError(f"{where}{self.name} {problem}", self.name)
+
+    def _check_ints(self, value: Any, source: str | None) -> tuple[int, ...]:
         """A non-empty list or tuple of integers (each >= the minimum) as a sorted tuple without
-        repeats, else a one-line :class:`UserError` naming ``source``."""
+        repeats, else a one-line :class:`ArgumentError`."""
         items = list(value) if isinstance(value, (list, tuple)) else None
         if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            raise UserError(
-                f"{source}: {self.name} must be a non-empty list of integers, got {value!r}"
-            )
+            self._fail(f"must be a non-empty list of integers, got {value!r}", source)
         low = min(items)
         if self.minimum is not None and low < self.minimum:
-            raise UserError(
-                f"{source}: {self.name} must hold integers >= {self.minimum}, got {low}"
-            )
+            self._fail(f"must hold integers >= {self.minimum}, got {low}", source)
         return tuple(sorted(set(items)))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from errorentropy.cli import demo, fit, report, score, sweep
 from errorentropy.cli.args import Parser
+from errorentropy.cli.messages import for_command_line
 from errorentropy.errors import UserError
 from errorentropy.version import __version__
 
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             raise
-        print(f"errorentropy: error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"errorentropy: error: {one_line(for_command_line(exc))}", file=sys.stderr)
         try:
             return conclude(2)
         except Exception:  # noqa: BLE001 - a peer already gone: the error above is the answer

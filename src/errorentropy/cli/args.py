@@ -94,8 +94,8 @@ def add_data_options(parser: argparse.ArgumentParser, required: bool = True) -> 
     parser.add_argument(
         "--data",
         required=required,
-        help="wikipedia | c4 | github | builtin:prose | builtin:code | FILE.jsonl | "
-        "FILE.parquet | FILE.txt | FOLDER",
+        help="wikipedia | c4 | github | hf:PATH[:CONFIG[:SPLIT]] (any hub dataset) | "
+        "builtin:prose | builtin:code | FILE.jsonl | FILE.parquet | FILE.txt | FOLDER",
     )
     parser.add_argument(
         "--text-field", default="text", help="JSON/parquet field holding the text (default: text)"

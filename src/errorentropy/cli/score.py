@@ -15,9 +15,9 @@ from errorentropy.cli.args import (
     add_scoring_options,
     scoring_options,
 )
+from errorentropy.cli.messages import delay_library_progress
 from errorentropy.data.corpus import load_corpus
 from errorentropy.errors import UserError
-from errorentropy.options import check_window_options
 from errorentropy.scoring.results import RESULT_FILES, merge_saved, summarize, write_result
 from errorentropy.stats.convergence import Convergence
 from errorentropy.storage import commit_folder
@@ -54,7 +54,6 @@ def run_score(args: argparse.Namespace) -> int:
     from errorentropy.scoring.api import score_corpus
     from errorentropy.scoring.distributed import init_distributed, is_main_process
 
-    check_window_options(args.max_length, args.window, args.stride)
     options = scoring_options(args)  # every option checked before data or a model is loaded
     out = Path(args.out)
     check_out_folder(out)
@@ -62,6 +61,7 @@ def run_score(args: argparse.Namespace) -> int:
         args.data, samples=args.samples, seed=args.seed, text_field=args.text_field
     )
     init_distributed(args.device)  # under torchrun: join the group, shard documents, rank 0 writes
+    delay_library_progress()
     model, tokenizer = load_model(
         args.model,
         revision=args.revision,
@@ -155,6 +155,14 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description=run_params.__doc__,
     )
     params.add_argument("model", help="hub id or local model folder")
-    params.add_argument("--revision", default=None)
-    params.add_argument("--trust-remote-code", action="store_true")
+    params.add_argument(
+        "--revision",
+        default=None,
+        help="hub branch/tag (Pythia: step1000) or a local checkpoints/NAME folder",
+    )
+    params.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a hub model's own Python code (only for models you trust)",
+    )
     params.set_defaults(func=run_params)

@@ -2,7 +2,7 @@
 
 A data spec is one of
 * a preset of the paper: ``wikipedia``, ``c4``, ``github`` (loaded with ``datasets``);
-* any hub dataset: ``hf:PATH[:CONFIG[:SPLIT]]`` (split ``train`` unless named; ``--text-field``
+* any hub dataset: ``hf:PATH[:CONFIG[:SPLIT]]`` (split ``train`` unless named; ``text_field``
   names the column), sampled like a preset;
 * ``builtin:prose`` or ``builtin:code``: text every CPython carries (no network);
 * a file or folder: ``.jsonl`` (field ``text`` unless told), ``.txt`` (one file, one document;
@@ -20,6 +20,7 @@ import ast
 import functools
 import hashlib
 import json
+import os
 import sys
 import sysconfig
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError, as_path_text, check_int, check_str
 
 BUILTINS = ("builtin:prose", "builtin:code")
 HUB_PREFIX = "hf:"
@@ -116,29 +117,35 @@ def check_seed(seed: int | None) -> None:
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
     ):
-        raise UserError(f"--seed must be a non-negative integer (got {seed!r})")
+        raise ArgumentError(f"seed must be a non-negative integer or None (got {seed!r})", "seed")
 
 
 def sample_indices(n_available: int, samples: int | None, seed: int | None) -> np.ndarray:
     """The indices taken: all in order, or the first ``samples`` of a seeded permutation."""
-    if samples is not None and samples < 1:
-        raise UserError(f"--samples must be at least 1 (got {samples})")
+    check_int(samples, "samples", 1, optional=True)
     check_seed(seed)
     if samples is None and seed is None:
         return np.arange(n_available)
     if samples is not None and samples > n_available:
-        raise UserError(
-            f"--samples {samples} is larger than the corpus ({n_available} documents); "
-            f"ask for at most {n_available}"
+        raise ArgumentError(
+            f"samples={samples} is larger than the corpus ({n_available} documents); "
+            f"ask for at most {n_available}",
+            "samples",
         )
     order = np.random.default_rng(PRESET_SEED if seed is None else seed).permutation(n_available)
     return order if samples is None else order[:samples]
 
 
 def load_corpus(
-    spec: str, *, samples: int | None = None, seed: int | None = None, text_field: str = "text"
+    spec: str | os.PathLike[str],
+    *,
+    samples: int | None = None,
+    seed: int | None = None,
+    text_field: str = "text",
 ) -> Corpus:
-    """Resolve a data spec into a :class:`Corpus` (see the module docstring).
+    """Resolve a data spec (a preset, ``hf:PATH``, a built-in, or a file or folder path) into a
+    :class:`Corpus` (see the module docstring). Bad arguments raise
+    :class:`~errorentropy.errors.ArgumentError` naming the keyword.
 
     Examples:
         >>> corpus = load_corpus(tiny_corpus_path)  # a .jsonl file: every document, in order
@@ -151,11 +158,16 @@ def load_corpus(
         Traceback (most recent call last):
         errorentropy.errors.UserError: unknown data 'no-such-corpus': not a preset (wikipedia, ...
     """
+    spec = as_path_text(spec, "spec")
+    check_int(samples, "samples", 1, optional=True)
+    check_seed(seed)
+    check_str(text_field, "text_field")
     if not spec.strip():
-        raise UserError(
-            "--data is empty; name a preset ("
+        raise ArgumentError(
+            "spec is empty; name a preset ("
             + ", ".join(PRESETS)
-            + "), a built-in corpus, a file or a folder"
+            + "), a built-in corpus, a file or a folder",
+            "spec",
         )
     if spec in PRESETS:
         return load_preset(spec, samples=samples, seed=seed)
@@ -177,7 +189,7 @@ def load_corpus(
         docs = read_documents(path, text_field)
         extra = {}
     if not docs:
-        raise UserError(f"data {spec!r} holds no documents; point --data at a non-empty corpus")
+        raise UserError(f"data {spec!r} holds no documents; pass a non-empty corpus")
     chosen = sample_indices(len(docs), samples, seed)
     documents = [docs[i] for i in chosen]
     if seed is None and samples is not None:
@@ -192,9 +204,10 @@ def hub_preset(spec: str, text_field: str = "text") -> Preset:
     ``hf:PATH::test``)."""
     parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
-        raise UserError(
-            f"--data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or "
-            "hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)"
+        raise ArgumentError(
+            f"spec={spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or "
+            "hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)",
+            "spec",
         )
     path, config, split = (
         parts[0],
@@ -258,10 +271,11 @@ def _load_hub_dataset(name: str, preset: Preset) -> Any:
 def _checked_rows(ds: Any, name: str, preset: Preset, samples: int) -> Any:
     """The dataset's rows of the preset's subset, checked: a text field, enough documents."""
     if preset.text_field not in ds.column_names:
-        fix = "; pass --text-field NAME" if name.startswith(HUB_PREFIX) else ""
-        raise UserError(
+        fix = "; pass text_field=NAME" if name.startswith(HUB_PREFIX) else ""
+        raise ArgumentError(
             f"{_what(name)} has no field {preset.text_field!r} (fields: "
-            f"{', '.join(ds.column_names)}){fix}"
+            f"{', '.join(ds.column_names)}){fix}",
+            "text_field",
         )
     if preset.subset_field:
         ds = ds.filter(lambda row: _subset_value(row, preset.subset_field) == preset.subset_value)
@@ -275,15 +289,17 @@ def _checked_rows(ds: Any, name: str, preset: Preset, samples: int) -> Any:
             )
         )
     if samples > len(ds):
-        raise UserError(
-            f"--samples {samples} is larger than {_what(name)} ({len(ds)} documents); ask "
-            f"for at most {len(ds)}"
+        raise ArgumentError(
+            f"samples={samples} is larger than {_what(name)} ({len(ds)} documents); ask "
+            f"for at most {len(ds)}",
+            "samples",
         )
     feature = ds.features.get(preset.text_field)
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise UserError(
+        raise ArgumentError(
             f"{_what(name)}: field {preset.text_field!r} holds {feature}, not text"
-            + ("; pass --text-field NAME of a text column" if name.startswith(HUB_PREFIX) else "")
+            + ("; pass text_field=NAME of a text column" if name.startswith(HUB_PREFIX) else ""),
+            "text_field",
         )
     return ds
 
@@ -391,9 +407,10 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
                 if names
                 else "none"
             )
-            raise UserError(
+            raise ArgumentError(
                 f"{path} line {number} has no field {text_field!r} (fields: {fields}); "
-                "pass --text-field NAME"
+                "pass text_field=NAME",
+                "text_field",
             )
         text = row[text_field]
         if not isinstance(text, str):
@@ -415,9 +432,10 @@ def _read_parquet(path: Path, text_field: str) -> list[str]:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path} is not a readable parquet file ({first})") from None
     if text_field not in schema.names:
-        raise UserError(
+        raise ArgumentError(
             f"{path} has no column {text_field!r} (columns: {', '.join(schema.names)}); "
-            "pass --text-field NAME"
+            "pass text_field=NAME",
+            "text_field",
         )
     try:
         column = pq.read_table(path, columns=[text_field]).column(text_field)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError, as_path_text, check_int, type_name
 from errorentropy.fits import powerlaw
 from errorentropy.fits.powerlaw import (
     MIN_MODELS,
@@ -619,7 +619,7 @@ def rbp_ks_of(cells: Sequence[CellRecord], ks: Sequence[int] | None = None) -> t
     if ks is not None:
         chosen = tuple(sorted({int(k) for k in ks}))
         if not chosen or chosen[0] < 1:
-            raise UserError(f"--rbp-k must be integers >= 1, got {list(ks)}")
+            raise ArgumentError(f"rbp_ks must be integers >= 1, got {list(ks)}", "rbp_ks")
         return chosen
     recorded = [c.summary.get("rbp_at") for c in cells]
     named = [set(r) for r in recorded if isinstance(r, dict)]
@@ -823,12 +823,10 @@ def _fit_group(
 
 
 def _check_options(n_boot: int, seed: int, holdout: int | None) -> None:
-    if n_boot < 0:
-        raise UserError(f"--n-boot must be >= 0, got {n_boot}")
-    if seed < 0:
-        raise UserError(f"--seed must be >= 0, got {seed}")
-    if holdout is not None and holdout < 1:
-        raise UserError(f"--holdout must be >= 1, got {holdout}")
+    """Arguments of :func:`fit_sweep` in keyword names (the command line shows its flags)."""
+    check_int(n_boot, "n_boot", 0)
+    check_int(seed, "seed", 0)
+    check_int(holdout, "holdout", 1, optional=True)
 
 
 def _load_finished(sweep_dir: Path | str) -> list[CellRecord]:
@@ -884,6 +882,15 @@ def fit_sweep(
         (3, 5, 10, 20)
     """
     _check_options(n_boot, seed, holdout)
+    sweep_dir = as_path_text(sweep_dir, "sweep_dir")
+    if rbp_ks is not None and (
+        isinstance(rbp_ks, (str, bytes))
+        or not isinstance(rbp_ks, Sequence)
+        or not all(isinstance(k, int) and not isinstance(k, bool) for k in rbp_ks)
+    ):
+        raise ArgumentError(
+            f"rbp_ks must be a list of integers >= 1 or None, got {type_name(rbp_ks)}", "rbp_ks"
+        )
     # Revisions holding identical weights count once (cells.distinct_weights; the report agrees).
     cells, same = distinct_weights(_load_finished(sweep_dir))
     ks = rbp_ks_of(cells, rbp_ks)

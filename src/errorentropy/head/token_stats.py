@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from errorentropy.errors import ArgumentError, check_bool, type_name
 from errorentropy.head.chunked import cpu_workers, run_blocks
 from errorentropy.head.full import score_rows
 from errorentropy.head.logits import ROW_MULTIPLE, default_chunk_elements
@@ -72,7 +73,8 @@ def token_stats(
         logprob float64; -1 and NaN where there is no label (``stats.labelled`` is the mask).
 
     Raises:
-        ValueError: shapes or dtypes that do not fit, or a label outside the vocabulary.
+        ArgumentError: (a UserError and a ValueError) arguments of the wrong type, shapes or
+            dtypes that do not fit, or a label outside the vocabulary.
         UserError: NaN or inf logits (the head's one-line error).
 
     Examples:
@@ -96,6 +98,11 @@ def token_stats(
         >>> torch.equal(stats.rank[0, :-1] == 0, top1)
         True
     """
+    check_bool(shift, "shift")
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ArgumentError(
+            f"ignore_index must be an integer, got {type_name(ignore_index)}", "ignore_index"
+        )
     stats, _ = token_stats_with_ties(logits, labels, ignore_index=ignore_index, shift=shift)
     return stats
 
@@ -176,29 +183,29 @@ class _Job:
 def _check(logits: torch.Tensor, labels: torch.Tensor) -> int:
     """The vocabulary size, after refusing logits and labels that do not fit together."""
     if not isinstance(logits, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ValueError("logits and labels must be torch tensors; convert with torch.as_tensor")
+        raise ArgumentError("logits and labels must be torch tensors; convert with torch.as_tensor")
     if logits.ndim not in (2, 3) or logits.shape[-1] == 0:
-        raise ValueError(
+        raise ArgumentError(
             f"logits must be [B, T, V] or [T, V] with V >= 1, got shape {tuple(logits.shape)}; "
             "reshape them (one row per sequence)"
         )
     if logits.shape[-1] >= MAX_VOCAB:
-        raise ValueError(
+        raise ArgumentError(
             f"a vocabulary of {logits.shape[-1]} entries is beyond what ranks are counted for "
             f"(< {MAX_VOCAB}); check that the last axis of the logits is the vocabulary"
         )
     if logits.dtype not in LOGIT_DTYPES:
-        raise ValueError(
+        raise ArgumentError(
             f"logits must be float32, bfloat16 or float16, got {logits.dtype}; "
             "pass logits.float() (ranks come from float32 logits)"
         )
     if labels.shape != logits.shape[:-1]:
-        raise ValueError(
+        raise ArgumentError(
             f"labels of shape {tuple(labels.shape)} do not match logits of shape "
             f"{tuple(logits.shape)}; labels must be the logits' shape without the vocabulary axis"
         )
     if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(
+        raise ArgumentError(
             f"labels must be integer token ids, got {labels.dtype}; pass labels.long()"
         )
     return int(logits.shape[-1])
@@ -210,7 +217,7 @@ def _targets(labels: torch.Tensor, ignore_index: int, shift: bool, vocab: int) -
     bad = (ids != ignore_index) & ((ids < 0) | (ids >= vocab))
     if bool(bad.any()):
         value = int(ids[bad][0])
-        raise ValueError(
+        raise ArgumentError(
             f"label {value} is outside the vocabulary of {vocab} entries (0..{vocab - 1}); "
             f"mark positions not to score with ignore_index={ignore_index}"
         )

@@ -36,7 +36,7 @@ from errorentropy.head.token_stats import token_stats
 from errorentropy.models.loading import count_parameters, family_of
 from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
 from errorentropy.scoring.engine import ScoreResult, check_context, score_documents
-from errorentropy.scoring.results import summarize, write_result
+from errorentropy.scoring.results import summarize, summary_settings, write_result
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.quantities import QUANTITIES
 from errorentropy.storage import commit_folder
@@ -514,18 +514,19 @@ def write_step_cell(
     counts = count_parameters(model)
     family = family or family_of(model)
     key = CellKey(label, f"step{step}", dataset)
-    settings = _step_settings(result, model, key, counts, family)
-    settings |= {
-        "data": data or f"{len(documents)} held-out texts (DecompositionCallback)",
-        "data_fingerprint": fingerprint(documents),
-        "text_field": text_field,
-        "n_documents_available": len(documents),
-        **options.settings(),
-        "head_path": result.head_path,
-        "notes": result.notes,
-        "n_windows": result.n_windows,
-        "spec_digest": None,
-    }
+    settings = summary_settings(  # the identity's data keys keep their places, given values here
+        model,
+        result,
+        options,
+        identity=_step_settings(result, model, key, counts, family),
+        data={
+            "data": data or f"{len(documents)} held-out texts (DecompositionCallback)",
+            "data_fingerprint": fingerprint(documents),
+            "text_field": text_field,
+            "n_documents_available": len(documents),
+        },
+        extra={"spec_digest": None},
+    )
     summary = summarize(result.histogram, settings, rbp_ks=_check_ks(rbp_ks), tokens=result.tokens)
 
     def build(directory: Path) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError, as_path_text, check_bool, check_str
 from errorentropy.models.provenance import remember
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -19,13 +20,16 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            f"--device {device} asked for, but no CUDA GPU is visible; use --device cpu or auto"
+        raise ArgumentError(
+            f"device={device!r} asked for, but no CUDA GPU is visible; use device='cpu' or 'auto'",
+            "device",
         )
     try:
         return torch.device(device)
     except (RuntimeError, ValueError):
-        raise UserError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ArgumentError(
+            f"unknown device={device!r}; use auto, cpu, cuda or cuda:N", "device"
+        ) from None
 
 
 def resolve_dtype(dtype: str, config: Any, device: torch.device) -> torch.dtype:
@@ -33,7 +37,9 @@ def resolve_dtype(dtype: str, config: Any, device: torch.device) -> torch.dtype:
     lossy there)."""
     if dtype != "auto":
         if dtype not in DTYPES:
-            raise UserError(f"unknown --dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+            raise ArgumentError(
+                f"unknown dtype={dtype!r}; choose auto, float32, bfloat16 or float16", "dtype"
+            )
         return DTYPES[dtype]
     if device.type == "cpu":
         return torch.float32
@@ -60,32 +66,60 @@ def load_config(name: str, revision: str | None = None, trust_remote_code: bool 
             trust_remote_code=trust_remote_code,
         )
     except Exception as exc:  # transformers raises OSError/ValueError/HTTP errors with long texts
-        raise UserError(_load_message(name, revision, exc)) from None
+        raise _load_error(name, revision, exc) from None
 
 
-def _load_message(name: str, revision: str | None, exc: Exception) -> str:
+def _load_error(name: str, revision: str | None, exc: Exception) -> UserError:
+    """A failed load as one line: the first line of transformers' message, and the likely fix."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if revision and "revision" in str(exc).lower():
-        return (
+        return ArgumentError(
             f"model {name} has no revision {revision!r} ({first}); list its branches on the "
-            "hub or drop --revision"
+            "hub or drop revision",
+            "revision",
         )
     if "trust_remote_code" in str(exc):
-        return f"model {name} needs its own code; rerun with --trust-remote-code if you trust it"
+        return ArgumentError(
+            f"model {name} needs its own code; pass trust_remote_code=True if you trust it",
+            "trust_remote_code",
+        )
     hint = ""
     parts = Path(name).parts
-    if len(parts) > 1 and Path(parts[0]).expanduser().is_dir():
+    if Path(name).expanduser().is_dir():
+        hint = " (a local folder, but no model loads from it: does it hold config.json?)"
+    elif len(parts) > 1 and not Path(name).is_absolute() and Path(parts[0]).expanduser().is_dir():
         hint = (
             f" (taken as a hub id; if you meant a local folder: {parts[0]}/ exists here but "
             f"{name} does not)"
         )
-    elif "huggingface.co" in first or "offline" in first.lower():
+    elif ("huggingface.co" in first or "offline" in first.lower()) and not _offline():
         hint = " (no network? HF_HUB_OFFLINE=1 loads from the local cache without retrying)"
-    return f"cannot load model {name}{'@' + revision if revision else ''}: {first}{hint}"
+    return UserError(f"cannot load model {name}{'@' + revision if revision else ''}: {first}{hint}")
+
+
+def _offline() -> bool:
+    """Whether the hub is already told to stay offline (then no hint says to set it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def check_load_arguments(
+    revision: object, dtype: object, device: object, trust_remote_code: object, device_map: object
+) -> None:
+    """The arguments of :func:`load_model` other than the name, checked at the door in the
+    caller's keyword names (the command line shows its flags)."""
+    check_str(revision, "revision", optional=True)
+    check_str(dtype, "dtype")
+    if dtype != "auto" and dtype not in DTYPES:
+        raise ArgumentError(
+            f"unknown dtype={dtype!r}; choose auto, float32, bfloat16 or float16", "dtype"
+        )
+    check_str(device, "device")
+    check_bool(trust_remote_code, "trust_remote_code")
+    check_str(device_map, "device_map", optional=True)
 
 
 def load_model(
-    name: str,
+    name: str | os.PathLike[str],
     *,
     revision: str | None = None,
     dtype: str = "auto",
@@ -100,6 +134,8 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    name = as_path_text(name, "name")
+    check_load_arguments(revision, dtype, device, trust_remote_code, device_map)
     source, hub_revision = resolve_revision(name, revision)
     config = load_config(source, hub_revision, trust_remote_code)
     dev = resolve_device(device)
@@ -134,7 +170,7 @@ def load_model(
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except Exception as exc:
-        raise UserError(_load_message(name, revision, exc)) from None
+        raise _load_error(name, revision, exc) from None
     if not device_map:
         # transformers types the wrapped .to() as taking the model, not a device.
         model.to(dev)  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from errorentropy.errors import UserError
+from errorentropy.errors import UserError, as_path_text, check_bool, check_int
 from errorentropy.fits.fit import (
     FITS_FILE,
     TABLES_DIR,
@@ -1576,6 +1576,10 @@ def build_report(
         >>> result["notes"][0].startswith("--no-fit: power laws are plain least squares")
         True
     """
+    sweep_dir = as_path_text(sweep_dir, "sweep_dir")
+    check_bool(run_fit, "run_fit")
+    check_int(n_boot, "n_boot", 0)
+    check_int(seed, "seed", 0)
     data = collect(sweep_dir, run_fit=run_fit, n_boot=n_boot, seed=seed)
     figs, notes = draw_figures(data, Path(sweep_dir) / FIGURES_DIR)
     md_path, html_path = write_report(data, figs, notes)

@@ -8,25 +8,27 @@ receives the merged result.
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from errorentropy.data.corpus import Corpus, fingerprint
-from errorentropy.errors import UserError
-from errorentropy.models.loading import input_device
+from errorentropy.errors import ArgumentError, as_path_text, check_bool, type_name
+from errorentropy.models.loading import context_length, input_device
 from errorentropy.models.loading import load_model as _load_model
 from errorentropy.models.provenance import model_provenance
-from errorentropy.options import ScoreOptions
+from errorentropy.options import DEFAULT_OPTIONS, ScoreOptions
 from errorentropy.scoring.distributed import init_distributed, shard_and_score
-from errorentropy.scoring.results import summarize
-from errorentropy.stats.histogram import Decomposition, RankHistogram
-from errorentropy.stats.profile import RankProfile
-from errorentropy.stats.tokens import TokenTable
+from errorentropy.scoring.results import (
+    ScoredCorpus,
+    require_tokens,
+    summarize,
+    summary_settings,
+)
 
 # The name and revision each model was loaded by (load_model), for its summaries.
 _LOADED_AS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[str, str | None]] = (
@@ -34,30 +36,11 @@ _LOADED_AS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[str, str | None]] =
 )
 
 
-@dataclass
-class ScoredCorpus:
-    """A scored corpus: its rank histogram, every scored token, and the summary.
-
-    ``summary`` is the dict ``errorentropy score`` writes to ``summary.json``: the counts, the
-    four quantities and every setting that produced them (model, revision, dtype, device, data,
-    options, head path, notes, processes, timings).
-    """
-
-    histogram: RankHistogram
-    tokens: TokenTable
-    profile: RankProfile | None
-    notes: list[str]
-    head_path: str
-    n_windows: int
-    summary: dict[str, Any]
-
-    def decompose(self) -> Decomposition:
-        """CE = EE + SA - Conf of the whole corpus (``self.histogram.decompose()``)."""
-        return self.histogram.decompose()
+__all__ = ["ScoredCorpus", "load_model", "score", "score_corpus"]
 
 
 def load_model(
-    name: str,
+    name: str | os.PathLike[str],
     *,
     revision: str | None = None,
     dtype: str = "auto",
@@ -89,6 +72,13 @@ def load_model(
         >>> tokenizer("hello world", add_special_tokens=False)["input_ids"] != []
         True
     """
+    name = as_path_text(name, "name")
+    check_bool(trust_remote_code, "trust_remote_code")
+    if not isinstance(device, str):
+        raise ArgumentError(
+            f"device must be a string (auto, cpu, cuda or cuda:N), got {type_name(device)}",
+            "device",
+        )
     init_distributed(device)
     model, tokenizer = _load_model(
         name,
@@ -143,7 +133,10 @@ def score(
         Traceback (most recent call last):
         errorentropy.errors.UserError: errorentropy.score(): unknown option 'max_lenght'; ...
     """
-    checked = ScoreOptions.from_mapping(options, "errorentropy.score()")
+    check_bool(progress, "progress")
+    check_model(model, tokenizer)
+    fitted, note = _fit_context(model, options)
+    checked = ScoreOptions.from_mapping(fitted, "errorentropy.score()")
     documents, data_settings, label = _documents(corpus)
     init_distributed(str(input_device(model)))
     name, revision = _LOADED_AS.get(model) or (_model_name(model), None)
@@ -158,7 +151,52 @@ def score(
         data_label=label,
         bos_hint="bos='always'",
         progress=progress,
+        notes=[note] if note else [],
     )
+
+
+def check_model(model: Any, tokenizer: Any) -> None:
+    """Refuse what is not a causal LM and its tokenizer (swapped, None, a name) in the caller's
+    terms, before anything deep fails on it."""
+    if isinstance(tokenizer, torch.nn.Module) and not isinstance(model, torch.nn.Module):
+        raise ArgumentError(
+            "model and tokenizer are swapped: call score(model, tokenizer, corpus)",
+            "model",
+            "tokenizer",
+        )
+    if not isinstance(model, torch.nn.Module) or getattr(model, "config", None) is None:
+        hint = (
+            " (load one by name with errorentropy.load_model)"
+            if isinstance(model, (str, os.PathLike))
+            else ""
+        )
+        raise ArgumentError(
+            f"model must be a Hugging Face causal LM (a torch.nn.Module with a config){hint}, "
+            f"got {type_name(model)}",
+            "model",
+        )
+    if next(model.parameters(), None) is None:
+        raise ArgumentError("model has no parameters; pass a causal LM with its weights", "model")
+    if isinstance(tokenizer, (str, bytes, torch.nn.Module)) or not callable(tokenizer):
+        raise ArgumentError(
+            "tokenizer must be the model's tokenizer (callable on text, e.g. the second value "
+            f"of errorentropy.load_model), got {type_name(tokenizer)}",
+            "tokenizer",
+        )
+
+
+def _fit_context(model: torch.nn.Module, options: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The options, with ``max_length`` lowered to the model's context when the caller left it
+    at its default and the model is shorter; and the note saying so (or "")."""
+    limit = context_length(getattr(model, "config", None))
+    default = DEFAULT_OPTIONS.max_length
+    if "max_length" in options or limit is None or limit >= default:
+        return options, ""
+    note = (
+        f"max_length {limit}: the model's context, shorter than the default {default} "
+        "(pass max_length to choose)"
+    )
+    return {**options, "max_length": limit}, note
 
 
 def _model_name(model: torch.nn.Module) -> str:
@@ -171,19 +209,27 @@ def _documents(corpus: Corpus | Sequence[str]) -> tuple[list[str], dict[str, Any
     """The documents, the data settings a summary records, and how a message names them."""
     if isinstance(corpus, Corpus):
         return corpus.documents, corpus.settings(), corpus.spec
-    if isinstance(corpus, (str, bytes)) or not isinstance(corpus, Sequence):
-        raise UserError(
-            f"errorentropy.score(): pass a Corpus (errorentropy.load_corpus) or a list of "
-            f"strings, not {type(corpus).__name__}"
+    if isinstance(corpus, (str, bytes, os.PathLike)) or not isinstance(corpus, Sequence):
+        hint = (
+            " (load a file with errorentropy.load_corpus)"
+            if isinstance(corpus, (str, os.PathLike))
+            else ""
+        )
+        raise ArgumentError(
+            f"errorentropy.score(): corpus must be a Corpus (errorentropy.load_corpus) or a "
+            f"list of strings{hint}, got {type_name(corpus)}",
+            "corpus",
         )
     documents = list(corpus)
-    odd = next((d for d in documents if not isinstance(d, str)), None)
-    if odd is not None:
-        raise UserError(
-            f"errorentropy.score(): every document must be a str, got {type(odd).__name__}"
-        )
+    for i, document in enumerate(documents):
+        if not isinstance(document, str):
+            raise ArgumentError(
+                f"errorentropy.score(): every document must be a str; corpus[{i}] is "
+                f"{type_name(document)}",
+                "corpus",
+            )
     if not documents:
-        raise UserError("errorentropy.score(): no documents to score (an empty list)")
+        raise ArgumentError("errorentropy.score(): no documents to score (an empty list)", "corpus")
     settings = {
         "data": None,  # documents given in Python
         "data_fingerprint": fingerprint(documents),
@@ -207,43 +253,36 @@ def score_corpus(
     data_label: str,
     bos_hint: str = "--bos always",
     progress: bool = False,
+    notes: Sequence[str] = (),
 ) -> ScoredCorpus:
     """Score ``documents`` (sharded under torchrun) and summarize them: the ``score`` command
     and :func:`score` both end here. ``data_label`` and ``bos_hint`` word the error raised when
-    every document is too short to score."""
+    every document is too short to score; ``notes`` come first among the result's notes."""
     import torch.distributed as dist
 
     started = time.perf_counter()
     result = shard_and_score(model, tokenizer, documents, options, progress=progress)
     elapsed = time.perf_counter() - started
-    if result.histogram.n_tokens == 0:
-        raise UserError(
-            f"every document of {data_label} was skipped (fewer than 2 tokens each: "
-            f"{result.histogram.n_skipped} documents); use longer documents or {bos_hint}"
-        )
+    require_tokens(result, data_label, bos_hint)
     grouped = dist.is_available() and dist.is_initialized()
-    parameter = next(model.parameters())
-    settings = {
-        "model": model_name,
-        "revision": revision,
-        **model_provenance(model).fields(),  # model_commit, weights_fingerprint
-        "dtype": str(parameter.dtype).removeprefix("torch."),
-        "device": str(parameter.device),
-        **data_settings,
-        **options.settings(),
-        "head_path": result.head_path,
-        "notes": result.notes,
-        "n_windows": result.n_windows,
-        "processes": dist.get_world_size() if grouped else 1,
-        "elapsed_s": round(elapsed, 3),
-        "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
-    }
-    return ScoredCorpus(
-        result.histogram,
-        result.tokens,
-        result.profile,
-        result.notes,
-        result.head_path,
-        result.n_windows,
-        summarize(result.histogram, settings, rbp_ks=options.rbp_k, tokens=result.tokens),
+    result.notes = [*notes, *result.notes]
+    settings = summary_settings(
+        model,
+        result,
+        options,
+        identity={
+            "model": model_name,
+            "revision": revision,
+            **model_provenance(model).fields(),  # model_commit, weights_fingerprint
+        },
+        data=data_settings,
+        extra={
+            "processes": dist.get_world_size() if grouped else 1,
+            "elapsed_s": round(elapsed, 3),
+            "tokens_per_s": round(result.histogram.n_tokens / elapsed, 1) if elapsed > 0 else None,
+        },
     )
+    result.summary = summarize(
+        result.histogram, settings, rbp_ks=options.rbp_k, tokens=result.tokens
+    )
+    return result

@@ -4,46 +4,41 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from errorentropy.data.windows import Window, batches, check_window_options, make_windows, tokenize
-from errorentropy.errors import UserError
+from errorentropy.data.windows import Window, batches, make_windows, tokenize
+from errorentropy.errors import ArgumentError
 from errorentropy.head.full import score_logits
 from errorentropy.head.logits import TokenScores
 from errorentropy.head.select import OutputHead, choose_head
 from errorentropy.models.loading import context_length, input_device
 from errorentropy.options import DEFAULT_OPTIONS, ScoreOptions
+from errorentropy.scoring.results import ScoredCorpus
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.profile import PROFILE_TOP, RankProfile
 from errorentropy.stats.tokens import TokenTable
 
+PROGRESS_DELAY_S = 1.0  # seconds before the scoring bar shows
 BatchScores = tuple[TokenScores, np.ndarray, np.ndarray]  # scores, documents, positions
 
 
-@dataclass
-class ScoreResult:
-    """What scoring a corpus gives: the histogram, the tokens behind it, and how it was computed."""
-
-    histogram: RankHistogram
-    tokens: TokenTable
-    head_path: str
-    n_windows: int
-    profile: RankProfile | None = None
-    notes: list[str] = field(default_factory=list)
+# The engine's result is the one scored-corpus type; its summary is filled in by scoring.api.
+ScoreResult = ScoredCorpus
 
 
 def check_context(model: torch.nn.Module, max_length: int) -> None:
-    """Refuse a max-length beyond the positions the model has."""
-    limit = context_length(model.config)
+    """Refuse a max_length beyond the positions the model has (in keyword names; the command
+    line shows the flag)."""
+    limit = context_length(getattr(model, "config", None))
     if limit is not None and max_length > limit:
-        raise UserError(
-            f"--max-length {max_length} exceeds the model's context of {limit} tokens; "
-            f"use --max-length {limit} or less"
+        raise ArgumentError(
+            f"max_length={max_length} exceeds the model's context of {limit} tokens; "
+            f"use max_length={limit} or less",
+            "max_length",
         )
 
 
@@ -98,14 +93,13 @@ def score_documents(
     *,
     progress: bool = False,
     doc_ids: Sequence[int] | None = None,
-) -> ScoreResult:
+) -> ScoredCorpus:
     """Score every document: rank and log-prob of each scored token, and their histogram.
 
     ``doc_ids`` restricts scoring to those documents (a shard of the corpus); token tables keep
     corpus-wide document indices, so shards merge by concatenation and histograms by addition.
     """
-    check_window_options(options.max_length, options.window, options.stride)
-    check_context(model, options.max_length)
+    check_context(model, options.max_length)  # the options were checked when built
     chosen = list(range(len(documents))) if doc_ids is None else list(doc_ids)
     token_ids = tokenize(tokenizer, [documents[i] for i in chosen], options.bos)
     windows, n_skipped = make_windows(token_ids, options.max_length, options.window, options.stride)
@@ -114,14 +108,14 @@ def score_documents(
         empty = np.zeros(0, dtype=np.int32)
         tokens = TokenTable(empty, empty, empty, np.zeros(0))
         hist = RankHistogram(n_skipped=n_skipped)
-        return ScoreResult(hist, tokens, "none", 0, RankProfile() if options.profile else None)
+        return ScoredCorpus(hist, tokens, "none", 0, RankProfile() if options.profile else None)
     head = choose_head(model, options.head, windows[0].input_ids, profile=options.profile)
     parts, profile = _score_windows(model, head, windows, options, progress)
     tokens, n_tied = _sorted_tokens(parts)
     n_docs = int(np.unique(tokens.doc).size)
     hist = tokens.histogram(n_documents=n_docs, n_skipped=n_skipped, n_tied=n_tied)
     path = "full" if head is None else "fused" if head.fused else "chunked"
-    return ScoreResult(hist, tokens, path, len(windows), profile, _notes(model, head, hist))
+    return ScoredCorpus(hist, tokens, path, len(windows), profile, _notes(model, head, hist))
 
 
 def _score_windows(
@@ -144,6 +138,7 @@ def _score_windows(
         disable=not progress,
         file=sys.stderr,
         desc="scoring",
+        delay=PROGRESS_DELAY_S,  # a run that ends (or fails) sooner prints no bar
     )
     for batch in batches(windows, options.batch_size, pad, options.max_length):
         scores, docs, positions = score_batch(

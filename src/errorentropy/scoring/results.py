@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from errorentropy.errors import UserError
-from errorentropy.options import DEFAULT_RBP_KS
+from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
 from errorentropy.stats.convergence import ee_convergence
-from errorentropy.stats.histogram import RankHistogram
+from errorentropy.stats.histogram import Decomposition, RankHistogram
 from errorentropy.stats.profile import RankProfile
 from errorentropy.stats.tokens import TokenTable
 from errorentropy.storage import atomic_write_text
@@ -32,21 +33,66 @@ SUMMARY_FILE = "summary.json"
 RESULT_FILES = (HISTOGRAM_FILE, TOKENS_FILE, PROFILE_FILE, SUMMARY_FILE)
 
 
-class Scored(Protocol):
-    """What a result folder holds (:class:`~errorentropy.scoring.engine.ScoreResult` is one): the
-    histogram, every token behind it, and the profile if one was asked for."""
+@dataclass
+class ScoredCorpus:
+    """A scored corpus: its rank histogram, every scored token, how they were computed, and (once
+    summarized) the summary.
 
-    @property
-    def histogram(self) -> RankHistogram:
-        """The rank histogram of every scored token."""
+    What the scoring engine returns (``summary`` still empty), what :func:`errorentropy.score`
+    returns, and what a result folder holds. ``summary`` is the dict ``errorentropy score``
+    writes to ``summary.json``: the counts, the four quantities and every setting that produced
+    them (model, revision, dtype, device, data, options, head path, notes, processes, timings).
+    """
 
-    @property
-    def tokens(self) -> TokenTable:
-        """Every scored token, sorted by (document, position)."""
+    histogram: RankHistogram
+    tokens: TokenTable
+    head_path: str
+    n_windows: int
+    profile: RankProfile | None = None
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def profile(self) -> RankProfile | None:
-        """The sorted-probability profile, or None when none was asked for."""
+    def decompose(self) -> Decomposition:
+        """CE = EE + SA - Conf of the whole corpus (``self.histogram.decompose()``)."""
+        return self.histogram.decompose()
+
+
+def require_tokens(result: ScoredCorpus, data_label: str, bos_hint: str) -> None:
+    """Refuse a result without one scored token: every document was too short. ``data_label``
+    names the documents and ``bos_hint`` the caller's way to prepend a BOS token."""
+    if result.histogram.n_tokens == 0:
+        raise UserError(
+            f"every document of {data_label} was skipped (fewer than 2 tokens each: "
+            f"{result.histogram.n_skipped} documents); use longer documents or {bos_hint}"
+        )
+
+
+def summary_settings(
+    model: Any,
+    result: ScoredCorpus,
+    options: ScoreOptions,
+    *,
+    identity: Mapping[str, Any],
+    data: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a summary records about how ``result`` was computed, in one order for every writer
+    (``errorentropy score``, :func:`errorentropy.score`, a sweep cell, the training callback):
+    the model's ``identity`` (name, revision, provenance, ...), its dtype and device, the
+    ``data`` settings, the recorded options, the head path, notes and window count, then
+    ``extra`` (timings, a spec digest)."""
+    parameter = next(model.parameters())
+    return {
+        **identity,
+        "dtype": str(parameter.dtype).removeprefix("torch."),
+        "device": str(parameter.device),
+        **data,
+        **options.settings(),
+        "head_path": result.head_path,
+        "notes": result.notes,
+        "n_windows": result.n_windows,
+        **(extra or {}),
+    }
 
 
 def summarize(
@@ -66,7 +112,7 @@ def summarize(
 
     Examples:
         >>> import numpy as np
-        >>> from errorentropy.stats.histogram import RankHistogram
+        >>> from errorentropy.stats.histogram import Decomposition, RankHistogram
         >>> ranks, probs = [0, 0, 1, 3], [0.5, 0.4, 0.2, 0.05]
         >>> summary = summarize(RankHistogram.from_tokens(ranks, np.log(probs)), {"model": "mine"})
         >>> summary["n_tokens"], summary["top1_accuracy"], summary["n_ranks_observed"]
@@ -109,10 +155,8 @@ def write_summary(directory: Path, summary: dict[str, Any]) -> None:
     )
 
 
-def write_result(directory: Path, result: Scored, summary: dict[str, Any]) -> None:
-    """Write a :class:`~errorentropy.scoring.engine.ScoreResult` and its summary as a result
-    folder's
-    files."""
+def write_result(directory: Path, result: ScoredCorpus, summary: dict[str, Any]) -> None:
+    """Write a :class:`ScoredCorpus` and its summary as a result folder's files."""
     result.histogram.save(directory / HISTOGRAM_FILE)
     result.tokens.save(directory / TOKENS_FILE)
     if result.profile is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError, as_path_text
 from errorentropy.options import DEFAULT_RBP_KS
 from errorentropy.storage import read_checked_json, write_checked_json
 
@@ -141,12 +141,23 @@ class RankHistogram:
     n_tied: int = 0
 
     def __post_init__(self) -> None:
-        counts = np.asarray(self.counts, dtype=np.int64)
-        sums = np.asarray(self.logprob_sums, dtype=np.float64)
+        try:
+            counts = np.asarray(self.counts, dtype=np.int64)
+            sums = np.asarray(self.logprob_sums, dtype=np.float64)
+        except (TypeError, ValueError):
+            counts = sums = np.zeros((0, 0))  # refused just below
         if counts.ndim != 1 or sums.shape != counts.shape:
-            raise ValueError("counts and logprob_sums must be 1-D arrays of equal length")
+            raise ArgumentError(
+                "counts and logprob_sums must be 1-D arrays of numbers of equal length",
+                "counts",
+                "logprob_sums",
+            )
         if counts.size and counts.min() < 0:
-            raise ValueError("counts must be non-negative")
+            raise ArgumentError("counts must be non-negative", "counts")
+        for name in ("n_documents", "n_skipped", "n_tied"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ArgumentError(f"{name} must be an integer >= 0, got {value!r}", name)
         # Trim trailing empty ranks so equal content has equal shape.
         nonzero = np.flatnonzero(counts)
         size = int(nonzero[-1]) + 1 if nonzero.size else 0
@@ -164,14 +175,19 @@ class RankHistogram:
         n_tied: int = 0,
     ) -> RankHistogram:
         """Build from per-token ranks (int >= 0) and log-probabilities (float <= 0)."""
-        ranks = np.asarray(ranks).astype(np.int64, copy=False).ravel()
-        logprobs = np.asarray(logprobs, dtype=np.float64).ravel()
+        try:
+            ranks = np.asarray(ranks).astype(np.int64, copy=False).ravel()
+            logprobs = np.asarray(logprobs, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ArgumentError(
+                "ranks and logprobs must be arrays of numbers", "ranks", "logprobs"
+            ) from None
         if ranks.shape != logprobs.shape:
-            raise ValueError(
+            raise ArgumentError(
                 f"ranks ({ranks.size}) and logprobs ({logprobs.size}) differ in length"
             )
         if ranks.size and ranks.min() < 0:
-            raise ValueError("ranks must be non-negative")
+            raise ArgumentError("ranks must be non-negative", "ranks")
         if not np.all(np.isfinite(logprobs)):
             raise UserError(
                 "non-finite log-probabilities (NaN or inf) reached the histogram; the model's "
@@ -397,6 +413,7 @@ class RankHistogram:
     @classmethod
     def load(cls, path: Path | str) -> RankHistogram:
         """Read a file written by :meth:`save`; corruption is detected by checksum."""
+        path = as_path_text(path, "path")
         return cls.from_dict(read_checked_json(path, "histogram"), source=str(path))
 
 
@@ -420,7 +437,7 @@ def _check_sparse(
 def _rank_cut(k: Any) -> int:
     """``k`` of RBP_k as a positive int, else ValueError."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"RBP_k needs integers k >= 1, got {k!r}")
+        raise ArgumentError(f"RBP_k needs integers k >= 1, got {k!r}")
     return int(k)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError, type_name
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.storage import atomic_write_bytes
 
@@ -22,6 +22,22 @@ class TokenTable:
     position: np.ndarray  # int32, the target's position in its document's token ids
     rank: np.ndarray  # int32
     logprob: np.ndarray  # float64
+
+    def __post_init__(self) -> None:
+        """Refuse columns that are not 1-D numeric arrays of one length (kept as given)."""
+        columns = {n: getattr(self, n) for n in ("doc", "position", "rank", "logprob")}
+        for name, column in columns.items():
+            if (
+                not isinstance(column, np.ndarray)
+                or column.ndim != 1
+                or column.dtype.kind not in "iuf"
+            ):
+                raise ArgumentError(
+                    f"{name} must be a 1-D numpy array of numbers, got {type_name(column)}", name
+                )
+        if len({column.size for column in columns.values()}) > 1:
+            sizes = ", ".join(f"{n} {c.size}" for n, c in columns.items())
+            raise ArgumentError(f"the columns must have one length, got {sizes}")
 
     def histogram(self, n_documents: int = 0, n_skipped: int = 0, n_tied: int = 0) -> RankHistogram:
         """The rank histogram of these tokens, with the given bookkeeping counts."""

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from errorentropy.data.corpus import HUB_PREFIX, PRESETS, Corpus, load_corpus
-from errorentropy.errors import UserError
+from errorentropy.errors import UserError, as_path_text
 from errorentropy.models.provenance import Provenance, model_provenance, weights_fingerprint
 from errorentropy.scoring.results import HISTOGRAM_FILE, TOKENS_FILE, summarize, write_result
 from errorentropy.stats.histogram import RankHistogram
@@ -717,6 +717,7 @@ class _Runner:
         """Score one cell with the loaded model; the writing process commits the cell's folder
         (unless another worker took the cell over meanwhile). Returns the claim's outcome."""
         from errorentropy.scoring.distributed import shard_and_score
+        from errorentropy.scoring.results import require_tokens
 
         corpus = self.agreed_corpus(cell)
         started = time.perf_counter()
@@ -726,11 +727,7 @@ class _Runner:
         elapsed = time.perf_counter() - started
         if not self.writes:
             return "done"
-        if result.histogram.n_tokens == 0:
-            raise UserError(
-                f"every document of {cell.dataset.label} was skipped (fewer than 2 tokens "
-                'each); use longer documents or bos = "always"'
-            )
+        require_tokens(result, cell.dataset.label, 'bos = "always"')
         settings = self.settings(cell, loaded, corpus, result)
         summary = summarize(
             result.histogram, settings, rbp_ks=self.options.rbp_k, tokens=result.tokens
@@ -762,8 +759,9 @@ class _Runner:
     ) -> dict[str, Any]:
         """What a cell's summary records about how it was computed (and from which weights)."""
         assert loaded.counts is not None
-        parameter = next(loaded.model.parameters())
-        return {
+        from errorentropy.scoring.results import summary_settings
+
+        identity = {
             "model": cell.key.model,
             "model_id": cell.model.id,
             "revision": cell.revision,
@@ -771,17 +769,16 @@ class _Runner:
             "family": loaded.family,
             "non_embedding_params": loaded.counts.non_embedding,
             "total_params": loaded.counts.total,
-            "dtype": str(parameter.dtype).removeprefix("torch."),
-            "device": str(parameter.device),
-            "dataset": cell.dataset.label,
-            **corpus.settings(),
-            "data": cell.dataset.data,
-            **self.options.settings(),
-            "head_path": result.head_path,
-            "notes": result.notes,
-            "n_windows": result.n_windows,
-            "spec_digest": cell.digest,
         }
+        data = {"dataset": cell.dataset.label, **corpus.settings(), "data": cell.dataset.data}
+        return summary_settings(
+            loaded.model,
+            result,
+            self.options,
+            identity=identity,
+            data=data,
+            extra={"spec_digest": cell.digest},
+        )
 
     def commit(
         self,
@@ -1027,8 +1024,8 @@ def run_sweep(
         >>> run_sweep(spec, workdir / "sweep", progress=False).computed  # resumed: nothing left
         0
     """
-    spec = load_spec(spec_path)
-    out = Path(out_dir)
+    spec = load_spec(as_path_text(spec_path, "spec_path"))
+    out = Path(as_path_text(out_dir, "out_dir"))
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
     if dry_run:
