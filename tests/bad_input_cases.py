@@ -269,7 +269,7 @@ CASES: tuple[Case, ...] = (
         "score",
         "--rbp-k 0 (refused before a model is loaded)",
         _score("--rbp-k", "0"),
-        "rbp_k must hold integers >= 1, got 0",
+        "--rbp-k must hold integers >= 1, got 0",
     ),
     Case(
         "stride-missing",
@@ -283,14 +283,14 @@ CASES: tuple[Case, ...] = (
         "score",
         "--stride >= --max-length",
         _score("--window", "stride", "--stride", "32"),
-        "--stride must be between 1 and max-length - 1 = 31 (got 32)",
+        "--stride must be between 1 and --max-length - 1 = 31 (got 32)",
     ),
     Case(
         "stride-zero",
         "score",
         "--stride 0",
         _score("--window", "stride", "--stride", "0"),
-        "--stride must be between 1 and max-length - 1",
+        "--stride must be between 1 and --max-length - 1",
     ),
     Case(
         "batch-size-zero",
@@ -369,7 +369,7 @@ CASES: tuple[Case, ...] = (
         "score",
         "--device tpu",
         _score("--device", "tpu"),
-        "unknown --device 'tpu'",
+        "unknown --device tpu",
     ),
     Case(
         "dtype-unknown",
@@ -723,6 +723,228 @@ def build_workspace(root: Path, tokenizer: Any = None) -> Path:
     return root
 
 
+# ---- the Python API --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PythonCase:
+    """One row of the Python API: ``call`` (Python, run with ``ee``, the workspace folder ``W``
+    and ``model, tokenizer = ee.load_model(W / "model")``) raises a one-line
+    :class:`~errorentropy.errors.UserError` containing ``expect``, in keyword names."""
+
+    id: str
+    problem: str
+    call: str
+    expect: str
+
+
+PYTHON_CASES: tuple[PythonCase, ...] = (
+    PythonCase(
+        "score-none-document",
+        "a document that is None",
+        'ee.score(model, tokenizer, ["x", None])',
+        "corpus[1] is None",
+    ),
+    PythonCase(
+        "score-none-model",
+        "no model",
+        'ee.score(None, tokenizer, ["x"])',
+        "model must be a Hugging Face causal LM",
+    ),
+    PythonCase(
+        "score-swapped",
+        "model and tokenizer swapped",
+        'ee.score(tokenizer, model, ["x"])',
+        "model and tokenizer are swapped",
+    ),
+    PythonCase(
+        "score-name-for-model",
+        "a model name instead of a model",
+        'ee.score("EleutherAI/pythia-160m", tokenizer, ["x"])',
+        "load one by name with errorentropy.load_model",
+    ),
+    PythonCase(
+        "score-none-tokenizer",
+        "no tokenizer",
+        'ee.score(model, None, ["x"])',
+        "tokenizer must be the model's tokenizer",
+    ),
+    PythonCase(
+        "score-path-corpus",
+        "a file path instead of a corpus",
+        'ee.score(model, tokenizer, W / "good.jsonl")',
+        "load a file with errorentropy.load_corpus",
+    ),
+    PythonCase(
+        "score-max-length-1",
+        "max_length=1",
+        'ee.score(model, tokenizer, ["x"], max_length=1)',
+        "max_length must be at least 2",
+    ),
+    PythonCase(
+        "score-stride-missing",
+        "window='stride' without stride",
+        'ee.score(model, tokenizer, ["x"], window="stride")',
+        "needs stride=K",
+    ),
+    PythonCase(
+        "score-over-context",
+        "max_length beyond the model's context",
+        'ee.score(model, tokenizer, ["x y z"], max_length=4096)',
+        "max_length=4096 exceeds the model's context of 128 tokens",
+    ),
+    PythonCase(
+        "score-progress",
+        "progress that is not a bool",
+        'ee.score(model, tokenizer, ["x"], progress="yes")',
+        "progress must be True or False",
+    ),
+    PythonCase(
+        "options-type",
+        "an option of the wrong type",
+        'ee.ScoreOptions(max_length="64")',
+        "max_length must be an integer",
+    ),
+    PythonCase(
+        "options-batch", "batch_size=0", "ee.ScoreOptions(batch_size=0)", "batch_size must be >= 1"
+    ),
+    PythonCase(
+        "corpus-none",
+        "no data spec",
+        "ee.load_corpus(None)",
+        "spec must be a str or os.PathLike, got None",
+    ),
+    PythonCase(
+        "corpus-int",
+        "a number as the data spec",
+        "ee.load_corpus(123)",
+        "spec must be a str or os.PathLike",
+    ),
+    PythonCase(
+        "corpus-samples-str",
+        "samples as a string",
+        'ee.load_corpus(W / "good.jsonl", samples="5")',
+        "samples must be an integer",
+    ),
+    PythonCase(
+        "corpus-samples-big",
+        "more samples than documents",
+        'ee.load_corpus(W / "good.jsonl", samples=50)',
+        "samples=50 is larger than the corpus",
+    ),
+    PythonCase(
+        "corpus-seed",
+        "a negative seed",
+        'ee.load_corpus(W / "good.jsonl", seed=-1)',
+        "seed must be a non-negative integer",
+    ),
+    PythonCase(
+        "corpus-text-field",
+        "a text field the file lacks",
+        'ee.load_corpus(W / "wrongfield.jsonl")',
+        "pass text_field=NAME",
+    ),
+    PythonCase(
+        "model-none",
+        "no model name",
+        "ee.load_model(None)",
+        "name must be a str or os.PathLike, got None",
+    ),
+    PythonCase(
+        "model-revision-int",
+        "a revision that is a number",
+        'ee.load_model(W / "model", revision=5)',
+        "revision must be a non-empty string",
+    ),
+    PythonCase(
+        "model-dtype",
+        "an unknown dtype",
+        'ee.load_model(W / "model", dtype="f8")',
+        "unknown dtype='f8'",
+    ),
+    PythonCase(
+        "model-device",
+        "an unknown device",
+        'ee.load_model(W / "model", device="tpu")',
+        "unknown device='tpu'",
+    ),
+    PythonCase(
+        "model-trust",
+        "trust_remote_code that is not a bool",
+        'ee.load_model(W / "model", trust_remote_code="yes")',
+        "trust_remote_code must be True or False",
+    ),
+    PythonCase(
+        "histogram-counts",
+        "counts that are not numbers",
+        'ee.RankHistogram(counts="x")',
+        "counts and logprob_sums must be 1-D arrays of numbers",
+    ),
+    PythonCase(
+        "histogram-load",
+        "no path",
+        "ee.RankHistogram.load(None)",
+        "path must be a str or os.PathLike",
+    ),
+    PythonCase(
+        "histogram-update",
+        "logits that are not tensors",
+        "ee.RankHistogram().update(None, None)",
+        "logits and labels must be torch tensors",
+    ),
+    PythonCase(
+        "token-table",
+        "columns that are not arrays",
+        "ee.TokenTable(None, None, None, None)",
+        "doc must be a 1-D numpy array of numbers",
+    ),
+    PythonCase(
+        "token-stats",
+        "logits that are not tensors",
+        'ee.token_stats([1.0], "x")',
+        "logits and labels must be torch tensors",
+    ),
+    PythonCase(
+        "sweep-none",
+        "no spec path",
+        'ee.run_sweep(None, W / "sweep")',
+        "spec_path must be a str or os.PathLike",
+    ),
+    PythonCase(
+        "fit-int",
+        "a number as the sweep folder",
+        "ee.fit_sweep(5)",
+        "sweep_dir must be a str or os.PathLike",
+    ),
+    PythonCase(
+        "fit-n-boot", "a negative n_boot", "ee.fit_sweep(W, n_boot=-1)", "n_boot must be at least 0"
+    ),
+    PythonCase(
+        "report-none",
+        "no sweep folder",
+        "ee.build_report(None)",
+        "sweep_dir must be a str or os.PathLike",
+    ),
+)
+
+
+def python_namespace(workspace: Path) -> dict[str, Any]:
+    """What a :class:`PythonCase` call sees: ``ee``, ``W``, and the tiny model and tokenizer."""
+    import errorentropy as ee
+
+    model, tokenizer = ee.load_model(workspace / "model")
+    return {"ee": ee, "W": workspace, "model": model, "tokenizer": tokenizer}
+
+
+def run_python(case: PythonCase, namespace: dict[str, Any]) -> BaseException | None:
+    """Run the row's call; returns what it raised (None when it raised nothing)."""
+    try:
+        eval(case.call, dict(namespace))  # noqa: S307 - the rows' own fixed calls
+    except Exception as exc:  # noqa: BLE001 - the row's test judges what was raised
+        return exc
+    return None
+
+
 # ---- running a row -------------------------------------------------------------------------
 
 
@@ -803,13 +1025,39 @@ def markdown(rows: list[tuple[Case, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def python_markdown(rows: list[tuple[PythonCase, str]]) -> str:
+    """The Python API's table from (row, actual message) pairs."""
+    lines = [
+        "",
+        "## The Python API",
+        "",
+        "Every public function checks its arguments at the door and raises",
+        "`errorentropy.UserError` (an `ArgumentError`, also a `ValueError`) naming the keyword,",
+        "never an AttributeError or TypeError from deep inside. `W` is the folder of inputs;",
+        '`model, tokenizer = ee.load_model(W / "model")`.',
+        "",
+        "| bad input | call | message |",
+        "|---|---|---|",
+    ]
+    for case, message in rows:
+        cell = message.replace("|", "\\|")
+        lines.append(f"| {case.problem} | `{case.call}` | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def generate(workspace: Path) -> str:
     """Run every row in-process and render the docs page."""
     rows = []
     for case in all_cases():
         _, _, err = run_in_process(case, workspace)
         rows.append((case, normalise(err.strip(), workspace)))
-    return markdown(rows)
+    namespace = python_namespace(workspace)
+    python_rows = []
+    for py in PYTHON_CASES:
+        raised = run_python(py, namespace)
+        shown = f"{type(raised).__name__}: {raised}" if raised is not None else "(no error)"
+        python_rows.append((py, normalise(shown, workspace)))
+    return markdown(rows) + python_markdown(python_rows)
 
 
 def _main() -> int:

@@ -4,6 +4,7 @@ nothing lost."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,12 +47,34 @@ def _check_one_line(code: int, stderr: str, case: table.Case, workspace: Path) -
     assert len(line) <= table.MAX_MESSAGE, f"{case.id}: message of {len(line)} characters"
 
 
+@pytest.fixture
+def progress_on(monkeypatch):
+    """Library progress bars as a fresh process without --quiet has them (an earlier --quiet row
+    turned them off in this process)."""
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    logging.enable_progress_bar()
+    yield
+    if not was:
+        logging.disable_progress_bar()
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_in_process(case: table.Case, workspace: Path, capsys) -> None:
+def test_bad_input_in_process(
+    case: table.Case, quiet: bool, workspace: Path, capsys, request
+) -> None:
+    """One line on stderr with --quiet and without it: no progress bar before the error."""
     from errorentropy.cli import main
 
+    argv = table.expand(case.argv, workspace)
+    if not quiet:
+        request.getfixturevalue("progress_on")
+        argv = [a for a in argv if a != "--quiet"]
     planted = _plant_finished_result(workspace)
-    code = main(table.expand(case.argv, workspace))
+    code = main(argv)
     captured = capsys.readouterr()
     _check_one_line(code, captured.err, case, workspace)
     assert code == 2, f"{case.id}: a user error exits 2, got {code}"
@@ -136,3 +159,24 @@ def test_docs_table_is_up_to_date(workspace: Path) -> None:
     expected = table.generate(workspace)
     actual = table.DOC_PATH.read_text() if table.DOC_PATH.exists() else ""
     assert actual == expected, "docs/bad-input.md is stale: run `python tests/bad_input_cases.py`"
+
+
+PY_CASES = table.PYTHON_CASES
+
+
+@pytest.fixture(scope="module")
+def python_namespace(workspace: Path) -> dict:
+    return table.python_namespace(workspace)
+
+
+@pytest.mark.parametrize("case", PY_CASES, ids=[c.id for c in PY_CASES])
+def test_python_api_bad_input(case: table.PythonCase, python_namespace: dict) -> None:
+    """Each Python row raises one line in the caller's terms: keyword names, never a flag."""
+    from errorentropy.errors import UserError
+
+    raised = table.run_python(case, python_namespace)
+    assert isinstance(raised, UserError), f"{case.id}: {type(raised).__name__}: {raised}"
+    message = str(raised)
+    assert case.expect in message, f"{case.id}: {case.expect!r} not in {message!r}"
+    assert "\n" not in message and len(message) <= table.MAX_MESSAGE, message
+    assert not re.search(r"(?<![\w])--[a-z]", message), f"{case.id} names a flag: {message}"

@@ -26,8 +26,12 @@ class ArgumentError(UserError, ValueError):
 
 def type_name(value: object) -> str:
     """How a message names what it got: ``None``, or the type and a short repr."""
+    import os
+
     if value is None:
         return "None"
+    if isinstance(value, os.PathLike):  # a path in full: it says which file was meant
+        return f"{type(value).__name__} {os.fspath(value)!r}"
     shown = repr(value)
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return f"{type(value).__name__} {shown}"

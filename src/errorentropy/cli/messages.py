@@ -34,19 +34,20 @@ def for_command_line(exc: UserError) -> str:
     ``--max-length 1``, ``window='stride'`` as ``--window stride``, ``profile=True`` as
     ``--profile``, a bare ``max_length`` as ``--max-length``."""
     text = str(exc)
-    if isinstance(exc, ArgumentError):
-        for name in exc.names:
-            text = _as_flag(text, name, flag_of(name))
-    return text
+    if not isinstance(exc, ArgumentError) or not exc.names:
+        return text
+    # One pass over every name, so that a value written as a flag is never read again.
+    names = "|".join(re.escape(name) for name in sorted(exc.names, key=len, reverse=True))
+    pattern = rf"(?<![\w'\-])({names})(?:(=True)\b|='([^']*)'|(=)|(?![\w]))"
+    return re.sub(pattern, _as_flag, text)
 
 
-def _as_flag(text: str, name: str, flag: str) -> str:
-    """``text`` with keyword ``name`` (bare, ``=True``, ``='value'`` or ``=value``) as ``flag``."""
-    word = rf"(?<![\w'\-]){re.escape(name)}"
-    text = re.sub(rf"{word}=True\b", lambda _: flag, text)
-    text = re.sub(rf"{word}='([^']*)'", lambda m: f"{flag} {m.group(1)}", text)
-    text = re.sub(rf"{word}=", lambda _: f"{flag} ", text)
-    return re.sub(rf"{word}(?![\w])", lambda _: flag, text)
+def _as_flag(match: re.Match[str]) -> str:
+    """One keyword (bare, ``=True``, ``='value'`` or ``=value``) as its flag."""
+    flag = flag_of(match.group(1))
+    if match.group(3) is not None:
+        return f"{flag} {match.group(3)}"
+    return f"{flag} " if match.group(4) else flag
 
 
 def delay_library_progress(seconds: float = PROGRESS_DELAY_S) -> None:

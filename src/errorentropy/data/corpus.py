@@ -117,7 +117,7 @@ def check_seed(seed: int | None) -> None:
     if seed is not None and (
         isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
     ):
-        raise ArgumentError(f"seed must be a non-negative integer or None (got {seed!r})", "seed")
+        raise ArgumentError(f"seed must be a non-negative integer (got {seed!r})", "seed")
 
 
 def sample_indices(n_available: int, samples: int | None, seed: int | None) -> np.ndarray:

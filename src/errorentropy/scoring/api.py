@@ -165,14 +165,11 @@ def check_model(model: Any, tokenizer: Any) -> None:
             "tokenizer",
         )
     if not isinstance(model, torch.nn.Module) or getattr(model, "config", None) is None:
-        hint = (
-            " (load one by name with errorentropy.load_model)"
-            if isinstance(model, (str, os.PathLike))
-            else ""
-        )
+        named = isinstance(model, (str, os.PathLike))
+        hint = "; load one by name with errorentropy.load_model" if named else ""
         raise ArgumentError(
-            f"model must be a Hugging Face causal LM (a torch.nn.Module with a config){hint}, "
-            f"got {type_name(model)}",
+            "model must be a Hugging Face causal LM (a torch.nn.Module with a config), got "
+            f"{type_name(model)}{hint}",
             "model",
         )
     if next(model.parameters(), None) is None:
