@@ -77,3 +77,25 @@ def test_the_offline_hint_is_not_given_when_offline_is_already_set(monkeypatch):
     assert "HF_HUB_OFFLINE" not in str(_load_error("EleutherAI/pythia-14m", None, offline))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert "HF_HUB_OFFLINE=1" in str(_load_error("EleutherAI/pythia-14m", None, offline))
+
+
+def test_help_names_every_data_form_and_every_params_flag(capsys):
+    from errorentropy.cli import main
+
+    assert main(["score", "--help"]) == 0
+    assert "hf:PATH[:CONFIG[:SPLIT]]" in " ".join(capsys.readouterr().out.split())
+    assert main(["params", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--revision REVISION hub branch/tag" in text
+    assert "--trust-remote-code allow a hub model's own Python code" in text
+
+
+def test_the_dry_run_explains_its_token_marks():
+    from errorentropy.cli.sweep import tokens_legend
+    from errorentropy.sweep.costs import TokenEstimate
+
+    exact, rough = TokenEstimate(10, "tokenized"), TokenEstimate(12, "characters")
+    assert tokens_legend(["a"], {"a": exact}) == ""
+    assert tokens_legend(["a", "b"], {"a": exact}).startswith("TOKENS: ? not known")
+    both = tokens_legend(["a", "b", "c"], {"a": exact, "b": rough})
+    assert "~ estimated from characters" in both and "? not known" in both

@@ -33,6 +33,8 @@ def type_name(value: object) -> str:
     if isinstance(value, os.PathLike):  # a path in full: it says which file was meant
         return f"{type(value).__name__} {os.fspath(value)!r}"
     shown = repr(value)
+    if "\n" in shown:  # a module's repr is its whole tree: its type says enough
+        return f"a {type(value).__name__}"
     shown = shown if len(shown) <= 40 else shown[:37] + "..."
     return f"{type(value).__name__} {shown}"
 

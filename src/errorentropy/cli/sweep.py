@@ -41,6 +41,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports for the launch (a dry run joins no process group)
     if args.dry_run:
         print(format_states(outcome.states, outcome.tokens))
+        legend = tokens_legend([s.cell.cell_id for s in outcome.states], outcome.tokens)
+        if legend:
+            print(legend)
         for note in outcome.notes():
             print(note)
         print(outcome.summary_line())
@@ -49,6 +52,17 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(f"sweep: {note}", file=sys.stderr)
     print(outcome.summary_line(), file=sys.stderr)
     return 0 if outcome.ok else EXIT_CELLS_FAILED
+
+
+def tokens_legend(cells: list[str], tokens: dict[str, Any]) -> str:
+    """The dry run's key to the marks its TOKENS column uses for ``cells`` ("" when none):
+    ``~`` for an estimate from characters, ``?`` for a cell with no count."""
+    marks = []
+    if any(getattr(t, "how", None) == "characters" for t in tokens.values()):
+        marks.append("~ estimated from characters (the tokenizer is not on disk)")
+    if any(cell not in tokens for cell in cells):
+        marks.append("? not known (the dataset could not be read; running the cell says why)")
+    return "TOKENS: " + "; ".join(marks) if marks else ""
 
 
 def _run_workers(args: argparse.Namespace) -> int:
