@@ -179,7 +179,7 @@ def test_any_hub_dataset_by_hf_spec_on_a_local_stand_in(tmp_path):
     assert got.settings()["preset_split"] == "train" and got.settings()["text_field"] == "body"
     test = load_corpus(f"hf:{root}::test", samples=10, seed=0, text_field="body")
     assert sorted(test.documents) == sorted(r["body"] for r in rows[20:])
-    with pytest.raises(UserError, match="has no field 'text'.*body.*--text-field"):
+    with pytest.raises(UserError, match="has no field 'text'.*body.*text_field=NAME"):
         load_corpus(f"hf:{root}", samples=3)
     with pytest.raises(UserError, match="larger than hub dataset"):
         load_corpus(f"hf:{root}::test", samples=11, text_field="body")
@@ -201,5 +201,5 @@ def test_hub_dataset_columns_that_are_not_text(tmp_path):
     )
     got = load_corpus(f"hf:{root}", samples=3, seed=0)
     assert sorted(got.documents) == ["", "first doc", "third doc"]
-    with pytest.raises(UserError, match="field 'n' holds .*int.*not text.*--text-field"):
+    with pytest.raises(UserError, match="field 'n' holds .*int.*not text.*text_field=NAME"):
         load_corpus(f"hf:{root}", samples=3, text_field="n")

@@ -151,7 +151,10 @@ def test_unknown_key_suggests_the_close_one():
         ("[scoring]\nprofile = 1\n", "must be true or false"),
         ("[scoring]\nbatch_size = 0\n", "at least 1"),
         ("[scoring]\nhead = 'fast'\n", "choose one of auto, chunked, fused, full"),
-        ("[scoring]\nwindow = 'stride'\nmax_length = 8\nstride = 8\n", "--stride must be between"),
+        (
+            "[scoring]\nwindow = 'stride'\nmax_length = 8\nstride = 8\n",
+            "[scoring] stride must be between 1 and max_length - 1",
+        ),
         ("[run]\ndtype = 'fp8'\n", "choose one of auto, float32"),
         ("[[datasets]]\ndata = 'wikipedia'\n", "no [[models]] given"),
         ("[[models]]\nid = 'a'\n", "no [[datasets]] given"),
@@ -195,7 +198,7 @@ def test_unknown_key_suggests_the_close_one():
         ),
         (
             "[[models]]\nid = 'a'\n[[datasets]]\ndata = 'hf:a:b:c:d'\n",
-            "s.toml:4: --data 'hf:a:b:c:d': write a hub dataset as hf:PATH",
+            "s.toml:4: data 'hf:a:b:c:d': write a hub dataset as hf:PATH",
         ),
     ],
 )

@@ -204,10 +204,9 @@ def hub_preset(spec: str, text_field: str = "text") -> Preset:
     ``hf:PATH::test``)."""
     parts = spec[len(HUB_PREFIX) :].split(":")
     if not parts[0].strip() or len(parts) > 3 or any(not p.strip() for p in parts[2:]):
-        raise ArgumentError(
-            f"spec={spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or "
-            "hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)",
-            "spec",
+        raise UserError(
+            f"data {spec!r}: write a hub dataset as hf:PATH, hf:PATH:CONFIG or "
+            "hf:PATH:CONFIG:SPLIT (e.g. hf:allenai/c4:en:validation)"
         )
     path, config, split = (
         parts[0],

@@ -144,9 +144,10 @@ class RankHistogram:
         try:
             counts = np.asarray(self.counts, dtype=np.int64)
             sums = np.asarray(self.logprob_sums, dtype=np.float64)
+            numbers = counts.ndim == 1 and sums.shape == counts.shape
         except (TypeError, ValueError):
-            counts = sums = np.zeros((0, 0))  # refused just below
-        if counts.ndim != 1 or sums.shape != counts.shape:
+            numbers = False
+        if not numbers:
             raise ArgumentError(
                 "counts and logprob_sums must be 1-D arrays of numbers of equal length",
                 "counts",

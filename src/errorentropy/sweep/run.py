@@ -41,7 +41,14 @@ import numpy as np
 from errorentropy.data.corpus import HUB_PREFIX, PRESETS, Corpus, load_corpus
 from errorentropy.errors import UserError, as_path_text
 from errorentropy.models.provenance import Provenance, model_provenance, weights_fingerprint
-from errorentropy.scoring.results import HISTOGRAM_FILE, TOKENS_FILE, summarize, write_result
+from errorentropy.scoring.results import (
+    HISTOGRAM_FILE,
+    TOKENS_FILE,
+    require_tokens,
+    summarize,
+    summary_settings,
+    write_result,
+)
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.tokens import TokenTable
 from errorentropy.storage import atomic_write_text, commit_folder
@@ -717,7 +724,6 @@ class _Runner:
         """Score one cell with the loaded model; the writing process commits the cell's folder
         (unless another worker took the cell over meanwhile). Returns the claim's outcome."""
         from errorentropy.scoring.distributed import shard_and_score
-        from errorentropy.scoring.results import require_tokens
 
         corpus = self.agreed_corpus(cell)
         started = time.perf_counter()
@@ -759,8 +765,6 @@ class _Runner:
     ) -> dict[str, Any]:
         """What a cell's summary records about how it was computed (and from which weights)."""
         assert loaded.counts is not None
-        from errorentropy.scoring.results import summary_settings
-
         identity = {
             "model": cell.key.model,
             "model_id": cell.model.id,
