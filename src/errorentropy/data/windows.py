@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError
 from errorentropy.options import BosMode, WindowMode, check_window_options
 
 
@@ -38,16 +38,17 @@ def tokenize(tokenizer: Any, documents: Sequence[str], bos: BosMode = "auto") ->
     """Token ids per document: the tokenizer's default special tokens (``auto``), none
     (``never``), or none plus a leading BOS, or EOS where there is no BOS (``always``)."""
     if bos not in ("auto", "always", "never"):
-        raise UserError(f"unknown --bos {bos!r}; choose auto, always or never")
+        raise ArgumentError(f"unknown bos={bos!r}; choose auto, always or never", "bos")
     prefix: list[int] = []
     if bos == "always":
         start = (
             tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         )
         if start is None:
-            raise UserError(
-                "--bos always needs a BOS or EOS token, and this tokenizer has neither; "
-                "use --bos auto or never"
+            raise ArgumentError(
+                "bos='always' needs a BOS or EOS token, and this tokenizer has neither; "
+                "use bos='auto' or bos='never'",
+                "bos",
             )
         prefix = [int(start)]
     # A process of a launch with more processes than documents (tokenizers refuse []).
@@ -123,7 +124,7 @@ def batches(
     """Right-padded batches of windows that share a padded width (:func:`padded_length`), longest
     first."""
     if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1 (got {batch_size})")
+        raise ArgumentError(f"batch_size must be at least 1 (got {batch_size})", "batch_size")
     limit = max_length or max((len(w.input_ids) for w in windows), default=1)
     width_of = [padded_length(len(w.input_ids), limit) for w in windows]
     order = sorted(range(len(windows)), key=lambda i: (-width_of[i], -len(windows[i].input_ids), i))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError
 
 ROW_MULTIPLE = 16  # row counts of every product and reduction: CPU kernels round odd rows apart
 # float32 elements in one [token_block, vocab_chunk] tile: 4 MiB, small enough to stay in cache
@@ -56,7 +56,7 @@ class TokenScores:
 
 
 NON_FINITE_MESSAGE = (
-    "the model produced NaN or inf logits; run in --dtype float32, or check the weights (a "
+    "the model produced NaN or inf logits; run in dtype='float32', or check the weights (a "
     "half-precision overflow is the usual cause)"
 )
 
@@ -64,7 +64,7 @@ NON_FINITE_MESSAGE = (
 def check_finite(lse: torch.Tensor, target: torch.Tensor) -> None:
     """Raise the one-line NaN/inf error unless every log-sum-exp and target logit is finite."""
     if not (torch.isfinite(lse).all() and torch.isfinite(target).all()):
-        raise UserError(NON_FINITE_MESSAGE)
+        raise ArgumentError(NON_FINITE_MESSAGE, "dtype")
 
 
 def row_logsumexp(z: torch.Tensor) -> torch.Tensor:

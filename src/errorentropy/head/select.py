@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from errorentropy.errors import UserError
+from errorentropy.errors import ArgumentError, UserError
 from errorentropy.head import fused
 from errorentropy.head.chunked import score_hidden
 from errorentropy.head.fused import available
@@ -85,7 +85,9 @@ def verify_head(model: torch.nn.Module, head: OutputHead, input_ids: torch.Tenso
     """True when body + head reproduce the model's own logits on ``input_ids`` ``[1, L]``."""
     reference = model(input_ids=input_ids, use_cache=False).logits[0].float()
     if not bool(torch.isfinite(reference).all()):
-        raise UserError(NON_FINITE_MESSAGE)  # the same answer whichever head would have been used
+        raise ArgumentError(
+            NON_FINITE_MESSAGE, "dtype"
+        )  # the same answer whichever head would have been used
     hidden = head.body(input_ids=input_ids, use_cache=False).last_hidden_state[0].float()
     ours = head.logit_map.apply(hidden @ head.weight.float().T)  # as score_hidden applies it
     if ours.shape != reference.shape:

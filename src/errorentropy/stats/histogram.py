@@ -190,9 +190,10 @@ class RankHistogram:
         if ranks.size and ranks.min() < 0:
             raise ArgumentError("ranks must be non-negative", "ranks")
         if not np.all(np.isfinite(logprobs)):
-            raise UserError(
+            raise ArgumentError(
                 "non-finite log-probabilities (NaN or inf) reached the histogram; the model's "
-                "logits are not finite, try --dtype float32"
+                "logits are not finite, try dtype='float32'",
+                "dtype",
             )
         size = int(ranks.max()) + 1 if ranks.size else 0
         counts = np.bincount(ranks, minlength=size).astype(np.int64)
