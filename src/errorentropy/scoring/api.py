@@ -110,12 +110,15 @@ def score(
         progress: show a progress bar on stderr.
         **options: the fields of :class:`~errorentropy.options.ScoreOptions` (``max_length``,
             ``window``, ``stride``, ``bos``, ``batch_size``, ``head``, ``vocab_chunk``,
-            ``chunk_elements``, ``profile``, ``rbp_k``), checked as the command checks its
-            flags.
+            ``chunk_elements``, ``profile``, ``rbp_k``), checked when the
+            :class:`~errorentropy.options.ScoreOptions` is built. Without ``max_length``, a
+            model whose context is shorter than the default 512 is scored in windows of its
+            context, and the summary's first note says so.
 
     Under ``torchrun`` the documents are sharded across the processes (the process group is
     joined from the environment if need be) and every process receives the merged result.
-    Raises :class:`~errorentropy.errors.UserError` (one line) for a bad option or corpus.
+    Raises :class:`~errorentropy.errors.UserError` (one line, naming the keyword) for a model,
+    tokenizer, option or corpus that will not do, before anything is scored.
 
     Examples:
         >>> import errorentropy as ee
