@@ -89,10 +89,13 @@ def test_summary_rbp_and_mrr_from_a_scored_token_table(model_dir, short_docs, tm
     assert summary["mrr"] == pytest.approx(loop_mrr(ranks.tolist()), rel=1e-13)
     assert summary["rbp_at"]["1"] == summary["top1_accuracy"]
     assert "rbp_k" not in summary  # rbp_at names its ks
-    assert isinstance(summary["ee_settled"], bool)
-    assert summary["ee_convergence"]["error_entropy"][-1] == summary["error_entropy"]
-    verdict = [line for line in captured.err.splitlines() if "EE has" in line]
-    assert len(verdict) == 1 and verdict[0].startswith("errorentropy score: EE has")
+    assert "ee_settled" not in summary  # the old verdict: replaced by the bias left
+    assert summary["ee_convergence"]["error_entropy"] == summary["error_entropy"]
+    lo, hi = summary["ee_bias_interval"]
+    assert lo <= summary["ee_bias"] <= hi
+    statement = [line for line in captured.err.splitlines() if "bias left in EE" in line]
+    assert len(statement) == 1 and statement[0].startswith("errorentropy score: bias left in EE")
+    assert f"{summary['ee_bias']:+.4f} nats" in statement[0]
 
 
 def test_rbp_k_is_checked_and_left_out_of_the_settings_digest(tmp_path):

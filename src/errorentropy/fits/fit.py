@@ -21,6 +21,7 @@ import numpy as np
 
 from errorentropy.errors import UserError
 from errorentropy.fits import powerlaw
+from errorentropy.fits.convergence import ExponentConvergence
 from errorentropy.fits.powerlaw import (
     MIN_MODELS,
     FitInputError,
@@ -53,7 +54,8 @@ from errorentropy.fits.records import (
 )
 from errorentropy.options import DEFAULT_RBP_KS
 from errorentropy.stats import bootstrap as bs
-from errorentropy.stats.convergence import Convergence, ee_convergence
+from errorentropy.stats import entropy
+from errorentropy.stats.convergence import Convergence, ee_convergence, is_legacy
 from errorentropy.stats.quantities import CE, COMPONENTS, CONF, EE, QUANTITIES, Quantity
 from errorentropy.storage import read_checked_json, write_checked_json
 from errorentropy.sweep.cells import CellRecord, distinct_weights, load_cells, mixed_settings
@@ -707,15 +709,16 @@ def _rbp_row(
     return replace(row, **_refit(n, y)[3])
 
 
-# ---- has EE settled with the documents? -------------------------------------------------------
+# ---- how far has EE converged with the documents? ---------------------------------------------
 
 
 def _cell_convergence(cell: CellRecord) -> Convergence | None:
     """The cell's :class:`~errorentropy.stats.convergence.Convergence`: read from its summary, or
-    computed from its token table (cells scored before summaries held it); None without tokens.
+    computed from its token table (cells scored before summaries held it, or holding the old
+    ``settled`` check); None without tokens.
     """
     recorded = cell.summary.get("ee_convergence")
-    if isinstance(recorded, dict):
+    if isinstance(recorded, dict) and not is_legacy(recorded):
         try:
             return Convergence.from_dict(recorded)
         except (KeyError, TypeError, ValueError, IndexError):
@@ -728,7 +731,8 @@ def _cell_convergence(cell: CellRecord) -> Convergence | None:
 
 
 def _convergence_rows(cells: list[CellRecord], final_ids: set[str]) -> list[CellConvergence]:
-    """Every cell's convergence check, by dataset then size (cells without tokens left out)."""
+    """Every cell's bias check, by dataset then size (cells without tokens left out), with the
+    spread of EE across its dataset's final models as the yardstick."""
     rows = []
     for c in sorted(cells, key=lambda c: (c.key.dataset, c.non_embedding_params, c.key.cell_id)):
         check = _cell_convergence(c)
@@ -739,37 +743,55 @@ def _convergence_rows(cells: list[CellRecord], final_ids: set[str]) -> list[Cell
                     c.key.cell_id, c.key.model, c.key.dataset, c.non_embedding_params, final, check
                 )
             )
-    return rows
+    spreads = {}
+    for dataset in {r.dataset for r in rows}:
+        values = [r.check.error_entropy for r in rows if r.dataset == dataset and r.final]
+        spreads[dataset] = entropy.sweep_spread(values) if len(values) >= 2 else None
+    return [replace(r, spread=spreads[r.dataset]) for r in rows]
 
 
-def _convergence_notes(rows: list[CellConvergence]) -> list[FitNote]:
-    """One note per dataset naming the final cells whose EE has not settled, and one counting
-    the other revisions' (training checkpoints) that have not."""
-    notes = []
-    for dataset in sorted({r.dataset for r in rows}):
-        here = [r for r in rows if r.dataset == dataset and r.check.settled is not None]
-        for final in (True, False):
-            group = [r for r in here if r.final == final]
-            loose = [r for r in group if not r.check.settled]
-            if not loose:
-                continue
-            mm = sum(bool(r.check.settled_miller_madow) for r in loose)
-            if final:
-                names = ", ".join(f"{r.model} ({r.check.change:+.3f})" for r in loose)
-                what = f"EE has not settled in {len(loose)} of {len(group)} final cells: {names}"
-            else:
-                what = (
-                    f"EE has not settled in {len(loose)} of {len(group)} cells at other "
-                    "revisions (training checkpoints)"
-                )
-            message = (
-                f"{dataset}: {what}. From half to all documents the plug-in EE moved by more "
-                f"than its bootstrap interval allows (Miller-Madow settled in {mm} of "
-                f"{len(loose)}): these values still depend on how many documents were scored; "
-                "score more documents"
-            )
-            notes.append(FitNote("ee-not-settled", dataset, None, EE.key, message))
-    return notes
+def _exponent_row(
+    dataset: str, group: str, members: list[CellRecord], fits: Sequence[FitRow], seed: int
+) -> ExponentConvergence | None:
+    """Whether EE's exponent has settled over ``members`` (alpha on all documents against alpha
+    on random halves), judged by the half-width of the fit's interval of EE's alpha, or of a
+    bootstrap of its own when the fit has none; None without a fitted EE line or tokens."""
+    row = next(
+        (r for r in fits if (r.dataset, r.group, r.quantity) == (dataset, group, EE.key)), None
+    )
+    if row is None or not row.fitted or len(members) < MIN_MODELS:
+        return None
+    n = [c.non_embedding_params for c in members]
+    try:
+        tables = [(t.doc, t.rank) for t in (c.tokens() for c in members)]
+        ci = (
+            row.alpha_ci if row.alpha_ci is not None and row.alpha_ci[1] > row.alpha_ci[0] else None
+        )
+        found = entropy.sweep_entropies(n, tables, seed=seed, n_boot=0 if ci else entropy.N_BOOT)
+        width = (ci[1] - ci[0]) / 2 if ci else found.alpha_halfwidth
+        check = entropy.exponent_settled(n, found.ee_all, found.ee_halves, width)
+    except UserError:
+        return None  # tokens missing, or EE not positive on some half: no verdict
+    models = tuple(c.key.model for c in members)
+    source = "fit" if ci else "halves"
+    halves = entropy.N_HALVES_SWEEP
+    return ExponentConvergence(dataset, group, models, tuple(n), ci, source, halves, seed, check)
+
+
+def _convergence_notes(exponents: list[ExponentConvergence]) -> list[FitNote]:
+    """One note per (dataset, group) whose EE exponent has not settled."""
+    return [
+        FitNote(
+            "ee-exponent-not-settled",
+            e.dataset,
+            e.group,
+            EE.key,
+            f"{e.describe()}. The exponent still depends on how many documents were scored; "
+            "score more documents",
+        )
+        for e in exponents
+        if e.settled is False
+    ]
 
 
 # ---- a group, a dataset, a sweep --------------------------------------------------------------
@@ -873,15 +895,19 @@ def fit_sweep(
         >>> ee.SweepFits.from_dict(fits.to_dict()) == fits
         True
 
-        The relative-based law per k, and whether each cell's EE has settled:
+        The relative-based law per k, the bias left in each cell's EE (nats) and whether EE's
+        exponent has settled:
 
         >>> fits.settings.rbp_ks, len(fits.rbp_fits)  # (family "toy" and "All") x 4 ks
         ((1, 10, 100, 1000), 8)
         >>> rbp = fits.rbp_fit("synth", "All", 1)
         >>> rbp.alpha < 0 < rbp.r2
         True
-        >>> [c.check.n_documents for c in fits.convergence][0]
-        (3, 5, 10, 20)
+        >>> row = fits.convergence[0]
+        >>> row.check.n_documents, row.check.interval[0] <= row.check.bias <= row.check.interval[1]
+        (20, True)
+        >>> [(e.group, e.check.n_models) for e in fits.ee_exponent]
+        [('toy', 4), ('All', 4)]
     """
     _check_options(n_boot, seed, holdout)
     # Revisions holding identical weights count once (cells.distinct_weights; the report agrees).
@@ -897,6 +923,7 @@ def fit_sweep(
     notes.extend(_bias_notes(cell_rows))
     points = {c.key.cell_id: rbp_point(c, ks) for c in finals}
     out = _Collected(ks, points, _rbp_replicates(finals, points, rbp_reps))
+    exponents: list[ExponentConvergence | None] = []
     for dataset in sorted({c.key.dataset for c in cells}):
         members = _fit_members(finals, dataset, notes)
         families = sorted({c.family for c in members})
@@ -904,8 +931,10 @@ def fit_sweep(
         groups[ALL_GROUP] = members
         for group, group_members in groups.items():
             _fit_group(dataset, group, group_members, centred, holdout, out, notes)
+            exponents.append(_exponent_row(dataset, group, group_members, out.fits, seed))
     convergence = _convergence_rows(cells, final_ids)
-    notes.extend(_convergence_notes(convergence))
+    ee_exponent = [e for e in exponents if e is not None]
+    notes.extend(_convergence_notes(ee_exponent))
     return SweepFits(
         sweep=str(sweep_dir),
         settings=FitSettings(n_boot, seed, holdout, LEVEL, MIN_MODELS, ks),
@@ -917,6 +946,7 @@ def fit_sweep(
         notes=tuple(notes),
         rbp_fits=tuple(out.rbp),
         convergence=tuple(convergence),
+        ee_exponent=tuple(ee_exponent),
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
-from errorentropy.stats.convergence import Convergence
+from errorentropy.fits.convergence import CellConvergence, ExponentConvergence, read_cells
 from errorentropy.stats.quantities import QUANTITIES
 
 FITS_FORMAT = "errorentropy-fits"
@@ -475,36 +475,6 @@ class RbpFitRow(_Row):
         )
 
 
-@dataclass(frozen=True)
-class CellConvergence:
-    """Whether one cell's EE has settled with the documents scored
-    (:func:`errorentropy.stats.convergence.ee_convergence`); ``final`` as in :class:`CellFit`."""
-
-    cell_id: str
-    model: str
-    dataset: str
-    non_embedding_params: int
-    final: bool
-    check: Convergence
-
-    def to_dict(self) -> dict[str, Any]:
-        """The file form: the cell's names, then the check's fields."""
-        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check"}
-        return head | self.check.to_dict()
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> CellConvergence:
-        """Read the file form."""
-        return cls(
-            str(raw["cell_id"]),
-            str(raw["model"]),
-            str(raw["dataset"]),
-            int(raw["non_embedding_params"]),
-            bool(raw["final"]),
-            Convergence.from_dict(raw),
-        )
-
-
 def _default_quantities() -> dict[str, str]:
     return {q.key: q.field for q in QUANTITIES}
 
@@ -518,9 +488,10 @@ class SweepFits:
     (dataset, group, quantity) of groups with enough models; ``extrapolation_ce_vs_ee`` and
     ``r2_ee_vs_ce``: EE against CE per (dataset, group); ``notes``: what to read with care.
     ``quantities`` maps each quantity key to its summary key. ``rbp_fits``: one row per
-    (dataset, group, k) of the relative-based law; ``convergence``: whether each cell's EE has
-    settled with its documents. These two are left out of the file when empty (a file written
-    before them reads back unchanged).
+    (dataset, group, k) of the relative-based law; ``convergence``: the bias left in each cell's
+    EE; ``ee_exponent``: whether EE's exponent has settled per (dataset, group)
+    (:mod:`errorentropy.fits.convergence`). These three are left out of the file when empty (a
+    file written before them reads back unchanged).
     """
 
     sweep: str
@@ -534,8 +505,9 @@ class SweepFits:
     quantities: Mapping[str, str] = field(default_factory=_default_quantities)
     rbp_fits: tuple[RbpFitRow, ...] = ()
     convergence: tuple[CellConvergence, ...] = ()
+    ee_exponent: tuple[ExponentConvergence, ...] = ()
 
-    _OPTIONAL = ("rbp_fits", "convergence")
+    _OPTIONAL = ("rbp_fits", "convergence", "ee_exponent")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of fits.json (without its checksum)."""
@@ -566,7 +538,8 @@ class SweepFits:
             notes=tuple(FitNote.from_dict(n) for n in raw["notes"]),
             quantities=dict(raw.get("quantities") or _default_quantities()),
             rbp_fits=tuple(RbpFitRow.from_dict(r) for r in raw.get("rbp_fits", ())),
-            convergence=tuple(CellConvergence.from_dict(c) for c in raw.get("convergence", ())),
+            convergence=read_cells(raw.get("convergence", ())),
+            ee_exponent=tuple(ExponentConvergence.from_dict(r) for r in raw.get("ee_exponent", ())),
         )
 
     def fit(self, dataset: str, group: str, quantity: str) -> FitRow | None:

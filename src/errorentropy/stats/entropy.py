@@ -549,13 +549,15 @@ def sweep_entropies(
         n_params: non-embedding parameters per model, shape (M,).
         tables: per model, its token table ``(doc, rank)``.
         n_halves: number R of random halves (half the document ids each), >= 2.
-        n_boot: bootstrap replicates, >= 2.
+        n_boot: bootstrap replicates, >= 2; 0: no bootstrap (``alpha_halfwidth`` None, for a
+            caller that has an interval of alpha already).
         seed: seed of the halves (``[seed, 3]``) and of the bootstrap (``[seed, 4]``).
         level: level of the bootstrap interval.
         estimator: the entropy estimator used for EE.
     """
     _check_count("n_halves", n_halves, 2)
-    _check_count("n_boot", n_boot, 2)
+    if n_boot != 0:
+        _check_count("n_boot", n_boot, 2)
     _check_level(level)
     matrices, space = _sweep_matrices(tables)
     d = space.size
@@ -566,6 +568,8 @@ def sweep_entropies(
     weights = np.random.default_rng([seed, 4]).multinomial(d, np.full(d, 1.0 / d), size=n_boot)
     ee_all = np.array([estimator(np.asarray(m.sum(axis=0)).ravel()) for m in matrices])
     ee_halves = np.column_stack([_entropies(masks, m, estimator) for m in matrices])
+    if n_boot == 0:
+        return SweepEntropies(ee_all, ee_halves, None)
     boots = np.column_stack([_entropies(weights.astype(float), m, estimator) for m in matrices])
     return SweepEntropies(ee_all, ee_halves, _bootstrap_halfwidth(n_params, boots, level))
 
