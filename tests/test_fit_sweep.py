@@ -348,11 +348,11 @@ def test_todays_fit_keeps_the_format_and_point_estimates_of_version_0_1_0(tmp_pa
     old = json.loads(GOLDEN_FITS.read_text())
     old.pop("checksum")
     # Added since, beside the old keys (a 0.1.0 reader skips them): the -log RBP_k fits, the EE
-    # convergence checks, their notes and the fitted ks.
-    assert set(new) - set(old) == {"rbp_fits", "convergence"}
+    # bias checks, whether EE's exponent has settled, its notes and the fitted ks.
+    assert set(new) - set(old) == {"rbp_fits", "convergence", "ee_exponent"}
     new = {k: new[k] for k in old}
     assert new["settings"].pop("rbp_ks") == [1, 10, 100, 1000]
-    new["notes"] = [n for n in new["notes"] if n["kind"] != "ee-not-settled"]
+    new["notes"] = [n for n in new["notes"] if n["kind"] != "ee-exponent-not-settled"]
     assert _shape(new) == _shape(old)
 
     def same(x, y):

@@ -779,7 +779,9 @@ def _exponent_row(
 
 
 def _convergence_notes(exponents: list[ExponentConvergence]) -> list[FitNote]:
-    """One note per (dataset, group) whose EE exponent has not settled."""
+    """One note per (dataset, group) whose EE exponent has not settled (not the All group of a
+    one-family dataset again: it is that family)."""
+    families = {(e.dataset, e.models) for e in exponents if e.group != ALL_GROUP}
     return [
         FitNote(
             "ee-exponent-not-settled",
@@ -790,7 +792,7 @@ def _convergence_notes(exponents: list[ExponentConvergence]) -> list[FitNote]:
             "score more documents",
         )
         for e in exponents
-        if e.settled is False
+        if e.settled is False and not (e.group == ALL_GROUP and (e.dataset, e.models) in families)
     ]
 
 

@@ -419,7 +419,7 @@ def convergence_curves(
     """EE against model size (log x): the plug-in EE, the plug-in plus the estimated bias with
     its interval as an error bar, and Miller-Madow, Grassberger and Chao-Shen; ``verdict`` (on
     EE's exponent) titles the panel."""
-    fig, axes = _grid(1, max_cols=1)
+    fig, axes = _grid(1, max_cols=1, panel=(7.0, 4.2))
     ax = axes[0]
     ordered = sorted(points, key=lambda p: p.n_params)
     n = np.array([p.n_params for p in ordered], dtype=np.float64)

@@ -543,8 +543,8 @@ def _convergence_figure(data: ReportData, dataset: str, save: Save, notes: list[
         word = "settled" if c.settled else "NOT settled"
         allowed = c.tolerance * (c.alpha_halfwidth or 0.0)
         verdict = (
-            f"EE's exponent ({exponent.group}) {word}: shift on halves {c.shift:+.4f} "
-            f"(bound {c.shift_bound:.4f}, allowed {allowed:.4f})"
+            f"EE's exponent ({exponent.group}) {word}: shift on halves {c.shift:+.4f}, "
+            f"bound {c.shift_bound:.4f}, allowed {allowed:.4f}"
         )
     save(
         figures.convergence_curves(points, f"EE and the bias left in it ({dataset})", verdict),
@@ -556,9 +556,11 @@ def _convergence_figure(data: ReportData, dataset: str, save: Save, notes: list[
 
 
 def _top_exponent(data: ReportData, dataset: str) -> ExponentConvergence | None:
-    """The exponent check of a dataset's All group, or of its first group."""
+    """The exponent check of a dataset's All group (its family's when All is that family
+    again), or of its first group."""
     here = [e for e in data.fits.ee_exponent if e.dataset == dataset]
-    return next((e for e in here if e.group == ALL_GROUP), here[0] if here else None)
+    shown = [e for e in here if not _hidden(data, dataset, e.group)]
+    return next((e for e in shown if e.group == ALL_GROUP), shown[0] if shown else None)
 
 
 # ---- tables -----------------------------------------------------------------------------------
