@@ -933,7 +933,12 @@ def fit_sweep(
         groups[ALL_GROUP] = members
         for group, group_members in groups.items():
             _fit_group(dataset, group, group_members, centred, holdout, out, notes)
-            exponents.append(_exponent_row(dataset, group, group_members, out.fits, seed))
+            twin = exponents[-1] if group == ALL_GROUP and len(families) == 1 else None
+            exponents.append(
+                replace(twin, group=group)  # All is the one family again: same fit, same halves
+                if twin is not None
+                else _exponent_row(dataset, group, group_members, out.fits, seed)
+            )
     convergence = _convergence_rows(cells, final_ids)
     ee_exponent = [e for e in exponents if e is not None]
     notes.extend(_convergence_notes(ee_exponent))
