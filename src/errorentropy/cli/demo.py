@@ -9,13 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from errorentropy.cli.args import integer, positive_float, positive_int
-from errorentropy.demo.pipeline import (
-    DEFAULT_SIZES,
-    TINY_SIZES,
-    DemoSettings,
-    run_demo,
-    tiny_settings,
-)
+from errorentropy.demo.pipeline import run_demo
+from errorentropy.demo.settings import DEFAULT_SIZES, TINY_SIZES, DemoSettings, tiny_settings
 from errorentropy.demo.training import parse_shapes
 from errorentropy.errors import UserError
 
