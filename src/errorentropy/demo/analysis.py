@@ -28,9 +28,11 @@ def run_analysis(
     progress: bool,
     log: Any,
     report: bool = True,
+    sweep_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """The user's path: sweep, fits, report (``report=False``: the sweep only)."""
-    sweep_dir = out / "sweep"
+    """The user's path: sweep, fits, report (``report=False``: the sweep only), into
+    ``sweep_dir`` (default ``DIR/sweep``)."""
+    sweep_dir = sweep_dir or out / "sweep"
     result: dict[str, Any] = {"spec": str(spec_path), "sweep_dir": str(sweep_dir)}
     started = time.perf_counter()
     outcome = run_sweep(spec_path, sweep_dir, progress=progress)

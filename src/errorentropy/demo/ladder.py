@@ -15,6 +15,7 @@ import numpy as np
 
 from errorentropy.demo.data import Split, digest, training_blocks
 from errorentropy.demo.dense import DenseScoring, dense_done, dense_scorer, dense_scoring
+from errorentropy.demo.objective import PLAIN_CE, TermsLog, batch_loss, models_dir
 from errorentropy.demo.settings import (
     CPU_TRAIN_THREADS,
     DEMO_FORMAT,
@@ -36,9 +37,15 @@ from errorentropy.storage import (
 
 
 def model_key(
-    config: Any, settings: DemoSettings, tokenizer_key: str, blocks: np.ndarray, device_kind: str
+    config: Any,
+    settings: DemoSettings,
+    tokenizer_key: str,
+    blocks: np.ndarray,
+    device_kind: str,
+    objective: str = PLAIN_CE,
 ) -> str:
-    """What a trained model depends on; a folder whose record holds another key is retrained."""
+    """What a trained model depends on; a folder whose record holds another key is retrained
+    (plain ``"ce"`` is left out, so the demo's models keep their keys)."""
     cfg = {
         k: v
         for k, v in config.to_dict().items()
@@ -54,6 +61,7 @@ def model_key(
             "tokenizer": tokenizer_key,
             "blocks": hashlib.sha256(np.ascontiguousarray(blocks).tobytes()).hexdigest(),
             "device": device_kind,
+            **({} if objective == PLAIN_CE else {"objective": objective}),
         }
     )
 
@@ -89,6 +97,7 @@ class TrainJob:
     device: str
     threads: int
     dense: DenseScoring | None = None  # held-out scoring during training (none: skipped)
+    objective: str = PLAIN_CE  # the training loss (:mod:`errorentropy.demo.objective`)
 
 
 def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[str, Any]:
@@ -118,6 +127,7 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
 
     config = GPTNeoXConfig.from_dict(job.config)
     dense_timing = {"dense_score_seconds": 0.0}
+    terms = TermsLog()
     on_eval = dense_scorer(job, dense_timing) if job.dense is not None else None
     try:
         model, losses = train_model(
@@ -132,6 +142,8 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
             on_step=tick,
             on_eval=on_eval,
             eval_steps=job.dense.steps if job.dense is not None else (),
+            loss_fn=batch_loss(job.objective),
+            on_terms=terms,
         )
     finally:
         torch.set_num_threads(threads_before)
@@ -139,6 +151,7 @@ def train_one(job: TrainJob, queue: Any = None, progress: bool = True) -> dict[s
     AutoTokenizer.from_pretrained(str(job.tokenizer_dir)).save_pretrained(str(job.folder))
     body = _model_record(job, model, losses, started, cpu_started)
     body["dense_score_seconds"] = round(dense_timing["dense_score_seconds"], 2)
+    body.update({"objective": job.objective, **terms.record()})
     write_checked_json(job.folder / MODEL_RECORD, body)
     return body
 
@@ -226,12 +239,19 @@ def _train_parallel(
 
 
 def _log_trained(body: dict[str, Any], steps: int, log: Any) -> None:
+    terms = ", ".join(f"{k} {v:.3f}" for k, v in body.get("final_terms", {}).items())
     log(
-        f"model {body['name']}: non-embedding {body['non_embedding_params']:,}, {steps} "
+        f"model {_name(body)}: non-embedding {body['non_embedding_params']:,}, {steps} "
         f"steps in {body['train_seconds']:.1f} s "
         f"({body['train_cpu_seconds']:.1f} s CPU), final training loss "
-        f"{body['final_train_loss']:.3f}"
+        f"{body['final_train_loss']:.3f}" + (f" (terms: {terms})" if terms else "")
     )
+
+
+def _name(body: dict[str, Any]) -> str:
+    """A model's name in the log, with its objective unless that is plain CE."""
+    objective = body.get("objective", PLAIN_CE)
+    return body["name"] if objective == PLAIN_CE else f"{body['name']} [{objective}]"
 
 
 PARALLEL_MIN_TOKENS = 65536  # below this, starting worker processes costs more than it saves
@@ -256,13 +276,15 @@ def train_ladder(
     progress: bool,
     log: Any,
     heldout: dict[str, Path] | None = None,
+    objective: str = PLAIN_CE,
 ) -> list[dict[str, Any]]:
-    """Train (or reuse) every model of the ladder; returns one record per model, smallest first.
-    With ``heldout`` (the held-out files), each model scores the held-out prose during training
+    """Train (or reuse) every model of the ladder with ``objective`` (its models under
+    :func:`models_dir`); returns one record per model, smallest first. With ``heldout`` (the
+    held-out files), each model scores the held-out prose during training
     (:class:`DenseScoring`); a model whose dense cells are missing is retrained."""
     dense = dense_scoring(out, settings, heldout) if heldout and settings.dense_points else None
     records, jobs = _plan_ladder(
-        out, settings, tokenizer, tokenizer_key, splits, device, log, dense
+        out, settings, tokenizer, tokenizer_key, splits, device, log, dense, objective
     )
     records.update(_train_jobs(jobs, settings, device, threads=threads, progress=progress, log=log))
     return [records[shape.name] for shape in settings.shapes]
@@ -277,6 +299,7 @@ def _plan_ladder(
     device: str,
     log: Any,
     dense: DenseScoring | None = None,
+    objective: str = PLAIN_CE,
 ) -> tuple[dict[str, dict[str, Any]], list[TrainJob]]:
     """The records of the models already trained with these inputs, and the jobs for the rest."""
     blocks = None
@@ -284,19 +307,19 @@ def _plan_ladder(
     records: dict[str, dict[str, Any]] = {}
     jobs: list[TrainJob] = []
     for shape in settings.shapes:
-        folder = out / "models" / shape.name
+        folder = models_dir(out, objective) / shape.name
         config = neox_config(
             shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id
         )
         if blocks is None:
             blocks = training_blocks(tokenizer, splits, settings)
-        key = model_key(config, settings, tokenizer_key, blocks, device_kind)
+        key = model_key(config, settings, tokenizer_key, blocks, device_kind, objective)
         if cached_model(folder, key, settings.checkpoints) and (
             dense is None or dense_done(dense, shape.name)
         ):
             records[shape.name] = read_checked_json(folder / MODEL_RECORD, "demo model record")
             log(
-                f"model {shape.name}: reusing (non-embedding parameters "
+                f"model {_name(records[shape.name])}: reusing (non-embedding parameters "
                 f"{records[shape.name]['non_embedding_params']:,})"
             )
             continue
@@ -315,6 +338,7 @@ def _plan_ladder(
                 device,
                 CPU_TRAIN_THREADS,
                 dense,
+                objective,
             )
         )
     return records, jobs

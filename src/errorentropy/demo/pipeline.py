@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from errorentropy.demo.analysis import run_analysis
-from errorentropy.demo.data import Split, build_tokenizer, checked_splits, write_heldout
+from errorentropy.demo.data import build_tokenizer, checked_splits, write_heldout
 from errorentropy.demo.dense import share_dense_cells
+from errorentropy.demo.experiment import run_objectives
 from errorentropy.demo.headline import format_headline, headline
 from errorentropy.demo.ladder import train_ladder
-from errorentropy.demo.settings import DemoSettings
+from errorentropy.demo.objective import PLAIN_CE
+from errorentropy.demo.settings import DemoRun, DemoSettings, Prepared
 from errorentropy.demo.spec import invalidate_stale_cells, write_spec
 from errorentropy.errors import UserError
 from errorentropy.storage import (
@@ -70,59 +72,72 @@ def run_demo(
     analyse: bool = True,
     report: bool = True,
     log: Any = None,
+    objectives: Sequence[str] = (PLAIN_CE,),
 ) -> dict[str, Any]:
     """Build (or reuse) the whole miniature in ``out`` and return a summary of what was done
     (``analyse=False``: stop after training and the spec; ``report=False``: stop after the
-    sweep)."""
+    sweep). ``objectives`` other than plain ``("ce",)``: one ladder per training objective,
+    compared in one sweep (:func:`errorentropy.demo.experiment.run_objectives`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder")
     out.mkdir(parents=True, exist_ok=True)
     say = log or (lambda msg: print(f"[demo] {msg}", flush=True))
     dev = resolve_training_device(device)
-    threads = set_threads()
-    timings: dict[str, float] = {}
+    run = DemoRun(out, settings, dev, set_threads(), progress, say, {})
     started = time.perf_counter()
     cpu_started = time.process_time()
+    prepared = _prepare_data(out, settings, say, run.timings)
+    if tuple(objectives) == (PLAIN_CE,):
+        summary, path = _plain_demo(run, prepared, analyse=analyse, report=report)
+    else:
+        summary, path = run_objectives(run, prepared, objectives, analyse=analyse, report=report)
+    timings = run.timings
+    timings["total_s"] = time.perf_counter() - started
+    # All threads: wall time on a shared machine overstates.
+    timings["cpu_s"] = time.process_time() - cpu_started
+    summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    write_checked_json(path, summary)
+    report_html = summary.get("analysis", {}).get("report_html", summary["spec"])
+    say(f"done in {timings['total_s']:.1f} s; open {report_html}")
+    return summary
 
-    splits, tokenizer, tokenizer_key, heldout = _prepare_data(out, settings, say, timings)
 
+def _plain_demo(
+    run: DemoRun, prepared: Prepared, *, analyse: bool, report: bool
+) -> tuple[dict[str, Any], Path]:
+    """The demo's own ladder (plain CE): train, spec, sweep, fits, report; the summary and
+    where it is saved."""
+    out, settings, say = run.out, run.settings, run.log
+    splits, tokenizer, tokenizer_key, heldout = prepared
     t = time.perf_counter()
-    say(_ladder_line(settings, dev, threads))
+    say(_ladder_line(settings, run.device, run.threads))
     records = train_ladder(
         out,
         settings,
         tokenizer,
         tokenizer_key,
         splits,
-        dev,
-        threads=threads,
-        progress=progress,
+        run.device,
+        threads=run.threads,
+        progress=run.progress,
         log=say,
         heldout=heldout,
     )
-    timings["train_s"] = time.perf_counter() - t
-
-    spec_path = write_spec(out, settings, records, heldout, dev)
-    summary = _summary(out, dev, threads, records, spec_path)
+    run.timings["train_s"] = time.perf_counter() - t
+    spec_path = write_spec(out, settings, records, heldout, run.device)
+    summary = _summary(out, run.device, run.threads, records, spec_path)
     if analyse:
         invalidate_stale_cells(out, records, heldout, settings, say)
         share_dense_cells(out, settings, records, heldout)
         t = time.perf_counter()
         summary["analysis"] = run_analysis(
-            out, spec_path, settings, progress=progress, log=say, report=report
+            out, spec_path, settings, progress=run.progress, log=say, report=report
         )
-        timings["analysis_s"] = time.perf_counter() - t
+        run.timings["analysis_s"] = time.perf_counter() - t
         summary["final"] = headline(out / "sweep", settings.steps)
         say("final checkpoints, held-out nats per token:\n" + format_headline(summary["final"]))
-    timings["total_s"] = time.perf_counter() - started
-    # All threads: wall time on a shared machine overstates.
-    timings["cpu_s"] = time.process_time() - cpu_started
-    summary["timings"] = {k: round(v, 2) for k, v in timings.items()}
-    write_checked_json(out / "demo-summary.json", summary)
-    report_html = summary.get("analysis", {}).get("report_html", spec_path)
-    say(f"done in {timings['total_s']:.1f} s; open {report_html}")
-    return summary
+    return summary, out / "demo-summary.json"
 
 
 def _ladder_line(settings: DemoSettings, device: str, threads: int) -> str:
@@ -136,7 +151,7 @@ def _ladder_line(settings: DemoSettings, device: str, threads: int) -> str:
 
 def _prepare_data(
     out: Path, settings: DemoSettings, say: Any, timings: dict[str, float]
-) -> tuple[dict[str, Split], Any, str, dict[str, Path]]:
+) -> Prepared:
     """The corpora split, the tokenizer and its key, and the held-out files (timed in
     ``timings``)."""
     t = time.perf_counter()

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from errorentropy.demo.training import (
     ModelShape,
@@ -119,3 +121,21 @@ def tiny_settings(seed: int = 0) -> DemoSettings:
         n_log_checkpoints=2,
         dense_points=8,
     )
+
+
+# The corpora split, the tokenizer and its key, and the held-out files of a run.
+Prepared = tuple[dict[str, Any], Any, str, dict[str, Path]]
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """How this run goes: its folder, settings, device and threads, progress bars, log, and the
+    timings it fills in (seconds by name)."""
+
+    out: Path
+    settings: DemoSettings
+    device: str
+    threads: int
+    progress: bool
+    log: Any
+    timings: dict[str, float]

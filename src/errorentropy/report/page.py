@@ -47,6 +47,7 @@ from errorentropy.fits.fit import (
 from errorentropy.fits.powerlaw import MIN_MODELS as MIN_MODELS_FOR_FIT
 from errorentropy.fits.powerlaw import fit_lines
 from errorentropy.fits.records import ALL_GROUP, CellFit, FitRow, Interval, SweepFits
+from errorentropy.report.objectives import append_objectives_section
 from errorentropy.report.tables import rbp_cells, write_tables
 from errorentropy.stats.profile import RankProfile
 from errorentropy.stats.quantities import CE, COMPONENTS, CONF, EE, QUANTITIES
@@ -1579,9 +1580,10 @@ def build_report(
     data = collect(sweep_dir, run_fit=run_fit, n_boot=n_boot, seed=seed)
     figs, notes = draw_figures(data, Path(sweep_dir) / FIGURES_DIR)
     md_path, html_path = write_report(data, figs, notes)
+    extra = append_objectives_section(Path(sweep_dir), md_path, html_path)
     return {
         "report_md": str(md_path),
         "report_html": str(html_path),
-        "figures": [str(f.png) for f in figs] + [str(f.svg) for f in figs],
+        "figures": [str(f.png) for f in figs] + [str(f.svg) for f in figs] + extra,
         "notes": [*data.notes, *notes],
     }
