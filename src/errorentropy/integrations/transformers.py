@@ -1,6 +1,6 @@
 """Error-Entropy during training with the Hugging Face ``Trainer``.
 
-Two pieces, both giving the decomposition CE = EE + SA - Conf of DESIGN.md as flat numbers:
+Two pieces, both giving the decomposition CE = EE + SA - Conf (docs/design.md) as flat numbers:
 
 - :func:`decomposition_metrics` returns a ``(preprocess_logits_for_metrics, compute_metrics)``
   pair for ``trainer.evaluate()``. The first turns each evaluation batch's ``[B, T, V]`` logits
