@@ -204,9 +204,8 @@ def train_model(
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
     each step in ``checkpoints``, ``on_eval(step, model)`` at each step in ``eval_steps`` (after
     the checkpoint; it must leave the model's weights, modes and the RNG as they were) and
-    ``on_step(steps_done)`` every 8 steps. ``loss_fn`` (None: the model's own next-token
-    cross-entropy) is the loss trained on; its terms go to ``on_terms(steps_done, terms)`` after
-    each step. Returns the trained model (eval mode) and the loss per step."""
+    ``on_step(steps_done)`` every 8 steps. ``loss_fn`` (None: the model's own cross-entropy) is
+    trained on, its terms sent to ``on_terms(steps_done, terms)``. Returns the model and losses."""
     import torch
     from tqdm.auto import tqdm
     from transformers import GPTNeoXForCausalLM
@@ -234,12 +233,7 @@ def train_model(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
         batch = data[step].to(device)
-        if loss_fn is None:
-            loss = model(input_ids=batch, labels=batch).loss
-        else:
-            loss, terms = loss_fn(model(input_ids=batch).logits, batch)
-            if on_terms is not None:
-                on_terms(step + 1, terms)
+        loss = _batch_loss(model, batch, loss_fn, on_terms, step + 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
@@ -252,6 +246,23 @@ def train_model(
             on_step(step + 1)
     bar.close()
     return model.eval(), losses
+
+
+def _batch_loss(
+    model: PreTrainedModel,
+    batch: torch.Tensor,
+    loss_fn: BatchLoss | None,
+    on_terms: Callable[[int, Mapping[str, float]], None] | None,
+    step: int,
+) -> torch.Tensor:
+    """The loss of one batch: the model's own cross-entropy, or ``loss_fn``'s (its terms sent to
+    ``on_terms(step, terms)``)."""
+    if loss_fn is None:
+        return model(input_ids=batch, labels=batch).loss
+    loss, terms = loss_fn(model(input_ids=batch).logits, batch)
+    if on_terms is not None:
+        on_terms(step, terms)
+    return loss
 
 
 def _at_step(

@@ -17,9 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-from errorentropy.report import figures
 from errorentropy.storage import atomic_write_text, read_checked_json, write_checked_json
 from errorentropy.sweep.cells import load_cells
 
@@ -123,6 +120,10 @@ def draw_objectives_figure(
 ) -> tuple[Path, Path]:
     """CE (solid) and EE (dashed) against non-embedding parameters, one colour per objective,
     one panel per dataset; written as ``stem.png`` and ``stem.svg``."""
+    import matplotlib  # here: `errorentropy --help` must not load it
+
+    from errorentropy.report import figures
+
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = figures._grid(len(datasets))
     colours = matplotlib.colormaps["tab10"](range(len(objectives)))
