@@ -75,7 +75,7 @@ def dense_scorer(job: TrainJob, timings: dict[str, float]) -> Any:
     seconds added to ``timings["dense_score_seconds"]``)."""
     from transformers import AutoTokenizer
 
-    from errorentropy.integrations.transformers import score_texts, write_step_cell
+    from errorentropy.integrations.common import score_texts, write_step_cell
 
     dense = job.dense
     assert dense is not None
