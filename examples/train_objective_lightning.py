@@ -32,6 +32,7 @@ class ObjectiveLM(L.LightningModule):
         self.model, self.objective = model, objective
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """The objective of the batch; its terms logged and printed."""
         logits = self.model(input_ids=batch).logits
         loss, terms = self.objective(logits, batch, return_terms=True)
         self.log_dict({f"train_objective_{k}": v for k, v in terms.as_dict().items()})
@@ -43,10 +44,11 @@ class ObjectiveLM(L.LightningModule):
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
-        # DecompositionMonitor reads "logits" and "labels" (causal-LM labels, shifted inside).
+        """What DecompositionMonitor reads: logits and causal-LM labels (shifted inside)."""
         return {"logits": self.model(input_ids=batch).logits, "labels": batch}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW."""
         return torch.optim.AdamW(self.parameters(), lr=3e-3)
 
 

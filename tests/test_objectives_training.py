@@ -41,7 +41,7 @@ def _rows(n: int = 12, seed: int = 0) -> list[dict]:
     rows = []
     for i in range(n):
         length = 9 + (7 * i) % 22
-        ids = (torch.arange(length) * (1 + i % 3) + torch.randint(0, 3, (length,), generator=g))
+        ids = torch.arange(length) * (1 + i % 3) + torch.randint(0, 3, (length,), generator=g)
         rows.append({"input_ids": (ids % VOCAB).tolist()})
     return rows
 
@@ -153,7 +153,9 @@ def test_logged_ce_is_the_mean_cross_entropy_of_the_predicted_tokens(tmp_path):
     batch = _collate(rows)
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    expected = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), batch["labels"][:, 1:].reshape(-1))
+    expected = F.cross_entropy(
+        logits[:, :-1].reshape(-1, VOCAB), batch["labels"][:, 1:].reshape(-1)
+    )
     trainer = _trainer(model.train(), tmp_path, objective_loss_func("ce"), rows, max_steps=1)
     trainer.train()
     assert _losses(trainer) == [pytest.approx(expected.item(), rel=1e-6)]
@@ -167,7 +169,9 @@ def test_soft_ee_terms_and_evaluation_records_nothing(tmp_path):
     trainer = _trainer(model.train(), tmp_path, loss, max_steps=2)
     trainer.train()
     logged = [e for e in trainer.state.log_history if "train_objective_loss" in e]
-    assert all(torch.isfinite(torch.tensor(e["train_objective_soft_error_entropy"])) for e in logged)
+    assert all(
+        torch.isfinite(torch.tensor(e["train_objective_soft_error_entropy"])) for e in logged
+    )
     metrics = trainer.evaluate(_rows(4, seed=1))
     assert len(loss.meter) == 0 and metrics["eval_loss"] > 0
 
@@ -196,10 +200,12 @@ def test_bad_wiring_is_refused_with_the_fix(tmp_path):
         unattached.train()
     trainer = _trainer(model, tmp_path / "twice", loss)
     loss.attach(trainer)  # attaching again adds no second callback
-    assert sum(isinstance(c, ObjectiveTermsCallback) for c in trainer.callback_handler.callbacks) == 1
+    assert (
+        sum(isinstance(c, ObjectiveTermsCallback) for c in trainer.callback_handler.callbacks) == 1
+    )
 
 
-# ---- the examples, run as scripts -----------------------------------------------------------------
+# ---- the examples, run as scripts ---------------------------------------------------------------
 
 NUMBER = r"(-?\d+\.\d+)"
 IDENTITY = rf"CE {NUMBER} = EE {NUMBER} \+ SA {NUMBER} - Conf {NUMBER}"
@@ -262,7 +268,7 @@ def test_lightning_example_logs_terms_beside_the_decomposition():
     assert last and last.groups() == steps[-1][1:3], out
 
 
-# ---- benchmarks/RESULTS.md ------------------------------------------------------------------------
+# ---- benchmarks/RESULTS.md ----------------------------------------------------------------------
 
 
 def test_results_md_is_what_summary_renders(tmp_path, monkeypatch):
