@@ -59,6 +59,7 @@ from errorentropy.sweep.cells import (
     write_failure,
 )
 from errorentropy.sweep.claims import FINAL, WORKER_ENV, Claim, ClaimBoard, Holder
+from errorentropy.sweep.commit import commit_cell
 from errorentropy.sweep.costs import (
     TimeLeft,
     TokenEstimate,
@@ -385,6 +386,9 @@ class _Plan:
     states: dict[str, CellState]
     seen: dict[str, int]
     retry_failed: bool
+    # The failure record of each failed cell when planned: retried only while it stands unchanged
+    # (another worker may have retried it since), wherever it came from (merge copies them).
+    failures: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     claims: dict[str, Claim] = field(default_factory=dict)
     waiting: bool = False  # said once that it waits for other workers
 
@@ -497,6 +501,11 @@ class _Runner:
             f"finished or failed, {len(todo)} to compute"
         )
         self.plan = _Plan(todo, {s.cell.cell_id: s for s in states}, seen, retry_failed)
+        self.plan.failures = {
+            s.cell.cell_id: read_failure(self.cells_root / s.cell.cell_id)
+            for s in states
+            if s.status == "failed" and retry_failed
+        }
         return self.plan
 
     def next_step(self, plan: _Plan) -> str | None:
@@ -539,13 +548,12 @@ class _Runner:
 
     def still_todo(self, cell: Cell, plan: _Plan) -> bool:
         """Under a fresh claim: whether the cell still needs computing (another worker may have
-        finished it since the plan; a failure is retried only if it predates the plan)."""
+        finished it since the plan; a failure is retried only if it is the one planned)."""
         state = self.fresh_state(cell)
         if state.status == "pending":
             return True
-        if state.status == "failed" and plan.retry_failed:
-            failure = read_failure(self.cells_root / cell.cell_id) or {}
-            return int(failure.get("attempt") or 0) <= plan.seen.get(cell.cell_id, 0)
+        if state.status == "failed" and plan.retry_failed and cell.cell_id in plan.failures:
+            return read_failure(self.cells_root / cell.cell_id) == plan.failures[cell.cell_id]
         return False
 
     def weights_loaded(self, cell: Cell, fingerprint: str | None) -> None:
@@ -667,11 +675,8 @@ class _Runner:
         claim's outcome."""
         message = _one_line(exc)
         if self.writes:
-            if claim is not None and claim.superseded():
-                self.log(f"{cell.cell_id}: taken over by another worker; its failure not written")
-                return "superseded"
             worker = self.board.worker.name if self.board is not None else None
-            commit_folder(
+            written = commit_cell(
                 self.cells_root,
                 cell.cell_id,
                 lambda d: write_failure(
@@ -684,7 +689,12 @@ class _Runner:
                     worker=worker,
                     attempt=claim.attempt if claim is not None else None,
                 ),
+                stands=lambda d: read_cell(d) is not None,  # a failure never replaces a result
+                superseded=claim.superseded if claim is not None else lambda: False,
             )
+            if not written:
+                self.log(f"{cell.cell_id}: {message}; not recorded: another worker has the cell")
+                return "superseded"
         self.failed += 1
         self.log(f"{self.tally()} {cell.cell_id}: FAILED ({stage}): {message}")
         return "failed"
@@ -744,10 +754,9 @@ class _Runner:
             "worker": self.board.worker.name if self.board is not None else None,
             "attempt": claim.attempt if claim is not None else None,
         }
-        if claim is not None and claim.superseded():
-            self.log(f"{cell.cell_id}: taken over by another worker (lease expired); not written")
+        if not self.commit(cell, result, summary, timing, loaded, claim):
+            self.log(f"{cell.cell_id}: taken over and committed by another worker; theirs kept")
             return "superseded"
-        self.commit(cell, result, summary, timing, loaded)
         self.computed += 1
         self.log(
             f"{self.tally()} {cell.cell_id}: CE "
@@ -790,8 +799,11 @@ class _Runner:
         summary: dict[str, Any],
         timing: dict[str, Any],
         loaded: _Loaded,
-    ) -> None:
-        """Write the cell's files into a hidden folder, seal it, and rename it into place."""
+        claim: Claim | None,
+    ) -> bool:
+        """Write the cell's files into a hidden folder, seal it, and rename it into place, unless
+        another worker took the cell over or put the same cell there first; returns whether it
+        went in."""
         assert loaded.counts is not None and loaded.family is not None
         family, counts = loaded.family, loaded.counts
 
@@ -807,7 +819,23 @@ class _Runner:
                 summary=summary,
             )
 
-        commit_folder(self.cells_root, cell.cell_id, build)
+        return commit_cell(
+            self.cells_root,
+            cell.cell_id,
+            build,
+            stands=functools.partial(_same_cell, summary),
+            superseded=claim.superseded if claim is not None else lambda: False,
+        )
+
+
+def _same_cell(summary: dict[str, Any], directory: Path) -> bool:
+    """Whether ``directory`` holds a verified cell computed like ``summary``'s (same key, settings,
+    documents and weights): another worker's commit of this very cell."""
+    record = read_cell(directory)
+    if record is None:
+        return False
+    keys = ("model", "revision", "dataset", "spec_digest", "data_fingerprint")
+    return all(record.summary.get(k) == summary.get(k) for k in (*keys, "weights_fingerprint"))
 
 
 def _local_fingerprint(model: ModelSpec, revision: str | None) -> str | None:
