@@ -75,8 +75,6 @@ LONG: dict[str, str] = {
     "errorentropy.demo.pipeline": "to split: data, tokenizer, training, dense scoring, headline",
     "errorentropy.fits.fit": "to split: selection, bootstrap rows, extrapolation, RBP rows",
     "errorentropy.report.page": "to split: collect, prose verdict, Markdown/HTML page",
-    "errorentropy.sweep.run": "to split: plan, worker, merge, launch",
-    "errorentropy.sweep.run:_Runner": "to split with sweep.run: model loading, claims, commits",
     "errorentropy.stats.histogram:RankHistogram": (
         "the value type's whole algebra (build, +, save/load, decompose, rbp, mrr) in one place; "
         "its to_dict/from_dict go to the shared record reader"

@@ -25,13 +25,16 @@ from errorentropy.errors import UserError
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.tokens import TokenTable
 from errorentropy.sweep.cells import CELLS_DIR, load_cells, read_cell
-from errorentropy.sweep.run import merge_sweeps, plan_cells, run_sweep, sweep_states
+from errorentropy.sweep.merge import merge_sweeps
+from errorentropy.sweep.plan import plan_cells, sweep_states
+from errorentropy.sweep.run import run_sweep
 from errorentropy.sweep.spec import load_spec
 
 ARCHS = ("gpt2", "gpt_neox", "llama", "qwen2")
 PRELOAD = [
     "errorentropy.cli",
     "errorentropy.sweep.run",
+    "errorentropy.sweep.worker",
     "errorentropy.scoring.engine",
     "errorentropy.models.loading",
     "errorentropy.data.corpus",
@@ -486,7 +489,7 @@ def test_a_label_starting_with_a_dot_is_not_hidden():
 
 
 def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
-    from errorentropy.sweep.run import clean_leftovers
+    from errorentropy.sweep.plan import clean_leftovers
 
     cells = tmp_path / CELLS_DIR
     (cells / ".a__main__d.tmp-1-abcdef12").mkdir(parents=True)

@@ -22,7 +22,10 @@ import pytest
 from errorentropy.errors import UserError
 from errorentropy.sweep.cells import CELLS_DIR, read_cell
 from errorentropy.sweep.claims import CLAIMS_DIR, WORKER_ENV, ClaimBoard, Worker, this_worker
-from errorentropy.sweep.run import merge_sweeps, survey, sweep_lock, worker_devices
+from errorentropy.sweep.launch import worker_devices
+from errorentropy.sweep.merge import merge_sweeps
+from errorentropy.sweep.plan import sweep_lock
+from errorentropy.sweep.run import survey
 from errorentropy.sweep.spec import load_spec
 from test_sweep import assert_same_results
 
@@ -302,7 +305,7 @@ class FakeClock:
 
 
 def _runner(toy: Path, out: Path, board: ClaimBoard | None):
-    from errorentropy.sweep.run import _Runner
+    from errorentropy.sweep.worker import _Runner
 
     return _Runner(load_spec(toy / "spec.toml"), out, progress=False, board=board)
 
@@ -317,14 +320,14 @@ def test_a_paused_holder_keeps_the_cell_of_the_worker_that_took_over(
 ):
     """A holder paused past its lease after its last check: another worker takes the cell over and
     commits it; the paused one, resumed, commits nothing over it and writes no failure."""
-    import errorentropy.sweep.run as run_module
+    import errorentropy.sweep.worker as worker_module
 
     out, cell = tmp_path / "out", "gpt2__main__a"
     board = ClaimBoard(out, lease_s=3600)  # heartbeats every 900 s: none while the test runs
     runner = _runner(toy, out, board)
     claim = board.try_claim(cell)
     clock = FakeClock()
-    real_write = run_module.write_result
+    real_write = worker_module.write_result
 
     def paused_here(directory, *args, **kwargs):  # after the early check, before the rename
         beat = claim.path.with_suffix(".beat")  # its last beat, long ago: the process is paused
@@ -339,7 +342,7 @@ def test_a_paused_holder_keeps_the_cell_of_the_worker_that_took_over(
         taken.release("done")
         real_write(directory, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "write_result", paused_here)
+    monkeypatch.setattr(worker_module, "write_result", paused_here)
     runner.compute(runner.cells[cell], claim)
     kept = out / CELLS_DIR / cell
     assert (kept / "timing.json").read_bytes() == (
