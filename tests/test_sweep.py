@@ -469,13 +469,9 @@ def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(
         total_params=record.total_params,
         summary={**record.summary, "max_length": 16},
     )
-    with pytest.raises(
-        UserError, match="mix unlike cells: dataset 'jsonl' .*max_length (32 vs 16|16 vs 32)"
-    ):
+    with pytest.raises(UserError, match="dataset 'jsonl' scored with .*max_length 32 in .* vs 16"):
         merge_sweeps(tmp_path / "merged", [out, other])
-    assert not (tmp_path / "merged" / CELLS_DIR).exists() or not any(
-        (tmp_path / "merged" / CELLS_DIR).iterdir()
-    )
+    assert not (tmp_path / "merged").exists()
 
 
 def test_a_label_starting_with_a_dot_is_not_hidden():
@@ -499,3 +495,26 @@ def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
     clean_leftovers(cells)
     assert sorted(p.name for p in tmp_path.iterdir()) == [CELLS_DIR, "spec.toml"]
     assert [p.name for p in cells.iterdir()] == ["a__main__d"]
+
+
+def test_merge_of_sweeps_scored_differently_is_refused_first_and_creates_nothing(
+    toy, reference, tmp_path, one_thread
+):
+    """max_length 16 vs 32: the refusal names the setting (not a cell "differing", which
+    deleting it would not fix), into a new folder creates nothing, into an existing one changes
+    nothing."""
+    ref, _ = reference
+    spec = toy / "spec-short.toml"
+    spec.write_text(_spec_text(["m-gpt2"]).replace("max_length = 32", "max_length = 16"))
+    short = tmp_path / "short"
+    assert run_sweep(spec, short, progress=False).ok
+    new = tmp_path / "new"
+    with pytest.raises(UserError, match=r"max_length 32 in .* vs 16 in ") as refused:
+        merge_sweeps(new, [ref, short])
+    assert "delete it" not in str(refused.value) and not new.exists()
+    existing = _copy(ref, tmp_path / "existing")
+    before = sorted(str(p.relative_to(existing)) for p in existing.rglob("*"))
+    with pytest.raises(UserError, match=r"max_length 32 in .* vs 16 in ") as refused:
+        merge_sweeps(existing, [short])
+    assert "delete it" not in str(refused.value)
+    assert sorted(str(p.relative_to(existing)) for p in existing.rglob("*")) == before

@@ -9,7 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,8 +20,9 @@ from errorentropy.stats.tokens import TokenTable
 from errorentropy.storage import atomic_write_text, commit_folder
 from errorentropy.sweep.cells import (
     CELLS_DIR,
+    COMPARABLE_KEYS,
     CellRecord,
-    mixed_settings,
+    comparability,
     read_cell,
     read_failure,
 )
@@ -59,25 +60,21 @@ def _same_content(a: Path, b: Path) -> str | None:
 def merge_sweeps(out_dir: Path | str, sources: list[Path | str]) -> MergeOutcome:
     """Unite the verified cells of several sweep folders into ``out_dir``.
 
-    A cell present in several places must hold the same histogram and tokens everywhere (else a
-    :class:`UserError` names it); damaged cells are ignored; a failure record is copied only where
-    no source has that cell done.
+    Every verified cell, in ``out_dir`` and the sources, must be scored with the same settings
+    per dataset (else a :class:`UserError` names the setting and the folders), and a cell present
+    in several places must hold the same histogram and tokens everywhere (else one names it);
+    both are checked before anything is created or copied. Damaged cells are ignored; a failure
+    record is copied only where no source has that cell done.
     """
     out = Path(out_dir)
     roots = _source_roots(out, sources)
+    out_root = out / CELLS_DIR
+    _find_cells(out_root, roots)  # a refusal leaves nothing behind, not even an empty OUT
     outcome = MergeOutcome(out)
     with sweep_lock(out):
-        out_root = out / CELLS_DIR
         clean_leftovers(out_root)
         out_root.mkdir(parents=True, exist_ok=True)
-        found = _find_cells(out_root, roots)
-        mixed = mixed_settings(list(found.records.values()))
-        # Refused before copying anything: fits over such cells would compare unlike numbers.
-        if mixed:
-            raise UserError(
-                f"merge would mix unlike cells: {mixed}; merge sweeps of the same data "
-                "and [scoring] settings, or give the datasets different labels"
-            )
+        found = _find_cells(out_root, roots)  # again under the lock: OUT may have changed
         for cell_id, src in found.origin.items():
             if cell_id in found.done:
                 outcome.present.append(cell_id)
@@ -123,35 +120,67 @@ class _Found:
 
 
 def _find_cells(out_root: Path, roots: list[Path]) -> _Found:
-    """The verified cells of the target and the sources; a cell in several places must hold the
-    same numbers in each."""
-    records: dict[str, CellRecord] = {}
-    for d in sorted(out_root.iterdir()):
-        record = read_cell(d) if not d.name.startswith(".") else None
-        if record is not None:
-            records[d.name] = record
+    """The verified cells of the target and the sources (reading only): all scored alike, and a
+    cell in several places holding the same numbers in each."""
+    located = [(root, _verified(root)) for root in [out_root, *roots]]
+    _refuse_unlike(
+        [(root, record) for root, (records, _) in located for record in records.values()]
+    )
+    records = dict(located[0][1][0])
     done = {name: out_root / name for name in records}
     found = _Found(records, done, dict(done))
-    for root in roots:
-        for d in sorted(root.iterdir()):
-            if d.name.startswith(".") or not d.is_dir():
+    for root, (verified, failed) in located[1:]:
+        for name, path in failed.items():
+            found.failed.setdefault(name, path)
+        for name, record in verified.items():
+            if name not in found.origin:
+                found.origin[name], found.records[name] = root / name, record
                 continue
-            record = read_cell(d)
-            if record is None:
-                if read_failure(d) is not None:
-                    found.failed.setdefault(d.name, d)
-            elif d.name in found.origin:
-                problem = _same_content(found.origin[d.name], d)
-                if problem:
-                    raise UserError(
-                        f"cell {d.name} differs between "
-                        f"{found.origin[d.name].parent.parent} and {root.parent} "
-                        f"({problem}); delete it from one of them and merge again"
-                    )
-            else:
-                found.origin[d.name] = d
-                found.records[d.name] = record
+            problem = _same_content(found.origin[name], root / name)
+            if problem:
+                raise UserError(
+                    f"cell {name} differs between {found.origin[name].parent.parent} and "
+                    f"{root.parent} ({problem}); delete it from one of them and merge again"
+                )
     return found
+
+
+def _verified(root: Path) -> tuple[dict[str, CellRecord], dict[str, Path]]:
+    """The verified cells of one ``cells`` folder (none if it is not there yet), and its cells
+    that hold only a failure record."""
+    records: dict[str, CellRecord] = {}
+    failed: dict[str, Path] = {}
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        record = read_cell(d)
+        if record is not None:
+            records[d.name] = record
+        elif read_failure(d) is not None:
+            failed[d.name] = d
+    return records, failed
+
+
+def _refuse_unlike(cells: list[tuple[Path, CellRecord]]) -> None:
+    """A :class:`UserError` naming the first setting two folders scored one dataset with
+    differently (fits over such cells would compare unlike numbers)."""
+    seen: dict[str, tuple[tuple[Any, ...], Path, CellRecord]] = {}
+    for root, record in cells:
+        mine = comparability(record)
+        first = seen.setdefault(record.key.dataset, (mine, root, record))
+        if first[0] == mine:
+            continue
+        differ = ", ".join(
+            f"{k} {a!r} in {first[1].parent} vs {b!r} in {root.parent}"
+            for k, a, b in zip(COMPARABLE_KEYS, first[0], mine)
+            if a != b
+        )
+        raise UserError(
+            f"merge would mix cells of dataset {record.key.dataset!r} scored with different "
+            f"settings ({differ}; e.g. {first[2].key.cell_id} and {record.key.cell_id}); merge "
+            "only sweeps run with the same data and [scoring] settings, or give the datasets "
+            "different labels"
+        )
 
 
 def _copy_files(src: Path, dst: Path) -> None:
