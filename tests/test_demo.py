@@ -208,7 +208,7 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
 
     assert mixed_settings(list(load_cells(out / "sweep"))) is None
     # and the sweep does not call them orphans of its spec: no spec planned them
-    from errorentropy.sweep.run import orphan_cells
+    from errorentropy.sweep.plan import orphan_cells
     from errorentropy.sweep.spec import load_spec
 
     spec_file = out / "sweep.toml"

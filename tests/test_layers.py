@@ -74,8 +74,6 @@ LONG: dict[str, str] = {
     # Moved whole into their folders; each is being split into modules named for their jobs.
     "errorentropy.fits.fit": "to split: selection, bootstrap rows, extrapolation, RBP rows",
     "errorentropy.report.page": "to split: collect, prose verdict, Markdown/HTML page",
-    "errorentropy.sweep.run": "to split: plan, worker, merge, launch",
-    "errorentropy.sweep.run:_Runner": "to split with sweep.run: model loading, claims, commits",
     "errorentropy.stats.histogram:RankHistogram": (
         "the value type's whole algebra (build, +, save/load, decompose, rbp, mrr) in one place; "
         "its to_dict/from_dict go to the shared record reader"
