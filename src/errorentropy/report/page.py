@@ -116,7 +116,7 @@ class ReportData:
 def final_revisions(cells: Sequence[CellRecord]) -> list[CellRecord]:
     """The last revision of each (model, dataset), chosen exactly as the fits choose it
     (:func:`errorentropy.fits.fit.select_final`), sorted by dataset and size."""
-    chosen = select_final(list(cells), [])
+    chosen = select_final(list(cells))
     return sorted(
         chosen, key=lambda c: (c.key.dataset, c.non_embedding_params, c.family, c.key.model)
     )
