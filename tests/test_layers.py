@@ -73,8 +73,6 @@ LONG: dict[str, str] = {
     ),
     # Moved whole into their folders; each is being split into modules named for their jobs.
     "errorentropy.demo.pipeline": "to split: data, tokenizer, training, dense scoring, headline",
-    "errorentropy.fits.fit": "to split: selection, bootstrap rows, extrapolation, RBP rows",
-    "errorentropy.report.page": "to split: collect, prose verdict, Markdown/HTML page",
     "errorentropy.sweep.run": "to split: plan, worker, merge, launch",
     "errorentropy.sweep.run:_Runner": "to split with sweep.run: model loading, claims, commits",
     "errorentropy.stats.histogram:RankHistogram": (
