@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from errorentropy.stats.convergence import Convergence
 from errorentropy.stats.quantities import QUANTITIES
@@ -23,6 +23,7 @@ ALL_GROUP = "All"  # the group holding every model of a dataset, beside one grou
 
 Interval = tuple[float, float]
 _OMIT_DEFAULT = {OMIT_DEFAULT: True}  # a field left out of the file while it holds its default
+RowT = TypeVar("RowT", bound="_Row")
 
 
 class _Row:
@@ -34,7 +35,7 @@ class _Row:
         return to_record(self)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Self:
+    def from_dict(cls: type[RowT], raw: Mapping[str, Any]) -> RowT:
         """Read the file form."""
         return from_record(cls, raw)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from errorentropy.fits.powerlaw import MIN_MODELS
 from errorentropy.fits.records import ALL_GROUP, FitRow, RbpFitRow, SweepFits
-from errorentropy.report.table import MISSING, Cell, Column, Table, latex_escape
+from errorentropy.report.table import MISSING, Cell, Column, Table, Value, latex_escape
 from errorentropy.stats.quantities import CE, COMPONENTS, CONF, EE, QUANTITIES
 from errorentropy.storage import atomic_write_text
 
@@ -390,20 +390,20 @@ def convergence_table(fits: SweepFits) -> Table | None:
     return table
 
 
-def table1_cells(fits: SweepFits) -> list[dict[str, object]]:
+def table1_cells(fits: SweepFits) -> list[dict[str, Value]]:
     """Table 1 as records (the CSV's columns, values unformatted)."""
-    return list(table1(fits).records())
+    return table1(fits).records()
 
 
-def table2_cells(fits: SweepFits) -> list[dict[str, object]]:
+def table2_cells(fits: SweepFits) -> list[dict[str, Value]]:
     """Table 2 as records (the CSV's columns, values unformatted)."""
-    return list(table2(fits).records())
+    return table2(fits).records()
 
 
-def rbp_cells(fits: SweepFits) -> list[dict[str, object]]:
+def rbp_cells(fits: SweepFits) -> list[dict[str, Value]]:
     """The relative-based table as records: dataset, group, n_models, law, k (None for CE and
     EE), alpha and R^2 with their intervals, and why a fit was skipped."""
-    return list(rbp_table(fits).records())
+    return rbp_table(fits).records()
 
 
 def table1_markdown(fits: SweepFits) -> str:
