@@ -13,6 +13,8 @@ relative-based law by k, the extrapolation test, the saturating fit and the EE c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from errorentropy.fits.powerlaw import MIN_MODELS
@@ -111,28 +113,44 @@ def _head(dataset: str, group: str, rows: Rows) -> tuple[Cell, Cell, Cell]:
     return Cell(dataset), Cell(group), Cell(n)
 
 
-def table1(fits: SweepFits) -> Table:
-    """Table 1: R^2 of ``log|M| = c + alpha log N`` per (dataset, group) and quantity."""
-    columns = (
-        *_HEAD,
-        *[Column(q, f"{q}_r2", interval=True) for q in TABLE1_QUANTITIES],
-        _FLAG,
-    )
+def _fit_table(
+    fits: SweepFits,
+    head: tuple[str, str, str],
+    columns: list[Column],
+    cells: Callable[[Rows], list[Cell]],
+) -> Table:
+    """A table of one row per shown (dataset, group): names and model count, ``cells(rows)``,
+    and the sign-change flag (CSV only). ``head`` is the ident, caption and LaTeX label."""
+    ident, caption, label = head
     table = Table(
-        "table1",
-        "Table 1: R² of the fit log|M| = c + α log N" + _brackets(fits),
-        columns,
+        ident,
+        caption + _brackets(fits),
+        (*_HEAD, *columns, _FLAG),
         note=_fit_note(fits),
-        label="tab:r2",
+        label=label,
     )
     for dataset, group, rows in shown_groups(fits):
-        cells = []
-        for q in TABLE1_QUANTITIES:
-            row = rows.get(q)
-            dagger = q == CONF.key and _flips(rows)
-            cells.append(Cell(row.r2, row.r2_ci, dagger=dagger) if row else Cell(dagger=dagger))
-        table.rows.append((*_head(dataset, group, rows), *cells, Cell(_flips(rows))))
+        table.rows.append((*_head(dataset, group, rows), *cells(rows), Cell(_flips(rows))))
     return table
+
+
+def _cell(rows: Rows, q: str, value: str, interval: str) -> Cell:
+    """Quantity ``q``'s number named ``value`` with its interval, the dagger on Conf's when
+    Confidence changes sign."""
+    row, dagger = rows.get(q), q == CONF.key and _flips(rows)
+    if row is None:
+        return Cell(dagger=dagger)
+    return Cell(getattr(row, value), getattr(row, interval), dagger=dagger)
+
+
+def table1(fits: SweepFits) -> Table:
+    """Table 1: R^2 of ``log|M| = c + alpha log N`` per (dataset, group) and quantity."""
+    return _fit_table(
+        fits,
+        ("table1", "Table 1: R² of the fit log|M| = c + α log N", "tab:r2"),
+        [Column(q, f"{q}_r2", interval=True) for q in TABLE1_QUANTITIES],
+        lambda rows: [_cell(rows, q, "r2", "r2_ci") for q in TABLE1_QUANTITIES],
+    )
 
 
 def _alpha_head(q: str) -> str:
@@ -141,41 +159,25 @@ def _alpha_head(q: str) -> str:
 
 def table2(fits: SweepFits) -> Table:
     """Table 2: alpha_CE, |alpha_M - alpha_CE| and alpha_M of EE, SA and Conf per (dataset,
-    group)."""
+    group); the dagger sits on |alpha_Conf - alpha_CE|."""
     parts = TABLE2_QUANTITIES
-    columns = (
-        *_HEAD,
+    columns = [
         Column("α_CE", "alpha_CE", interval=True, latex=_alpha_head(CE.key)),
         *[
             Column(f"|Δα| {q}", f"{q}_delta_alpha", interval=True, latex=rf"$|\Delta\alpha|$ {q}")
             for q in parts
         ],
         *[Column(f"α_{q}", f"alpha_{q}", interval=True, latex=_alpha_head(q)) for q in parts],
-        _FLAG,
-    )
-    table = Table(
-        "table2",
-        "Table 2: |α_M − α_CE|, and each exponent α_M" + _brackets(fits),
-        columns,
-        note=_fit_note(fits),
-        label="tab:delta-alpha",
-    )
-    for dataset, group, rows in shown_groups(fits):
-        ce = rows.get(CE.key)
-        deltas, alphas = [], []
-        for q in parts:
-            row, dagger = rows.get(q), q == CONF.key and _flips(rows)
-            deltas.append(
-                Cell(row.delta_alpha_vs_ce, row.delta_alpha_ci, dagger=dagger)
-                if row
-                else Cell(dagger=dagger)
-            )
-            alphas.append(Cell(row.alpha, row.alpha_ci) if row else Cell())
-        alpha_ce = Cell(ce.alpha, ce.alpha_ci) if ce else Cell()
-        table.rows.append(
-            (*_head(dataset, group, rows), alpha_ce, *deltas, *alphas, Cell(_flips(rows)))
-        )
-    return table
+    ]
+
+    def cells(rows: Rows) -> list[Cell]:
+        alpha_ce = Cell(rows[CE.key].alpha, rows[CE.key].alpha_ci) if CE.key in rows else Cell()
+        deltas = [_cell(rows, q, "delta_alpha_vs_ce", "delta_alpha_ci") for q in parts]
+        alphas = [replace(_cell(rows, q, "alpha", "alpha_ci"), dagger=False) for q in parts]
+        return [alpha_ce, *deltas, *alphas]
+
+    head = ("table2", "Table 2: |α_M − α_CE|, and each exponent α_M", "tab:delta-alpha")
+    return _fit_table(fits, head, columns, cells)
 
 
 def fit_tables(fits: SweepFits) -> list[Table]:
