@@ -15,6 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -104,7 +105,13 @@ def _grid(
     return fig, flat[:n_panels]
 
 
-def _label(ax: Axes, title: str, xlabel: str | None, ylabel: str, which: str = "major") -> None:
+def _label(
+    ax: Axes,
+    title: str,
+    xlabel: str | None,
+    ylabel: str,
+    which: Literal["major", "minor", "both"] = "major",
+) -> None:
     """A panel's axis labels, its title and a light grid, the same in every figure."""
     if xlabel is not None:
         ax.set_xlabel(xlabel)
