@@ -71,9 +71,6 @@ LONG: dict[str, str] = {
         "a Triton kernel is one compiled unit: its loads, masks and reductions cannot be split "
         "into Python helpers without changing what the compiler sees"
     ),
-    # Moved whole into their folders; each is being split into modules named for their jobs.
-    "errorentropy.fits.fit": "to split: selection, bootstrap rows, extrapolation, RBP rows",
-    "errorentropy.report.page": "to split: collect, prose verdict, Markdown/HTML page",
     "errorentropy.stats.histogram:RankHistogram": (
         "the value type's whole algebra (build, +, save/load, decompose, rbp, mrr) in one place; "
         "its to_dict/from_dict go to the shared record reader"
