@@ -211,6 +211,60 @@ def _trainer(results: Path) -> list[str]:
     return [section(h)]
 
 
+OBJECTIVE_CASES = {
+    "cross_entropy": "`F.cross_entropy`",
+    "ce_conf_lam1": "`ce_conf_loss(λ=1)`",
+    "soft_ee": "`soft_error_entropy`",
+    "ce+soft_ee": "`mixture(ce=1, soft_ee=1)`",
+}
+OBJECTIVE_TIME_GOALS = {"ce_conf_lam1": 1.2, "soft_ee": 2.5, "ce+soft_ee": 2.5}
+OBJECTIVE_MEMORY_GOAL = 1.10  # peak RSS at most 10% above cross_entropy's
+
+
+def _objectives(results: Path) -> list[str]:
+    """(i): the training objectives against ``cross_entropy`` (``bench_objectives.py``), the
+    verdicts computed here from the figures."""
+    o = _load(results, "objectives")
+    if not o:
+        return []
+    timing, memory = o["timing"], o["memory"]
+    b, t, v = o["shape"]
+    ce_peak = memory["cross_entropy"]["peak_after_mib"]
+    out = [
+        "## (i) Training objectives against cross_entropy (goals: exact CE + λ·Conf <= 1.2x "
+        "cross_entropy's time, soft EE <= 2.5x, peak memory within 10% of cross_entropy's)",
+        "",
+        f"Forward + backward on [{b}, {t}, {v}] {o['dtype']} {o['device'].upper()} logits that "
+        f"require grad, {o['threads']} torch thread(s), {o['repeats']} interleaved repeats; "
+        f"load average {o['loadavg_before']} before, {o['loadavg_after']} after. Memory: each "
+        "case in a fresh process, growth of the peak RSS over the peak with the logits built "
+        f"(the gradient included). Command: `{o['command']}`.",
+        "",
+        "| case | forward s | backward s | median s | min s | time × cross_entropy (median) "
+        "| peak RSS growth MiB | peak RSS MiB | peak × cross_entropy | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    missed = []
+    for name, label in OBJECTIVE_CASES.items():
+        ratio = timing["median_s"][name] / timing["median_s"]["cross_entropy"]
+        peak = memory[name]["peak_after_mib"]
+        verdict = "-"
+        if name in OBJECTIVE_TIME_GOALS:
+            time_goal = OBJECTIVE_TIME_GOALS[name]
+            met = (ratio <= time_goal, peak / ce_peak <= OBJECTIVE_MEMORY_GOAL)
+            verdict = f"time <= {time_goal}x {_verdict(met[0])}; memory {_verdict(met[1])}"
+            missed += [] if all(met) else [label]
+        out.append(
+            f"| {label} | {timing['median_forward_s'][name]:.3f} | "
+            f"{timing['median_backward_s'][name]:.3f} | {timing['median_s'][name]:.3f} | "
+            f"{timing['min_s'][name]:.3f} | {ratio:.2f} | {memory[name]['growth_mib']:.0f} | "
+            f"{peak:.0f} | {peak / ce_peak:.2f} | {verdict} |"
+        )
+    verdict = f"missed by {', '.join(missed)}" if missed else "all met"
+    notes = [n for n in o["notes"] if not n.startswith(("All goals met", "Goals missed"))]
+    return out + ["", f"Goals {verdict}.", "", *(f"- {note}" for note in notes), ""]
+
+
 def write_summary(results: Path, target: Path) -> str:
     """Render the summary Markdown, write it to ``target`` and return it."""
     run = _load(results, "run") or {}
@@ -396,6 +450,7 @@ def write_summary(results: Path, target: Path) -> str:
     lines += _gpu(results)
     lines += _token_stats(results)
     lines += _trainer(results)
+    lines += _objectives(results)
     text = "\n".join(lines)
     target.write_text(text)
     return text

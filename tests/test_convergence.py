@@ -13,6 +13,7 @@ import pytest
 
 from errorentropy.fits.fit import fit_sweep, read_fits, write_fits
 from errorentropy.report import page as report
+from errorentropy.report import tables
 from errorentropy.scoring.results import summarize
 from errorentropy.stats import entropy
 from errorentropy.stats.convergence import Convergence, ee_convergence, is_legacy
@@ -197,6 +198,13 @@ def test_fits_and_report_carry_the_bias_and_the_exponent_verdict(tmp_path):
     assert f"alpha = {check.alpha_all:.3f}" in markdown and "its level still carries" in markdown
     first = fits.convergence[0].check
     assert f"{first.bias:.4f} [{first.interval[0]:.4f}, {first.interval[1]:.4f}]" in markdown
+    # One Table each (report/tables.py), the same numbers at full precision in its records.
+    bias = tables.convergence_table(fits).records()[0]
+    assert (bias["bias"], bias["bias_lo"], bias["bias_hi"]) == (first.bias, *first.interval)
+    assert bias["relative_bias"] == fits.convergence[0].relative()[0]
+    exponent = tables.exponent_table(fits).records()  # the All twin of one family shown once
+    assert [(r["group"], r["settled"]) for r in exponent] == [("A", check.settled)]
+    assert exponent[0]["alpha_all"] == check.alpha_all
 
 
 def test_files_with_the_old_settled_check_still_load(tmp_path):

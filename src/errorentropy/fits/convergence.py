@@ -1,6 +1,8 @@
-"""The convergence records of ``fits.json``: the bias left in each cell's EE measured against the
+"""How far has EE converged with the documents scored? The convergence step of
+:func:`errorentropy.fits.fit.fit_sweep`: the bias left in each cell's EE measured against the
 spread of EE across the sweep's models, and whether EE's exponent has settled per (dataset,
-group).
+group), as rows of fits.json (:class:`~errorentropy.fits.records.CellConvergence`,
+:class:`~errorentropy.fits.records.ExponentConvergence`) and notes, returned.
 
 A bias matters for a scaling law in two ways. Its size against the spread of EE across the
 models (:class:`CellConvergence`, ``relative_bias``) says whether EE's *level* still depends on
@@ -13,136 +15,130 @@ report states both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from errorentropy.stats.convergence import Convergence, is_legacy
-from errorentropy.stats.entropy import ExponentCheck
+from errorentropy.errors import UserError
+from errorentropy.fits.powerlaw import MIN_MODELS
+from errorentropy.fits.records import (
+    ALL_GROUP,
+    CellConvergence,
+    ExponentConvergence,
+    FitNote,
+    FitRow,
+)
+from errorentropy.stats import entropy
+from errorentropy.stats.convergence import Convergence, ee_convergence, is_legacy
+from errorentropy.stats.quantities import EE
+from errorentropy.sweep.cells import CellRecord
 
-Interval = tuple[float, float]
+__all__ = [
+    "CellConvergence",
+    "ExponentConvergence",
+    "convergence_notes",
+    "convergence_rows",
+    "exponent_rows",
+]
 
 
-@dataclass(frozen=True)
-class CellConvergence:
-    """The bias left in one cell's EE (:func:`errorentropy.stats.convergence.ee_convergence`);
-    ``final`` as in :class:`~errorentropy.fits.records.CellFit`. ``spread``: the spread (max -
-    min) of EE across the dataset's final models (:func:`errorentropy.stats.entropy.sweep_spread`;
-    None with fewer than 2), the yardstick of :meth:`relative`."""
+def _cell_convergence(cell: CellRecord) -> Convergence | None:
+    """The cell's :class:`~errorentropy.stats.convergence.Convergence`: read from its summary, or
+    computed from its token table (cells scored before summaries held it, or holding the old
+    ``settled`` check); None without tokens.
+    """
+    recorded = cell.summary.get("ee_convergence")
+    if isinstance(recorded, dict) and not is_legacy(recorded):
+        try:
+            return Convergence.from_dict(recorded)
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass  # damaged: computed again below
+    try:
+        table = cell.tokens()
+    except UserError:
+        return None  # the bootstrap notes the missing tokens
+    return ee_convergence(table) if table.rank.size else None
 
-    cell_id: str
-    model: str
-    dataset: str
-    non_embedding_params: int
-    final: bool
-    check: Convergence
-    spread: float | None = None
 
-    def relative(self) -> tuple[float, Interval] | None:
-        """The bias and its interval as fractions of ``spread`` (None without both)."""
-        bias, interval = self.check.bias, self.check.interval
-        if self.spread is None or self.spread <= 0 or bias is None or interval is None:
-            return None
-        return bias / self.spread, (interval[0] / self.spread, interval[1] / self.spread)
+def convergence_rows(cells: list[CellRecord], final_ids: set[str]) -> list[CellConvergence]:
+    """Every cell's bias check, by dataset then size (cells without tokens left out), with the
+    spread of EE across its dataset's final models as the yardstick."""
+    rows = []
+    for c in sorted(cells, key=lambda c: (c.key.dataset, c.non_embedding_params, c.key.cell_id)):
+        check = _cell_convergence(c)
+        if check is not None:
+            final = c.key.cell_id in final_ids
+            rows.append(
+                CellConvergence(
+                    c.key.cell_id, c.key.model, c.key.dataset, c.non_embedding_params, final, check
+                )
+            )
+    spreads = {}
+    for dataset in {r.dataset for r in rows}:
+        values = [r.check.error_entropy for r in rows if r.dataset == dataset and r.final]
+        spreads[dataset] = entropy.sweep_spread(values) if len(values) >= 2 else None
+    return [replace(r, spread=spreads[r.dataset]) for r in rows]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The file form: the cell's names and spread, the check's fields, the relative bias."""
-        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check"}
-        relative = self.relative()
-        tail = {
-            "relative_bias": None if relative is None else relative[0],
-            "relative_interval": None if relative is None else list(relative[1]),
-        }
-        return head | self.check.to_dict() | tail
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> CellConvergence:
-        """Read the file form."""
-        spread = raw.get("spread")
-        return cls(
-            str(raw["cell_id"]),
-            str(raw["model"]),
-            str(raw["dataset"]),
-            int(raw["non_embedding_params"]),
-            bool(raw["final"]),
-            Convergence.from_dict(raw),
-            None if spread is None else float(spread),
+def _exponent_row(
+    dataset: str, group: str, members: list[CellRecord], fits: Sequence[FitRow], seed: int
+) -> ExponentConvergence | None:
+    """Whether EE's exponent has settled over ``members`` (alpha on all documents against alpha
+    on random halves), judged by the half-width of the fit's interval of EE's alpha, or of a
+    bootstrap of its own when the fit has none; None without a fitted EE line or tokens."""
+    row = next(
+        (r for r in fits if (r.dataset, r.group, r.quantity) == (dataset, group, EE.key)), None
+    )
+    if row is None or not row.fitted or len(members) < MIN_MODELS:
+        return None
+    n = [c.non_embedding_params for c in members]
+    try:
+        tables = [(t.doc, t.rank) for t in (c.tokens() for c in members)]
+        ci = (
+            row.alpha_ci if row.alpha_ci is not None and row.alpha_ci[1] > row.alpha_ci[0] else None
         )
+        found = entropy.sweep_entropies(n, tables, seed=seed, n_boot=0 if ci else entropy.N_BOOT)
+        width = (ci[1] - ci[0]) / 2 if ci else found.alpha_halfwidth
+        check = entropy.exponent_settled(n, found.ee_all, found.ee_halves, width)
+    except UserError:
+        return None  # tokens missing, or EE not positive on some half: no verdict
+    models = tuple(c.key.model for c in members)
+    source = "fit" if ci else "halves"
+    halves = entropy.N_HALVES_SWEEP
+    return ExponentConvergence(dataset, group, models, tuple(n), ci, source, halves, seed, check)
 
 
-def read_cells(raw: Iterable[Mapping[str, Any]]) -> tuple[CellConvergence, ...]:
-    """The rows of a file's ``convergence``; rows of the old criterion (``settled``: EE on half
-    the documents inside its bootstrap interval, a file written before the bias check) are
-    left out: they say nothing about the size of the bias (rerun ``errorentropy fit``)."""
-    return tuple(CellConvergence.from_dict(r) for r in raw if not is_legacy(r))
+def exponent_rows(
+    dataset: str, groups: Mapping[str, list[CellRecord]], fits: Sequence[FitRow], seed: int
+) -> list[ExponentConvergence]:
+    """EE's exponent check of each group of one dataset (its families, then All) whose EE line
+    was fitted (``fits``). A one-family dataset's All group is that family again (the same
+    models, fit and halves): its check is the family's, renamed, not computed twice."""
+    rows: list[ExponentConvergence] = []
+    previous: ExponentConvergence | None = None
+    for group, members in groups.items():
+        if group == ALL_GROUP and len(groups) == 2:  # one family, then All: that family again
+            row = None if previous is None else replace(previous, group=group)
+        else:
+            row = _exponent_row(dataset, group, members, fits, seed)
+        previous = row
+        if row is not None:
+            rows.append(row)
+    return rows
 
 
-@dataclass(frozen=True)
-class ExponentConvergence:
-    """Whether EE's exponent has settled in one (dataset, group): alpha fitted on all documents
-    and on ``n_halves`` random halves of them (:func:`errorentropy.stats.entropy.sweep_entropies`,
-    ``seed``), judged against ``alpha_ci``'s half-width: the fit's bootstrap interval of EE's
-    alpha when it has one (``interval_source`` ``"fit"``), else a document bootstrap of the
-    halves' own (``"halves"``; ``alpha_ci`` None)."""
-
-    dataset: str
-    group: str
-    models: tuple[str, ...]
-    non_embedding_params: tuple[int, ...]
-    alpha_ci: Interval | None
-    interval_source: str
-    n_halves: int
-    seed: int
-    check: ExponentCheck
-
-    @property
-    def settled(self) -> bool | None:
-        """The verdict (None: no interval to judge by)."""
-        return self.check.settled
-
-    def describe(self) -> str:
-        """One sentence: ``EE's exponent has settled: alpha = ... on all documents, ...``."""
-        c = self.check
-        head = {True: "has settled", False: "has NOT settled", None: "was not judged"}
-        ci = "" if self.alpha_ci is None else " [{:.3f}, {:.3f}]".format(*self.alpha_ci)
-        text = (
-            f"EE's exponent {head[c.settled]} ({self.dataset}, {self.group}): alpha = "
-            f"{c.alpha_all:.3f}{ci} on all documents, mean shift on half the documents "
-            f"{c.shift:+.4f} (with its Monte Carlo error at most {c.shift_bound:.4f}, "
-            f"{self.n_halves} halves)"
+def convergence_notes(exponents: Sequence[ExponentConvergence]) -> list[FitNote]:
+    """One note per (dataset, group) whose EE exponent has not settled (not the All group of a
+    one-family dataset again: it is that family)."""
+    families = {(e.dataset, e.models) for e in exponents if e.group != ALL_GROUP}
+    return [
+        FitNote(
+            "ee-exponent-not-settled",
+            e.dataset,
+            e.group,
+            EE.key,
+            f"{e.describe()}. The exponent still depends on how many documents were scored; "
+            "score more documents",
         )
-        if c.alpha_halfwidth is None:
-            return text + ", no bootstrap interval to judge it by"
-        where = "within" if c.settled else "beyond"
-        allowed = c.tolerance * c.alpha_halfwidth
-        return f"{text}: {where} {c.tolerance:g} x the half-width of its interval ({allowed:.4f})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The file form: the group's names, then the check's fields."""
-        head = {
-            "dataset": self.dataset,
-            "group": self.group,
-            "models": list(self.models),
-            "non_embedding_params": list(self.non_embedding_params),
-            "alpha_ci": None if self.alpha_ci is None else list(self.alpha_ci),
-            "interval_source": self.interval_source,
-            "n_halves": self.n_halves,
-            "seed": self.seed,
-        }
-        return head | self.check.to_dict()
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ExponentConvergence:
-        """Read the file form."""
-        ci = raw["alpha_ci"]
-        return cls(
-            str(raw["dataset"]),
-            str(raw["group"]),
-            tuple(str(m) for m in raw["models"]),
-            tuple(int(n) for n in raw["non_embedding_params"]),
-            None if ci is None else (float(ci[0]), float(ci[1])),
-            str(raw["interval_source"]),
-            int(raw["n_halves"]),
-            int(raw["seed"]),
-            ExponentCheck.from_dict(raw),
-        )
+        for e in exponents
+        if e.settled is False and not (e.group == ALL_GROUP and (e.dataset, e.models) in families)
+    ]

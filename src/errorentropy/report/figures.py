@@ -15,6 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -104,6 +105,21 @@ def _grid(
     return fig, flat[:n_panels]
 
 
+def _label(
+    ax: Axes,
+    title: str,
+    xlabel: str | None,
+    ylabel: str,
+    which: Literal["major", "minor", "both"] = "major",
+) -> None:
+    """A panel's axis labels, its title and a light grid, the same in every figure."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which=which)
+
+
 def _finish(fig: Figure, title: str) -> Figure:
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -134,9 +150,7 @@ def components_vs_step(
                     one.steps, one.values[q], marker="o", ms=3, color=QUANTITY_COLOURS[q], label=q
                 )
         _step_axis(ax)
-        ax.set_ylabel("nats per token")
-        ax.set_title(one.label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, one.label, None, "nats per token")
         ax.legend(fontsize=8)
     return _finish(fig, title)
 
@@ -164,10 +178,7 @@ def rank_distribution(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("rank e + 1 of the ground-truth token")
-        ax.set_ylabel("p_e (share of tokens)")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, label, "rank e + 1 of the ground-truth token", "p_e (share of tokens)")
         ax.legend(fontsize=8, title="step", title_fontsize=8)
     return _finish(fig, title)
 
@@ -204,10 +215,7 @@ def sorted_probability_profile(
             ax.axvline(r + 1, color=colour, ls=":", lw=1)
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("sorted position j (1 = most probable)")
-        ax.set_ylabel("mean probability")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, label, "sorted position j (1 = most probable)", "mean probability")
         if shown:
             ax.legend(fontsize=8)
     return _finish(fig, title)
@@ -248,10 +256,9 @@ def p_against_q(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("q_e (normalised geometric-mean score)")
-        ax.set_ylabel("p_e (share of tokens at rank e)")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(
+            ax, label, "q_e (normalised geometric-mean score)", "p_e (share of tokens at rank e)"
+        )
         ax.legend(fontsize=8, title="step", title_fontsize=8)
     return _finish(fig, title)
 
@@ -301,10 +308,13 @@ def scaling(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel(f"|{q}| (nats per token)")
-        ax.set_title(QUANTITY_NAMES[q], fontsize=10)
-        ax.grid(alpha=0.3, which="both")
+        _label(
+            ax,
+            QUANTITY_NAMES[q],
+            "non-embedding parameters N",
+            f"|{q}| (nats per token)",
+            which="both",
+        )
         ax.legend(fontsize=7)
     return _finish(fig, title)
 
@@ -332,10 +342,7 @@ def shares(
                 ms=5,
             )
         ax.set_xscale("log")
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel(f"{q} / CE")
-        ax.set_title(f"share of {QUANTITY_NAMES[q]}", fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, f"share of {QUANTITY_NAMES[q]}", "non-embedding parameters N", f"{q} / CE")
         ax.legend(fontsize=8)
     return _finish(fig, title)
 
@@ -450,11 +457,8 @@ def convergence_curves(
     for attr, label, style, c in styles:
         ax.plot(n, [getattr(p, attr) for p in ordered], style, color=c, label=label, ms=4)
     ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters N")
-    ax.set_ylabel("EE (nats per token)")
-    if verdict:
-        ax.set_title(verdict, fontsize=9)
-    ax.grid(alpha=0.3, which="both")
+    _label(ax, verdict, "non-embedding parameters N", "EE (nats per token)", which="both")
+    ax.title.set_fontsize(9)  # the verdict is a long line
     ax.legend(fontsize=8)
     return _finish(fig, title)
 
