@@ -726,7 +726,8 @@ def test_first_screen_holds_question_verdict_and_headline_figure(
 
 
 @pytest.mark.parametrize(
-    "folder, shown", [("sweep", "· sweep ·"), ("sweep-2", "· sweep-2 ·"), ("runs", "· sweep runs ·")]
+    "folder, shown",
+    [("sweep", "· sweep ·"), ("sweep-2", "· sweep-2 ·"), ("runs", "· sweep runs ·")],
 )
 def test_byline_names_the_sweep_folder_once(sweep: Path, folder: str, shown: str) -> None:
     """The byline says "sweep NAME", but not "sweep sweep" for a folder named sweep."""

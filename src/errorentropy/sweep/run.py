@@ -40,7 +40,13 @@ import numpy as np
 
 from errorentropy.data.corpus import HUB_PREFIX, PRESETS, Corpus, load_corpus
 from errorentropy.errors import UserError
-from errorentropy.models.provenance import Provenance, model_provenance, weights_fingerprint
+from errorentropy.models.provenance import (
+    FINGERPRINTS_DIR,
+    Provenance,
+    local_fingerprint,
+    model_provenance,
+    weights_change,
+)
 from errorentropy.scoring.results import HISTOGRAM_FILE, TOKENS_FILE, summarize, write_result
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.tokens import TokenTable
@@ -436,6 +442,7 @@ class _Runner:
         self.plan: _Plan | None = None
         # Fingerprint of the weights each (model, revision) names now (None: not known).
         self.fingerprints: dict[tuple[str, str | None], str | None] = {}
+        self.known = out_dir / FINGERPRINTS_DIR  # local weights' fingerprints by their files' key
         self.computed = 0
         self.failed = 0
 
@@ -467,9 +474,12 @@ class _Runner:
 
     def weights_now(self, cell: Cell) -> str | None:
         """The fingerprint of the weights ``cell``'s model and revision name now: read (and
-        cached by file) for a local model; for a hub model, only once this worker loaded it."""
+        noted by the files' size and mtime) for a local model, hashed only by a writing process;
+        for a hub model, only once this worker loaded it."""
         if cell.group not in self.fingerprints:
-            self.fingerprints[cell.group] = _local_fingerprint(cell.model, cell.revision)
+            self.fingerprints[cell.group] = _local_fingerprint(
+                cell.model, cell.revision, self.known, read=self.writes
+            )
         return self.fingerprints[cell.group]
 
     def fresh_state(self, cell: Cell) -> CellState:
@@ -552,6 +562,8 @@ class _Runner:
         """The weights of ``cell``'s model and revision are known now: done cells of them that
         recorded other weights (a hub branch moved) are computed again."""
         self.fingerprints[cell.group] = fingerprint
+        # Noted with its files' key for later plans and dry runs (loading just hashed them).
+        _local_fingerprint(cell.model, cell.revision, self.known, read=True)
         plan, board = self.plan, self.board
         if plan is None or board is None or fingerprint is None:
             return
@@ -810,18 +822,21 @@ class _Runner:
         commit_folder(self.cells_root, cell.cell_id, build)
 
 
-def _local_fingerprint(model: ModelSpec, revision: str | None) -> str | None:
+def _local_fingerprint(
+    model: ModelSpec, revision: str | None, store: Path, *, read: bool
+) -> str | None:
     """The fingerprint of a local model's weights at ``revision`` (None for a hub model, or a
-    folder that is not there)."""
+    folder that is not there), hashed only where its files changed since ``store`` noted it
+    (and only with ``read``: :func:`~errorentropy.models.provenance.local_fingerprint`)."""
     if not Path(model.source).is_dir():
         return None
     from errorentropy.models.loading import resolve_revision
 
     try:
         folder, _ = resolve_revision(model.source, revision)
-        return weights_fingerprint(folder)
-    except (UserError, OSError):
+    except UserError:
         return None
+    return local_fingerprint(folder, store, read=read)
 
 
 def sweep_states(spec: SweepSpec, out_dir: Path | str) -> list[CellState]:
@@ -889,12 +904,7 @@ def check_weights(
         if state.status == "done" and isinstance(recorded, str):
             now = current(state.cell)
             if now is not None and now != recorded:
-                state = CellState(
-                    state.cell,
-                    "pending",
-                    f"done from other weights (fingerprint {recorded[:12]}, now {now[:12]}); "
-                    "will redo",
-                )
+                state = CellState(state.cell, "pending", weights_change(recorded, now))
         out.append(state)
     return out
 
