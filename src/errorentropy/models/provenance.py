@@ -15,14 +15,20 @@ So every scored result records:
   ``consolidated.safetensors`` copy for another library, optimizer states,
   ``training_args.bin``) are left out. Equal fingerprints mean byte-identical weight files; a
   model converted from ``.bin`` to ``.safetensors`` fingerprints differently (a fingerprint
-  names files, not tensors).
+  names files, not tensors). A model whose parameters changed in memory after
+  :func:`~errorentropy.models.loading.load_model` (a cheap digest of them, taken at load and
+  again when a result is recorded, differs) records None, and a note says why: the files'
+  fingerprint would name weights that were not scored.
 
 A file's SHA-256 is the Git LFS object id the hub lists for it, so it is read without hashing
 where the hub cache already names it: huggingface_hub stores an LFS file as ``blobs/<sha256>``
 behind the snapshot's symlink. Any other file is hashed once and remembered by (path, size,
 mtime, inode), in memory and under ``$ERRORENTROPY_CACHE`` (default
 ``~/.cache/errorentropy``), so a sweep does not read the same weights again for every dataset,
-worker or run. :func:`hub_fingerprint` gives the same fingerprint from the hub's file listing,
+worker or run. A sweep also notes each local folder's fingerprint in its own folder with the
+size and mtime of the files then (:func:`local_fingerprint`), so that planning, on any machine,
+hashes a folder only when those changed, and a dry run reads no weights at all.
+:func:`hub_fingerprint` gives the same fingerprint from the hub's file listing,
 before anything is downloaded (network needed).
 """
 
