@@ -725,3 +725,14 @@ def test_first_screen_holds_question_verdict_and_headline_figure(
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)  # for a human to look at
+
+
+@pytest.mark.parametrize(
+    "folder, shown",
+    [("sweep", "· sweep ·"), ("sweep-2", "· sweep-2 ·"), ("runs", "· sweep runs ·")],
+)
+def test_byline_names_the_sweep_folder_once(sweep: Path, folder: str, shown: str) -> None:
+    """The byline says "sweep NAME", but not "sweep sweep" for a folder named sweep."""
+    data = replace(report.collect(sweep, run_fit=False), sweep_dir=sweep.parent / folder)
+    line = report._byline(data)
+    assert line.startswith(f"errorentropy report {shown} 8 models") and "sweep sweep" not in line

@@ -129,8 +129,10 @@ def _legend(data: ReportData) -> str:
 
 def _byline(data: ReportData) -> str:
     models = len({c.key.model for c in data.cells})
+    name = data.sweep_dir.name  # a folder named sweep (or sweep-1) needs no "sweep" before it
+    where = name if "sweep" in name.lower() else f"sweep {name}"
     return (
-        f"errorentropy report · sweep {data.sweep_dir.name} · {models} models · "
+        f"errorentropy report · {where} · {models} models · "
         f"{len(data.cells)} cells · datasets: {', '.join(data.datasets)}"
     )
 

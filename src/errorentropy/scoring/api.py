@@ -223,10 +223,13 @@ def score_corpus(
         )
     grouped = dist.is_available() and dist.is_initialized()
     parameter = next(model.parameters())
+    provenance = model_provenance(model)
+    if provenance.note:  # the model changed since it was loaded: no fingerprint, and why
+        result.notes.append(provenance.note)
     settings = {
         "model": model_name,
         "revision": revision,
-        **model_provenance(model).fields(),  # model_commit, weights_fingerprint
+        **provenance.fields(),  # model_commit, weights_fingerprint
         "dtype": str(parameter.dtype).removeprefix("torch."),
         "device": str(parameter.device),
         **data_settings,

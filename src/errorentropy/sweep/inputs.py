@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from errorentropy.data.corpus import Corpus, load_corpus
 from errorentropy.errors import UserError
-from errorentropy.models.provenance import Provenance, weights_fingerprint
+from errorentropy.models.provenance import FINGERPRINTS_DIR, Provenance, local_fingerprint
 from errorentropy.sweep.plan import (
     Cell,
     CellState,
@@ -60,26 +60,31 @@ class _Loaded:
     provenance: Provenance = field(default_factory=lambda: Provenance(None, None))
 
 
-def _local_fingerprint(model: ModelSpec, revision: str | None) -> str | None:
+def _local_fingerprint(
+    model: ModelSpec, revision: str | None, store: Path, *, read: bool
+) -> str | None:
     """The fingerprint of a local model's weights at ``revision`` (None for a hub model, or a
-    folder that is not there)."""
+    folder that is not there), hashed only where its files changed since ``store`` noted it
+    (and only with ``read``: :func:`~errorentropy.models.provenance.local_fingerprint`)."""
     if not Path(model.source).is_dir():
         return None
     from errorentropy.models.loading import resolve_revision
 
     try:
         folder, _ = resolve_revision(model.source, revision)
-        return weights_fingerprint(folder)
-    except (UserError, OSError):
+    except UserError:
         return None
+    return local_fingerprint(folder, store, read=read)
 
 
 class _Inputs:
     """A worker's datasets and weights fingerprints: each corpus loaded once (a loading error is
     kept and raised again for every cell of it), each fingerprint read once."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, *, reads_weights: bool) -> None:
         self.out_dir = out_dir
+        self.known = out_dir / FINGERPRINTS_DIR  # local weights' fingerprints by their files' key
+        self.reads_weights = reads_weights  # False in a dry run: noted fingerprints only
         self.corpora: dict[str, Corpus | Exception] = {}
         # Fingerprint of the weights each (model, revision) names now (None: not known).
         self.fingerprints: dict[tuple[str, str | None], str | None] = {}
@@ -107,10 +112,19 @@ class _Inputs:
 
     def weights_now(self, cell: Cell) -> str | None:
         """The fingerprint of the weights ``cell``'s model and revision name now: read (and
-        cached by file) for a local model; for a hub model, only once this worker loaded it."""
+        noted by the files' size and mtime) for a local model, hashed only by a writing process;
+        for a hub model, only once this worker loaded it."""
         if cell.group not in self.fingerprints:
-            self.fingerprints[cell.group] = _local_fingerprint(cell.model, cell.revision)
+            self.fingerprints[cell.group] = _local_fingerprint(
+                cell.model, cell.revision, self.known, read=self.reads_weights
+            )
         return self.fingerprints[cell.group]
+
+    def note_loaded(self, cell: Cell, fingerprint: str | None) -> None:
+        """``cell``'s weights were just loaded (and hashed): remember them, and note a local
+        folder's fingerprint with its files' key for later plans and dry runs."""
+        self.fingerprints[cell.group] = fingerprint
+        _local_fingerprint(cell.model, cell.revision, self.known, read=True)
 
     def fresh_state(self, cell: Cell) -> CellState:
         """The cell's state now, documents and weights compared as planning compares them."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from errorentropy.data.corpus import HUB_PREFIX, PRESETS, Corpus
 from errorentropy.errors import UserError
+from errorentropy.models.provenance import weights_change
 from errorentropy.sweep.cells import (
     CELLS_DIR,
     CellKey,
@@ -286,12 +287,7 @@ def check_weights(
         if state.status == "done" and isinstance(recorded, str):
             now = current(state.cell)
             if now is not None and now != recorded:
-                state = CellState(
-                    state.cell,
-                    "pending",
-                    f"done from other weights (fingerprint {recorded[:12]}, now {now[:12]}); "
-                    "will redo",
-                )
+                state = CellState(state.cell, "pending", weights_change(recorded, now))
         out.append(state)
     return out
 

@@ -148,7 +148,7 @@ def survey(
     """The dry run: every cell's state (running ones by whom and since when), and with
     ``estimate`` the tokens each cell scores and the time left (:mod:`errorentropy.sweep.costs`).
     Loads no model; writes nothing."""
-    reader = _Inputs(out)
+    reader = _Inputs(out, reads_weights=False)
     states = check_weights(check_data(sweep_states(spec, out), reader.corpus), reader.weights_now)
     states, workers = mark_running(states, ClaimBoard(out, lease_s))
     outcome = SweepOutcome(

@@ -93,7 +93,7 @@ class _Runner:
         self.board = board
         self.options = spec.score_options()
         self.cells = {c.cell_id: c for c in plan_cells(spec)}
-        self.inputs = _Inputs(out_dir)
+        self.inputs = _Inputs(out_dir, reads_weights=writes)
         # Rank 0 claims (``board``); the other ranks of a launch follow it.
         self.claimer = _Claimer(spec, out_dir, board, self.inputs, self.log) if board else None
         self.loaded: _Loaded | None = None
@@ -163,7 +163,7 @@ class _Runner:
         if loaded.error is None and self.writes:
             loaded.provenance = model_provenance(loaded.model)
             fingerprint = loaded.provenance.weights_fingerprint
-            self.inputs.fingerprints[cell.group] = fingerprint
+            self.inputs.note_loaded(cell, fingerprint)
             if self.claimer is not None:
                 self.claimer.weights_loaded(cell, fingerprint)
         self.loaded = loaded
