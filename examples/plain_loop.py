@@ -18,7 +18,7 @@ import torch
 
 from errorentropy.data.corpus import builtin_documents
 from errorentropy.demo.tokenizer import train_bpe_tokenizer
-from errorentropy.stats.histogram import Decomposition, RankHistogram
+from errorentropy.stats.histogram import RankHistogram
 from errorentropy.testing import tiny_model
 
 BLOCK = 64  # tokens per training / held-out row
@@ -34,15 +34,18 @@ def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, held_out: torch.Tensor) -> Decomposition:
-    """The decomposition of the held-out rows under the current weights."""
+def evaluate(model: torch.nn.Module, held_out: torch.Tensor) -> RankHistogram:
+    """The rank histogram of the held-out rows under the current weights (``decompose()`` splits
+    it). The rows are unpadded; padded ones would pass ``attention_mask=``. A model in bfloat16
+    would pass ``errorentropy.integrations.common.float32_logits(model, hidden)`` instead of its
+    16-bit logits, whose ties ``n_tied`` counts."""
     model.eval()
     hist = RankHistogram()
     for rows in held_out.split(BATCH):
         logits = model(input_ids=rows).logits  # [B, T, V]
         hist.update(logits, rows)  # labels = inputs; the causal shift happens inside
     model.train()
-    return hist.decompose()
+    return hist
 
 
 def main() -> None:
@@ -66,11 +69,12 @@ def main() -> None:
 
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
-            d = evaluate(model, held_out)
+            hist = evaluate(model, held_out)
+            d = hist.decompose()
             print(
                 f"step {step:4d}  CE {d.cross_entropy:.6f} = EE {d.error_entropy:.6f}"
                 f" + SA {d.self_alignment:.6f} - Conf {d.confidence:.6f}"
-                f"  top-1 {d.top1_accuracy:.3f}  ({d.n_tokens} tokens)"
+                f"  top-1 {d.top1_accuracy:.3f}  ({d.n_tokens} tokens, {hist.n_tied} tied)"
             )
         if step == args.steps:
             break

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from errorentropy.cli import main
-from errorentropy.demo import pipeline as demo
+from errorentropy.demo import data, ladder, pipeline
+from errorentropy.demo.settings import DEFAULT_SIZES, tiny_settings
+from errorentropy.demo.tokenizer import train_bpe_tokenizer
 from errorentropy.demo.training import (
     ModelShape,
     TrainSettings,
@@ -32,15 +34,15 @@ def _histograms(sweep: Path) -> dict[str, str]:
 
 def _checkpoint_cells(histograms: dict[str, str]) -> dict[str, str]:
     """The sweep's own cells (checkpoint steps), without the dense cells copied in."""
-    steps = {f"__step{s}__" for s in demo.tiny_settings().checkpoints}
+    steps = {f"__step{s}__" for s in tiny_settings().checkpoints}
     return {k: v for k, v in histograms.items() if any(s in k for s in steps)}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, float]]:
     out = tmp_path_factory.mktemp("demo")
-    summary = demo.run_demo(
-        out, demo.tiny_settings(), device="cpu", progress=False, log=lambda m: None
+    summary = pipeline.run_demo(
+        out, tiny_settings(), device="cpu", progress=False, log=lambda m: None
     )
     mtimes = {str(p): p.stat().st_mtime_ns for p in out.rglob("model.safetensors")}
     return out, summary, mtimes
@@ -54,7 +56,7 @@ def test_tiny_demo_builds_models_spec_sweep_and_report(tiny_run: tuple[Path, dic
     from errorentropy.sweep.cells import load_cells
     from errorentropy.sweep.spec import load_spec
 
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     names = [s.name for s in settings.shapes]
     assert [m["name"] for m in summary["models"]] == names
     params = [m["non_embedding_params"] for m in summary["models"]]
@@ -112,12 +114,10 @@ def test_tiny_demo_second_run_reuses_everything(tiny_run: tuple[Path, dict, dict
     out, first, mtimes = tiny_run
     before = _histograms(out / "sweep")
     logs: list[str] = []
-    summary = demo.run_demo(
-        out, demo.tiny_settings(), device="cpu", progress=False, log=logs.append
-    )
+    summary = pipeline.run_demo(out, tiny_settings(), device="cpu", progress=False, log=logs.append)
     assert summary["analysis"]["cells"]["computed_now"] == 0
     assert sum(line.startswith("model") and "reusing" in line for line in logs) == len(
-        demo.tiny_settings().shapes
+        tiny_settings().shapes
     )
     assert any(line.startswith("tokenizer: reusing") for line in logs) and any(
         line.startswith("report: reusing") for line in logs
@@ -138,8 +138,8 @@ def test_a_copied_demo_folder_points_at_its_own_report(
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     logs: list[str] = []
-    summary = demo.run_demo(
-        copy, demo.tiny_settings(), device="cpu", progress=False, log=logs.append
+    summary = pipeline.run_demo(
+        copy, tiny_settings(), device="cpu", progress=False, log=logs.append
     )
     assert Path(summary["analysis"]["report_html"]).resolve().parent == (copy / "sweep").resolve()
     assert not any(line.startswith("report: reusing") for line in logs)
@@ -152,15 +152,15 @@ def test_same_seed_same_numbers_and_changed_settings_redo(
     """A fresh folder with the same seed retrains to byte-identical histograms; a changed learning
     rate retrains and recomputes that model's cells (one model and no report, to keep it short)."""
     out, _, _ = tiny_run
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     one = replace(settings, shapes=settings.shapes[:1])
-    demo.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None, report=False)
+    pipeline.run_demo(tmp_path, one, device="cpu", progress=False, log=lambda m: None, report=False)
     before = _histograms(tmp_path / "sweep")
     reference = _histograms(out / "sweep")
     assert before and all(reference[k] == v for k, v in before.items())
 
     logs: list[str] = []
-    summary = demo.run_demo(
+    summary = pipeline.run_demo(
         tmp_path,
         replace(one, lr=one.lr / 3),
         device="cpu",
@@ -186,7 +186,7 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
     from errorentropy.sweep.cells import load_cells
 
     out, summary, _ = tiny_run
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     compared = 0
     for model in summary["models"]:
         assert model["dense_score_seconds"] > 0
@@ -208,7 +208,7 @@ def test_dense_points_at_checkpoints_equal_the_sweep_cells_exactly(
 
     assert mixed_settings(list(load_cells(out / "sweep"))) is None
     # and the sweep does not call them orphans of its spec: no spec planned them
-    from errorentropy.sweep.run import orphan_cells
+    from errorentropy.sweep.plan import orphan_cells
     from errorentropy.sweep.spec import load_spec
 
     spec_file = out / "sweep.toml"
@@ -225,12 +225,12 @@ def test_dense_scoring_leaves_training_unchanged(tmp_path: Path) -> None:
     from errorentropy.integrations.transformers import score_texts
     from errorentropy.options import ScoreOptions
 
-    settings = demo.tiny_settings()
-    splits = demo.load_splits(settings.seed)
-    tokenizer = demo.train_bpe_tokenizer(demo.tokenizer_texts(splits, 40), 384)
+    settings = tiny_settings()
+    splits = data.load_splits(settings.seed)
+    tokenizer = train_bpe_tokenizer(data.tokenizer_texts(splits, 40), 384)
     tokenizer.save_pretrained(str(tmp_path / "tok"))
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
-    blocks = demo.training_blocks(tokenizer, splits, settings)
+    blocks = data.training_blocks(tokenizer, splits, settings)
     config = neox_config(settings.shapes[0], len(tokenizer), settings.block)
     docs = splits["builtin:prose"].heldout[:4]
     modes: list[bool] = []
@@ -262,13 +262,13 @@ def test_heldout_heads_tokenize_like_the_whole_documents(tiny_run: tuple[Path, d
     from transformers import AutoTokenizer
 
     out, _, _ = tiny_run
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
-    splits = demo.load_splits(settings.seed)
+    splits = data.load_splits(settings.seed)
     for corpus, split in splits.items():
         rows = [
             json.loads(line)["text"]
-            for line in (out / "data" / f"heldout-{demo.corpus_label(corpus)}.jsonl")
+            for line in (out / "data" / f"heldout-{data.corpus_label(corpus)}.jsonl")
             .read_text()
             .splitlines()
         ]
@@ -332,8 +332,8 @@ def test_split_keeps_each_source_on_one_side_and_drops_copies() -> None:
     ]
     sources = {"builtin:prose": prose, "builtin:code": code}
     a, b = (
-        demo.split_by_source(sources, seed=3, fraction=0.5),
-        demo.split_by_source(sources, seed=3, fraction=0.5),
+        data.split_by_source(sources, seed=3, fraction=0.5),
+        data.split_by_source(sources, seed=3, fraction=0.5),
     )
     assert a == b
     held_modules = {
@@ -378,7 +378,7 @@ def test_parse_shapes_and_default_ladder_span() -> None:
     for bad in ("16", "ax2", "16x0", "16x1,16x1", "", "100x2"):
         with pytest.raises(UserError):
             parse_shapes(bad)
-    shapes = parse_shapes(demo.DEFAULT_SIZES)
+    shapes = parse_shapes(DEFAULT_SIZES)
     assert len(shapes) >= 6
     with torch.device("meta"):
         counts = [
@@ -415,27 +415,27 @@ def test_worker_processes_train_the_same_weights_as_one_process(
     from errorentropy.demo.training import neox_config
 
     out, _, _ = tiny_run
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     tokenizer = AutoTokenizer.from_pretrained(str(out / "tokenizer"))
-    blocks = demo.training_blocks(tokenizer, demo.load_splits(settings.seed), settings)
+    blocks = data.training_blocks(tokenizer, data.load_splits(settings.seed), settings)
 
-    def job(shape: ModelShape, root: Path) -> demo.TrainJob:
+    def job(shape: ModelShape, root: Path) -> ladder.TrainJob:
         config = neox_config(
             shape, len(tokenizer), settings.block, bos_eos_id=tokenizer.eos_token_id
         ).to_dict()
-        return demo.TrainJob(
+        return ladder.TrainJob(
             shape, root / shape.name, config, "k", settings, blocks, out / "tokenizer", "cpu", 1
         )
 
     shapes = settings.shapes[:2]
-    done = demo._train_parallel(
+    done = ladder._train_parallel(
         [job(s, tmp_path / "pool") for s in shapes], 2, False, lambda m: None
     )
     assert sorted(done) == sorted(s.name for s in shapes)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the process's own count must not matter: the job says 1
     try:
-        demo.train_one(job(shapes[0], tmp_path / "here"), None, False)
+        ladder.train_one(job(shapes[0], tmp_path / "here"), None, False)
         assert torch.get_num_threads() == 2  # and it is restored
     finally:
         torch.set_num_threads(threads)
@@ -452,10 +452,10 @@ def test_a_size_left_out_of_the_ladder_leaves_the_sweep(
     out, _, _ = tiny_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    settings = demo.tiny_settings()
+    settings = tiny_settings()
     dropped = settings.shapes[-1].name
     assert any(p.name.startswith(dropped + "__") for p in (copy / "sweep" / "cells").iterdir())
-    demo.run_demo(
+    pipeline.run_demo(
         copy,
         replace(settings, shapes=settings.shapes[:-1]),
         device="cpu",

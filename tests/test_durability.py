@@ -70,7 +70,8 @@ def test_score_writes_every_file_atomically(
     real_replace = os.replace
 
     def tracking_replace(src, dst):
-        renamed.append(Path(dst).name)
+        if tmp_path in Path(dst).parents:  # not the weights-fingerprint cache under ~/.cache
+            renamed.append(Path(dst).name)
         return real_replace(src, dst)
 
     monkeypatch.setattr(storage.os, "replace", tracking_replace)

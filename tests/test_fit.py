@@ -157,7 +157,7 @@ def test_saturating_fit_without_an_asymptote_says_so_instead_of_reporting_nonsen
 def test_saturating_fit_reports_failure_instead_of_raising():
     too_few = fit_saturating(SIZES[:3], [3.0, 2.0, 1.5])
     assert not too_few.converged and "at least 4" in too_few.reason
-    from errorentropy.fits.fit import _saturating
+    from errorentropy.fits.lines import saturating_result as _saturating
 
     assert _saturating(too_few).to_dict() == {
         "converged": False,

@@ -79,7 +79,7 @@ def test_fit_rows_agree_with_an_independent_fit_of_the_cells(sweep, fitted):
     directory, _ = sweep
     result, _ = fitted
     cells = [c for c in load_cells(directory) if c.key.dataset == "wiki"]
-    finals = select_final(cells, [])
+    finals = select_final(cells)
     assert {c.key.revision for c in finals if c.key.model == "A-3"} == {"step1000"}
     n = np.array([c.non_embedding_params for c in finals], dtype=float)
     for quantity, key in (
@@ -348,11 +348,12 @@ def test_todays_fit_keeps_the_format_and_point_estimates_of_version_0_1_0(tmp_pa
     old = json.loads(GOLDEN_FITS.read_text())
     old.pop("checksum")
     # Added since, beside the old keys (a 0.1.0 reader skips them): the -log RBP_k fits, the EE
-    # convergence checks, their notes and the fitted ks.
-    assert set(new) - set(old) == {"rbp_fits", "convergence"}
+    # bias checks, whether EE's exponent has settled, its notes, the fitted ks and EE's share
+    # trend.
+    assert set(new) - set(old) == {"rbp_fits", "convergence", "ee_exponent", "share_trends"}
     new = {k: new[k] for k in old}
     assert new["settings"].pop("rbp_ks") == [1, 10, 100, 1000]
-    new["notes"] = [n for n in new["notes"] if n["kind"] != "ee-not-settled"]
+    new["notes"] = [n for n in new["notes"] if n["kind"] != "ee-exponent-not-settled"]
     assert _shape(new) == _shape(old)
 
     def same(x, y):

@@ -180,9 +180,9 @@ def test_reset_and_an_empty_metric():
     with pytest.warns(UserWarning, match="before the ``update``"):
         empty = metric.compute()
     assert empty["n_tokens"].item() == 0
-    counts = ("n_tokens", "n_ranks_observed")
+    counts = ("n_tokens", "n_ranks_observed", "n_tied")
     assert all(math.isnan(empty[name].item()) for name in FIELDS if name not in counts)
-    assert empty["n_ranks_observed"].item() == 0
+    assert empty["n_ranks_observed"].item() == 0 and empty["n_tied"].item() == 0
     logits, labels = batches[0]
     metric.update(logits, torch.full_like(labels, -100))  # nothing labelled
     assert metric.compute()["n_tokens"].item() == 0

@@ -171,7 +171,8 @@ def test_preprocess_with_another_ignore_index_against_the_naive_reference():
     labels[1, 4:] = -1
     preprocess, compute = decomposition_metrics(ignore_index=-1, rbp_ks=(1, 5))
     pairs = preprocess((logits, "past key values"), labels)
-    assert pairs.shape == (2, 7, 2) and pairs.dtype == torch.float64
+    assert pairs.shape == (2, 7, 3) and pairs.dtype == torch.float64
+    assert pairs[..., 2].sum() == 0  # no tie among random float32 logits
     ranks, logprobs = [], []
     for b in range(2):
         for t in range(6):

@@ -71,12 +71,6 @@ LONG: dict[str, str] = {
         "a Triton kernel is one compiled unit: its loads, masks and reductions cannot be split "
         "into Python helpers without changing what the compiler sees"
     ),
-    # Moved whole into their folders; each is being split into modules named for their jobs.
-    "errorentropy.demo.pipeline": "to split: data, tokenizer, training, dense scoring, headline",
-    "errorentropy.fits.fit": "to split: selection, bootstrap rows, extrapolation, RBP rows",
-    "errorentropy.report.page": "to split: collect, prose verdict, Markdown/HTML page",
-    "errorentropy.sweep.run": "to split: plan, worker, merge, launch",
-    "errorentropy.sweep.run:_Runner": "to split with sweep.run: model loading, claims, commits",
     "errorentropy.stats.histogram:RankHistogram": (
         "the value type's whole algebra (build, +, save/load, decompose, rbp, mrr) in one place; "
         "its to_dict/from_dict go to the shared record reader"

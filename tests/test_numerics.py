@@ -31,7 +31,7 @@ def dense(support: dict[int, tuple[int, float]]) -> tuple[np.ndarray, np.ndarray
 
 
 def reference(support: dict[int, tuple[int, float]]) -> dict[str, float]:
-    """CE, EE, SA, Conf from DESIGN.md's definitions, in 50-digit arithmetic."""
+    """CE, EE, SA, Conf from the definitions in docs/design.md, in 50-digit arithmetic."""
     with mpmath.workdps(50):
         ranks = sorted(support)
         n_e = [mpmath.mpf(support[r][0]) for r in ranks]

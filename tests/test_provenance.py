@@ -227,3 +227,86 @@ def test_score_out_of_a_hub_revision_records_its_commit(tmp_path, tokenizer, sho
     summary = json.loads((tmp_path / "result" / "summary.json").read_text())
     assert summary["model_commit"] == commit
     assert summary["weights_fingerprint"] == reference_fingerprint(snapshot)
+
+
+def test_only_the_files_transformers_loads_are_fingerprinted(tmp_path, tokenizer):
+    """A stray copy (Mistral-style consolidated.safetensors) changes neither what transformers
+    loads nor the fingerprint; a sharded checkpoint is its index's shards."""
+    from transformers import AutoModelForCausalLM
+
+    folder = save_model(tiny_model("gpt2", len(tokenizer), **KW), tokenizer, tmp_path / "m")
+    expected = reference_fingerprint(folder)
+    shutil.copy(folder / "model.safetensors", folder / "consolidated.safetensors")
+    assert provenance.weights_fingerprint(folder) == expected
+    # Sharded: the shards, not the index; a stray file beside them left out as well.
+    sharded = tmp_path / "sharded"
+    tiny_model("gpt2", len(tokenizer), seed=5, **KW).save_pretrained(sharded, max_shard_size="50KB")
+    shards = sorted(sharded.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 1 and (sharded / "model.safetensors.index.json").exists()
+    lines = "".join(f"{p.name} {hashlib.sha256(p.read_bytes()).hexdigest()}\n" for p in shards)
+    (sharded / "consolidated.safetensors").write_bytes(b"not loaded")
+    AutoModelForCausalLM.from_pretrained(sharded)  # still what transformers loads
+    assert provenance.weights_fingerprint(sharded) == hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_a_model_changed_after_loading_records_no_fingerprint(model_dir, short_docs):
+    """ee.score of a model whose weights were changed in memory after ee.load_model: no
+    fingerprint (that of the files would name other weights), and a note saying why."""
+    import torch
+
+    import errorentropy as ee
+
+    model, tokenizer = ee.load_model(str(model_dir), device="cpu")
+    kept = ee.score(model, tokenizer, short_docs[:3], max_length=32).summary
+    assert kept["weights_fingerprint"] == reference_fingerprint(model_dir)
+    assert not [n for n in kept["notes"] if "weights_fingerprint" in n]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)
+    changed = ee.score(model, tokenizer, short_docs[:3], max_length=32).summary
+    assert changed["cross_entropy"] != kept["cross_entropy"]
+    assert changed["weights_fingerprint"] is None and changed["model_commit"] is None
+    (note,) = [n for n in changed["notes"] if "weights_fingerprint" in n]
+    assert "differ from those load_model loaded" in note
+
+
+def test_a_dry_run_reads_no_weights_and_a_run_hashes_only_changed_files(toy, monkeypatch):
+    """Planning knows each local folder's fingerprint by its files' size and mtime (noted in the
+    sweep folder): a dry run, even on a machine with no hash cache, reads no weights; a run
+    hashes a folder only when its files changed, and redoes its cells when the bytes did."""
+    out = toy / "out"
+    assert run_sweep(toy / "spec.toml", out, progress=False).ok
+    hashed: list[str] = []
+    real_hash = provenance._hash_file
+
+    def spy(path):
+        hashed.append(Path(path).parent.name)
+        return real_hash(path)
+
+    monkeypatch.setattr(provenance, "_hash_file", spy)
+    # Another machine: nothing cached by file, in memory or on disk.
+    monkeypatch.setenv(provenance.CACHE_ENV, str(toy / "empty-cache"))
+    monkeypatch.setattr(provenance, "_MEMORY", {})
+    survey = run_sweep(toy / "spec.toml", out, dry_run=True)
+    assert hashed == [] and all(s.status == "done" for s in survey.states)
+    outcome = run_sweep(toy / "spec.toml", out, progress=False)  # nothing changed: nothing read
+    assert hashed == [] and outcome.computed == 0
+    # step1's bytes change, size kept, mtime moved on: seen without reading, redone by a run.
+    weights = toy / "tiny" / "checkpoints" / "step1" / "model.safetensors"
+    before = {c.key.revision: c.summary["weights_fingerprint"] for c in load_cells(out)}
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    survey = run_sweep(toy / "spec.toml", out, dry_run=True)
+    states = {s.cell.revision: s for s in survey.states}
+    assert hashed == [] and states["step1"].status == "pending"
+    assert "changed on disk" in states["step1"].detail
+    assert all(states[r].status == "done" for r in ("step3", "step12", "main"))
+    outcome = run_sweep(toy / "spec.toml", out, progress=False)
+    assert outcome.ok and outcome.computed == 1 and set(hashed) == {"step1"}
+    after = {c.key.revision: c.summary["weights_fingerprint"] for c in load_cells(out)}
+    assert after["step1"] == reference_fingerprint(weights.parent) != before["step1"]
+    assert {r: after[r] for r in ("step3", "step12", "main")} == {
+        r: before[r] for r in ("step3", "step12", "main")
+    }

@@ -89,10 +89,13 @@ def test_summary_rbp_and_mrr_from_a_scored_token_table(model_dir, short_docs, tm
     assert summary["mrr"] == pytest.approx(loop_mrr(ranks.tolist()), rel=1e-13)
     assert summary["rbp_at"]["1"] == summary["top1_accuracy"]
     assert "rbp_k" not in summary  # rbp_at names its ks
-    assert isinstance(summary["ee_settled"], bool)
-    assert summary["ee_convergence"]["error_entropy"][-1] == summary["error_entropy"]
-    verdict = [line for line in captured.err.splitlines() if "EE has" in line]
-    assert len(verdict) == 1 and verdict[0].startswith("errorentropy score: EE has")
+    assert "ee_settled" not in summary  # the old verdict: replaced by the bias left
+    assert summary["ee_convergence"]["error_entropy"] == summary["error_entropy"]
+    lo, hi = summary["ee_bias_interval"]
+    assert lo <= summary["ee_bias"] <= hi
+    statement = [line for line in captured.err.splitlines() if "bias left in EE" in line]
+    assert len(statement) == 1 and statement[0].startswith("errorentropy score: bias left in EE")
+    assert f"{summary['ee_bias']:+.4f} nats" in statement[0]
 
 
 def test_rbp_k_is_checked_and_left_out_of_the_settings_digest(tmp_path):
@@ -212,12 +215,16 @@ def test_rbp_table_and_the_fit_command(rbp_sweep, capsys):
         assert (tables / name).is_file()
     with open(tables / "rbp.csv", newline="") as handle:
         records = list(csv.DictReader(handle))
-    laws = [r["law"] for r in records if r["group"] == "All"]
+    # One family holds every model: its rows are the All fits too, shown once under its name.
+    assert {r["group"] for r in records} == {"fam"}
+    laws = [r["law"] for r in records]
     assert laws == ["-log RBP_1", "-log RBP_10", "-log RBP_100", "-log RBP_4000", "CE", "EE"]
-    row = fits.rbp_fit("synth", "All", 10)
-    record = next(r for r in rbp_cells(fits) if r["group"] == "All" and r["k"] == 10)
+    row = fits.rbp_fit("synth", "fam", 10)
+    assert row.alpha == fits.rbp_fit("synth", "All", 10).alpha
+    record = next(r for r in rbp_cells(fits) if r["k"] == 10)
     assert record["alpha"] == row.alpha and record["r2_lo"] == row.r2_ci[0]
-    ee = next(r for r in rbp_cells(fits) if r["group"] == "All" and r["law"] == "EE")
+    assert float(next(r for r in records if r["k"] == "10")["alpha"]) == row.alpha
+    ee = next(r for r in rbp_cells(fits) if r["law"] == "EE")
     assert ee["alpha"] == fits.fit("synth", "All", "EE").alpha
     write_fits(rbp_sweep, fits)  # writes again what it read
 

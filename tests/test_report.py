@@ -18,6 +18,7 @@ import pytest
 
 from errorentropy.fits.fit import read_fits
 from errorentropy.fits.records import ExtrapolationComparison
+from errorentropy.report import collect, draw, prose, tables
 from errorentropy.report import page as report
 from errorentropy.report.tables import TABLE1_QUANTITIES
 from errorentropy.scoring.results import summarize
@@ -124,28 +125,28 @@ def built(sweep: Path) -> dict:
 
 
 def test_final_revisions_pick_the_last_step(sweep: Path) -> None:
-    final = report.final_revisions(load_cells(sweep))
+    final = collect.final_revisions(load_cells(sweep))
     assert len(final) == sum(len(m) for m in FAMILIES.values())
     assert {c.step for c in final} == {STEPS[-1]}
 
 
 def test_pick_steps_keeps_ends_and_spreads_on_log_scale() -> None:
     steps = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000, 100000]
-    chosen = report.pick_steps(steps, 6)
+    chosen = collect.pick_steps(steps, 6)
     assert chosen[0] == 0 and chosen[-1] == 100000 and len(chosen) == 6
-    assert report.pick_steps([5, 1, 3], 6) == [1, 3, 5]
+    assert collect.pick_steps([5, 1, 3], 6) == [1, 3, 5]
 
 
 def test_least_squares_fit_matches_scipy(sweep: Path) -> None:
     from scipy.stats import linregress
 
-    data = report.collect(sweep, run_fit=False)
+    data = collect.collect(sweep, run_fit=False)
     rows = {(r.group, r.quantity): r for r in data.fit_rows}
     assert ("solo", "CE") not in rows  # one model: no fit
     for group in ("alpha", "beta", "All"):
         cells = [c for c in data.final["prose"] if group == "All" or c.family == group]
         x = np.log([c.non_embedding_params for c in cells])
-        for q, key in report.QUANTITY_KEYS.items():
+        for q, key in collect.QUANTITY_KEYS.items():
             ref = linregress(x, np.log(np.abs([c.summary[key] for c in cells])))
             row = rows[(group, q)]
             assert row.n_models == len(cells)
@@ -181,8 +182,8 @@ def test_html_is_self_contained(sweep: Path, built: dict) -> None:
 
 
 def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
-    data = report.collect(sweep, run_fit=False)
-    sentences = report.summary_sentences(data)
+    data = collect.collect(sweep, run_fit=False)
+    sentences = prose.summary_sentences(data)
     rows = {(r.group, r.quantity): r for r in data.fit_rows if r.dataset == "prose"}
     best = max(TABLE1_QUANTITIES, key=lambda q: rows[("All", q)].r2)
     headline = f"prose, All (8 models): {best} has the highest R²"
@@ -202,23 +203,23 @@ def test_summary_is_computed_from_the_numbers(sweep: Path) -> None:
             for r in data.fits.fits
         ),
     )
-    flipped = report.summary_sentences(data)
+    flipped = prose.summary_sentences(data)
     assert any(s.startswith("prose, All (8 models): SA has the highest R²") for s in flipped)
     assert "prose, All: a clean power law (R² ≥ 0.9) for SA; not for CE, EE, Conf." in flipped
 
 
 def test_extrapolation_sentence_follows_the_errors(sweep: Path) -> None:
-    data = report.collect(sweep, run_fit=False)
+    data = collect.collect(sweep, run_fit=False)
     row = ExtrapolationComparison("prose", "All", 2, 0.03, 0.01, 0.02, (0.005, 0.04), True, None)
     data.fits = replace(data.fits, extrapolation_ce_vs_ee=(row,))
-    (sentence,) = report._extrapolation_sentences(data)
+    (sentence,) = prose._extrapolation_sentences(data)
     assert (
         "EE extrapolates better than CE (mean |relative error| EE 1.00% vs CE 3.00%" in sentence
         and "excludes 0" in sentence
     )
     row = replace(row, ee_mean_abs_relative_error=0.05, difference_ci=(-0.04, 0.01))
     data.fits = replace(data.fits, extrapolation_ce_vs_ee=(row,))
-    (sentence,) = report._extrapolation_sentences(data)
+    (sentence,) = prose._extrapolation_sentences(data)
     assert "EE extrapolates worse than CE" in sentence and "includes 0" in sentence
 
 
@@ -230,21 +231,22 @@ def test_report_with_the_bootstrap_fit(tmp_path: Path) -> None:
     result = report.build_report(root, n_boot=40, seed=3)
     fits = read_fits(root)  # the report leaves fits.json behind, as `errorentropy fit` would
     assert fits.settings.n_boot == 40
-    data = report.collect(root, run_fit=False)  # reads that fits.json: it is current
+    data = collect.collect(root, run_fit=False)  # reads that fits.json: it is current
     assert data.fits == fits and data.fit_source.endswith("read from fits.json")
-    t1, t2 = report.fit_tables(data)
+    t1, t2 = tables.fit_tables(data.fits)
     ee_all = fits.fit("synth", "All", "EE")
-    row = next(r for r in t1.rows if r[1] == "All")
+    row = next(r for r in t1.texts() if r[1] == "All")
     lo, hi = ee_all.r2_ci
     assert row[4] == f"{ee_all.r2:.4f} [{lo:.4f}, {hi:.4f}]"
-    comps = report.components_table(data)
+    comps = tables.components_table(data.fits)
     cell = next(c for c in fits.cells if c.final and c.model == "A-0")
     lo, hi = cell.components["CE"].ci
     assert f"{cell.components['CE'].value:.4f} [{lo:.4f}, {hi:.4f}]" in next(
-        r for r in comps.rows if r[2] == "A-0"
+        r for r in comps.texts() if r[2] == "A-0"
     )
     assert (
-        report.extrapolation_table(data) is not None and report.saturating_table(data) is not None
+        tables.extrapolation_table(data.fits) is not None
+        and tables.saturating_table(data.fits) is not None
     )
     page = (root / "report.html").read_text()
     assert 'id="extrapolation"' in page and "extrapolates" in page
@@ -356,14 +358,14 @@ def test_summary_states_uncertainty_sign_changes_and_the_share_trend(tmp_path: P
     root = tmp_path / "synth"
     build_synthetic_sweep(root, n_docs=40, conf_law=sign_changing_conf, dynamics=False)
     report.build_report(root, n_boot=60, seed=1)
-    data = report.collect(root, run_fit=False)
+    data = collect.collect(root, run_fit=False)
     assert data.fits == read_fits(root)
     # Make Conf's log|Conf| fit look clean: the sign change must still win.
     data.fits = replace(
         data.fits,
         fits=tuple(replace(r, r2=0.999) if r.quantity == "Conf" else r for r in data.fits.fits),
     )
-    sentences = report.summary_sentences(data)
+    sentences = prose.summary_sentences(data)
     clean = next(s for s in sentences if s.startswith("synth, All: a clean power law"))
     assert "Conf" not in clean.split(";")[0] and "Confidence changes sign" in clean
     paired = next(s for s in sentences if "paired bootstrap interval of R²(EE) − R²(CE)" in s)
@@ -396,12 +398,12 @@ def test_no_fit_report_notes_what_it_cannot_fit(tmp_path: Path) -> None:
     """--no-fit: a zero value, a sign-changing Confidence and N <= 0 are notes, not crashes or
     silence."""
     root = build_sweep(tmp_path / "odd", steps=False, profile=False)
-    cells = report.final_revisions(load_cells(root))
+    cells = collect.final_revisions(load_cells(root))
     _rewrite_cell(root, cells[0], self_alignment=0.0)
     _rewrite_cell(root, cells[1], confidence=-abs(cells[1].summary["confidence"]) or -0.1)
     _rewrite_cell(root, cells[2], confidence=abs(cells[2].summary["confidence"]) or 0.1)
     _rewrite_cell(root, cells[3], params=0)
-    data = report.collect(root, run_fit=False)
+    data = collect.collect(root, run_fit=False)
     assert data.fits.settings.n_boot == 0 and data.fit_source == "least squares (no intervals)"
     assert not [r for r in data.fit_rows if r.quantity == "SA" and r.group == "All"]
     notes = data.notes
@@ -454,11 +456,11 @@ def test_a_model_without_non_embedding_parameters_does_not_break_fig7(
     sweep: Path, tmp_path: Path
 ) -> None:
     """The fits leave N <= 0 out with a note; Fig. 7's points and lines must too (a log axis)."""
-    data = report.collect(sweep, run_fit=False)
+    data = collect.collect(sweep, run_fit=False)
     object.__setattr__(data.final["prose"][0], "non_embedding_params", 0)
-    points = report.family_points(data, "prose")
+    points = draw.family_points(data, "prose")
     assert all(n > 0 for fam in points for n in fam.params)
-    figs, _ = report.draw_figures(data, tmp_path / "figures")
+    figs, _ = draw.draw_figures(data, tmp_path / "figures")
     assert any(Path(f.png).name.startswith("fig7") for f in figs)
 
 
@@ -484,8 +486,8 @@ def test_verdict_is_computed_from_the_fits(sweep: Path) -> None:
     """The verdict's numbers are the R² of independent least-squares lines over all models."""
     from scipy.stats import linregress
 
-    data = report.collect(sweep, run_fit=False)
-    verdict = report.verdict_sentences(data)
+    data = collect.collect(sweep, run_fit=False)
+    verdict = prose.verdict_sentences(data)
     assert 2 <= len(verdict) <= 5
     cells = data.final["prose"]
     x = np.log([c.non_embedding_params for c in cells])
@@ -515,9 +517,9 @@ def test_verdict_is_computed_from_the_fits(sweep: Path) -> None:
     ],
 )
 def test_verdict_says_how_sure_it_is(sweep: Path, ee, ce, ci, lead, clause) -> None:
-    data = report.collect(sweep, run_fit=False)
+    data = collect.collect(sweep, run_fit=False)
     _set_ee_ce(data, "prose", ee, ce, ci)
-    first, detail, *_ = report.verdict_sentences(data)
+    first, detail, *_ = prose.verdict_sentences(data)
     assert first.startswith(lead) and clause in first, first
     assert f"R² is {ee:.3f} for EE and {ce:.3f} for CE: R²(EE) − R²(CE) = {ee - ce:+.3f}" in detail
     if ci is not None:
@@ -528,10 +530,10 @@ def test_verdict_over_datasets_mixed_skipped_and_many(tmp_path: Path) -> None:
     """Mixed answers name where EE wins; a skipped fit is said, not hidden; with more than three
     datasets the numbers share one sentence, so the verdict stays within five."""
     root = build_sweep(tmp_path / "four", steps=False, profile=False, datasets=("a", "b", "c", "d"))
-    data = report.collect(root, run_fit=False)
+    data = collect.collect(root, run_fit=False)
     for dataset, (ee, ce) in zip("abcd", [(0.99, 0.9), (0.8, 0.95), (0.97, 0.96), (0.5, 0.6)]):
         _set_ee_ce(data, dataset, ee, ce, (ee - ce - 0.01, ee - ce + 0.01))
-    verdict = report.verdict_sentences(data)
+    verdict = prose.verdict_sentences(data)
     assert len(verdict) == 2  # eight models per dataset: no caution due
     assert verdict[0] == (
         "Mixed: EE's fit has the higher R² on 2 of 4 datasets (a, c), CE's on the rest; "
@@ -548,7 +550,7 @@ def test_verdict_over_datasets_mixed_skipped_and_many(tmp_path: Path) -> None:
             for r in data.fits.fits
         ),
     )
-    verdict = report.verdict_sentences(data)
+    verdict = prose.verdict_sentences(data)
     assert "on all 3 datasets with both fits (a, b, c)" not in verdict[0]  # still mixed
     assert verdict[0].startswith("Mixed: EE's fit has the higher R² on 2 of 3 datasets (a, c)")
     assert f"d: the EE fit was skipped ({reason})" in verdict[1]
@@ -556,7 +558,7 @@ def test_verdict_over_datasets_mixed_skipped_and_many(tmp_path: Path) -> None:
         data.fits,
         fits=tuple(replace(r, skipped=reason) if r.quantity == "CE" else r for r in data.fits.fits),
     )
-    verdict = report.verdict_sentences(data)
+    verdict = prose.verdict_sentences(data)
     assert verdict[0].startswith("This sweep cannot answer it")
     assert len(verdict) == 2 and "the CE fit was skipped" in verdict[1]
 
@@ -571,24 +573,24 @@ def test_one_family_is_shown_once(tmp_path: Path) -> None:
         root, families={"A": DEFAULT_FAMILIES["A"]}, n_docs=20, doc_len=30, dynamics=False
     )
     report.build_report(root, run_fit=False)
-    data = report.collect(root, run_fit=False)
+    data = collect.collect(root, run_fit=False)
     assert data.fits.fit("synth", "All", "EE") is not None  # the fit has both groups
-    assert report.twin_of_all(data.fits, "synth") == "A"
-    t1, t2 = report.fit_tables(data)
-    assert [r[1] for r in t1.rows] == ["A"] and [r[1] for r in t2.rows] == ["A"]
+    assert tables.twin_of_all(data.fits, "synth") == "A"
+    t1, t2 = tables.fit_tables(data.fits)
+    assert [r[1] for r in t1.texts()] == ["A"] and [r[1] for r in t2.texts()] == ["A"]
     assert "A on synth" in t1.note
-    saturating = report.saturating_table(data)
-    assert saturating is not None and {r[1] for r in saturating.rows} == {"A"}
-    statements = report.summary_sentences(data)
+    saturating = tables.saturating_table(data.fits)
+    assert saturating is not None and {r[1] for r in saturating.texts()} == {"A"}
+    statements = prose.summary_sentences(data)
     assert not [s for s in statements if "All" in s], statements
     assert any("in 0 of 1 group (A)" in s or "in 1 of 1 group (A)" in s for s in statements)
-    assert "(4 models, one family)" in report.verdict_sentences(data)[1]
+    assert "(4 models, one family)" in prose.verdict_sentences(data)[1]
     md = (root / "report.md").read_text()
     assert "| synth | A | 4 |" in md and "| synth | All |" not in md
     # A sweep of several families keeps every group and All.
     assert (
-        report.twin_of_all(
-            report.collect(build_sweep(tmp_path / "many"), run_fit=False).fits, "prose"
+        tables.twin_of_all(
+            collect.collect(build_sweep(tmp_path / "many"), run_fit=False).fits, "prose"
         )
         is None
     )
@@ -603,13 +605,13 @@ def _positions(text: str, markers: list[str]) -> list[int]:
 def test_report_reads_from_the_answer_down(sweep: Path, built: dict) -> None:
     """Both forms: question, verdict, headline figure; figures, tables, statements; settings and
     notes last, inside <details>. The headline figure is Fig. 7 of the first dataset, once."""
-    data = report.collect(sweep, run_fit=False)
-    lead = report.verdict_sentences(data)[0]
+    data = collect.collect(sweep, run_fit=False)
+    lead = prose.verdict_sentences(data)[0]
     page = (sweep / "report.html").read_text()
     order = _positions(
         page,
         [
-            f'<h1 id="question">{report.QUESTION}</h1>',
+            f'<h1 id="question">{prose.QUESTION}</h1>',
             '<div id="verdict">',
             '<figure id="fig7-prose" class="headline"><img class="figure" id="headline-figure"',
             '<h2 id="figures">',
@@ -630,7 +632,7 @@ def test_report_reads_from_the_answer_down(sweep: Path, built: dict) -> None:
     order = _positions(
         md,
         [
-            f"# {report.QUESTION}",
+            f"# {prose.QUESTION}",
             f"**{lead}**",
             "](figures/fig7-prose.png)",
             "## Figures",
@@ -689,7 +691,7 @@ def test_first_screen_holds_question_verdict_and_headline_figure(
         pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
     root = build_sweep(tmp_path / "sweep", datasets=datasets, steps=len(datasets) == 1)
     report.build_report(root, run_fit=False)
-    verdict = report.verdict_sentences(report.collect(root, run_fit=False))
+    verdict = prose.verdict_sentences(collect.collect(root, run_fit=False))
     page = (root / "report.html").read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", _FIRST_SCREEN_PROBE))
@@ -723,3 +725,14 @@ def test_first_screen_holds_question_verdict_and_headline_figure(
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / shot.name)  # for a human to look at
+
+
+@pytest.mark.parametrize(
+    "folder, shown",
+    [("sweep", "· sweep ·"), ("sweep-2", "· sweep-2 ·"), ("runs", "· sweep runs ·")],
+)
+def test_byline_names_the_sweep_folder_once(sweep: Path, folder: str, shown: str) -> None:
+    """The byline says "sweep NAME", but not "sweep sweep" for a folder named sweep."""
+    data = replace(report.collect(sweep, run_fit=False), sweep_dir=sweep.parent / folder)
+    line = report._byline(data)
+    assert line.startswith(f"errorentropy report {shown} 8 models") and "sweep sweep" not in line

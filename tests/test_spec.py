@@ -284,7 +284,7 @@ def test_batch_size_and_written_out_defaults_do_not_make_cells_stale(tmp_path):
     """Results are bit-identical whatever the batch size: a smaller batch after running out of
     memory redoes nothing, nor does writing out a default; cells digested by errorentropy 0.1.0
     (golden digest below, computed by that version for this spec) stay finished."""
-    from errorentropy.sweep.run import plan_cells
+    from errorentropy.sweep.plan import plan_cells
     from errorentropy.sweep.spec import cell_settings, legacy_cell_settings, settings_digest
 
     def digest(text):

@@ -25,13 +25,16 @@ from errorentropy.errors import UserError
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.tokens import TokenTable
 from errorentropy.sweep.cells import CELLS_DIR, load_cells, read_cell
-from errorentropy.sweep.run import merge_sweeps, plan_cells, run_sweep, sweep_states
+from errorentropy.sweep.merge import merge_sweeps
+from errorentropy.sweep.plan import plan_cells, sweep_states
+from errorentropy.sweep.run import run_sweep
 from errorentropy.sweep.spec import load_spec
 
 ARCHS = ("gpt2", "gpt_neox", "llama", "qwen2")
 PRELOAD = [
     "errorentropy.cli",
     "errorentropy.sweep.run",
+    "errorentropy.sweep.worker",
     "errorentropy.scoring.engine",
     "errorentropy.models.loading",
     "errorentropy.data.corpus",
@@ -466,13 +469,9 @@ def test_fit_and_merge_never_read_a_killed_writes_leftovers_or_mix_settings(
         total_params=record.total_params,
         summary={**record.summary, "max_length": 16},
     )
-    with pytest.raises(
-        UserError, match="mix unlike cells: dataset 'jsonl' .*max_length (32 vs 16|16 vs 32)"
-    ):
+    with pytest.raises(UserError, match="dataset 'jsonl' scored with .*max_length 32 in .* vs 16"):
         merge_sweeps(tmp_path / "merged", [out, other])
-    assert not (tmp_path / "merged" / CELLS_DIR).exists() or not any(
-        (tmp_path / "merged" / CELLS_DIR).iterdir()
-    )
+    assert not (tmp_path / "merged").exists()
 
 
 def test_a_label_starting_with_a_dot_is_not_hidden():
@@ -486,7 +485,7 @@ def test_a_label_starting_with_a_dot_is_not_hidden():
 
 
 def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
-    from errorentropy.sweep.run import clean_leftovers
+    from errorentropy.sweep.plan import clean_leftovers
 
     cells = tmp_path / CELLS_DIR
     (cells / ".a__main__d.tmp-1-abcdef12").mkdir(parents=True)
@@ -496,3 +495,26 @@ def test_leftovers_of_killed_writes_are_cleaned(tmp_path):
     clean_leftovers(cells)
     assert sorted(p.name for p in tmp_path.iterdir()) == [CELLS_DIR, "spec.toml"]
     assert [p.name for p in cells.iterdir()] == ["a__main__d"]
+
+
+def test_merge_of_sweeps_scored_differently_is_refused_first_and_creates_nothing(
+    toy, reference, tmp_path, one_thread
+):
+    """max_length 16 vs 32: the refusal names the setting (not a cell "differing", which
+    deleting it would not fix), into a new folder creates nothing, into an existing one changes
+    nothing."""
+    ref, _ = reference
+    spec = toy / "spec-short.toml"
+    spec.write_text(_spec_text(["m-gpt2"]).replace("max_length = 32", "max_length = 16"))
+    short = tmp_path / "short"
+    assert run_sweep(spec, short, progress=False).ok
+    new = tmp_path / "new"
+    with pytest.raises(UserError, match=r"max_length 32 in .* vs 16 in ") as refused:
+        merge_sweeps(new, [ref, short])
+    assert "delete it" not in str(refused.value) and not new.exists()
+    existing = _copy(ref, tmp_path / "existing")
+    before = sorted(str(p.relative_to(existing)) for p in existing.rglob("*"))
+    with pytest.raises(UserError, match=r"max_length 32 in .* vs 16 in ") as refused:
+        merge_sweeps(existing, [short])
+    assert "delete it" not in str(refused.value)
+    assert sorted(str(p.relative_to(existing)) for p in existing.rglob("*")) == before

@@ -189,6 +189,21 @@ def test_bad_inputs_give_one_line_value_errors(logits, labels, match):
     assert "\n" not in str(info.value)
 
 
+def test_only_the_labels_that_are_scored_must_lie_in_the_vocabulary():
+    logits, labels = random_case((2, 6), 11, seed=12, integer=False)
+    odd = labels.clone()
+    odd[:, 0] = 50  # position 0's label is never a target under the shift
+    assert torch.equal(token_stats(logits, odd).rank, token_stats(logits, labels).rank)
+    with pytest.raises(ValueError, match="label 50 is outside"):
+        token_stats(logits, odd, shift=False)  # there it is a target
+    mask = torch.ones_like(labels)
+    mask[1, 4:] = 0
+    odd[1, 4:] = 999  # a pad id beyond the vocabulary, masked
+    stats = token_stats(logits, odd, attention_mask=mask)
+    assert int(stats.labelled.sum()) == 5 + 3
+    assert torch.equal(stats.rank[0], token_stats(logits, labels).rank[0])
+
+
 def test_empty_batches():
     stats = token_stats(torch.zeros(2, 0, 5), torch.zeros(2, 0, dtype=torch.long))
     assert stats.rank.shape == (2, 0)

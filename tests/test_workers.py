@@ -7,8 +7,10 @@ attempt file (worker, host, pid) and outcome, and every cell's timing.json (work
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,9 +20,12 @@ from pathlib import Path
 import pytest
 
 from errorentropy.errors import UserError
-from errorentropy.sweep.cells import CELLS_DIR
+from errorentropy.sweep.cells import CELLS_DIR, read_cell
 from errorentropy.sweep.claims import CLAIMS_DIR, WORKER_ENV, ClaimBoard, Worker, this_worker
-from errorentropy.sweep.run import merge_sweeps, survey, sweep_lock, worker_devices
+from errorentropy.sweep.launch import worker_devices
+from errorentropy.sweep.merge import merge_sweeps
+from errorentropy.sweep.plan import sweep_lock
+from errorentropy.sweep.run import survey
 from errorentropy.sweep.spec import load_spec
 from test_sweep import assert_same_results
 
@@ -284,3 +289,254 @@ def test_dry_run_counts_tokens_and_the_time_left(toy, single, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "work left" in printed and "11 cell(s) of models with no finished cell yet" in printed
     assert f"{tokens['gpt2__main__b'].tokens:,}" in printed
+
+
+# ---- a paused holder, skewed clocks, NFS, merged failures ------------------------------------
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _runner(toy: Path, out: Path, board: ClaimBoard | None):
+    from errorentropy.sweep.worker import _Runner
+
+    return _Runner(load_spec(toy / "spec.toml"), out, progress=False, board=board)
+
+
+def _outcome(out: Path, cell: str, attempt: int) -> str | None:
+    beat = out / CLAIMS_DIR / cell / f"attempt-{attempt:06d}.beat"
+    return json.loads(beat.read_text())["outcome"]
+
+
+def test_a_paused_holder_keeps_the_cell_of_the_worker_that_took_over(
+    toy, single, tmp_path, monkeypatch
+):
+    """A holder paused past its lease after its last check: another worker takes the cell over and
+    commits it; the paused one, resumed, commits nothing over it and writes no failure."""
+    import errorentropy.sweep.worker as worker_module
+
+    out, cell = tmp_path / "out", "gpt2__main__a"
+    board = ClaimBoard(out, lease_s=3600)  # heartbeats every 900 s: none while the test runs
+    runner = _runner(toy, out, board)
+    claim = board.try_claim(cell)
+    clock = FakeClock()
+    real_write = worker_module.write_result
+
+    def paused_here(directory, *args, **kwargs):  # after the early check, before the rename
+        beat = claim.path.with_suffix(".beat")  # its last beat, long ago: the process is paused
+        beat.write_text(json.dumps({"beat": 1.0, "outcome": None}))
+        other = other_machine(ClaimBoard(out, lease_s=1, clock=clock))
+        taken = other.try_claim(cell)
+        if taken is None:  # the heartbeat is new to this reader: watched for a lease first
+            clock.now += 2
+            taken = other.try_claim(cell)
+        assert taken is not None and taken.attempt == 2
+        shutil.copytree(single / CELLS_DIR / cell, out / CELLS_DIR / cell)
+        taken.release("done")
+        real_write(directory, *args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "write_result", paused_here)
+    runner.compute(runner.cells[cell], claim)
+    kept = out / CELLS_DIR / cell
+    assert (kept / "timing.json").read_bytes() == (
+        single / CELLS_DIR / cell / "timing.json"
+    ).read_bytes()
+    assert not (kept / "failure.json").exists() and runner.computed == 0 and runner.failed == 0
+    assert (_outcome(out, cell, 1), _outcome(out, cell, 2)) == ("superseded", "done")
+    assert not [p.name for p in (out / CELLS_DIR).iterdir() if p.name.startswith(".")]
+    board.close()
+
+
+def test_a_failure_is_never_recorded_over_a_verified_cell(toy, single, tmp_path):
+    """Two commits interleaved (ENOTEMPTY from the rename), or a failure after another worker
+    committed: the verified cell stands."""
+    out, cell = tmp_path / "out", "gpt2__main__a"
+    shutil.copytree(single / CELLS_DIR / cell, out / CELLS_DIR / cell)
+    runner = _runner(toy, out, None)
+    error = OSError(errno.ENOTEMPTY, "Directory not empty")
+    assert runner.fail(runner.cells[cell], "score", error, None, None) == "superseded"
+    assert read_cell(out / CELLS_DIR / cell) is not None
+    assert not (out / CELLS_DIR / cell / "failure.json").exists() and runner.failed == 0
+
+
+def test_a_commit_that_meets_another_commit_at_the_rename_keeps_it(single, tmp_path, monkeypatch):
+    """The other worker's folder lands between this one's look and its rename: the rename fails
+    (ENOTEMPTY), and the verified cell now there is kept, not counted as an error."""
+    from errorentropy.sweep import commit
+
+    cells, cell = tmp_path / "cells", "gpt2__main__a"
+    real_rename = os.rename
+
+    def racing(src, dst):
+        if Path(dst).name == cell and not Path(dst).exists():
+            shutil.copytree(single / CELLS_DIR / cell, dst)
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(commit.os, "rename", racing)
+    wrote = commit.commit_cell(
+        cells,
+        cell,
+        lambda d: (d / "failure.json").write_text("{}"),
+        stands=lambda d: read_cell(d) is not None,
+    )
+    assert wrote is False and read_cell(cells / cell) is not None
+    assert [p.name for p in cells.iterdir()] == [cell]
+
+
+def test_a_reader_whose_clock_runs_ahead_takes_no_cell_from_a_living_worker(tmp_path):
+    """The holder's timestamps are compared with nothing: a heartbeat counts as stale only once
+    this reader has seen it unchanged for a whole lease on its own clock."""
+    holder = ClaimBoard(tmp_path, lease_s=3600)
+    claim = holder.try_claim("c")
+    beat = claim.path.with_suffix(".beat")
+    behind = time.time() - 10_000  # the holder's clock is hours behind the reader's
+    beat.write_text(json.dumps({"beat": behind, "outcome": None}))
+    clock = FakeClock()
+    reader = other_machine(ClaimBoard(tmp_path, lease_s=10, clock=clock))
+    assert reader.try_claim("c") is None
+    for _ in range(5):  # a living holder: a new beat (by its clock) within every lease
+        clock.now += 8
+        behind += 1
+        beat.write_text(json.dumps({"beat": behind, "outcome": None}))
+        assert reader.try_claim("c") is None
+    clock.now += 8
+    assert reader.try_claim("c") is None  # 8 s unchanged: within the lease
+    clock.now += 3
+    taken = reader.try_claim("c")  # 11 s unchanged: dead
+    assert taken is not None and taken.attempt == 2 and claim.superseded()
+    taken.release("done")
+    claim.release("superseded")
+    holder.close()
+
+
+def test_a_held_flock_on_this_machine_never_expires(tmp_path):
+    """A paused process on this machine still holds its flock: alive, however old its beat."""
+    code = (
+        "import sys, time; from errorentropy.sweep.claims import ClaimBoard; "
+        f"c = ClaimBoard({str(tmp_path)!r}, lease_s=3600).try_claim('c'); "
+        "print(c.attempt, flush=True); time.sleep(600)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "1"
+        os.kill(child.pid, signal.SIGSTOP)
+        beat = tmp_path / CLAIMS_DIR / "c" / "attempt-000001.beat"
+        beat.write_text(json.dumps({"beat": 1.0, "outcome": None}))  # a clock at 1970
+        clock = FakeClock()
+        reader = ClaimBoard(tmp_path, lease_s=1, clock=clock)
+        for _ in range(3):
+            assert reader.try_claim("c") is None
+            clock.now += 100
+    finally:
+        child.kill()
+        child.wait()
+    claim = reader.try_claim("c")  # the lock went with the process: at once
+    assert claim is not None and claim.attempt == 2
+    claim.release("done")
+
+
+def test_a_link_that_succeeded_but_said_eexist_is_a_claim(tmp_path, monkeypatch):
+    """NFSv3 answers a retried link() that succeeded with EEXIST: the temporary file's two names
+    tell that the claim is ours."""
+    from errorentropy.sweep import claims
+
+    real_link = os.link
+
+    def retried(src, dst):
+        real_link(src, dst)
+        raise FileExistsError(errno.EEXIST, "File exists")
+
+    monkeypatch.setattr(claims.os, "link", retried)
+    board = ClaimBoard(tmp_path, lease_s=60)
+    claim = board.try_claim("c")
+    assert claim is not None and claim.attempt == 1
+    assert board.try_claim("c") is None  # and a real loss is still a loss
+    other = other_machine(ClaimBoard(tmp_path, lease_s=60))
+    assert other.try_claim("c") is None
+    claim.release("done")
+    assert [p.name for p in (tmp_path / CLAIMS_DIR / "c").iterdir() if p.name.startswith(".")] == []
+
+
+def test_retry_failed_retries_a_merged_failure_on_the_first_run(toy, single, tmp_path):
+    """A failure copied in by merge carries another folder's attempt counter: it is retried on the
+    first --retry-failed run, whatever that counter says."""
+    from errorentropy.sweep.cells import CellKey, write_failure
+    from errorentropy.sweep.run import run_sweep
+
+    source, cell = tmp_path / "elsewhere", "llama__step1__b"
+    shutil.copytree(single / CELLS_DIR, source / CELLS_DIR)
+    shutil.rmtree(source / CELLS_DIR / cell)
+    (source / CELLS_DIR / cell).mkdir()
+    key = CellKey("llama", "step1", "b")
+    write_failure(
+        source / CELLS_DIR / cell,
+        key,
+        error="boom",
+        stage="score",
+        attempt=3,
+        worker="elsewhere:1:feedbeef",
+    )
+    out = tmp_path / "out"
+    assert merge_sweeps(out, [source]).failures == [cell]
+    outcome = run_sweep(toy / "spec.toml", out, progress=False, retry_failed=True)
+    assert outcome.computed == 1 and outcome.ok
+    assert_same_results(out, single)
+
+
+# Each worker as if on its own machine (its own kernel boot id): no flock is trusted across
+# them, so a paused worker's cells are taken over once its lease runs out.
+OWN_MACHINE = (
+    "import sys, uuid; import errorentropy.sweep.claims as claims; "
+    "claims._boot_id = lambda: 'machine-' + uuid.uuid4().hex; "
+    "from errorentropy.cli import main; sys.exit(main(['sweep', *sys.argv[1:]]))"
+)
+
+
+def test_chaos_workers_paused_past_their_lease_again_and_again(toy, single, tmp_path):
+    """Three workers on one folder, a 1 s lease; one after another is SIGSTOPped for 1.5-3
+    leases (its cells taken over meanwhile) and resumed, until all have exited: every cell as one
+    uninterrupted worker made it, no failure, every worker exits 0."""
+    import random
+
+    out, lease = tmp_path / "chaos", 1.0
+    env = environment(tmp_path, ERRORENTROPY_LEASE_S=str(lease))
+    spec = str(toy / "spec.toml")
+    command = [sys.executable, "-c", OWN_MACHINE, spec, "--out", str(out), "--quiet"]
+    workers = [subprocess.Popen(command, env={**env, WORKER_ENV: f"c{i}"}) for i in range(3)]
+    rng, pauses, started = random.Random(17), 0, time.monotonic()
+    try:
+        while any(p.poll() is None for p in workers):
+            assert time.monotonic() - started < 300, "the workers never finished"
+            time.sleep(rng.uniform(0.1, 0.5))
+            living = [p for p in workers if p.poll() is None]
+            if not living:
+                break
+            victim = rng.choice(living)
+            os.kill(victim.pid, signal.SIGSTOP)
+            time.sleep(lease * rng.uniform(1.5, 3.0))
+            os.kill(victim.pid, signal.SIGCONT)
+            pauses += 1
+    finally:
+        for p in workers:
+            if p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+    assert [p.wait() for p in workers] == [0, 0, 0]
+    assert_same_results(out, single)
+    for cell in (single / CELLS_DIR).iterdir():
+        mine = out / CELLS_DIR / cell.name
+        assert (mine / "histogram.json").read_bytes() == (cell / "histogram.json").read_bytes()
+        assert not (mine / "failure.json").exists()
+    outcomes = [str(r["outcome"]) for records in attempts(out).values() for r in records]
+    print(
+        f"chaos: {pauses} pauses, {time.monotonic() - started:.1f} s, outcomes "
+        f"{sorted((o, outcomes.count(o)) for o in set(outcomes))}",
+        file=sys.stderr,
+    )

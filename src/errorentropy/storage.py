@@ -1,16 +1,21 @@
-"""Atomic, checksummed files and folders: a finished result is either whole on disk or absent."""
+"""Atomic, checksummed files and folders: a finished result is either whole on disk or absent;
+and records: dataclasses written to and read from their JSON form (:func:`to_record`,
+:func:`from_record`)."""
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import types
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 
 from errorentropy.errors import UserError
 
@@ -161,3 +166,99 @@ def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None])
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+# ---- records: dataclasses to and from their JSON form -------------------------------------------
+
+RECORD_KEY = "record_key"  # field metadata: the key of the field in the file, when not its name
+OMIT_DEFAULT = "omit_default"  # field metadata: left out of the file while it holds its default
+
+Record = TypeVar("Record")
+
+
+def to_record(obj: Any, only: Collection[str] | None = None) -> dict[str, Any]:
+    """The JSON form of a dataclass: one key per field (or per field in ``only``), nested
+    dataclasses through their ``to_dict`` (or this), tuples as lists, mappings as dicts; a field
+    whose metadata sets :data:`OMIT_DEFAULT` is left out while it holds its default."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if only is not None and f.name not in only:
+            continue
+        value = getattr(obj, f.name)
+        if f.metadata.get(OMIT_DEFAULT) and value == _default_of(f):
+            continue
+        out[f.metadata.get(RECORD_KEY, f.name)] = _jsonable(value)
+    return out
+
+
+def from_record(cls: type[Record], raw: Mapping[str, Any]) -> Record:
+    """A dataclass read from its JSON form (:func:`to_record`), each value converted by the
+    field's type hint: ``int``, ``float``, ``str``, ``bool``, ``X | None``, ``tuple[X, ...]``,
+    fixed tuples, ``Mapping[str, X]`` and nested dataclasses (through their ``from_dict`` when
+    they have one). A missing key, or ``null`` for a field that cannot be None, reads as the
+    field's default; a missing key without a default raises KeyError."""
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cast(Any, cls)):
+        if not f.init:
+            continue
+        key, hint = f.metadata.get(RECORD_KEY, f.name), hints[f.name]
+        if key not in raw or (raw[key] is None and not _optional(hint)):
+            if _has_default(f):
+                continue
+            if key not in raw:
+                raise KeyError(key)
+        values[f.name] = _convert(hint, raw[key])
+    return cls(**values)
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _jsonable(value: Any) -> Any:
+    """The file form of a value: dataclasses as dicts, tuples as lists, mappings as dicts."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_record(value)
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _optional(hint: Any) -> bool:
+    return get_origin(hint) in (Union, types.UnionType) and type(None) in get_args(hint)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """``value`` from a file as the type ``hint`` names."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v) for v in value)
+        items = tuple(value)
+        if len(items) != len(args):
+            raise ValueError(f"expected {len(args)} items, got {len(items)}")
+        return tuple(_convert(a, v) for a, v in zip(args, items))
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        return {str(k): _convert(args[1], v) for k, v in dict(value).items()}
+    if dataclasses.is_dataclass(hint):
+        reader = getattr(hint, "from_dict", None)
+        return reader(value) if reader is not None else from_record(cast(Any, hint), value)
+    if hint in (int, float, str, bool):
+        return hint(value)
+    return value

@@ -9,13 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from errorentropy.cli.args import integer, positive_float, positive_int
-from errorentropy.demo.pipeline import (
-    DEFAULT_SIZES,
-    TINY_SIZES,
-    DemoSettings,
-    run_demo,
-    tiny_settings,
-)
+from errorentropy.demo.objective import objective_names
+from errorentropy.demo.pipeline import run_demo
+from errorentropy.demo.settings import DEFAULT_SIZES, TINY_SIZES, DemoSettings, tiny_settings
 from errorentropy.demo.training import parse_shapes
 from errorentropy.errors import UserError
 
@@ -59,12 +55,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """errorentropy demo: train a ladder of small GPT-NeoX models on built-in text, sweep every
     checkpoint on held-out prose and code, fit and report (offline, cached)."""
     settings = settings_from_args(args)
+    objectives = objective_names(args.objectives)
     summary = run_demo(
         Path(args.out),
         settings,
         device=args.device,
         progress=not args.quiet,
         analyse=not args.no_analysis,
+        objectives=objectives,
     )
     print(
         json.dumps(
@@ -109,6 +107,13 @@ def add_commands(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-analysis", action="store_true", help="stop after training and writing sweep.toml"
+    )
+    p.add_argument(
+        "--objectives",
+        default="ce",
+        help="training objectives, comma-separated (default ce: the demo as it is); e.g. "
+        "ce,ce+conf,ce+0.5conf,soft-ee,ce+soft-ee trains one ladder per objective and compares "
+        "them in DIR/objectives/sweep/",
     )
     p.set_defaults(func=run_demo_command)
 

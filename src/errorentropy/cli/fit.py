@@ -15,9 +15,9 @@ from errorentropy.report.tables import rbp_markdown, table1_markdown, write_tabl
 def run_fit(args: argparse.Namespace) -> int:
     """errorentropy fit: power-law fits of CE, EE, SA and Conf against non-embedding parameters,
     per family and over all models, with bootstrap intervals, an extrapolation test and a
-    saturating fit, the relative-based law of -log RBP_k for each k, and whether each cell's EE
-    has settled with its documents; writes DIR/fits.json and DIR/tables/, prints Table 1 and the
-    RBP_k table."""
+    saturating fit, the relative-based law of -log RBP_k for each k, the bias left in each cell's
+    EE and whether EE's exponent has settled with the documents; writes DIR/fits.json and
+    DIR/tables/, prints Table 1 and the RBP_k table."""
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
         raise UserError(

@@ -95,9 +95,9 @@ def run_score(args: argparse.Namespace) -> int:
             f"could not write the result to --out {out}: {exc.strerror or exc}; "
             "free disk space or pass a folder you can write to"
         ) from exc
-    # The verdict on stderr, then the summary: its JSON line stays the last line of stdout.
-    verdict = Convergence.from_dict(summary["ee_convergence"]).describe()
-    print(f"errorentropy score: {verdict}", file=sys.stderr, flush=True)
+    # The bias left in EE on stderr, then the summary: its JSON line stays stdout's last line.
+    statement = Convergence.from_dict(summary["ee_convergence"]).describe()
+    print(f"errorentropy score: {statement}", file=sys.stderr, flush=True)
     print(json.dumps(summary))
     return 0
 

@@ -9,15 +9,10 @@ from typing import Any
 
 from errorentropy.cli.args import positive_float, positive_int
 from errorentropy.errors import UserError
-from errorentropy.sweep.run import (
-    EXIT_CELLS_FAILED,
-    format_states,
-    merge_sweeps,
-    run_sweep,
-    run_workers,
-    survey,
-    worker_devices,
-)
+from errorentropy.sweep.launch import run_workers, worker_devices
+from errorentropy.sweep.merge import merge_sweeps
+from errorentropy.sweep.plan import EXIT_CELLS_FAILED, format_states
+from errorentropy.sweep.run import run_sweep, survey
 from errorentropy.sweep.spec import load_spec
 
 

@@ -9,10 +9,10 @@ and at log-spaced steps (:func:`checkpoint_steps`), each checkpoint a standard f
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -143,6 +143,17 @@ def token_blocks(stream: np.ndarray, block: int, n_blocks: int, seed: int) -> np
     return rows[order]
 
 
+class BatchLoss(Protocol):
+    """A training loss on one batch: causal-LM ``logits`` [B, T, V] and Hugging Face ``labels``
+    [B, T] give the differentiable loss and the terms to log beside it (plain floats by name)."""
+
+    def __call__(
+        self, logits: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, Mapping[str, float]]:
+        """The batch's loss and its terms."""
+        ...
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How every model of a ladder is trained (the cache key, with the data and tokenizer)."""
@@ -186,13 +197,15 @@ def train_model(
     on_step: Callable[[int], None] | None = None,
     on_eval: Callable[[int, PreTrainedModel], None] | None = None,
     eval_steps: Sequence[int] = (),
+    loss_fn: BatchLoss | None = None,
+    on_terms: Callable[[int, Mapping[str, float]], None] | None = None,
 ) -> tuple[PreTrainedModel, list[float]]:
     """Train ``GPTNeoXForCausalLM(config)`` from a ``settings.seed`` initialisation on ``blocks``
     (``steps * batch_size`` rows, consumed in order), calling ``save_checkpoint(step, model)`` at
     each step in ``checkpoints``, ``on_eval(step, model)`` at each step in ``eval_steps`` (after
     the checkpoint; it must leave the model's weights, modes and the RNG as they were) and
-    ``on_step(steps_done)`` every 8 steps. Returns the trained model (eval mode) and the loss per
-    step."""
+    ``on_step(steps_done)`` every 8 steps. ``loss_fn`` (None: the model's own cross-entropy) is
+    trained on, its terms sent to ``on_terms(steps_done, terms)``. Returns the model and losses."""
     import torch
     from tqdm.auto import tqdm
     from transformers import GPTNeoXForCausalLM
@@ -220,7 +233,7 @@ def train_model(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, settings)
         batch = data[step].to(device)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = _batch_loss(model, batch, loss_fn, on_terms, step + 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
@@ -233,6 +246,23 @@ def train_model(
             on_step(step + 1)
     bar.close()
     return model.eval(), losses
+
+
+def _batch_loss(
+    model: PreTrainedModel,
+    batch: torch.Tensor,
+    loss_fn: BatchLoss | None,
+    on_terms: Callable[[int, Mapping[str, float]], None] | None,
+    step: int,
+) -> torch.Tensor:
+    """The loss of one batch: the model's own cross-entropy, or ``loss_fn``'s (its terms sent to
+    ``on_terms(step, terms)``)."""
+    if loss_fn is None:
+        return model(input_ids=batch, labels=batch).loss
+    loss, terms = loss_fn(model(input_ids=batch).logits, batch)
+    if on_terms is not None:
+        on_terms(step, terms)
+    return loss
 
 
 def _at_step(

@@ -11,47 +11,35 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, cast
+from typing import Any, TypeVar
 
-from errorentropy.stats.convergence import Convergence
+from errorentropy.stats.convergence import Convergence, is_legacy
+from errorentropy.stats.entropy import ExponentCheck
 from errorentropy.stats.quantities import QUANTITIES
+from errorentropy.storage import OMIT_DEFAULT, RECORD_KEY, from_record, to_record
 
 FITS_FORMAT = "errorentropy-fits"
 FITS_VERSION = 1
 ALL_GROUP = "All"  # the group holding every model of a dataset, beside one group per family
 
 Interval = tuple[float, float]
-
-
-def _interval(value: Any) -> Interval | None:
-    """``[lo, hi]`` from a file as a tuple of floats (None stays None)."""
-    if value is None:
-        return None
-    lo, hi = value
-    return (float(lo), float(hi))
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _jsonable(value: Any) -> Any:
-    """The file form of a field: rows as dicts, tuples as lists, intervals as ``[lo, hi]``."""
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
+_OMIT_DEFAULT = {OMIT_DEFAULT: True}  # a field left out of the file while it holds its default
+RowT = TypeVar("RowT", bound="_Row")
+_BESIDE_CHECK = ("cell_id", "model", "dataset", "non_embedding_params", "final", "spread")
 
 
 class _Row:
-    """Rows whose file form is one key per field."""
+    """Rows whose file form is one key per field, read back by their type hints
+    (:func:`errorentropy.storage.to_record`, :func:`errorentropy.storage.from_record`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The row as it stands in fits.json."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(cast(Any, self))}
+        return to_record(self)
+
+    @classmethod
+    def from_dict(cls: type[RowT], raw: Mapping[str, Any]) -> RowT:
+        """Read the file form."""
+        return from_record(cls, raw)
 
 
 @dataclass(frozen=True)
@@ -65,13 +53,6 @@ class Component(_Row):
     value: float | None
     ci: Interval | None = None
     resampling_shift: float | None = None
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Component:
-        """Read the file form."""
-        return cls(
-            _float(raw["value"]), _interval(raw.get("ci")), _float(raw.get("resampling_shift"))
-        )
 
 
 @dataclass(frozen=True)
@@ -95,27 +76,9 @@ class CellFit(_Row):
     n_documents: int | None
     components: Mapping[str, Component]
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> CellFit:
-        """Read the file form."""
-        return cls(
-            cell_id=str(raw["cell_id"]),
-            model=str(raw["model"]),
-            revision=raw.get("revision"),
-            dataset=str(raw["dataset"]),
-            family=str(raw["family"]),
-            step=raw.get("step"),
-            non_embedding_params=int(raw["non_embedding_params"]),
-            total_params=int(raw["total_params"]),
-            final=bool(raw["final"]),
-            n_tokens=raw.get("n_tokens"),
-            n_documents=raw.get("n_documents"),
-            components={q: Component.from_dict(c) for q, c in raw["components"].items()},
-        )
-
 
 @dataclass(frozen=True)
-class SaturatingResult:
+class SaturatingResult(_Row):
     """The saturating law ``M = a N^(-alpha) + E`` beside a power law, or why it failed.
 
     When ``converged`` is False the numbers are None and ``reason`` says why; ``warning`` holds
@@ -126,43 +89,43 @@ class SaturatingResult:
     n_points: int
     a: float | None = None
     alpha: float | None = None
-    e: float | None = None
+    e: float | None = field(default=None, metadata={RECORD_KEY: "E"})
     r2: float | None = None
     warning: str | None = None
     reason: str | None = None
 
+    _FAILED = ("converged", "reason", "n_points")
+
     def to_dict(self) -> dict[str, Any]:
         """The file form: parameters and R^2 when converged, else the reason."""
         if not self.converged:
-            return {"converged": False, "reason": self.reason, "n_points": self.n_points}
-        return {
-            "converged": True,
-            "a": self.a,
-            "alpha": self.alpha,
-            "E": self.e,
-            "r2": self.r2,
-            "n_points": self.n_points,
-            "warning": self.warning,
-        }
+            return to_record(self, only=self._FAILED)
+        return to_record(self, only=[n for n in self.__dataclass_fields__ if n != "reason"])
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> SaturatingResult:
-        """Read the file form."""
-        if not raw["converged"]:
-            return cls(False, int(raw["n_points"]), reason=raw.get("reason"))
-        return cls(
-            True,
-            int(raw["n_points"]),
-            a=_float(raw.get("a")),
-            alpha=_float(raw.get("alpha")),
-            e=_float(raw.get("E")),
-            r2=_float(raw.get("r2")),
-            warning=raw.get("warning"),
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class LineFit(_Row):
+    """The fields of a fitted line ``y = c + alpha log N`` shared by :class:`FitRow` and
+    :class:`RbpFitRow` (keyword-only, so each row's own points come first): the estimates, their
+    95% bootstrap intervals (None without a bootstrap), how many refits were valid, and why the
+    fit was ``skipped`` (then ``alpha``, ``c`` and ``r2`` are None)."""
+
+    alpha: float | None = None
+    c: float | None = None
+    r2: float | None = None
+    alpha_ci: Interval | None = None
+    r2_ci: Interval | None = None
+    n_boot_valid: int = 0
+    skipped: str | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Whether there is a line (the fit was not skipped)."""
+        return self.alpha is not None and self.c is not None
 
 
 @dataclass(frozen=True)
-class FitRow:
+class FitRow(LineFit):
     """The power law ``log|M| = c + alpha log N`` of one quantity over one group of one dataset.
 
     The group is a model family or ``"All"``. ``models``, ``non_embedding_params`` and ``values``
@@ -179,60 +142,13 @@ class FitRow:
     models: tuple[str, ...]
     non_embedding_params: tuple[int, ...]
     values: tuple[float | None, ...]
-    alpha: float | None = None
-    c: float | None = None
-    r2: float | None = None
-    alpha_ci: Interval | None = None
-    r2_ci: Interval | None = None
     delta_alpha_vs_ce: float | None = None
     delta_alpha_ci: Interval | None = None
     delta_alpha_signed: float | None = None
     delta_alpha_signed_ci: Interval | None = None
-    n_boot_valid: int = 0
     saturating: SaturatingResult | None = None
-    skipped: str | None = None
     notes: tuple[str, ...] = ()
-    conf_sign_change: bool = False
-
-    @property
-    def fitted(self) -> bool:
-        """Whether there is a line (the fit was not skipped)."""
-        return self.alpha is not None and self.c is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The file form (``conf_sign_change`` is present only when true)."""
-        out = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
-        if not self.conf_sign_change:
-            del out["conf_sign_change"]
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> FitRow:
-        """Read the file form."""
-        saturating = raw.get("saturating")
-        return cls(
-            dataset=str(raw["dataset"]),
-            group=str(raw["group"]),
-            quantity=str(raw["quantity"]),
-            n_models=int(raw["n_models"]),
-            models=tuple(raw["models"]),
-            non_embedding_params=tuple(int(n) for n in raw["non_embedding_params"]),
-            values=tuple(_float(v) for v in raw["values"]),
-            alpha=_float(raw.get("alpha")),
-            c=_float(raw.get("c")),
-            r2=_float(raw.get("r2")),
-            alpha_ci=_interval(raw.get("alpha_ci")),
-            r2_ci=_interval(raw.get("r2_ci")),
-            delta_alpha_vs_ce=_float(raw.get("delta_alpha_vs_ce")),
-            delta_alpha_ci=_interval(raw.get("delta_alpha_ci")),
-            delta_alpha_signed=_float(raw.get("delta_alpha_signed")),
-            delta_alpha_signed_ci=_interval(raw.get("delta_alpha_signed_ci")),
-            n_boot_valid=int(raw.get("n_boot_valid", 0)),
-            saturating=None if saturating is None else SaturatingResult.from_dict(saturating),
-            skipped=raw.get("skipped"),
-            notes=tuple(raw.get("notes", ())),
-            conf_sign_change=bool(raw.get("conf_sign_change", False)),
-        )
+    conf_sign_change: bool = field(default=False, metadata=_OMIT_DEFAULT)  # in the file when true
 
 
 @dataclass(frozen=True)
@@ -245,20 +161,9 @@ class HeldOut(_Row):
     predicted: float
     relative_error: float
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> HeldOut:
-        """Read the file form."""
-        return cls(
-            str(raw["model"]),
-            int(raw["non_embedding_params"]),
-            float(raw["actual"]),
-            float(raw["predicted"]),
-            float(raw["relative_error"]),
-        )
-
 
 @dataclass(frozen=True)
-class ExtrapolationRow:
+class ExtrapolationRow(_Row):
     """A power law fitted on a group's smaller models, judged on its ``holdout`` largest.
 
     When ``skipped`` (the reason) the other fields are empty and absent from the file.
@@ -283,26 +188,7 @@ class ExtrapolationRow:
 
     def to_dict(self) -> dict[str, Any]:
         """The file form: the head only when skipped."""
-        names = self._HEAD if self.skipped else [f.name for f in fields(self)]
-        return {name: _jsonable(getattr(self, name)) for name in names}
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ExtrapolationRow:
-        """Read the file form."""
-        return cls(
-            dataset=str(raw["dataset"]),
-            group=str(raw["group"]),
-            quantity=str(raw["quantity"]),
-            holdout=int(raw["holdout"]),
-            skipped=raw.get("skipped"),
-            fit_models=tuple(raw.get("fit_models", ())),
-            alpha=_float(raw.get("alpha")),
-            c=_float(raw.get("c")),
-            r2=_float(raw.get("r2")),
-            heldout=tuple(HeldOut.from_dict(h) for h in raw.get("heldout", ())),
-            mean_abs_relative_error=_float(raw.get("mean_abs_relative_error")),
-            mean_abs_relative_error_ci=_interval(raw.get("mean_abs_relative_error_ci")),
-        )
+        return to_record(self, only=self._HEAD if self.skipped else None)
 
 
 @dataclass(frozen=True)
@@ -321,21 +207,6 @@ class ExtrapolationComparison(_Row):
     ee_extrapolates_better: bool
     p_ee_better: float | None
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> ExtrapolationComparison:
-        """Read the file form."""
-        return cls(
-            str(raw["dataset"]),
-            str(raw["group"]),
-            int(raw["holdout"]),
-            float(raw["ce_mean_abs_relative_error"]),
-            float(raw["ee_mean_abs_relative_error"]),
-            float(raw["difference_ce_minus_ee"]),
-            _interval(raw.get("difference_ci")),
-            bool(raw["ee_extrapolates_better"]),
-            _float(raw.get("p_ee_better")),
-        )
-
 
 @dataclass(frozen=True)
 class R2Comparison(_Row):
@@ -350,19 +221,6 @@ class R2Comparison(_Row):
     difference_ee_minus_ce: float
     difference_ci: Interval | None
 
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> R2Comparison:
-        """Read the file form."""
-        return cls(
-            str(raw["dataset"]),
-            str(raw["group"]),
-            int(raw["n_models"]),
-            float(raw["ee_r2"]),
-            float(raw["ce_r2"]),
-            float(raw["difference_ee_minus_ce"]),
-            _interval(raw.get("difference_ci")),
-        )
-
 
 @dataclass(frozen=True)
 class FitNote(_Row):
@@ -373,17 +231,6 @@ class FitNote(_Row):
     group: str | None
     quantity: str | None
     message: str
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> FitNote:
-        """Read the file form."""
-        return cls(
-            str(raw["kind"]),
-            raw.get("dataset"),
-            raw.get("group"),
-            raw.get("quantity"),
-            str(raw["message"]),
-        )
 
 
 @dataclass(frozen=True)
@@ -397,31 +244,11 @@ class FitSettings(_Row):
     holdout: int | None
     level: float
     min_models: int
-    rbp_ks: tuple[int, ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The file form (``rbp_ks`` only when set, so older files read back unchanged)."""
-        out = super().to_dict()
-        if self.rbp_ks is None:
-            del out["rbp_ks"]
-        return out
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> FitSettings:
-        """Read the file form."""
-        ks = raw.get("rbp_ks")
-        return cls(
-            int(raw["n_boot"]),
-            int(raw["seed"]),
-            raw.get("holdout"),
-            float(raw["level"]),
-            int(raw["min_models"]),
-            None if ks is None else tuple(int(k) for k in ks),
-        )
+    rbp_ks: tuple[int, ...] | None = field(default=None, metadata=_OMIT_DEFAULT)  # when set
 
 
 @dataclass(frozen=True)
-class RbpFitRow(_Row):
+class RbpFitRow(LineFit):
     """The relative-based scaling law of one k over one group of one dataset:
     ``log(-log RBP_k) = c + alpha log N``, RBP_k being the share of tokens ranked below k.
 
@@ -440,45 +267,15 @@ class RbpFitRow(_Row):
     non_embedding_params: tuple[int, ...]
     rbp: tuple[float | None, ...]
     values: tuple[float | None, ...]
-    alpha: float | None = None
-    c: float | None = None
-    r2: float | None = None
-    alpha_ci: Interval | None = None
-    r2_ci: Interval | None = None
-    n_boot_valid: int = 0
-    skipped: str | None = None
-
-    @property
-    def fitted(self) -> bool:
-        """Whether there is a line (the fit was not skipped)."""
-        return self.alpha is not None and self.c is not None
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> RbpFitRow:
-        """Read the file form."""
-        return cls(
-            dataset=str(raw["dataset"]),
-            group=str(raw["group"]),
-            k=int(raw["k"]),
-            n_models=int(raw["n_models"]),
-            models=tuple(raw["models"]),
-            non_embedding_params=tuple(int(n) for n in raw["non_embedding_params"]),
-            rbp=tuple(_float(v) for v in raw["rbp"]),
-            values=tuple(_float(v) for v in raw["values"]),
-            alpha=_float(raw.get("alpha")),
-            c=_float(raw.get("c")),
-            r2=_float(raw.get("r2")),
-            alpha_ci=_interval(raw.get("alpha_ci")),
-            r2_ci=_interval(raw.get("r2_ci")),
-            n_boot_valid=int(raw.get("n_boot_valid", 0)),
-            skipped=raw.get("skipped"),
-        )
 
 
 @dataclass(frozen=True)
 class CellConvergence:
-    """Whether one cell's EE has settled with the documents scored
-    (:func:`errorentropy.stats.convergence.ee_convergence`); ``final`` as in :class:`CellFit`."""
+    """The bias left in one cell's EE (:func:`errorentropy.stats.convergence.ee_convergence`);
+    ``final`` as in :class:`CellFit`. ``spread``: the spread (max - min) of EE across the
+    dataset's final models (:func:`errorentropy.stats.entropy.sweep_spread`; None with fewer
+    than 2), the yardstick of :meth:`relative`. In the file the check's fields stand beside the
+    cell's names, followed by the relative bias."""
 
     cell_id: str
     model: str
@@ -486,23 +283,97 @@ class CellConvergence:
     non_embedding_params: int
     final: bool
     check: Convergence
+    spread: float | None = None
+
+    def relative(self) -> tuple[float, Interval] | None:
+        """The bias and its interval as fractions of ``spread`` (None without both)."""
+        bias, interval = self.check.bias, self.check.interval
+        if self.spread is None or self.spread <= 0 or bias is None or interval is None:
+            return None
+        return bias / self.spread, (interval[0] / self.spread, interval[1] / self.spread)
 
     def to_dict(self) -> dict[str, Any]:
-        """The file form: the cell's names, then the check's fields."""
-        head = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "check"}
-        return head | self.check.to_dict()
+        """The file form: the cell's names and spread, the check's fields, the relative bias."""
+        relative = self.relative()
+        tail = {
+            "relative_bias": None if relative is None else relative[0],
+            "relative_interval": None if relative is None else list(relative[1]),
+        }
+        return to_record(self, only=_BESIDE_CHECK) | self.check.to_dict() | tail
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> CellConvergence:
-        """Read the file form."""
-        return cls(
-            str(raw["cell_id"]),
-            str(raw["model"]),
-            str(raw["dataset"]),
-            int(raw["non_embedding_params"]),
-            bool(raw["final"]),
-            Convergence.from_dict(raw),
+        """Read the file form (the check from the same object)."""
+        return from_record(cls, {**raw, "check": raw})
+
+
+@dataclass(frozen=True)
+class ExponentConvergence:
+    """Whether EE's exponent has settled in one (dataset, group): alpha fitted on all documents
+    and on ``n_halves`` random halves of them (:func:`errorentropy.stats.entropy.sweep_entropies`,
+    ``seed``), judged against ``alpha_ci``'s half-width: the fit's bootstrap interval of EE's
+    alpha when it has one (``interval_source`` ``"fit"``), else a document bootstrap of the
+    halves' own (``"halves"``; ``alpha_ci`` None). In the file the check's fields stand beside
+    the group's names."""
+
+    dataset: str
+    group: str
+    models: tuple[str, ...]
+    non_embedding_params: tuple[int, ...]
+    alpha_ci: Interval | None
+    interval_source: str
+    n_halves: int
+    seed: int
+    check: ExponentCheck
+
+    @property
+    def settled(self) -> bool | None:
+        """The verdict (None: no interval to judge by)."""
+        return self.check.settled
+
+    def describe(self) -> str:
+        """One sentence: ``EE's exponent has settled: alpha = ... on all documents, ...``."""
+        c = self.check
+        head = {True: "has settled", False: "has NOT settled", None: "was not judged"}
+        ci = "" if self.alpha_ci is None else " [{:.3f}, {:.3f}]".format(*self.alpha_ci)
+        text = (
+            f"EE's exponent {head[c.settled]} ({self.dataset}, {self.group}): alpha = "
+            f"{c.alpha_all:.3f}{ci} on all documents, mean shift on half the documents "
+            f"{c.shift:+.4f} (with its Monte Carlo error at most {c.shift_bound:.4f}, "
+            f"{self.n_halves} halves)"
         )
+        if c.alpha_halfwidth is None:
+            return text + ", no bootstrap interval to judge it by"
+        where = "within" if c.settled else "beyond"
+        allowed = c.tolerance * c.alpha_halfwidth
+        return f"{text}: {where} {c.tolerance:g} x the half-width of its interval ({allowed:.4f})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file form: the group's names, then the check's fields."""
+        head = [f.name for f in fields(self) if f.name != "check"]
+        return to_record(self, only=head) | self.check.to_dict()
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ExponentConvergence:
+        """Read the file form (the check from the same object)."""
+        return from_record(cls, {**raw, "check": raw})
+
+
+@dataclass(frozen=True)
+class ShareTrend(_Row):
+    """How EE's share of CE moves with size over a dataset's final models (its ``"All"``
+    group): ``slope`` is the least-squares slope of EE/CE against log10 N, the change of the
+    share per tenfold increase in parameters, with the 95% interval of its refits on the
+    centred bootstrap replicates (None without a bootstrap). ``shares`` are the points, sorted
+    by N. Recorded for a dataset of three or more models of at least two sizes."""
+
+    dataset: str
+    n_models: int
+    models: tuple[str, ...]
+    non_embedding_params: tuple[int, ...]
+    shares: tuple[float, ...]
+    slope: float | None
+    slope_ci: Interval | None = None
 
 
 def _default_quantities() -> dict[str, str]:
@@ -518,56 +389,45 @@ class SweepFits:
     (dataset, group, quantity) of groups with enough models; ``extrapolation_ce_vs_ee`` and
     ``r2_ee_vs_ce``: EE against CE per (dataset, group); ``notes``: what to read with care.
     ``quantities`` maps each quantity key to its summary key. ``rbp_fits``: one row per
-    (dataset, group, k) of the relative-based law; ``convergence``: whether each cell's EE has
-    settled with its documents. These two are left out of the file when empty (a file written
-    before them reads back unchanged).
+    (dataset, group, k) of the relative-based law; ``convergence``: the bias left in each cell's
+    EE; ``ee_exponent``: whether EE's exponent has settled per (dataset, group)
+    (:mod:`errorentropy.fits.convergence`); ``share_trends``: EE's share of CE against size, per
+    dataset. These four are left out of the file when empty (a file written before them reads
+    back unchanged, and without ``share_trends`` the report says the trend is not recorded).
+    Rows of ``convergence`` written with the old criterion (``settled``: EE on half the
+    documents inside its bootstrap interval) are left out on reading: they say nothing about
+    the size of the bias (rerun ``errorentropy fit``).
     """
 
     sweep: str
     settings: FitSettings
-    cells: tuple[CellFit, ...] = ()
-    fits: tuple[FitRow, ...] = ()
-    extrapolation: tuple[ExtrapolationRow, ...] = ()
-    extrapolation_ce_vs_ee: tuple[ExtrapolationComparison, ...] = ()
-    r2_ee_vs_ce: tuple[R2Comparison, ...] = ()
-    notes: tuple[FitNote, ...] = ()
+    cells: tuple[CellFit, ...]
+    fits: tuple[FitRow, ...]
+    extrapolation: tuple[ExtrapolationRow, ...]
+    extrapolation_ce_vs_ee: tuple[ExtrapolationComparison, ...]
+    r2_ee_vs_ce: tuple[R2Comparison, ...]
+    notes: tuple[FitNote, ...]
     quantities: Mapping[str, str] = field(default_factory=_default_quantities)
-    rbp_fits: tuple[RbpFitRow, ...] = ()
-    convergence: tuple[CellConvergence, ...] = ()
-
-    _OPTIONAL = ("rbp_fits", "convergence")
+    rbp_fits: tuple[RbpFitRow, ...] = field(default=(), metadata=_OMIT_DEFAULT)
+    convergence: tuple[CellConvergence, ...] = field(default=(), metadata=_OMIT_DEFAULT)
+    share_trends: tuple[ShareTrend, ...] = field(default=(), metadata=_OMIT_DEFAULT)
+    ee_exponent: tuple[ExponentConvergence, ...] = field(default=(), metadata=_OMIT_DEFAULT)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of fits.json (without its checksum)."""
-        return {
-            "format": FITS_FORMAT,
-            "version": FITS_VERSION,
-            **{
-                f.name: _jsonable(getattr(self, f.name))
-                for f in fields(self)
-                if f.name not in self._OPTIONAL or getattr(self, f.name)
-            },
-        }
+        return {"format": FITS_FORMAT, "version": FITS_VERSION, **to_record(self)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SweepFits:
         """Read the JSON object of fits.json (``format``, ``version`` and ``checksum`` are
-        checked by :func:`errorentropy.fits.fit.read_fits`, not here)."""
-        return cls(
-            sweep=str(raw["sweep"]),
-            settings=FitSettings.from_dict(raw["settings"]),
-            cells=tuple(CellFit.from_dict(c) for c in raw["cells"]),
-            fits=tuple(FitRow.from_dict(r) for r in raw["fits"]),
-            extrapolation=tuple(ExtrapolationRow.from_dict(r) for r in raw["extrapolation"]),
-            extrapolation_ce_vs_ee=tuple(
-                ExtrapolationComparison.from_dict(r) for r in raw["extrapolation_ce_vs_ee"]
-            ),
-            r2_ee_vs_ce=tuple(R2Comparison.from_dict(r) for r in raw["r2_ee_vs_ce"]),
-            notes=tuple(FitNote.from_dict(n) for n in raw["notes"]),
-            quantities=dict(raw.get("quantities") or _default_quantities()),
-            rbp_fits=tuple(RbpFitRow.from_dict(r) for r in raw.get("rbp_fits", ())),
-            convergence=tuple(CellConvergence.from_dict(c) for c in raw.get("convergence", ())),
-        )
+        checked by :func:`errorentropy.fits.fit.read_fits`, not here); old-criterion
+        convergence rows are left out (:func:`errorentropy.stats.convergence.is_legacy`)."""
+        cells = [r for r in raw.get("convergence", ()) if not is_legacy(r)]
+        return from_record(cls, {**raw, "convergence": cells})
+
+    def share_trend(self, dataset: str) -> ShareTrend | None:
+        """EE's share trend of one dataset, or None when the fits do not record one."""
+        return next((t for t in self.share_trends if t.dataset == dataset), None)
 
     def fit(self, dataset: str, group: str, quantity: str) -> FitRow | None:
         """The row of one (dataset, group, quantity), or None when there is none."""

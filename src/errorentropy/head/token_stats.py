@@ -18,6 +18,7 @@ tensor is built, and blocks with no label are not read at all.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,10 +29,44 @@ from errorentropy.head.chunked import cpu_workers, run_blocks
 from errorentropy.head.full import score_rows
 from errorentropy.head.logits import ROW_MULTIPLE, default_chunk_elements
 
-__all__ = ["TokenStats", "token_stats", "token_stats_with_ties"]
+__all__ = [
+    "TIE_SHARE",
+    "TiedLogitsWarning",
+    "TokenStats",
+    "token_stats",
+    "token_stats_with_ties",
+    "warn_ties",
+]
 
 LOGIT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_VOCAB = 1 << 24  # counts are float32 sums of +-1, exact below 2^24
+# A share of tied tokens above this means rounded (16-bit) logits: float32 logits of a trained
+# model tie almost never, and the scoring engine's float32 head found none in 1,008 tokens where
+# the same model's bfloat16 logits tied 401.
+TIE_SHARE = 0.01
+_WARNED: set[str] = set()  # the places that have warned in this process
+
+
+class TiedLogitsWarning(UserWarning):
+    """More than :data:`TIE_SHARE` of the scored tokens had a logit tied with another entry's."""
+
+
+def warn_ties(n_tied: int, n_tokens: int, where: str) -> bool:
+    """Warn (once per process for each ``where``) when more than :data:`TIE_SHARE` of
+    ``n_tokens`` tie: ranks count ties in the label's favour, so rounded logits raise top-1 and
+    change EE from what float32 logits give. Returns whether it warned."""
+    if n_tokens == 0 or n_tied <= TIE_SHARE * n_tokens or where in _WARNED:
+        return False
+    _WARNED.add(where)
+    warnings.warn(
+        f"{where}: {n_tied} of {n_tokens} scored tokens ({n_tied / n_tokens:.1%}) have a logit "
+        "exactly equal to another vocabulary entry's, the mark of 16-bit logits; their ranks and "
+        "EE differ from `errorentropy score`'s. Pass float32 logits from a float32 head: "
+        "errorentropy.integrations.common.float32_logits(model, hidden_states)",
+        TiedLogitsWarning,
+        stacklevel=3,
+    )
+    return True
 
 
 class TokenStats(NamedTuple):
@@ -53,7 +88,12 @@ class TokenStats(NamedTuple):
 
 
 def token_stats(
-    logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100, shift: bool = True
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    shift: bool = True,
+    attention_mask: torch.Tensor | None = None,
 ) -> TokenStats:
     """Rank (Eq. 1 of the paper) and log-probability of each label under ``logits``.
 
@@ -67,6 +107,13 @@ def token_stats(
         shift: True for Hugging Face causal-LM labels (the input ids): ``result[:, t]`` scores
             ``labels[:, t + 1]`` under ``logits[:, t]``, and the last position has no label.
             False when ``labels[:, t]`` is already the target of ``logits[:, t]``.
+        attention_mask: the batch's mask, shaped like the labels (1: a token, 0: padding), or
+            None. Where given, a label is scored only if the position whose logits predict it
+            (``t`` for ``labels[:, t + 1]`` with ``shift``) and its own position are tokens: with
+            left padding, a row's first real token would otherwise be scored from a pad.
+
+    Only the labels that are scored must lie in the vocabulary (the first position's, which the
+    shift never uses, and masked ones may hold anything).
 
     Returns:
         :class:`TokenStats` of ``[B, T]`` (or ``[T]``) tensors on the logits' device: rank int64,
@@ -103,18 +150,25 @@ def token_stats(
         raise ArgumentError(
             f"ignore_index must be an integer, got {type_name(ignore_index)}", "ignore_index"
         )
-    stats, _ = token_stats_with_ties(logits, labels, ignore_index=ignore_index, shift=shift)
+    stats, _ = token_stats_with_ties(
+        logits, labels, ignore_index=ignore_index, shift=shift, attention_mask=attention_mask
+    )
     return stats
 
 
 @torch.no_grad()
 def token_stats_with_ties(
-    logits: torch.Tensor, labels: torch.Tensor, *, ignore_index: int = -100, shift: bool = True
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ignore_index: int = -100,
+    shift: bool = True,
+    attention_mask: torch.Tensor | None = None,
 ) -> tuple[TokenStats, torch.Tensor]:
     """:func:`token_stats` and, shaped like it, the number of other vocabulary entries whose
     logit exactly equals the label's (int64; 0 where there is no label)."""
     vocab = _check(logits, labels)
-    targets = _targets(labels, ignore_index, shift, vocab)
+    targets = _targets(labels, ignore_index, shift, vocab, attention_mask)
     device = logits.device
     block = max(
         ROW_MULTIPLE, default_chunk_elements(device) // vocab // ROW_MULTIPLE * ROW_MULTIPLE
@@ -211,9 +265,24 @@ def _check(logits: torch.Tensor, labels: torch.Tensor) -> int:
     return int(logits.shape[-1])
 
 
-def _targets(labels: torch.Tensor, ignore_index: int, shift: bool, vocab: int) -> torch.Tensor:
-    """The target of every logits row, flattened (``ignore_index`` where none), on the CPU."""
+def _targets(
+    labels: torch.Tensor,
+    ignore_index: int,
+    shift: bool,
+    vocab: int,
+    attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The target of every logits row, flattened (``ignore_index`` where none), on the CPU; only
+    the targets kept are checked against the vocabulary."""
     ids = labels.detach().to("cpu", torch.int64)
+    if attention_mask is not None:
+        ids = ids.masked_fill(~_mask(attention_mask, labels.shape), ignore_index)
+    if shift:
+        shifted = torch.full_like(ids, ignore_index)
+        shifted[..., :-1] = ids[..., 1:]
+        ids = shifted
+        if attention_mask is not None:  # the predicting position must be a token too
+            ids = ids.masked_fill(~_mask(attention_mask, labels.shape), ignore_index)
     bad = (ids != ignore_index) & ((ids < 0) | (ids >= vocab))
     if bool(bad.any()):
         value = int(ids[bad][0])
@@ -221,11 +290,19 @@ def _targets(labels: torch.Tensor, ignore_index: int, shift: bool, vocab: int) -
             f"label {value} is outside the vocabulary of {vocab} entries (0..{vocab - 1}); "
             f"mark positions not to score with ignore_index={ignore_index}"
         )
-    if shift:
-        shifted = torch.full_like(ids, ignore_index)
-        shifted[..., :-1] = ids[..., 1:]
-        ids = shifted
     return ids.reshape(-1)
+
+
+def _mask(attention_mask: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``attention_mask`` as a boolean CPU tensor (True: a token), checked against ``shape``."""
+    if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != shape:
+        got = getattr(attention_mask, "shape", type(attention_mask).__name__)
+        raise ArgumentError(
+            f"attention_mask of shape {tuple(got) if isinstance(got, torch.Size) else got} does "
+            f"not match labels of shape {tuple(shape)}; pass the batch's own attention_mask",
+            "attention_mask",
+        )
+    return attention_mask.detach().to("cpu") != 0
 
 
 def _row_views(logits: torch.Tensor) -> list[tuple[int, torch.Tensor]]:

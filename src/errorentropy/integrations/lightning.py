@@ -8,9 +8,11 @@ logger of the trainer receives it and ``EarlyStopping`` / ``ModelCheckpoint`` ca
 
 The contract with the ``LightningModule``: ``validation_step`` (``test_step``) returns a dict
 with ``"logits"`` (``[B, T, V]``) and ``"labels"`` (``[B, T]``, Hugging Face causal-LM labels),
-or a Hugging Face model output (which has ``logits``) with the labels in ``batch["labels"]``; or
-the callback is given ``get_logits_and_labels(outputs, batch)`` that returns the pair (and may
-compute the logits from hidden states there, one batch at a time).
+or a Hugging Face model output (which has ``logits``) with the labels in ``batch["labels"]``; an
+``"attention_mask"`` in the outputs or the batch is used (no label is scored from a pad
+position). Or the callback is given ``get_logits_and_labels(outputs, batch)`` that returns
+``(logits, labels)`` or ``(logits, labels, attention_mask)`` (and may compute float32 logits from
+hidden states there, one batch at a time: :func:`errorentropy.integrations.common.float32_logits`).
 
 This module imports lightning (``pip install 'errorentropy[lightning]'``).
 """
@@ -23,16 +25,18 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from errorentropy.integrations.common import DEFAULT_RBP_KS
 from errorentropy.integrations.torchmetrics import CrossEntropyDecomposition, field_names
-from errorentropy.integrations.transformers import DEFAULT_RBP_KS
 from errorentropy.stats.quantities import QUANTITIES
 
 __all__ = ["DEFAULT_FIELDS", "DecompositionMonitor", "logits_and_labels"]
 
-# What is logged unless told otherwise (any of torchmetrics.field_names() may be asked for).
-DEFAULT_FIELDS = (*(q.field for q in QUANTITIES), "top1_accuracy")
+# What is logged unless told otherwise (any of torchmetrics.field_names() may be asked for);
+# n_tied counts the tokens whose logit tied another's (many: 16-bit logits, see common.py).
+DEFAULT_FIELDS = (*(q.field for q in QUANTITIES), "top1_accuracy", "n_tied")
 
-LogitsAndLabels = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
+# (outputs, batch) -> (logits, labels) or (logits, labels, attention_mask)
+LogitsAndLabels = Callable[[Any, Any], tuple[torch.Tensor, ...]]
 STAGES = {"validate": "val", "test": "test"}
 
 
@@ -40,15 +44,17 @@ class DecompositionMonitor(Callback):
     """Log the decomposition of every validation (and test) epoch, summed over all processes.
 
     Logged names are ``name_format.format(stage=..., field=...)``, by default
-    ``val/cross_entropy``, ``val/error_entropy``, ``val/self_alignment``, ``val/confidence`` and
-    ``val/top1_accuracy`` (``test/...`` for ``trainer.test``), in nats per token, once per epoch.
+    ``val/cross_entropy``, ``val/error_entropy``, ``val/self_alignment``, ``val/confidence``,
+    ``val/top1_accuracy`` and ``val/n_tied`` (``test/...`` for ``trainer.test``), in nats per
+    token (``n_tied``: tokens whose logit tied another's), once per epoch.
     The sanity-check epoch is not logged. Under DDP each process adds its own batches; the
     fixed-length histograms are summed across processes before the decomposition, so the numbers
     are those of one process over all the batches (counts exact, sums to float64 round-off).
 
     Args:
-        get_logits_and_labels: ``(outputs, batch) -> (logits, labels)``; None reads
-            ``outputs["logits"]`` and ``outputs["labels"]`` (else ``batch["labels"]``).
+        get_logits_and_labels: ``(outputs, batch) -> (logits, labels[, attention_mask])``; None
+            reads ``outputs["logits"]``, ``outputs["labels"]`` (else ``batch["labels"]``) and
+            the attention mask (:func:`logits_and_labels`).
         vocab_size: the logits' last dimension, None to take it from the first batch.
         ignore_index: the label value of positions not scored.
         shift: True when the labels are the input ids (the causal-LM shift is applied here).
@@ -154,8 +160,8 @@ class DecompositionMonitor(Callback):
 
     def _add(self, stage: str, outputs: Any, batch: Any) -> None:
         if stage in self.metrics:
-            logits, labels = self.get_logits_and_labels(outputs, batch)
-            self.metrics[stage].update(logits, labels)
+            logits, labels, *mask = self.get_logits_and_labels(outputs, batch)
+            self.metrics[stage].update(logits, labels, *mask)
 
     def _log(self, stage: str, trainer: Trainer, pl_module: LightningModule) -> None:
         if stage not in self.metrics or trainer.sanity_checking:
@@ -177,9 +183,10 @@ class DecompositionMonitor(Callback):
             )
 
 
-def logits_and_labels(outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def logits_and_labels(outputs: Any, batch: Any) -> tuple[torch.Tensor, ...]:
     """The default reader: ``outputs["logits"]`` and ``outputs["labels"]``, else
-    ``batch["labels"]`` (a dict or a Hugging Face model output returned by the step)."""
+    ``batch["labels"]`` (a dict or a Hugging Face model output returned by the step), and
+    ``outputs["attention_mask"]``, else ``batch["attention_mask"]``, where there is one."""
     if not isinstance(outputs, Mapping) or outputs.get("logits") is None:
         raise TypeError(
             "DecompositionMonitor needs the step's logits: return {'logits': ..., 'labels': ...} "
@@ -194,4 +201,7 @@ def logits_and_labels(outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Ten
             "DecompositionMonitor found logits but no labels: return 'labels' beside 'logits' "
             "from the step, put them in batch['labels'], or pass get_logits_and_labels"
         )
-    return outputs["logits"], labels
+    mask = outputs.get("attention_mask")
+    if mask is None and isinstance(batch, Mapping):
+        mask = batch.get("attention_mask")
+    return (outputs["logits"], labels) if mask is None else (outputs["logits"], labels, mask)

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torchmetrics import Metric
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from errorentropy.integrations.transformers import DEFAULT_RBP_KS, decomposition_fields
+from errorentropy.integrations.common import DEFAULT_RBP_KS, decomposition_fields
 from errorentropy.stats.histogram import RankHistogram
 
 __all__ = ["FIELDS", "CrossEntropyDecomposition", "field_names"]
@@ -31,7 +31,7 @@ __all__ = ["FIELDS", "CrossEntropyDecomposition", "field_names"]
 
 def field_names(rbp_ks: Iterable[int] = DEFAULT_RBP_KS) -> tuple[str, ...]:
     """The keys of ``compute()``, in order: the fields every integration logs
-    (:func:`errorentropy.integrations.transformers.decomposition_fields`)."""
+    (:func:`errorentropy.integrations.common.decomposition_fields`)."""
     return tuple(decomposition_fields(RankHistogram(), rbp_ks))
 
 
@@ -47,7 +47,8 @@ class CrossEntropyDecomposition(Metric):
     returns a dict of float64 scalar tensors, the fields every integration logs
     (:func:`field_names`): ``cross_entropy``, ``error_entropy``, ``self_alignment``,
     ``confidence``, ``error_entropy_miller_madow``, ``top1_accuracy``, ``n_tokens``,
-    ``n_ranks_observed``, ``identity_residual`` (CE - (EE + SA - Conf), float64 round-off),
+    ``n_ranks_observed``, ``n_tied`` (tokens whose logit tied another's: 16-bit logits),
+    ``identity_residual`` (CE - (EE + SA - Conf), float64 round-off),
     ``rbp_at_{k}`` for k in ``rbp_ks`` (share of tokens ranked below k) and ``mrr``. With no
     scored token every value is NaN and ``n_tokens`` is 0.
 
@@ -114,8 +115,16 @@ class CrossEntropyDecomposition(Metric):
         for name in ("n_documents", "n_tied"):  # RankHistogram's bookkeeping, summed too
             self.add_state(name, torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
 
-    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add the labelled tokens of one batch (``[B, T, V]`` logits, ``[B, T]`` labels)."""
+    def update(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> None:
+        """Add the labelled tokens of one batch (``[B, T, V]`` logits, ``[B, T]`` labels); with
+        the batch's ``attention_mask`` (padded batches), no label is scored from a pad position.
+        Float32 logits from a float32 head give ``errorentropy score``'s numbers (16-bit logits
+        tie; see :func:`errorentropy.integrations.common.float32_logits`)."""
         vocab = int(logits.shape[-1])
         if self.vocab_size is not None and vocab > self.vocab_size:
             raise ValueError(
@@ -124,7 +133,13 @@ class CrossEntropyDecomposition(Metric):
                 "dimension, padding entries included)"
             )
         batch = RankHistogram()
-        batch.update(logits, labels, ignore_index=self.ignore_index, shift=self.shift)
+        batch.update(
+            logits,
+            labels,
+            ignore_index=self.ignore_index,
+            shift=self.shift,
+            attention_mask=attention_mask,
+        )
         self.vocab_size = self.vocab_size or vocab
         self._grow(self.vocab_size)
         observed = np.flatnonzero(batch.counts)

@@ -1,19 +1,21 @@
 """Error-Entropy during training with the Hugging Face ``Trainer``.
 
-Two pieces, both giving the decomposition CE = EE + SA - Conf of DESIGN.md as flat numbers:
+Two pieces, both giving the decomposition CE = EE + SA - Conf (docs/design.md) as flat numbers:
 
 - :func:`decomposition_metrics` returns a ``(preprocess_logits_for_metrics, compute_metrics)``
   pair for ``trainer.evaluate()``. The first turns each evaluation batch's ``[B, T, V]`` logits
-  into ``[B, T, 2]`` float64 (rank, log-probability) pairs on the logits' device, so the Trainer
-  gathers and concatenates 16 bytes per token instead of ``4 V`` (the ``[tokens, vocab]`` pile-up
-  of transformers issues #8476, #10722, #12878); the second builds the rank histogram from them.
+  into ``[B, T, 3]`` float64 (rank, log-probability, tied) rows on the logits' device, so the
+  Trainer gathers and concatenates 24 bytes per token instead of ``4 V`` (the ``[tokens, vocab]``
+  pile-up of transformers issues #8476, #10722, #12878); the second builds the rank histogram.
 - :class:`DecompositionCallback` scores held-out texts on a step schedule through the scoring
   engine's own output head (hidden states in vocabulary chunks, never full logits) and hands the
   numbers to ``Trainer.log``, so ``state.log_history`` and every reporting integration
   (TensorBoard, W&B, MLflow, ...) receive them; with ``out=DIR`` each scoring is also a sweep
   cell (revision ``step{N}``) that ``errorentropy report DIR`` draws as training dynamics.
 
-Importing this module imports transformers (its ``TrainerCallback`` is the callback's base).
+Importing this module imports transformers (its ``TrainerCallback`` is the callback's base). What
+the integrations share (:func:`decomposition_fields`, :func:`score_texts`,
+:func:`write_step_cell`) lives in :mod:`errorentropy.integrations.common` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -29,18 +31,20 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
-from errorentropy.data.corpus import fingerprint
 from errorentropy.data.windows import make_windows, tokenize
 from errorentropy.errors import UserError
-from errorentropy.head.token_stats import token_stats
-from errorentropy.models.loading import count_parameters, family_of
-from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
-from errorentropy.scoring.engine import ScoreResult, check_context, score_documents
-from errorentropy.scoring.results import summarize, summary_settings, write_result
+from errorentropy.head.token_stats import token_stats_with_ties, warn_ties
+from errorentropy.integrations.common import (
+    DEFAULT_RBP_KS,
+    check_ks,
+    decomposition_fields,
+    score_texts,
+    write_step_cell,
+)
+from errorentropy.models.loading import family_of
+from errorentropy.options import ScoreOptions
+from errorentropy.scoring.engine import ScoreResult, check_context
 from errorentropy.stats.histogram import RankHistogram
-from errorentropy.stats.quantities import QUANTITIES
-from errorentropy.storage import commit_folder
-from errorentropy.sweep.cells import CELLS_DIR, CellKey, write_cell_record
 
 __all__ = [
     "DEFAULT_RBP_KS",
@@ -53,76 +57,30 @@ __all__ = [
     "write_step_cell",
 ]
 
-_QUANTITIES = (
-    *(q.field for q in QUANTITIES),
-    "error_entropy_miller_madow",
-    "top1_accuracy",
-)
-
-
-def _check_ks(rbp_ks: Iterable[int]) -> tuple[int, ...]:
-    """``rbp_ks`` as a tuple of distinct positive integers, or a one-line error."""
-    ks = tuple(rbp_ks)
-    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
-        raise UserError(f"rbp_ks must be positive integers (ranks below k count), got {ks!r}")
-    return tuple(dict.fromkeys(ks))
-
-
-def decomposition_fields(
-    histogram: RankHistogram, rbp_ks: Iterable[int] = DEFAULT_RBP_KS
-) -> dict[str, float | int]:
-    """The decomposition of ``histogram`` as flat numbers, the names every integration logs.
-
-    ``cross_entropy``, ``error_entropy``, ``self_alignment``, ``confidence`` (nats per token;
-    CE = EE + SA - Conf, ``identity_residual`` is the round-off of that identity),
-    ``error_entropy_miller_madow``, ``top1_accuracy``, ``n_tokens``, ``n_ranks_observed``,
-    ``rbp_at_{k}`` (the share of tokens whose rank is below k, for k in ``rbp_ks``) and ``mrr``
-    (the mean of 1 / (rank + 1)). An empty histogram gives ``n_tokens`` 0 and NaN elsewhere.
-
-    Examples:
-        >>> from errorentropy.stats.histogram import RankHistogram
-        >>> hist = RankHistogram.from_tokens([0, 0, 1, 3], [-0.1, -0.2, -1.5, -3.0])
-        >>> fields = decomposition_fields(hist, rbp_ks=(1, 2))
-        >>> fields["n_tokens"], fields["rbp_at_1"], fields["rbp_at_2"], fields["mrr"]
-        (4, 0.5, 0.75, 0.6875)
-    """
-    ks = _check_ks(rbp_ks)
-    n = histogram.n_tokens
-    if n == 0:
-        nan = float("nan")
-        empty: dict[str, float | int] = {q: nan for q in _QUANTITIES}
-        empty |= {"n_tokens": 0, "n_ranks_observed": 0, "identity_residual": nan}
-        return empty | {f"rbp_at_{k}": nan for k in ks} | {"mrr": nan}
-    d = histogram.decompose()
-    fields: dict[str, float | int] = {q: float(getattr(d, q)) for q in _QUANTITIES}
-    fields |= {
-        "n_tokens": n,
-        "n_ranks_observed": int(d.ranks.size),
-        "identity_residual": float(d.identity_residual),
-    }
-    rbp = histogram.rbp_at(ks)
-    fields |= {f"rbp_at_{k}": rbp[k] for k in ks}
-    return fields | {"mrr": histogram.mrr()}
-
 
 def histogram_from_pairs(pairs: Any) -> RankHistogram:
-    """The rank histogram of (rank, log-prob) pairs shaped ``[..., 2]``, as the Trainer hands them
-    to ``compute_metrics``: a numpy array, a tensor (``batch_eval_metrics``) or a list of per-batch
-    arrays (``eval_do_concat_batches=False``). Pairs with a negative rank have no label: -1 from
+    """The rank histogram of (rank, log-prob, tied) rows shaped ``[..., 3]`` (or (rank, log-prob)
+    pairs ``[..., 2]``, which carry no tie count), as the Trainer hands them to
+    ``compute_metrics``: a numpy array, a tensor (``batch_eval_metrics``) or a list of per-batch
+    arrays (``eval_do_concat_batches=False``). Rows with a negative rank have no label: -1 from
     :func:`~errorentropy.head.token_stats.token_stats`, -100 where the Trainer padded batches of
-    different lengths to one width."""
+    different lengths to one width. ``tied`` is 1 where the label's logit equalled another's."""
     if isinstance(pairs, (list, tuple)):
         return sum((histogram_from_pairs(p) for p in pairs), RankHistogram())
     if isinstance(pairs, torch.Tensor):
         pairs = pairs.detach().to("cpu")
     array = np.asarray(pairs)
-    if array.ndim < 1 or array.shape[-1] != 2 or not np.issubdtype(array.dtype, np.floating):
+    if (
+        array.ndim < 1
+        or array.shape[-1] not in (2, 3)
+        or not np.issubdtype(array.dtype, np.floating)
+    ):
         raise UserError(
             f"compute_metrics received predictions of shape {array.shape} ({array.dtype}), not "
-            "the (rank, log-prob) pairs of decomposition_metrics(); pass its first function as "
-            "Trainer(preprocess_logits_for_metrics=...) together with its second"
+            "the (rank, log-prob, tied) rows of decomposition_metrics(); pass its first function "
+            "as Trainer(preprocess_logits_for_metrics=...) together with its second"
         )
-    flat = array.reshape(-1, 2).astype(np.float64, copy=False)
+    flat = array.reshape(-1, array.shape[-1]).astype(np.float64, copy=False)
     keep = flat[:, 0] >= 0  # NaN compares false: dropped with the unlabelled positions
     ranks = flat[keep, 0]
     if not np.array_equal(ranks, np.floor(ranks)):
@@ -130,7 +88,8 @@ def histogram_from_pairs(pairs: Any) -> RankHistogram:
             "compute_metrics received ranks that are not whole numbers; the predictions were not "
             "made by decomposition_metrics()' preprocess function"
         )
-    return RankHistogram.from_tokens(ranks.astype(np.int64), flat[keep, 1])
+    n_tied = int((flat[keep, 2] > 0).sum()) if flat.shape[1] == 3 else 0
+    return RankHistogram.from_tokens(ranks.astype(np.int64), flat[keep, 1], n_tied=n_tied)
 
 
 class DecompositionMetrics:
@@ -150,16 +109,19 @@ class DecompositionMetrics:
     ) -> None:
         self.ignore_index = ignore_index
         self.shift = shift
-        self.rbp_ks = _check_ks(rbp_ks)
+        self.rbp_ks = check_ks(rbp_ks)
         self._running = RankHistogram()
 
     def preprocess(self, logits: Any, labels: Any) -> torch.Tensor:
-        """One evaluation batch's logits ``[B, T, V]`` as ``[B, T, 2]`` float64 (rank, log-prob)
-        pairs on the logits' device (rank -1, log-prob NaN where there is no label).
+        """One evaluation batch's logits ``[B, T, V]`` as ``[B, T, 3]`` float64 (rank, log-prob,
+        tied) rows on the logits' device (rank -1, log-prob NaN where there is no label; tied 1
+        where the label's logit equalled another entry's).
 
         ``logits`` may be a tuple (a model that also returns past key values or hidden states):
         the first entry is the logits, as in every ``ModelOutput``. ``labels`` are Hugging Face
-        causal-LM labels (``shift=True``: position t's logits predict label t + 1).
+        causal-LM labels (``shift=True``: position t's logits predict label t + 1). The Trainer
+        passes no attention mask: evaluate left-padded batches with -100 on each row's first
+        real token (or pad on the right), else that token is scored from a pad position.
         """
         if isinstance(logits, (tuple, list)):
             logits = logits[0]
@@ -176,21 +138,24 @@ class DecompositionMetrics:
                 f"{self.ignore_index} where nothing is scored); use a collator that adds them, "
                 "e.g. DataCollatorForLanguageModeling(tokenizer, mlm=False)"
             )
-        stats = token_stats(logits, labels, ignore_index=self.ignore_index, shift=self.shift)
-        return torch.stack((stats.rank.to(torch.float64), stats.logprob), dim=-1)
+        stats, tied = token_stats_with_ties(
+            logits, labels, ignore_index=self.ignore_index, shift=self.shift
+        )
+        columns = (stats.rank.to(torch.float64), stats.logprob, (tied > 0).to(torch.float64))
+        return torch.stack(columns, dim=-1)
 
     def __call__(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, Any]:
         """The decomposition of the pairs in ``eval_pred.predictions``; with
         ``batch_eval_metrics`` (``compute_result`` given): ``{}`` until the last batch, then
         the decomposition of every batch since the last result."""
         histogram = histogram_from_pairs(eval_pred.predictions)
-        if compute_result is None:
-            return decomposition_fields(histogram, self.rbp_ks)
-        self._running = self._running + histogram
-        if not compute_result:
-            return {}
-        total, self._running = self._running, RankHistogram()
-        return decomposition_fields(total, self.rbp_ks)
+        if compute_result is not None:
+            self._running = self._running + histogram
+            if not compute_result:
+                return {}
+            histogram, self._running = self._running, RankHistogram()
+        warn_ties(histogram.n_tied, histogram.n_tokens, "decomposition_metrics")
+        return decomposition_fields(histogram, self.rbp_ks)
 
     def reset(self) -> None:
         """Drop the running histogram of an evaluation that ended early (``batch_eval_metrics``)."""
@@ -350,7 +315,7 @@ class DecompositionCallback(TrainerCallback):
         self.tokenizer = tokenizer
         self.label, self.family, self.dataset = label, family, dataset
         self.metric_key_prefix = metric_key_prefix
-        self.rbp_ks = _check_ks(rbp_ks)
+        self.rbp_ks = check_ks(rbp_ks)
         self.score_at_start = score_at_start
         self.history: list[dict[str, Any]] = []  # {"step": N, **fields} per scoring
         self._trainer: Any = None
@@ -431,6 +396,7 @@ class DecompositionCallback(TrainerCallback):
             warnings.warn(f"DecompositionCallback at step {step}: {exc}", stacklevel=2)
             return
         fields = decomposition_fields(result.histogram, self.rbp_ks)
+        warn_ties(result.histogram.n_tied, result.histogram.n_tokens, "DecompositionCallback")
         if self.out is not None:
             self.write_cell(result, model, step)
         self.history.append({"step": step, **fields})
@@ -467,107 +433,6 @@ class DecompositionCallback(TrainerCallback):
             text_field=self.text_field,
             rbp_ks=self.rbp_ks,
         )
-
-
-# ---- scoring and saving from any training loop ---------------------------------------------------
-
-
-def score_texts(
-    model: torch.nn.Module, tokenizer: Any, documents: Sequence[str], options: ScoreOptions
-) -> ScoreResult:
-    """Score ``documents`` with ``model`` as it is now (a
-    :class:`~errorentropy.scoring.engine.ScoreResult`): in eval mode under ``torch.no_grad``,
-    drawing no
-    random numbers, and leaving every module's train/eval mode and the gradients as they were.
-    What :class:`DecompositionCallback` runs at each step; usable from any training loop."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.no_grad():
-            return score_documents(model, tokenizer, list(documents), options)
-    finally:
-        for module, mode in modes:
-            module.training = mode
-
-
-def write_step_cell(
-    out: str | Path,
-    result: ScoreResult,
-    model: torch.nn.Module,
-    *,
-    label: str,
-    step: int,
-    dataset: str,
-    documents: Sequence[str],
-    options: ScoreOptions,
-    family: str | None = None,
-    text_field: str = "text",
-    rbp_ks: Iterable[int] = DEFAULT_RBP_KS,
-    data: str | None = None,
-) -> Path:
-    """Save ``result`` (of :func:`score_texts` on ``documents`` with ``options``) as the sweep
-    cell ``cells/<label>__step{step}__<dataset>/`` under ``out``, what a sweep over checkpoints
-    writes, which ``errorentropy report out`` draws as training dynamics; returns its folder.
-    ``data`` is the data source recorded (default: a count of held-out texts)."""
-    if result.histogram.n_tokens == 0:
-        raise UserError("the held-out texts gave no scored tokens; nothing to save")
-    counts = count_parameters(model)
-    family = family or family_of(model)
-    key = CellKey(label, f"step{step}", dataset)
-    settings = summary_settings(  # the identity's data keys keep their places, given values here
-        model,
-        result,
-        options,
-        identity=_step_settings(result, model, key, counts, family),
-        data={
-            "data": data or f"{len(documents)} held-out texts (DecompositionCallback)",
-            "data_fingerprint": fingerprint(documents),
-            "text_field": text_field,
-            "n_documents_available": len(documents),
-        },
-        extra={"spec_digest": None},
-    )
-    summary = summarize(result.histogram, settings, rbp_ks=_check_ks(rbp_ks), tokens=result.tokens)
-
-    def build(directory: Path) -> None:
-        write_result(directory, result, summary)
-        write_cell_record(
-            directory,
-            key,
-            family=family,
-            non_embedding_params=counts.non_embedding,
-            total_params=counts.total,
-            summary=summary,
-        )
-
-    return commit_folder(Path(out) / CELLS_DIR, key.cell_id, build)
-
-
-def _step_settings(
-    result: Any, model: torch.nn.Module, key: Any, counts: Any, family: str
-) -> dict[str, Any]:
-    """What a sweep cell's summary records about the model (cells.COMPARABLE_KEYS and the rest
-    are added by :func:`write_step_cell`, in the sweep's names and order)."""
-    parameter = next(model.parameters())
-    config = getattr(model, "config", None)
-    return {
-        "model": key.model,
-        "model_id": getattr(config, "name_or_path", "") or key.model,
-        "revision": key.revision,
-        # The weights are the training run's, in memory: no hub commit, no weight files.
-        "model_commit": None,
-        "weights_fingerprint": None,
-        "family": family,
-        "non_embedding_params": counts.non_embedding,
-        "total_params": counts.total,
-        "dtype": str(parameter.dtype).removeprefix("torch."),
-        "device": str(parameter.device),
-        "dataset": key.dataset,
-        "data": None,
-        "data_fingerprint": None,
-        "samples": None,
-        "seed": None,
-    }
 
 
 def _refuse_sharded(trainer: Any) -> None:

@@ -236,7 +236,7 @@ def context_length(config: Any) -> int | None:
 
 @dataclass(frozen=True)
 class ParameterCounts:
-    """Unique parameters split by DESIGN.md's convention (the x axis of the scaling fits)."""
+    """Unique parameters split by the convention of docs/design.md (the scaling fits' x axis)."""
 
     total: int
     embedding: int

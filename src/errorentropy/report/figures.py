@@ -6,7 +6,7 @@ follows the paper: Fig. 3 components against training step, Fig. 4 the rank dist
 Fig. 5 the sorted-probability profile, Fig. 6 p_e against q_e, Fig. 7 each quantity against
 non-embedding parameters with its power-law fit, Fig. 8 each component's share of CE. Beyond the
 paper: :func:`rbp_exponents` (the relative-based law's alpha_k and R^2 against k, beside CE's and
-EE's) and :func:`convergence_curves` (EE against the documents used).
+EE's) and :func:`convergence_curves` (EE and the bias left in it against N).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import matplotlib
 
@@ -104,6 +105,21 @@ def _grid(
     return fig, flat[:n_panels]
 
 
+def _label(
+    ax: Axes,
+    title: str,
+    xlabel: str | None,
+    ylabel: str,
+    which: Literal["major", "minor", "both"] = "major",
+) -> None:
+    """A panel's axis labels, its title and a light grid, the same in every figure."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which=which)
+
+
 def _finish(fig: Figure, title: str) -> Figure:
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
@@ -134,9 +150,7 @@ def components_vs_step(
                     one.steps, one.values[q], marker="o", ms=3, color=QUANTITY_COLOURS[q], label=q
                 )
         _step_axis(ax)
-        ax.set_ylabel("nats per token")
-        ax.set_title(one.label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, one.label, None, "nats per token")
         ax.legend(fontsize=8)
     return _finish(fig, title)
 
@@ -164,10 +178,7 @@ def rank_distribution(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("rank e + 1 of the ground-truth token")
-        ax.set_ylabel("p_e (share of tokens)")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, label, "rank e + 1 of the ground-truth token", "p_e (share of tokens)")
         ax.legend(fontsize=8, title="step", title_fontsize=8)
     return _finish(fig, title)
 
@@ -204,10 +215,7 @@ def sorted_probability_profile(
             ax.axvline(r + 1, color=colour, ls=":", lw=1)
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("sorted position j (1 = most probable)")
-        ax.set_ylabel("mean probability")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, label, "sorted position j (1 = most probable)", "mean probability")
         if shown:
             ax.legend(fontsize=8)
     return _finish(fig, title)
@@ -248,10 +256,9 @@ def p_against_q(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("q_e (normalised geometric-mean score)")
-        ax.set_ylabel("p_e (share of tokens at rank e)")
-        ax.set_title(label, fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(
+            ax, label, "q_e (normalised geometric-mean score)", "p_e (share of tokens at rank e)"
+        )
         ax.legend(fontsize=8, title="step", title_fontsize=8)
     return _finish(fig, title)
 
@@ -301,10 +308,13 @@ def scaling(
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_y(ax)
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel(f"|{q}| (nats per token)")
-        ax.set_title(QUANTITY_NAMES[q], fontsize=10)
-        ax.grid(alpha=0.3, which="both")
+        _label(
+            ax,
+            QUANTITY_NAMES[q],
+            "non-embedding parameters N",
+            f"|{q}| (nats per token)",
+            which="both",
+        )
         ax.legend(fontsize=7)
     return _finish(fig, title)
 
@@ -332,10 +342,7 @@ def shares(
                 ms=5,
             )
         ax.set_xscale("log")
-        ax.set_xlabel("non-embedding parameters N")
-        ax.set_ylabel(f"{q} / CE")
-        ax.set_title(f"share of {QUANTITY_NAMES[q]}", fontsize=10)
-        ax.grid(alpha=0.3)
+        _label(ax, f"share of {QUANTITY_NAMES[q]}", "non-embedding parameters N", f"{q} / CE")
         ax.legend(fontsize=8)
     return _finish(fig, title)
 
@@ -398,42 +405,61 @@ def rbp_exponents(
 
 
 @dataclass(frozen=True)
-class ConvergenceCurve:
-    """One cell's EE on nested subsets of its documents: the documents used, plug-in and
-    Miller-Madow EE at each, the full set's bootstrap interval of EE and the verdict."""
+class BiasPoint:
+    """One cell's EE and the bias left in it (nats): plug-in EE, the estimated bias and its
+    interval (None with fewer than 2 documents), and the bias-corrected estimators."""
 
-    label: str
-    n_documents: Sequence[int]
-    plug_in: Sequence[float]
-    miller_madow: Sequence[float]
+    n_params: float
+    plug_in: float
+    bias: float | None
     interval: tuple[float, float] | None
-    settled: bool | None
+    miller_madow: float
+    grassberger: float
+    chao_shen: float
 
 
 def convergence_curves(
-    curves: Sequence[ConvergenceCurve],
-    title: str = "EE against the documents used",
+    points: Sequence[BiasPoint],
+    title: str = "EE and the bias left in it",
+    verdict: str = "",
 ) -> Figure:
-    """EE (plug-in and Miller-Madow) against the number of documents it was computed on (log
-    x), one panel per cell; the shaded band is the bootstrap interval of EE on every document,
-    and the panel title gives the verdict (settled: EE on half the documents lies in the band)."""
-    fig, axes = _grid(len(curves), max_cols=2)
-    for ax, curve in zip(axes, curves):
-        docs = np.asarray(curve.n_documents, dtype=np.float64)
-        ax.plot(docs, curve.plug_in, "o-", color=QUANTITY_COLOURS[EE.key], label="plug-in EE")
-        ax.plot(docs, curve.miller_madow, "s--", color="tab:purple", label="Miller-Madow EE")
-        if curve.interval is not None:
-            ax.axhspan(*curve.interval, color=QUANTITY_COLOURS[EE.key], alpha=0.15, lw=0)
-            ax.plot([], [], "s", color=QUANTITY_COLOURS[EE.key], alpha=0.3, label="95% interval")
-        verdict = {True: "settled", False: "NOT settled", None: "not assessed"}[curve.settled]
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(docs, [str(int(d)) for d in docs])
-        ax.minorticks_off()
-        ax.set_xlabel("documents used (nested random subsets)")
-        ax.set_ylabel("EE (nats per token)")
-        ax.set_title(f"{curve.label}: {verdict}", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    """EE against model size (log x): the plug-in EE, the plug-in plus the estimated bias with
+    its interval as an error bar, and Miller-Madow, Grassberger and Chao-Shen; ``verdict`` (on
+    EE's exponent) titles the panel."""
+    fig, axes = _grid(1, max_cols=1, panel=(7.0, 4.2))
+    ax = axes[0]
+    ordered = sorted(points, key=lambda p: p.n_params)
+    n = np.array([p.n_params for p in ordered], dtype=np.float64)
+    colour = QUANTITY_COLOURS[EE.key]
+    ax.plot(n, [p.plug_in for p in ordered], "o-", color=colour, label="plug-in EE")
+    have = [p for p in ordered if p.bias is not None and p.interval is not None]
+    if have:
+        x = np.array([p.n_params for p in have], dtype=np.float64)
+        y = np.array([p.plug_in + (p.bias or 0.0) for p in have])
+        lo = np.array([p.plug_in + p.interval[0] for p in have if p.interval is not None])
+        hi = np.array([p.plug_in + p.interval[1] for p in have if p.interval is not None])
+        yerr = np.vstack([np.maximum(y - lo, 0.0), np.maximum(hi - y, 0.0)])
+        ax.errorbar(
+            x,
+            y,
+            yerr=yerr,
+            fmt="D",
+            color="black",
+            ms=4,
+            capsize=3,
+            label="EE + bias left (95% interval)",
+        )
+    styles = (
+        ("miller_madow", "Miller-Madow", "s--", "tab:purple"),
+        ("grassberger", "Grassberger", "^:", "tab:green"),
+        ("chao_shen", "Chao-Shen", "v:", "tab:orange"),
+    )
+    for attr, label, style, c in styles:
+        ax.plot(n, [getattr(p, attr) for p in ordered], style, color=c, label=label, ms=4)
+    ax.set_xscale("log")
+    _label(ax, verdict, "non-embedding parameters N", "EE (nats per token)", which="both")
+    ax.title.set_fontsize(9)  # the verdict is a long line
+    ax.legend(fontsize=8)
     return _finish(fig, title)
 
 

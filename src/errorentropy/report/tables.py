@@ -1,334 +1,533 @@
-"""The paper's Table 1 (R^2 of the log-log fit) and Table 2 (|alpha_M - alpha_CE|) from the fits,
-and the relative-based table (alpha_k and R^2 of -log RBP_k by k, beside CE and EE).
+"""Every table of the fits, each built once from a :class:`~errorentropy.fits.records.SweepFits`
+(the content of fits.json) as a :class:`~errorentropy.report.table.Table`, which renders it as
+Markdown, LaTeX, CSV and HTML: ``errorentropy fit`` prints and writes the same table the report
+shows.
 
-Every function takes a :class:`~errorentropy.fits.records.SweepFits` (the content of fits.json).
-
-Rows are (dataset, group) with group a model family or "All"; Table 1's columns are CE, EE, SA
-and Conf, Table 2's are alpha_CE then EE, SA and Conf. Each cell shows the estimate with its
-bootstrap 95% interval when one was computed; a skipped fit shows "n/a". A dagger marks a
-Conf column where Confidence changes sign across the group's models.
+Table 1 is R^2 of the log-log fit per (dataset, group), groups being the families then "All";
+Table 2 is alpha_CE, |alpha_M - alpha_CE| and alpha_M for EE, SA and Conf. A skipped fit shows
+n/a; a dagger marks Conf where Confidence changes sign across the group's models. A dataset of
+one family has an "All" group holding the same models, so the same numbers: it is shown once,
+under the family's name, and a note says so. Also here: the components of each final cell, the
+relative-based law by k, the extrapolation test, the saturating fit, the bias left in each cell's
+EE and whether EE's exponent has settled.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from errorentropy.fits.records import FitRow, Interval, RbpFitRow, SweepFits
+from errorentropy.fits.powerlaw import MIN_MODELS
+from errorentropy.fits.records import (
+    ALL_GROUP,
+    CellConvergence,
+    ExponentConvergence,
+    FitRow,
+    RbpFitRow,
+    SweepFits,
+)
+from errorentropy.report.table import MISSING, Cell, Column, Table, Value, latex_escape
 from errorentropy.stats.quantities import CE, COMPONENTS, CONF, EE, QUANTITIES
 from errorentropy.storage import atomic_write_text
 
+__all__ = [
+    "MISSING",
+    "TABLE1_QUANTITIES",
+    "TABLE2_QUANTITIES",
+    "Table",
+    "latex_escape",
+    "rbp_cells",
+    "rbp_markdown",
+    "table1",
+    "table1_cells",
+    "table1_markdown",
+    "table2",
+    "table2_cells",
+    "table2_markdown",
+    "write_tables",
+]
+
 TABLE1_QUANTITIES = tuple(q.key for q in QUANTITIES)  # CE, EE, SA, Conf
 TABLE2_QUANTITIES = tuple(q.key for q in COMPONENTS)  # EE, SA, Conf
-MISSING = "n/a"
 
 Rows = dict[str, FitRow]  # quantity key -> fit row of one (dataset, group)
 
 
-def _fmt(value: float | None, ci: Interval | None, digits: int = 4) -> str:
-    if value is None:
-        return MISSING
-    text = f"{value:.{digits}f}"
-    return f"{text} [{ci[0]:.{digits - 1}f}, {ci[1]:.{digits - 1}f}]" if ci else text
+def twin_of_all(fits: SweepFits, dataset: str) -> str | None:
+    """The family whose models are exactly the dataset's ``"All"`` group (a dataset of one
+    family), or None; its fits and the All fits are the same numbers, so they are shown once,
+    under the family's name."""
+    members = {
+        r.group: r.models for r in fits.fits if r.dataset == dataset and r.quantity == CE.key
+    }
+    everyone = members.get(ALL_GROUP)
+    twins = [g for g, models in members.items() if g != ALL_GROUP and models == everyone]
+    return twins[0] if everyone is not None and twins else None
 
 
-def _n_models(rows: Rows) -> int:
-    return max((r.n_models for r in rows.values()), default=0)
+def hidden(fits: SweepFits, dataset: str, group: str) -> bool:
+    """Whether a (dataset, group) is the All group of a one-family dataset (shown as the
+    family)."""
+    return group == ALL_GROUP and twin_of_all(fits, dataset) is not None
 
 
-def _sign_flag(rows: Rows) -> bool:
+def shown_groups(fits: SweepFits) -> list[tuple[str, str, Rows]]:
+    """``(dataset, group, rows)`` in file order, the All twin of a lone family left out."""
+    return [(d, g, rows) for d, g, rows in fits.groups() if not hidden(fits, d, g)]
+
+
+def _twins_note(fits: SweepFits) -> str:
+    """Which families stand for their dataset's All group, or ""."""
+    twins: dict[str, list[str]] = {}  # family -> the datasets where it holds every model
+    for dataset in dict.fromkeys(r.dataset for r in fits.fits):
+        twin = twin_of_all(fits, dataset)
+        if twin is not None:
+            twins.setdefault(twin, []).append(dataset)
+    if not twins:
+        return ""
+    listed = "; ".join(f"{t} on {', '.join(ds)}" for t, ds in twins.items())
+    return (
+        f"One family holds every model ({listed}): its rows are also the fits over all models "
+        f"({ALL_GROUP}), shown once."
+    )
+
+
+def _fit_note(fits: SweepFits) -> str:
+    if not fits.fitted_rows():
+        return (
+            f"No group has {MIN_MODELS} or more models with distinct sizes, so nothing was fitted."
+        )
+    return _twins_note(fits)
+
+
+def _brackets(fits: SweepFits) -> str:
+    if any(r.r2_ci is not None or r.alpha_ci is not None for r in fits.fits):
+        return " (95% bootstrap intervals in brackets)"
+    return " (no intervals: plain least squares)"
+
+
+def _flips(rows: Rows) -> bool:
     conf = rows.get(CONF.key)
     return conf is not None and conf.conf_sign_change
 
 
-def _bounds(prefix: str, value: float | None, ci: Interval | None) -> dict[str, Any]:
-    """``{prefix: value, prefix_lo: lo, prefix_hi: hi}``, None where undefined."""
-    return {
-        prefix: value,
-        f"{prefix}_lo": ci[0] if ci else None,
-        f"{prefix}_hi": ci[1] if ci else None,
-    }
+_HEAD = (Column("Dataset", "dataset"), Column("Group", "group"), Column("n", "n_models"))
+_FLAG = Column("Conf sign change", "conf_sign_change", shown=False)
 
 
-def table1_cells(result: SweepFits) -> list[dict[str, Any]]:
-    """Table 1 as records: dataset, group, n_models, then per quantity r2 with its interval."""
-    out = []
-    for dataset, group, rows in result.groups():
-        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows)}
-        for q in TABLE1_QUANTITIES:
-            row = rows.get(q)
-            value, ci = (row.r2, row.r2_ci) if row else (None, None)
-            record.update(_bounds(f"{q}_r2", value, ci))
-        record["conf_sign_change"] = _sign_flag(rows)
-        out.append(record)
-    return out
+def _head(dataset: str, group: str, rows: Rows) -> tuple[Cell, Cell, Cell]:
+    n = max((r.n_models for r in rows.values()), default=0)
+    return Cell(dataset), Cell(group), Cell(n)
 
 
-def table2_cells(result: SweepFits) -> list[dict[str, Any]]:
-    """Table 2 as records: dataset, group, n_models, alpha_CE, then per quantity
-    |alpha_M - alpha_CE| with its interval."""
-    out = []
-    for dataset, group, rows in result.groups():
-        ce = rows.get(CE.key)
-        record: dict[str, Any] = {"dataset": dataset, "group": group, "n_models": _n_models(rows)}
-        alpha, ci = (ce.alpha, ce.alpha_ci) if ce else (None, None)
-        record.update(_bounds("alpha_CE", alpha, ci))
-        for q in TABLE2_QUANTITIES:
-            row = rows.get(q)
-            value, ci = (row.delta_alpha_vs_ce, row.delta_alpha_ci) if row else (None, None)
-            record.update(_bounds(f"{q}_delta_alpha", value, ci))
-        record["conf_sign_change"] = _sign_flag(rows)
-        out.append(record)
-    return out
+def _fit_table(
+    fits: SweepFits,
+    head: tuple[str, str, str],
+    columns: list[Column],
+    cells: Callable[[Rows], list[Cell]],
+) -> Table:
+    """A table of one row per shown (dataset, group): names and model count, ``cells(rows)``,
+    and the sign-change flag (CSV only). ``head`` is the ident, caption and LaTeX label."""
+    ident, caption, label = head
+    table = Table(
+        ident,
+        caption + _brackets(fits),
+        (*_HEAD, *columns, _FLAG),
+        note=_fit_note(fits),
+        label=label,
+    )
+    for dataset, group, rows in shown_groups(fits):
+        table.rows.append((*_head(dataset, group, rows), *cells(rows), Cell(_flips(rows))))
+    return table
 
 
-def _table(
-    result: SweepFits,
-    columns: tuple[str, ...],
-    value: Callable[[Rows, str], str],
-) -> list[list[str]]:
-    body = []
-    for dataset, group, rows in result.groups():
-        cells = [value(rows, col) for col in columns]
-        if _sign_flag(rows) and CONF.key in columns:
-            i = columns.index(CONF.key)
-            cells[i] += " †"
-        body.append([dataset, group, str(_n_models(rows))] + cells)
-    return body
+def _cell(rows: Rows, q: str, value: str, interval: str) -> Cell:
+    """Quantity ``q``'s number named ``value`` with its interval, the dagger on Conf's when
+    Confidence changes sign."""
+    row, dagger = rows.get(q), q == CONF.key and _flips(rows)
+    if row is None:
+        return Cell(dagger=dagger)
+    return Cell(getattr(row, value), getattr(row, interval), dagger=dagger)
 
 
-def _t1_value(rows: Rows, q: str) -> str:
-    row = rows.get(q)
-    return _fmt(row.r2, row.r2_ci) if row else MISSING
+def table1(fits: SweepFits) -> Table:
+    """Table 1: R^2 of ``log|M| = c + alpha log N`` per (dataset, group) and quantity."""
+    return _fit_table(
+        fits,
+        ("table1", "Table 1: R² of the fit log|M| = c + α log N", "tab:r2"),
+        [Column(q, f"{q}_r2", interval=True) for q in TABLE1_QUANTITIES],
+        lambda rows: [_cell(rows, q, "r2", "r2_ci") for q in TABLE1_QUANTITIES],
+    )
 
 
-def _t2_value(rows: Rows, q: str) -> str:
-    if q == "alpha_CE":
-        row = rows.get(CE.key)
-        return _fmt(row.alpha, row.alpha_ci) if row else MISSING
-    row = rows.get(q)
-    return _fmt(row.delta_alpha_vs_ce, row.delta_alpha_ci) if row else MISSING
+def _alpha_head(q: str) -> str:
+    return rf"$\alpha_{{\mathrm{{{q}}}}}$"
 
 
-T1_HEAD = ("Dataset", "Group", "n", *TABLE1_QUANTITIES)
-T2_HEAD = ("Dataset", "Group", "n", "alpha_CE", *TABLE2_QUANTITIES)
-T1_CAPTION = (
-    "Table 1: R^2 of the fit log|M| = c + alpha log N (bootstrap 95% intervals in brackets)."
-)
-T2_CAPTION = (
-    "Table 2: |alpha_M - alpha_CE| (alpha_CE itself in its own column; "
-    "bootstrap 95% intervals in brackets)."
-)
-DAGGER_NOTE = "† Confidence changes sign across these models; the log|Conf| fit hides the sign."
-
-
-def _markdown(head: tuple[str, ...], body: list[list[str]], caption: str) -> str:
-    lines = [caption, "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    if any("†" in cell for row in body for cell in row):
-        lines += ["", DAGGER_NOTE]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\^{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Text safe inside a LaTeX table cell."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _latex_cell(text: str) -> str:
-    dagger = text.endswith(" †")
-    text = text.removesuffix(" †")
-    if text == MISSING:
-        out = "--"
-    elif " [" in text:
-        value, interval = text.split(" [", 1)
-        out = f"{value} {{\\scriptsize [{interval}}}"
-    else:
-        out = latex_escape(text)
-    return out + ("$^\\dagger$" if dagger else "")
-
-
-def _latex(head: tuple[str, ...], body: list[list[str]], caption: str, label: str) -> str:
-    latex_head = [latex_escape(h) for h in head]
-    latex_head = [r"$\alpha_{\mathrm{CE}}$" if h == r"alpha\_CE" else h for h in latex_head]
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        f"\\caption{{{latex_escape(caption)}}}",
-        f"\\label{{{label}}}",
-        r"\begin{tabular}{ll r " + "c" * (len(head) - 3) + "}",
-        r"\toprule",
-        " & ".join(latex_head) + r" \\",
-        r"\midrule",
+def table2(fits: SweepFits) -> Table:
+    """Table 2: alpha_CE, |alpha_M - alpha_CE| and alpha_M of EE, SA and Conf per (dataset,
+    group); the dagger sits on |alpha_Conf - alpha_CE|."""
+    parts = TABLE2_QUANTITIES
+    columns = [
+        Column("α_CE", "alpha_CE", interval=True, latex=_alpha_head(CE.key)),
+        *[
+            Column(f"|Δα| {q}", f"{q}_delta_alpha", interval=True, latex=rf"$|\Delta\alpha|$ {q}")
+            for q in parts
+        ],
+        *[Column(f"α_{q}", f"alpha_{q}", interval=True, latex=_alpha_head(q)) for q in parts],
     ]
-    previous = None
-    for row in body:
-        if previous is not None and row[0] != previous:
-            lines.append(r"\midrule")
-        dataset = latex_escape(row[0]) if row[0] != previous else ""
-        previous = row[0]
-        lines.append(
-            " & ".join([dataset, latex_escape(row[1]), row[2]] + [_latex_cell(c) for c in row[3:]])
-            + r" \\"
-        )
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    if any("†" in cell for row in body for cell in row):
-        lines.append(
-            r"\par\footnotesize $^\dagger$ Confidence changes sign across these models; "
-            r"the $\log|\mathrm{Conf}|$ fit hides the sign."
-        )
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
+
+    def cells(rows: Rows) -> list[Cell]:
+        alpha_ce = Cell(rows[CE.key].alpha, rows[CE.key].alpha_ci) if CE.key in rows else Cell()
+        deltas = [_cell(rows, q, "delta_alpha_vs_ce", "delta_alpha_ci") for q in parts]
+        alphas = [replace(_cell(rows, q, "alpha", "alpha_ci"), dagger=False) for q in parts]
+        return [alpha_ce, *deltas, *alphas]
+
+    head = ("table2", "Table 2: |α_M − α_CE|, and each exponent α_M", "tab:delta-alpha")
+    return _fit_table(fits, head, columns, cells)
 
 
-def _csv(records: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    if not records:
-        return ""
-    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow(
-            {
-                k: ("" if v is None else repr(v) if isinstance(v, float) else v)
-                for k, v in record.items()
-            }
-        )
-    return buffer.getvalue()
+def fit_tables(fits: SweepFits) -> list[Table]:
+    """Table 1 and Table 2."""
+    return [table1(fits), table2(fits)]
 
 
-def table1_markdown(result: SweepFits) -> str:
-    """Table 1 (R^2 per dataset and group) as a Markdown table."""
-    return _markdown(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION)
-
-
-def table2_markdown(result: SweepFits) -> str:
-    """Table 2 (|alpha_M - alpha_CE| per dataset and group) as a Markdown table."""
-    return _markdown(
-        T2_HEAD, _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value), T2_CAPTION
+def components_table(fits: SweepFits) -> Table:
+    """Per final cell: N, tokens, CE, EE, SA and Conf with their bootstrap intervals when the
+    fit gives them, and EE/CE."""
+    columns = (
+        Column("Dataset", "dataset"),
+        Column("Family", "family"),
+        Column("Model", "model"),
+        Column("N (non-emb.)", "non_embedding_params"),
+        Column("Tokens", "n_tokens"),
+        *[Column(q.key, q.key, interval=True) for q in QUANTITIES],
+        Column("EE / CE", "ee_share"),
     )
-
-
-def table1_latex(result: SweepFits) -> str:
-    """Table 1 as a booktabs LaTeX table."""
-    return _latex(T1_HEAD, _table(result, TABLE1_QUANTITIES, _t1_value), T1_CAPTION, "tab:r2")
-
-
-def table2_latex(result: SweepFits) -> str:
-    """Table 2 as a booktabs LaTeX table."""
-    return _latex(
-        T2_HEAD,
-        _table(result, ("alpha_CE",) + TABLE2_QUANTITIES, _t2_value),
-        T2_CAPTION,
-        "tab:delta-alpha",
+    table = Table(
+        "components",
+        "Components of the final revision of each model (nats per token; 95% interval in brackets)",
+        columns,
     )
+    finals = [c for c in fits.cells if c.final]
+    for cell in sorted(
+        finals, key=lambda c: (c.dataset, c.non_embedding_params, c.family, c.model)
+    ):
+        comps = [cell.components.get(q.key) for q in QUANTITIES]
+        ee, ce = cell.components.get(EE.key), cell.components.get(CE.key)
+        share = None
+        if ee and ce and ee.value is not None and ce.value:
+            share = ee.value / ce.value
+        n, tokens = cell.non_embedding_params, cell.n_tokens or 0
+        table.rows.append(
+            (
+                Cell(cell.dataset),
+                Cell(cell.family),
+                Cell(cell.model + (f"@{cell.revision}" if cell.revision else "")),
+                Cell(n, shown=f"{n:,}"),
+                Cell(tokens, shown=f"{tokens:,}"),
+                *[Cell(c.value, c.ci) if c else Cell() for c in comps],
+                Cell(share, digits=3),
+            )
+        )
+    return table
 
 
-RBP_HEAD = ("Dataset", "Group", "n", "law", "alpha", "R^2")
 RBP_CAPTION = (
-    "Relative-based law: log(-log RBP_k) = c + alpha log N per k (RBP_k: share of tokens ranked "
-    "below k), beside CE and EE; bootstrap 95% intervals in brackets."
+    "Relative-based law: log(-log RBP_k) = c + alpha log N by k, beside CE and EE "
+    "(bootstrap 95% intervals in brackets)"
+)
+RBP_NOTE = (
+    "RBP_k is the share of tokens whose ground truth ranks below k (ties count for it; "
+    "arXiv 2510.20387 counts them against it, a difference of at most n_tied / n_tokens)."
 )
 
 
-def _rbp_law(k: int) -> str:
-    return f"-log RBP_{k}"
-
-
-def _rbp_groups(result: SweepFits) -> list[tuple[str, str, list[RbpFitRow]]]:
-    """``(dataset, group, rows by k)`` in file order."""
+def _rbp_groups(fits: SweepFits) -> list[tuple[str, str, list[RbpFitRow]]]:
+    """``(dataset, group, rows by k)`` in file order, the All twin of a lone family left out."""
     grouped: dict[tuple[str, str], list[RbpFitRow]] = {}
-    for row in result.rbp_fits:
-        grouped.setdefault((row.dataset, row.group), []).append(row)
+    for row in fits.rbp_fits:
+        if not hidden(fits, row.dataset, row.group):
+            grouped.setdefault((row.dataset, row.group), []).append(row)
     return [(d, g, sorted(rows, key=lambda r: r.k)) for (d, g), rows in grouped.items()]
 
 
-def rbp_cells(result: SweepFits) -> list[dict[str, Any]]:
-    """The relative-based table as records: dataset, group, n_models, law (``-log RBP_k``, then
-    CE and EE of the same group), k (None for CE and EE), alpha and R^2 with their intervals,
-    and why a fit was skipped."""
-    out = []
-    for dataset, group, rows in _rbp_groups(result):
+def rbp_table(fits: SweepFits) -> Table:
+    """alpha_k and R^2 of ``log(-log RBP_k) = c + alpha_k log N`` by k, with CE's and EE's of
+    the same group (CSV: also k and why a fit was skipped)."""
+    columns = (
+        *_HEAD,
+        Column("law", "law"),
+        Column("k", "k", shown=False),
+        Column("alpha", "alpha", interval=True),
+        Column("R^2", "r2", interval=True),
+        Column("skipped", "skipped", shown=False),
+    )
+    table = Table("rbp", RBP_CAPTION, columns, note=RBP_NOTE, label="tab:rbp")
+    for dataset, group, rows in _rbp_groups(fits):
         laws: list[tuple[str, int | None, RbpFitRow | FitRow | None]] = [
-            (_rbp_law(r.k), r.k, r) for r in rows
+            (f"-log RBP_{r.k}", r.k, r) for r in rows
         ]
-        laws += [(q.key, None, result.fit(dataset, group, q.key)) for q in (CE, EE)]
+        laws += [(q.key, None, fits.fit(dataset, group, q.key)) for q in (CE, EE)]
         for law, k, row in laws:
-            record: dict[str, Any] = {
-                "dataset": dataset,
-                "group": group,
-                "n_models": row.n_models if row else None,
-                "law": law,
-                "k": k,
-            }
-            record.update(_bounds("alpha", *((row.alpha, row.alpha_ci) if row else (None, None))))
-            record.update(_bounds("r2", *((row.r2, row.r2_ci) if row else (None, None))))
-            record["skipped"] = row.skipped if row else None
-            out.append(record)
-    return out
+            n = row.n_models if row else None
+            table.rows.append(
+                (
+                    Cell(dataset),
+                    Cell(group),
+                    Cell(n, shown="" if n is None else None),
+                    Cell(law),
+                    Cell(k),
+                    Cell(row.alpha, row.alpha_ci) if row else Cell(),
+                    Cell(row.r2, row.r2_ci) if row else Cell(),
+                    Cell(row.skipped if row else None),
+                )
+            )
+    return table
 
 
-def _rbp_body(result: SweepFits) -> list[list[str]]:
-    return [
-        [
-            r["dataset"],
-            r["group"],
-            "" if r["n_models"] is None else str(r["n_models"]),
-            r["law"],
-            _fmt(r["alpha"], (r["alpha_lo"], r["alpha_hi"]) if r["alpha_lo"] is not None else None),
-            _fmt(r["r2"], (r["r2_lo"], r["r2_hi"]) if r["r2_lo"] is not None else None),
-        ]
-        for r in rbp_cells(result)
+def extrapolation_table(fits: SweepFits) -> Table | None:
+    """The fit-on-small, predict-large test: one row per (dataset, group, quantity); None when
+    it did not run."""
+    if not fits.extrapolation:
+        return None
+    heads = ("Dataset", "Group", "Quantity", "Fitted on", "Held out", "α (small models)")
+    keys = ("dataset", "group", "quantity", "fit_models", "heldout", "alpha")
+    table = Table(
+        "extrapolation",
+        "Extrapolation: power law fitted on the smaller models, predicting the largest "
+        "(mean |relative error|, 95% interval)",
+        (
+            *[Column(h, k) for h, k in zip(heads, keys)],
+            Column("mean |rel. error|", "mean_abs_relative_error", interval=True),
+        ),
+    )
+    for r in fits.extrapolation:
+        if hidden(fits, r.dataset, r.group):
+            continue
+        head = (Cell(r.dataset), Cell(r.group), Cell(r.quantity))
+        if r.skipped:
+            table.rows.append(
+                (*head, Cell(""), Cell(str(r.holdout)), Cell("skipped"), Cell(r.skipped))
+            )
+            continue
+        table.rows.append(
+            (
+                *head,
+                Cell(f"{len(r.fit_models)} models"),
+                Cell(", ".join(h.model for h in r.heldout)),
+                Cell(r.alpha),
+                Cell(r.mean_abs_relative_error, r.mean_abs_relative_error_ci),
+            )
+        )
+    return table
+
+
+def saturating_table(fits: SweepFits) -> Table | None:
+    """The saturating law ``M = a N^(-α) + E`` per (dataset, group, quantity), when it ran."""
+    rows = [
+        r for r in fits.fits if r.saturating is not None and not hidden(fits, r.dataset, r.group)
     ]
+    if not rows:
+        return None
+    heads = ("Dataset", "Group", "Quantity", "a", "α", "E (asymptote)", "R²")
+    keys = ("dataset", "group", "quantity", "a", "alpha", "E", "r2")
+    table = Table(
+        "saturating",
+        "Saturating fit M = a N^(−α) + E (a > 0: falls to the floor E; a < 0: rises to the "
+        "ceiling E; R² on the linear scale)",
+        tuple(Column(h, k) for h, k in zip(heads, keys)),
+    )
+    for r in rows:
+        sat = r.saturating
+        assert sat is not None
+        head = (Cell(r.dataset), Cell(r.group), Cell(r.quantity))
+        if sat.converged:
+            a = Cell(sat.a, shown=None if sat.a is None else f"{sat.a:.4g}")
+            table.rows.append((*head, a, Cell(sat.alpha), Cell(sat.e), Cell(sat.r2)))
+        else:
+            reason = f"not fitted: {sat.reason or 'did not converge'}"
+            table.rows.append((*head, Cell(), Cell(), Cell(), Cell(reason)))
+    return table
 
 
-def rbp_markdown(result: SweepFits) -> str:
-    """The relative-based table (alpha_k and R^2 by k, beside CE and EE) as Markdown."""
-    return _markdown(RBP_HEAD, _rbp_body(result), RBP_CAPTION)
+def si(n: float) -> str:
+    """``n`` with a k, M or B suffix and three significant digits."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.3g}"
 
 
-def rbp_latex(result: SweepFits) -> str:
-    """The relative-based table as a booktabs LaTeX table."""
-    return _latex(RBP_HEAD, _rbp_body(result), RBP_CAPTION, "tab:rbp")
+def _share_cell(row: CellConvergence) -> Cell:
+    """The bias and its interval as a share of the spread of EE across models (percent)."""
+    relative = row.relative()
+    if relative is None:
+        return Cell()
+    value, (lo, hi) = relative
+    shown = f"{100 * value:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%]"
+    return Cell(value, (lo, hi), shown=shown)
 
 
-def write_tables(result: SweepFits, directory: Path | str) -> dict[str, Path]:
+CONVERGENCE_NOTE = (
+    "Bias left: how much each cell's plug-in EE still reads low because rare ranks are still "
+    "being discovered, estimated from 50 random halves of its documents with a heavy-tail factor "
+    "(95% interval; docs/fit.md). Share: the bias as a share of the spread (max - min) of EE "
+    "across the dataset's models. Miller-Madow, Grassberger and Chao-Shen are bias-corrected EE "
+    "from the same counts."
+)
+
+
+def convergence_table(fits: SweepFits) -> Table | None:
+    """The bias left in each final cell's EE (nats, and as a share of the spread of EE across
+    the models) beside the bias-corrected estimators; None without bias checks."""
+    rows = [r for r in fits.convergence if r.final]
+    if not rows:
+        return None
+    note = CONVERGENCE_NOTE
+    others = [r.check.bias for r in fits.convergence if not r.final and r.check.bias]
+    if others:
+        note += (
+            f" At other revisions the bias left ranges over {min(others):+.4f} to "
+            f"{max(others):+.4f} nats."
+        )
+    heads = ("Dataset", "Model", "N", "documents", "EE")
+    keys = ("dataset", "model", "non_embedding_params", "n_documents", "error_entropy")
+    columns = (
+        *[Column(h, k) for h, k in zip(heads, keys)],
+        Column("bias left", "bias", interval=True),
+        Column("share of spread", "relative_bias", interval=True),
+        Column("EE + bias", "corrected"),
+        Column("Miller-Madow", "miller_madow"),
+        Column("Grassberger", "grassberger"),
+        Column("Chao-Shen", "chao_shen"),
+    )
+    table = Table(
+        "convergence",
+        "How large is the bias left in EE with the documents scored?",
+        columns,
+        note=note,
+    )
+    for r in rows:
+        c = r.check
+        table.rows.append(
+            (
+                Cell(r.dataset),
+                Cell(r.model),
+                Cell(r.non_embedding_params, shown=si(r.non_embedding_params)),
+                Cell(c.n_documents),
+                Cell(c.error_entropy),
+                Cell(c.bias, c.interval),
+                _share_cell(r),
+                Cell(c.corrected),
+                Cell(c.error_entropy_miller_madow),
+                Cell(c.error_entropy_grassberger),
+                Cell(c.error_entropy_chao_shen),
+            )
+        )
+    return table
+
+
+def shown_exponent(fits: SweepFits, dataset: str) -> ExponentConvergence | None:
+    """The exponent check the report states for a dataset: its All group's (its family's when
+    All is that family again), or its first group's; None without one."""
+    shown = [
+        e for e in fits.ee_exponent if e.dataset == dataset and not hidden(fits, dataset, e.group)
+    ]
+    return next((e for e in shown if e.group == ALL_GROUP), shown[0] if shown else None)
+
+
+EXPONENT_NOTE = (
+    "Settled: alpha fitted on random halves of the documents moves from alpha on all of them by "
+    "at most half the half-width of alpha's bootstrap interval, the Monte Carlo error of the "
+    "mean shift included (bound). A settled exponent can sit on a level that still carries a "
+    "bias (the bias-left table)."
+)
+
+
+def exponent_table(fits: SweepFits) -> Table | None:
+    """Whether EE's exponent has settled per shown (dataset, group): alpha on all documents,
+    its mean shift on random halves, the shift's bound and the shift allowed; None without
+    exponent checks."""
+    checks = [e for e in fits.ee_exponent if not hidden(fits, e.dataset, e.group)]
+    if not checks:
+        return None
+    columns = (
+        Column("Dataset", "dataset"),
+        Column("Group", "group"),
+        Column("models", "n_models"),
+        Column("alpha (all documents)", "alpha_all", interval=True),
+        Column("mean shift on halves", "shift"),
+        Column("bound", "shift_bound"),
+        Column("allowed", "allowed"),
+        Column("settled", "settled"),
+    )
+    caption = "Has EE's exponent settled with the documents scored?"
+    table = Table("ee-exponent", caption, columns, note=EXPONENT_NOTE)
+    verdict = {True: "yes", False: "NO", None: MISSING}
+    for e in checks:
+        c = e.check
+        allowed = None if c.alpha_halfwidth is None else c.tolerance * c.alpha_halfwidth
+        table.rows.append(
+            (
+                Cell(e.dataset),
+                Cell(e.group),
+                Cell(c.n_models),
+                Cell(c.alpha_all, e.alpha_ci),
+                Cell(c.shift, shown=f"{c.shift:+.4f}"),
+                Cell(c.shift_bound),
+                Cell(allowed),
+                Cell(c.settled, shown=verdict[c.settled]),
+            )
+        )
+    return table
+
+
+def table1_cells(fits: SweepFits) -> list[dict[str, Value]]:
+    """Table 1 as records (the CSV's columns, values unformatted)."""
+    return table1(fits).records()
+
+
+def table2_cells(fits: SweepFits) -> list[dict[str, Value]]:
+    """Table 2 as records (the CSV's columns, values unformatted)."""
+    return table2(fits).records()
+
+
+def rbp_cells(fits: SweepFits) -> list[dict[str, Value]]:
+    """The relative-based table as records: dataset, group, n_models, law, k (None for CE and
+    EE), alpha and R^2 with their intervals, and why a fit was skipped."""
+    return rbp_table(fits).records()
+
+
+def table1_markdown(fits: SweepFits) -> str:
+    """Table 1 as Markdown (what ``errorentropy fit`` prints)."""
+    return table1(fits).markdown()
+
+
+def table2_markdown(fits: SweepFits) -> str:
+    """Table 2 as Markdown."""
+    return table2(fits).markdown()
+
+
+def rbp_markdown(fits: SweepFits) -> str:
+    """The relative-based table as Markdown."""
+    return rbp_table(fits).markdown()
+
+
+def write_tables(fits: SweepFits, directory: Path | str) -> dict[str, Path]:
     """Write table1.{md,csv,tex} and table2.{md,csv,tex} into ``directory``, and
-    rbp.{md,csv,tex} when the fits hold relative-based rows."""
+    rbp.{md,csv,tex} when the fits hold relative-based rows; returns the paths by name."""
     directory = Path(directory)
-    texts = {
-        "table1.md": table1_markdown(result),
-        "table1.csv": _csv(table1_cells(result)),
-        "table1.tex": table1_latex(result),
-        "table2.md": table2_markdown(result),
-        "table2.csv": _csv(table2_cells(result)),
-        "table2.tex": table2_latex(result),
-    }
-    if result.rbp_fits:
-        texts |= {
-            "rbp.md": rbp_markdown(result),
-            "rbp.csv": _csv(rbp_cells(result)),
-            "rbp.tex": rbp_latex(result),
-        }
+    tables = fit_tables(fits) + ([rbp_table(fits)] if fits.rbp_fits else [])
     written = {}
-    for name, text in texts.items():
-        atomic_write_text(directory / name, text)
-        written[name] = directory / name
+    for table in tables:
+        for suffix, text in (
+            ("md", table.markdown()),
+            ("csv", table.csv()),
+            ("tex", table.latex()),
+        ):
+            name = f"{table.ident}.{suffix}"
+            atomic_write_text(directory / name, text)
+            written[name] = directory / name
     return written

@@ -266,6 +266,9 @@ def score_corpus(
     require_tokens(result, data_label, bos_hint)
     grouped = dist.is_available() and dist.is_initialized()
     result.notes = [*notes, *result.notes]
+    provenance = model_provenance(model)
+    if provenance.note:  # the model changed since it was loaded: no fingerprint, and why
+        result.notes.append(provenance.note)
     settings = summary_settings(
         model,
         result,
@@ -273,7 +276,7 @@ def score_corpus(
         identity={
             "model": model_name,
             "revision": revision,
-            **model_provenance(model).fields(),  # model_commit, weights_fingerprint
+            **provenance.fields(),  # model_commit, weights_fingerprint
         },
         data=data_settings,
         extra={

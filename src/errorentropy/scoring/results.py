@@ -19,7 +19,7 @@ from typing import Any
 
 from errorentropy.errors import UserError
 from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
-from errorentropy.stats.convergence import ee_convergence
+from errorentropy.stats.convergence import corrected_estimates, ee_convergence
 from errorentropy.stats.histogram import Decomposition, RankHistogram
 from errorentropy.stats.profile import RankProfile
 from errorentropy.stats.tokens import TokenTable
@@ -106,9 +106,11 @@ def summarize(
 
     ``rbp_at`` maps each k of ``rbp_ks`` (as a string, JSON's keys) to RBP_k, the share of tokens
     ranked below k (:meth:`RankHistogram.rbp_at`); ``mrr`` is the mean of 1 / (rank + 1). Given
-    the ``tokens`` behind the histogram, ``ee_convergence`` follows EE over nested subsets of the
-    documents and ``ee_settled`` says whether it has settled
-    (:func:`errorentropy.stats.convergence.ee_convergence`).
+    the ``tokens`` behind the histogram, ``ee_bias`` is the bias left in EE (nats, from random
+    halves of the documents), ``ee_bias_interval`` its 95% interval and ``ee_convergence`` the
+    whole check (:func:`errorentropy.stats.convergence.ee_convergence`).
+    ``error_entropy_grassberger`` and ``error_entropy_chao_shen`` are bias-corrected EE from
+    the histogram's counts, beside Miller-Madow.
 
     Examples:
         >>> import numpy as np
@@ -133,6 +135,7 @@ def summarize(
         "self_alignment": decomposition.self_alignment,
         "confidence": decomposition.confidence,
         "error_entropy_miller_madow": decomposition.error_entropy_miller_madow,
+        **corrected_estimates(histogram.counts),
         "top1_accuracy": decomposition.top1_accuracy,
         "n_ranks_observed": int(decomposition.ranks.size),
         "identity_residual": decomposition.identity_residual,
@@ -142,7 +145,8 @@ def summarize(
     }
     if tokens is not None:
         check = ee_convergence(tokens)
-        summary["ee_settled"] = check.settled
+        summary["ee_bias"] = check.bias
+        summary["ee_bias_interval"] = None if check.interval is None else list(check.interval)
         summary["ee_convergence"] = check.to_dict()
     summary.update(settings or {})
     return summary

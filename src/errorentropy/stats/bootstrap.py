@@ -24,7 +24,9 @@ from scipy.special import logsumexp
 from errorentropy.stats.quantities import QUANTITIES
 
 COMPONENTS = tuple(q.key for q in QUANTITIES)  # column order of every components array here
-CHUNK_ELEMENTS = 4_000_000  # replicate chunk size bound: replicates x observed ranks
+# Bound on replicates x observed ranks held dense at once: each dense float64 array of a chunk is
+# 8 MiB, and components_from_dense holds about nine (a cell's bootstrap in every summary).
+CHUNK_ELEMENTS = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -201,14 +201,23 @@ class RankHistogram:
         return cls(counts, sums, n_documents=n_documents, n_skipped=n_skipped, n_tied=n_tied)
 
     def update(
-        self, logits: Any, labels: Any, *, ignore_index: int = -100, shift: bool = True
+        self,
+        logits: Any,
+        labels: Any,
+        *,
+        ignore_index: int = -100,
+        shift: bool = True,
+        attention_mask: Any = None,
     ) -> RankHistogram:
         """Add the labelled tokens of one batch of logits, in place; returns ``self``.
 
         For any evaluation loop: ``logits`` ``[B, T, V]`` (or ``[T, V]``) and ``labels`` as
         :func:`errorentropy.head.token_stats.token_stats` takes them (Hugging Face causal-LM labels
-        with ``shift=True``; ``ignore_index`` marks positions without a label). Ranks and
-        log-probabilities are those the scoring engine computes from the same logits.
+        with ``shift=True``; ``ignore_index`` marks positions without a label; pass the batch's
+        ``attention_mask`` when it is padded, so no label is scored from a pad position). Ranks
+        and log-probabilities are those the scoring engine computes from the same logits; its
+        numbers are reproduced when the logits are float32 from a float32 head (16-bit logits
+        tie: more than 1% tied tokens warn once, with the cure).
         ``n_documents`` grows by the rows of the batch with at least one labelled token (a
         document cut into several windows counts once per window); ``n_tied`` by the labelled
         tokens whose logit exactly equals another entry's; ``n_skipped`` is left alone.
@@ -229,9 +238,11 @@ class RankHistogram:
             >>> abs(d.cross_entropy - (d.error_entropy + d.self_alignment - d.confidence)) < 1e-12
             True
         """
-        from errorentropy.head.token_stats import token_stats_with_ties
+        from errorentropy.head.token_stats import token_stats_with_ties, warn_ties
 
-        stats, tied = token_stats_with_ties(logits, labels, ignore_index=ignore_index, shift=shift)
+        stats, tied = token_stats_with_ties(
+            logits, labels, ignore_index=ignore_index, shift=shift, attention_mask=attention_mask
+        )
         labelled = stats.labelled
         rows = labelled if labelled.ndim == 2 else labelled[None]  # [T] labels: one row
         batch = RankHistogram.from_tokens(
@@ -240,6 +251,7 @@ class RankHistogram:
             n_documents=int(rows.any(dim=-1).sum()),
             n_tied=int((tied[labelled] > 0).sum()),
         )
+        warn_ties(batch.n_tied, batch.n_tokens, "RankHistogram.update")
         total = self + batch
         self.counts, self.logprob_sums = total.counts, total.logprob_sums
         self.n_documents, self.n_tied = total.n_documents, total.n_tied

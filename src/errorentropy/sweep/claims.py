@@ -16,14 +16,17 @@ only when attempt ``n`` is over: released by its holder, or its holder dead. A h
 * on the same machine (same kernel boot id) when its flock on the attempt file is gone (the
   kernel drops it the moment the process dies, SIGKILL included), where the holder found the
   folder to honour flock (it checks, with two open files, when it first claims);
-* anywhere, when its heartbeat is older than the lease (``--lease`` or
-  ``ERRORENTROPY_LEASE_S``; default 300 s): a lost node, or a file system whose locks do not
-  reach across machines (NFS without lockd, Lustre with ``localflock``). Clocks must agree to
-  well within the lease (NTP).
+* anywhere, when its heartbeat has not changed while this reader watched it for a whole lease
+  (``--lease`` or ``ERRORENTROPY_LEASE_S``; default 300 s), timed on the reader's own monotonic
+  clock: a lost node, or a file system whose locks do not reach across machines (NFS without
+  lockd, Lustre with ``localflock``). The holder's clock is never compared with the reader's, so
+  clocks that disagree take no cell from a living worker. A holder on the reader's machine whose
+  flock is held is alive however long it has been paused.
 
-A holder whose heartbeats stalled for longer than the lease while it lived (a frozen NFS mount)
-finds attempt ``n + 1`` present before committing, and drops its result; only if the two
-happen within the same instant can a cell be written twice, both times with the same numbers.
+A holder whose heartbeats stalled for longer than the lease while it lived (a frozen NFS mount,
+a paused process on another machine) finds attempt ``n + 1`` present before committing, and
+drops its result; the commit itself never replaces a verified cell that another worker put in
+place meanwhile (see :func:`errorentropy.sweep.commit.commit_cell`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,8 +188,16 @@ class Claim:
 class ClaimBoard:
     """The claims of one sweep folder, as this process sees and makes them."""
 
-    def __init__(self, sweep_dir: Path | str, lease_s: float | None = None) -> None:
+    def __init__(
+        self,
+        sweep_dir: Path | str,
+        lease_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.root = Path(sweep_dir) / CLAIMS_DIR
+        # This reader's clock (monotonic): how long it has watched a heartbeat stand still.
+        self.clock = clock
+        self._watched: dict[Path, tuple[float, float]] = {}  # attempt -> (its beat, first seen)
         self.lease_s = lease_seconds(lease_s)
         self.beat_s = self.lease_s / 4
         self.poll_s = min(self.lease_s / 4, 10.0)
@@ -241,9 +253,20 @@ class ClaimBoard:
         if holder.worker == self.worker.name:
             return holder.path in _held()
         if holder.flock and holder.boot and holder.boot == self.worker.boot:
-            if _probe(holder.path) == "free":
-                return False
-        return time.time() - holder.beat <= self.lease_s
+            probe = _probe(holder.path)
+            if probe != "unknown":  # the kernel knows: a held lock is a living process
+                return probe == "held"
+        return self._beating(holder)
+
+    def _beating(self, holder: Holder) -> bool:
+        """False once this reader has seen ``holder``'s heartbeat unchanged for a whole lease on
+        its own clock (the holder's timestamps only tell whether the beat changed)."""
+        now = self.clock()
+        seen = self._watched.get(holder.path)
+        if seen is None or seen[0] != holder.beat:
+            self._watched[holder.path] = (holder.beat, now)
+            return True
+        return now - seen[1] <= self.lease_s
 
     # ---- claiming --------------------------------------------------------------------------
 
@@ -282,14 +305,12 @@ class ClaimBoard:
             os.fsync(handle.fileno())
             try:
                 os.link(tmp, final)  # atomic, and fails if the attempt exists (NFS too)
-            except FileExistsError:
-                handle.close()
-                return None
-            except OSError as exc:  # no hard links here: exclusive creation instead
-                if exc.errno == errno.EEXIST:
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:  # no hard links here: exclusive creation instead
+                    return self._create_exclusive(final, record, handle)
+                if not _linked(tmp, final):  # another worker made it
                     handle.close()
                     return None
-                return self._create_exclusive(final, record, handle)
             return handle
         except BaseException:  # a failed lock, write or sync: no open file is left behind
             handle.close()
@@ -354,6 +375,16 @@ def _attempt_number(name: str) -> int | None:
     if name.startswith("attempt-") and name.endswith(".json") and name[8:-5].isdigit():
         return int(name[8:-5])
     return None
+
+
+def _linked(tmp: Path, final: Path) -> bool:
+    """Whether ``final`` is ``tmp`` itself: NFSv3 may answer a retried ``link`` that succeeded
+    with EEXIST, and then the temporary file has two names."""
+    try:
+        mine = os.stat(tmp)
+        return mine.st_nlink == 2 and os.path.samestat(mine, os.stat(final))
+    except OSError:
+        return False
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
