@@ -11,12 +11,13 @@ per objective.
 from __future__ import annotations
 
 import base64
-import html
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from errorentropy.fits.fit import read_fits
+from errorentropy.fits.records import SweepFits
+from errorentropy.report.table import Cell, Column, Table
 from errorentropy.storage import atomic_write_text, read_checked_json, write_checked_json
 from errorentropy.sweep.cells import load_cells
 
@@ -43,17 +44,13 @@ def read_objectives(sweep_dir: Path) -> list[str]:
     return list(read_checked_json(path, "objectives list")["objectives"])
 
 
-def _fits(sweep_dir: Path) -> dict[str, Any]:
-    return dict(json.loads((Path(sweep_dir) / "fits.json").read_text(encoding="utf-8")))
-
-
 def objective_rows(sweep_dir: Path, objectives: Sequence[str]) -> list[dict[str, Any]]:
     """Per objective, dataset and model (smallest first): the final checkpoint's held-out
     components (nats per token), top-1 accuracy and RBP_k (from the fits' RBP rows)."""
-    rbp: dict[tuple[str, str, str], dict[str, float]] = {}
-    for row in _fits(sweep_dir).get("rbp_fits", []):
-        for model, value in zip(row["models"], row["rbp"]):
-            rbp.setdefault((row["group"], row["dataset"], model), {})[f"RBP_{row['k']}"] = value
+    rbp: dict[tuple[str, str, str], dict[str, float | None]] = {}
+    for row in read_fits(sweep_dir).rbp_fits:
+        for model, value in zip(row.models, row.rbp):
+            rbp.setdefault((row.group, row.dataset, model), {})[f"RBP_{row.k}"] = value
     finals: dict[tuple[str, str, str], Any] = {}
     for cell in load_cells(sweep_dir):
         key = (cell.family, cell.key.dataset, cell.key.model)
@@ -83,20 +80,22 @@ def objective_rows(sweep_dir: Path, objectives: Sequence[str]) -> list[dict[str,
 def objective_fits(sweep_dir: Path, objectives: Sequence[str]) -> list[dict[str, Any]]:
     """Per objective and dataset: the CE and EE power laws (alpha, R^2, intervals) and the
     paired R^2(EE) - R^2(CE) with its interval and what it says."""
-    fits = _fits(sweep_dir)
-    laws = {(r["group"], r["dataset"], r["quantity"]): r for r in fits.get("fits", [])}
-    paired = {(r["group"], r["dataset"]): r for r in fits.get("r2_ee_vs_ce", [])}
+    fits: SweepFits = read_fits(sweep_dir)
+    laws = {(r.group, r.dataset, r.quantity): r for r in fits.fits}
+    paired = {(r.group, r.dataset): r for r in fits.r2_ee_vs_ce}
     rows = []
     for dataset in sorted({d for _, d, _ in laws}):
         for objective in objectives:
             row: dict[str, Any] = {"objective": objective, "dataset": dataset}
             for q in ("CE", "EE"):
-                law = laws.get((objective, dataset, q), {})
+                law = laws.get((objective, dataset, q))
                 for k in ("alpha", "alpha_ci", "r2", "r2_ci"):
-                    row[f"{q}_{k}"] = law.get(k)
-            pair = paired.get((objective, dataset), {})
-            row["r2_ee_minus_ce"] = pair.get("difference_ee_minus_ce")
-            row["r2_difference_ci"] = pair.get("difference_ci")
+                    value = getattr(law, k) if law is not None else None
+                    row[f"{q}_{k}"] = list(value) if isinstance(value, tuple) else value
+            pair = paired.get((objective, dataset))
+            row["r2_ee_minus_ce"] = pair.difference_ee_minus_ce if pair else None
+            ci = pair.difference_ci if pair else None
+            row["r2_difference_ci"] = list(ci) if ci is not None else None
             row["ee_cleaner"] = _cleaner(row["r2_ee_minus_ce"], row["r2_difference_ci"])
             rows.append(row)
     return rows
@@ -143,69 +142,81 @@ def draw_objectives_figure(
     )
 
 
-def _num(x: float | None, digits: int = 4) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
+def _interval(ci: Sequence[float] | None) -> tuple[float, float] | None:
+    return None if ci is None else (float(ci[0]), float(ci[1]))
 
 
-def _ci(ci: Sequence[float] | None, digits: int = 3) -> str:
-    return "" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
-
-
-def _tables(
-    rows: Sequence[dict[str, Any]], fit_rows: Sequence[dict[str, Any]]
-) -> list[tuple[str, list[str], list[list[str]]]]:
-    """The section's two tables as (title, header, rows) of strings."""
+def components_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """Each objective's final models: held-out CE, EE, SA, Conf, top-1 and RBP_k."""
     ks = sorted({k for r in rows for k in r if k.startswith("RBP_")}, key=lambda k: int(k[4:]))
-    models = [
-        [r["objective"], r["dataset"], r["model"], f"{r['non_embedding_params']:,}"]
-        + [_num(r[c]) for c, _ in COMPONENTS]
-        + [_num(r["top1"]), *[_num(r.get(k)) for k in ks]]
-        for r in rows
-    ]
-    header = ["objective", "dataset", "model", "N", "CE", "EE", "SA", "Conf", "top-1", *ks]
-    laws = [
-        [f["objective"], f["dataset"]]
-        + [
-            _num(f[f"{q}_{k}"]) + _ci(f[f"{q}_{k}_ci"])
-            for q in ("CE", "EE")
-            for k in ("alpha", "r2")
-        ]
-        + [_num(f["r2_ee_minus_ce"]) + _ci(f["r2_difference_ci"]), f["ee_cleaner"]]
-        for f in fit_rows
-    ]
-    law_header = ["objective", "dataset", "α(CE)", "R²(CE)", "α(EE)", "R²(EE)"]
-    return [
-        ("Held-out components of each objective's final models (nats per token)", header, models),
-        (
-            "Power laws per objective (95% bootstrap intervals), and whether EE's is cleaner",
-            [*law_header, "R²(EE) − R²(CE)", "EE's law cleaner?"],
-            laws,
-        ),
-    ]
+    heads = ["objective", "dataset", "model", "N", *(c for c, _ in COMPONENTS), "top-1", *ks]
+    keys = ["objective", "dataset", "model", "non_embedding_params", *(c for c, _ in COMPONENTS)]
+    columns = tuple(Column(h, k) for h, k in zip(heads, [*keys, "top1", *ks]))
+    table = Table(
+        "objectives-components",
+        "Held-out components of each objective's final models (nats per token)",
+        columns,
+    )
+    for r in rows:
+        n = r["non_embedding_params"]
+        table.rows.append(
+            (
+                Cell(r["objective"]),
+                Cell(r["dataset"]),
+                Cell(r["model"]),
+                Cell(n, shown=f"{n:,}"),
+                *(Cell(r[c]) for c, _ in COMPONENTS),
+                Cell(r["top1"]),
+                *(Cell(r.get(k)) for k in ks),
+            )
+        )
+    return table
 
 
-def section_markdown(tables: Sequence[tuple[str, list[str], list[list[str]]]], png: str) -> str:
+def laws_table(fit_rows: Sequence[dict[str, Any]]) -> Table:
+    """Per objective: CE's and EE's power laws with intervals, and whether EE's is cleaner."""
+    laws = [(q, k) for q in ("CE", "EE") for k in ("alpha", "r2")]
+    shown = {"alpha": "α", "r2": "R²"}
+    columns = (
+        Column("objective", "objective"),
+        Column("dataset", "dataset"),
+        *(Column(f"{shown[k]}({q})", f"{q}_{k}", interval=True) for q, k in laws),
+        Column("R²(EE) − R²(CE)", "r2_ee_minus_ce", interval=True),
+        Column("EE's law cleaner?", "ee_cleaner"),
+    )
+    table = Table(
+        "objectives-laws",
+        "Power laws per objective (95% bootstrap intervals), and whether EE's is cleaner",
+        columns,
+    )
+    for f in fit_rows:
+        table.rows.append(
+            (
+                Cell(f["objective"]),
+                Cell(f["dataset"]),
+                *(Cell(f[f"{q}_{k}"], _interval(f[f"{q}_{k}_ci"])) for q, k in laws),
+                Cell(f["r2_ee_minus_ce"], _interval(f["r2_difference_ci"])),
+                Cell(f["ee_cleaner"]),
+            )
+        )
+    return table
+
+
+def section_markdown(tables: Sequence[Table], png: str) -> str:
     """The section in Markdown, its figure at the relative path ``png``."""
     md = ["", "## Training objectives", "", f"![CE and EE per training objective]({png})", ""]
-    for title, header, body in tables:
-        md += [f"**{title}**", "", "| " + " | ".join(header) + " |"]
-        md += ["|" + "---|" * len(header), *["| " + " | ".join(r) + " |" for r in body], ""]
-    return "\n".join(md) + "\n"
+    return "\n".join(md) + "\n" + "\n".join(t.markdown() for t in tables)
 
 
-def section_html(tables: Sequence[tuple[str, list[str], list[list[str]]]], png: Path) -> str:
+def section_html(tables: Sequence[Table], png: Path) -> str:
     """The section in HTML, its figure inline."""
-    esc = html.escape
     encoded = base64.b64encode(png.read_bytes()).decode("ascii")
     h = [
         '<h2 id="objectives">Training objectives</h2>',
         f'<figure><img class="figure" alt="CE and EE per training objective" '
         f'src="data:image/png;base64,{encoded}"></figure>',
+        *(t.html() for t in tables),
     ]
-    for title, header, body in tables:
-        head = "".join(f"<th>{esc(c)}</th>" for c in header)
-        cells = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in body)
-        h.append(f"<table><caption>{esc(title)}</caption><tr>{head}</tr>{cells}</table>")
     return "\n".join(h) + "\n"
 
 
@@ -218,7 +229,7 @@ def append_objectives_section(sweep_dir: Path, md_path: Path, html_path: Path) -
     if not objectives:
         return []
     rows = objective_rows(sweep_dir, objectives)
-    tables = _tables(rows, objective_fits(sweep_dir, objectives))
+    tables = [components_table(rows), laws_table(objective_fits(sweep_dir, objectives))]
     png, svg = draw_objectives_figure(rows, objectives, sweep_dir / "figures" / FIGURE_STEM)
     md = md_path.read_text(encoding="utf-8")
     rel = png.relative_to(sweep_dir).as_posix()

@@ -43,7 +43,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ import numpy as np
 from errorentropy.errors import UserError
 from errorentropy.stats import entropy
 from errorentropy.stats.tokens import TokenTable
+from errorentropy.storage import from_record, to_record
 
 N_HALVES = entropy.N_HALVES
 SEED = entropy.SEED
@@ -127,36 +128,14 @@ class Convergence:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form (a summary's ``ee_convergence``; the interval as a list)."""
-        out = asdict(self)
-        out["interval"] = None if self.interval is None else list(self.interval)
-        return out
+        """The JSON form (a summary's ``ee_convergence``): one key per field."""
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Convergence:
         """Inverse of :meth:`to_dict`; KeyError, TypeError or ValueError when malformed (a
         legacy record, :func:`is_legacy`, lacks ``bias``: KeyError)."""
-        interval = raw["interval"]
-
-        def number(key: str) -> float | None:
-            return None if raw[key] is None else float(raw[key])
-
-        return cls(
-            n_tokens=int(raw["n_tokens"]),
-            n_documents=int(raw["n_documents"]),
-            error_entropy=float(raw["error_entropy"]),
-            error_entropy_miller_madow=float(raw["error_entropy_miller_madow"]),
-            error_entropy_grassberger=float(raw["error_entropy_grassberger"]),
-            error_entropy_chao_shen=float(raw["error_entropy_chao_shen"]),
-            bias=number("bias"),
-            interval=None if interval is None else (float(interval[0]), float(interval[1])),
-            drift=number("drift"),
-            factor=number("factor"),
-            noise=number("noise"),
-            n_halves=int(raw["n_halves"]),
-            seed=int(raw["seed"]),
-            level=float(raw["level"]),
-        )
+        return from_record(cls, raw)
 
 
 def ee_convergence(

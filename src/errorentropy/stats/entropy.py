@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,7 @@ from scipy import stats as sps
 from scipy.special import digamma
 
 from errorentropy.errors import UserError
+from errorentropy.storage import from_record, to_record
 
 Estimator = Callable[[np.ndarray], float]
 Interval = tuple[float, float]
@@ -272,22 +273,16 @@ class BiasEstimate:
         return self.value + self.estimate
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        out = asdict(self)
-        out["interval"] = list(self.interval)
-        out["drifts"] = list(self.drifts)
-        return out
+        """The JSON form: one key per field (:func:`errorentropy.storage.to_record`)."""
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BiasEstimate:
         """The inverse of :meth:`to_dict`."""
         try:
-            fields = {k: data[k] for k in cls.__dataclass_fields__}
+            return from_record(cls, data)
         except KeyError as err:
             raise UserError(f"bias estimate record lacks the field {err.args[0]!r}") from None
-        fields["interval"] = (float(data["interval"][0]), float(data["interval"][1]))
-        fields["drifts"] = tuple(float(x) for x in data["drifts"])
-        return cls(**fields)
 
 
 def _mm_bias(counts: np.ndarray) -> np.ndarray:
@@ -404,20 +399,16 @@ class ExponentCheck:
     n_models: int
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists)."""
-        out = asdict(self)
-        out["alpha_halves"] = list(self.alpha_halves)
-        return out
+        """The JSON form: one key per field (:func:`errorentropy.storage.to_record`)."""
+        return to_record(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExponentCheck:
         """The inverse of :meth:`to_dict`."""
         try:
-            fields = {k: data[k] for k in cls.__dataclass_fields__}
+            return from_record(cls, data)
         except KeyError as err:
             raise UserError(f"exponent check record lacks the field {err.args[0]!r}") from None
-        fields["alpha_halves"] = tuple(float(x) for x in data["alpha_halves"])
-        return cls(**fields)
 
 
 def fit_exponent(n_params: npt.ArrayLike, ee: npt.ArrayLike) -> float:
