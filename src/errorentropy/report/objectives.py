@@ -96,13 +96,21 @@ def objective_fits(sweep_dir: Path, objectives: Sequence[str]) -> list[dict[str,
             row["r2_ee_minus_ce"] = pair.difference_ee_minus_ce if pair else None
             ci = pair.difference_ci if pair else None
             row["r2_difference_ci"] = list(ci) if ci is not None else None
-            row["ee_cleaner"] = _cleaner(row["r2_ee_minus_ce"], row["r2_difference_ci"])
+            row["ee_cleaner"] = _cleaner(
+                row["r2_ee_minus_ce"], row["r2_difference_ci"], row["CE_alpha"]
+            )
             rows.append(row)
     return rows
 
 
-def _cleaner(difference: float | None, ci: Sequence[float] | None) -> str:
-    """What the paired R^2 difference says: EE's law cleaner, CE's, or no clear difference."""
+def _cleaner(
+    difference: float | None, ci: Sequence[float] | None, ce_alpha: float | None = None
+) -> str:
+    """What the paired R^2 difference says: EE's law cleaner, CE's, or no clear difference; and
+    no comparison where CE does not fall with N (an objective that did not learn to scale, whose
+    R^2 compares two bad fits)."""
+    if ce_alpha is not None and ce_alpha >= 0:
+        return "no scaling: CE does not fall with N"
     if difference is None:
         return "not fitted"
     if ci is None:
