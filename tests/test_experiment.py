@@ -80,3 +80,20 @@ def test_bad_objective_names_are_refused() -> None:
         objective_names("ce,ee")
     with pytest.raises(UserError, match="twice"):
         objective_names("ce+conf,ce+1conf")
+
+
+@pytest.mark.parametrize(
+    ("difference", "ci", "ce_alpha", "said"),
+    [
+        (0.06, (0.03, 0.10), -0.02, "yes: EE cleaner"),
+        (-0.004, (-0.008, -0.0002), -0.02, "no: CE cleaner"),
+        (-0.003, (-0.008, 0.002), -0.02, "no clear difference"),
+        # ce+conf in the full demo: R^2 0.19 vs 0.25 while CE rises with N: no comparison
+        (0.06, (0.03, 0.10), 0.0026, "no scaling: CE does not fall with N"),
+        (None, None, None, "not fitted"),
+    ],
+)
+def test_cleaner_verdict(difference, ci, ce_alpha, said) -> None:
+    from errorentropy.report.objectives import _cleaner
+
+    assert _cleaner(difference, ci, ce_alpha) == said
