@@ -111,6 +111,8 @@ print(json.dumps({
     "metric_ee": float(names["metric"].compute()["error_entropy"]),
     "trainer_ee": names["trainer"].state.log_history[-1]["eval_error_entropy"],
     "vocab": names["model"].config.vocab_size,
+    "terms": names["terms"].as_dict(),
+    "terms_loss": float(names["loss"]),
 }))
 """
 
@@ -153,3 +155,10 @@ def test_every_python_block_of_the_readme_runs(tmp_path):
     # The torchmetrics block saw the accumulator's batches: the same histogram, the same EE.
     assert report["metric_ee"] == report["hist_ee"]
     assert 0 < report["trainer_ee"] < math.log(report["vocab"])
+    # The objectives block: the last batch's terms, the loss CE + 0.5 Conf, the identity exact.
+    t = report["terms"]
+    ce, ee_, sa, conf = (
+        t[k] for k in ("cross_entropy", "error_entropy", "self_alignment", "confidence")
+    )
+    assert abs(ce - (ee_ + sa - conf)) < 1e-9
+    assert abs(report["terms_loss"] - (ce + 0.5 * conf)) < 1e-5
