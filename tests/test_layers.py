@@ -73,7 +73,8 @@ LONG: dict[str, str] = {
     ),
     "errorentropy.stats.histogram:RankHistogram": (
         "the value type's whole algebra (build, +, save/load, decompose, rbp, mrr) in one place; "
-        "its to_dict/from_dict go to the shared record reader"
+        "its file form is sparse arrays with validation, which the field-per-key record helper "
+        "(storage.to_record) does not express"
     ),
 }
 
