@@ -412,11 +412,12 @@ def write_summary(results: Path, target: Path) -> str:
             "",
             "`score_documents` rows: the scoring loop alone, in a process that imported "
             "and loaded the model. The `errorentropy score` row: the whole command on the "
-            "same 8 documents read from a file (corpus, scoring, the summary with its EE "
-            "convergence bootstrap, weights fingerprint, token table, writing). Its peak "
-            "above the scoring loop's is the summary's bootstrap: 200 replicates x the "
-            "observed ranks (15,451 here) held dense, in chunks bounded by "
-            "`errorentropy.stats.bootstrap.CHUNK_ELEMENTS`. The load-only row includes "
+            "same 8 documents read from a file (corpus, scoring, the summary with its "
+            "bias-left check of EE from 50 random halves of the documents, weights "
+            "fingerprint, token table, writing). The summary's check used to be a "
+            "200-replicate bootstrap holding the replicates x observed ranks (15,451 here) "
+            "dense, which put the command's peak about 185 MiB above the scoring loop's "
+            "(the figures of results/c_memory_before.json below). The load-only row includes "
             "the digest of the parameters `load_model` takes (a strided sample of each "
             "tensor), which pages in parts of the memory-mapped weights that scoring reads "
             "anyway.",

@@ -222,10 +222,10 @@ def test_centred_intervals_cover_the_corpus_level_ee_where_percentile_intervals_
 
 
 def test_a_cells_bootstrap_holds_little_memory_at_a_large_vocabulary():
-    """A summary's convergence bootstrap (200 replicates) over ~15k observed ranks, as at
-    vocabulary 151,936: its dense replicate chunks stay small (about nine arrays of replicates
-    x ranks are live at once; all 200 replicates in one chunk set the peak of errorentropy score
-    at max-length 2048, batch 8)."""
+    """A cell's document bootstrap (200 replicates) over ~15k observed ranks, as at vocabulary
+    151,936: its dense replicate chunks stay small (about nine arrays of replicates x ranks are
+    live at once; with all 200 replicates in one chunk this bootstrap, when every summary ran it,
+    set the peak of errorentropy score at max-length 2048, batch 8)."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
