@@ -15,6 +15,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from errorentropy.cli.messages import for_command_line
+
 pytest.importorskip("triton")
 
 from errorentropy.errors import UserError  # noqa: E402
@@ -216,9 +218,12 @@ def test_fused_head_needs_cuda_outside_the_interpreter(tokenizer, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "needs a CUDA device" in fused_head.available("cpu")
     with pytest.raises(
-        UserError, match="--head fused: the fused head needs a CUDA device .*use --head chunked"
-    ):
+        UserError, match="head='fused': the fused kernel needs a CUDA device .*use head='chunked'"
+    ) as refused:
         choose_head(model, "fused", [1, 2, 3])
+    # the same check, as the command line says it
+    assert for_command_line(refused.value).startswith("--head fused: the fused kernel needs a CUDA")
+    assert for_command_line(refused.value).endswith("use --head chunked")
     # auto on CPU never tries the fused kernel: the chunked head, verified
     head = choose_head(model, "auto", list(range(1, 20)))
     assert head is not None and not head.fused and head.note is None
@@ -226,8 +231,9 @@ def test_fused_head_needs_cuda_outside_the_interpreter(tokenizer, monkeypatch):
 
 def test_fused_head_refuses_profile(tokenizer):
     model = tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
-    with pytest.raises(UserError, match="--profile"):
+    with pytest.raises(UserError, match="profile=True needs; use head='chunked'") as refused:
         choose_head(model, "fused", [1, 2, 3], profile=True)
+    assert "--profile needs; use --head chunked" in for_command_line(refused.value)
 
 
 def test_minus_infinity_bias_and_bad_targets():

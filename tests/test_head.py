@@ -266,6 +266,7 @@ def test_logit_scale_after_the_head(arch, key, value, tokenizer, docs):
 def test_a_forced_head_that_does_not_reproduce_the_logits_is_refused(tokenizer, docs):
     """--head chunked on a model whose forward changes the logits after the head: an error naming
     the fix, never silently different numbers (auto falls back to the full logits instead)."""
+    from errorentropy.cli.messages import for_command_line
     from errorentropy.errors import UserError
 
     model = tiny_model(
@@ -277,9 +278,10 @@ def test_a_forced_head_that_does_not_reproduce_the_logits_is_refused(tokenizer, 
     ids = tokenize(tokenizer, docs[:1])[0][:32]
     with pytest.raises(
         UserError,
-        match="--head chunked: .* does not reproduce the model's own logits.*--head auto or full",
-    ):
+        match="head='chunked': .* does not reproduce the model's own logits.*head='auto' or",
+    ) as refused:
         choose_head(model, "chunked", ids)
+    assert for_command_line(refused.value).endswith("use --head auto or --head full")
     assert choose_head(model, "auto", ids) is None
 
 

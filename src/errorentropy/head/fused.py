@@ -43,11 +43,11 @@ def available(device: torch.device | str) -> str | None:
     """None when the fused kernel can run on ``device``; else why not, as a short phrase."""
     device = torch.device(device)
     if device.type != "cuda" and not interpreting():
-        return f"the fused head needs a CUDA device (got {device.type})"
+        return f"the fused kernel needs a CUDA device (got {device.type})"
     try:
         import triton  # noqa: F401
     except ImportError:
-        return "the fused head needs Triton (pip install triton)"
+        return "the fused kernel needs Triton (pip install triton)"
     return None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from errorentropy.errors import ArgumentError, UserError
+from errorentropy.errors import ArgumentError
 from errorentropy.head import fused
 from errorentropy.head.chunked import score_hidden
 from errorentropy.head.fused import available
@@ -181,33 +181,38 @@ def choose_head(
     head = find_head(model)
     if head is None:
         if mode in ("chunked", "fused"):
-            raise UserError(
-                f"--head {mode}: cannot find a linear output head on "
-                f"{type(model).__name__}; use --head full"
+            raise ArgumentError(
+                f"head='{mode}': cannot find a linear output layer on "
+                f"{type(model).__name__}; use head='full'",
+                "head",
             )
         return None
     scaled = head.logit_map.scaled
     if mode == "fused":
         reason = available(head.weight.device)
         if reason is not None:
-            raise UserError(f"--head fused: {reason}; use --head chunked")
+            raise ArgumentError(f"head='fused': {reason}; use head='chunked'", "head")
         if scaled:
-            raise UserError(
-                "--head fused does not apply a logit scale after the head (this model has "
-                "one); use --head chunked"
+            raise ArgumentError(
+                "head='fused' does not apply a logit scale after the output layer (this model has "
+                "one); use head='chunked'",
+                "head",
             )
         if profile:
-            raise UserError(
-                "--head fused does not compute the top log-probabilities --profile needs; "
-                "use --head chunked"
+            raise ArgumentError(
+                "head='fused' does not compute the top log-probabilities profile=True needs; "
+                "use head='chunked'",
+                "head",
+                "profile",
             )
     ids = torch.tensor([list(sample_ids[:32])], dtype=torch.long, device=input_device(model))
     if not verify_head(model, head, ids):
         if mode in ("chunked", "fused"):  # forcing a head never buys wrong numbers
-            raise UserError(
-                f"--head {mode}: the output head found on {type(model).__name__} does not "
+            raise ArgumentError(
+                f"head='{mode}': the output layer found on {type(model).__name__} does not "
                 "reproduce the model's own logits (a scaling or other step after it?); "
-                "use --head auto or full"
+                "use head='auto' or head='full'",
+                "head",
             )
         return None
     if mode == "fused":
