@@ -300,3 +300,15 @@ def test_command_line_names_flags_for_keywords() -> None:
         "--data is empty; --samples 3"
     )
     assert for_command_line(UserError("max_length stays")) == "max_length stays"
+
+
+def test_run_sweep_refuses_a_file_as_out_dir_in_python_and_cli_words(tmp_path):
+    from errorentropy.cli.messages import for_command_line
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[[models]]\nid = "x"\n[[datasets]]\ndata = "builtin:prose"\n')
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ee.UserError, match="out_dir=.* is a file") as refused:
+        ee.run_sweep(spec, afile, progress=False)
+    assert for_command_line(refused.value).startswith(f"--out {afile} is a file")

@@ -18,6 +18,7 @@ FLAGS: dict[str, str] = {
     "rbp_ks": "--rbp-k",
     "spec_path": "SPEC",
     "sweep_dir": "SWEEP_DIR",
+    "out_dir": "--out",
 }
 
 # Seconds before a library's progress bar shows: work that ends (or fails) sooner prints none.

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from errorentropy.errors import UserError, as_path_text
+from errorentropy.errors import ArgumentError, UserError, as_path_text
 from errorentropy.storage import atomic_write_text
 from errorentropy.sweep.cells import (
     CELLS_DIR,
@@ -104,7 +104,9 @@ def run_sweep(
     spec = load_spec(as_path_text(spec_path, "spec_path"))
     out = Path(as_path_text(out_dir, "out_dir"))
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder for the sweep results")
+        raise ArgumentError(
+            f"out_dir={str(out)!r} is a file; pass a folder for the sweep results", "out_dir"
+        )
     if dry_run:
         return survey(spec, out, lease_s=lease_s)
     started = time.perf_counter()
