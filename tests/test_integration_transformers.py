@@ -371,6 +371,13 @@ for per_batch in (False, True):
 if trainer.is_world_process_zero():
     open({result!r}, "w").write(json.dumps(out))
 trainer.accelerator.wait_for_everyone()
+# Leave the group, then exit without the interpreter's teardown: gloo's C++ destructors at exit
+# can abort a rank ("terminate called without an active exception"), as errorentropy's own
+# torchrun commands avoid the same way (errorentropy.cli.conclude).
+torch.distributed.destroy_process_group()
+sys.stdout.flush(); sys.stderr.flush()
+import os
+os._exit(0)
 """
 
 
