@@ -298,11 +298,7 @@ class ClaimBoard:
         record.update(boot=w.boot, since=time.time(), flock=self.flock_works())
         handle = open(tmp, "x", encoding="utf-8")
         try:
-            if record["flock"]:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            _hold_and_write(handle, record)
             try:
                 os.link(tmp, final)  # atomic, and fails if the attempt exists (NFS too)
             except OSError as exc:
@@ -326,11 +322,7 @@ class ClaimBoard:
         except FileExistsError:
             return None
         try:
-            if record["flock"]:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+            _hold_and_write(handle, record)
         except BaseException:  # the empty attempt file is left to the lease, the handle closed
             handle.close()
             raise
@@ -375,6 +367,15 @@ def _attempt_number(name: str) -> int | None:
     if name.startswith("attempt-") and name.endswith(".json") and name[8:-5].isdigit():
         return int(name[8:-5])
     return None
+
+
+def _hold_and_write(handle: Any, record: dict[str, Any]) -> None:
+    """Lock a new attempt file (where flock works here) and write its claim record durably."""
+    if record["flock"]:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def _linked(tmp: Path, final: Path) -> bool:
