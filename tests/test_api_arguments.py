@@ -253,10 +253,11 @@ def test_score_options_are_checked_once_per_score_command(model_dir, folder, tmp
 
 def test_one_scored_corpus_type(loaded, short_docs) -> None:
     """The engine's result and ee.score's are one type, with the summary filled in by ee.score."""
-    from errorentropy.scoring.engine import ScoreResult, score_documents
+    from errorentropy.scoring.engine import score_documents
+    from errorentropy.scoring.results import ScoredCorpus
 
     model, tokenizer = loaded
-    assert ScoreResult is ee.ScoredCorpus
+    assert ScoredCorpus is ee.ScoredCorpus
     raw = score_documents(model, tokenizer, short_docs, ee.ScoreOptions(max_length=32))
     scored = ee.score(model, tokenizer, short_docs, max_length=32)
     assert isinstance(raw, ee.ScoredCorpus) and raw.summary == {}

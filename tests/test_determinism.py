@@ -17,7 +17,8 @@ import pytest
 from errorentropy.data.windows import tokenize
 from errorentropy.options import ScoreOptions
 from errorentropy.scoring.distributed import merge_results, shard_documents
-from errorentropy.scoring.engine import ScoreResult, score_documents
+from errorentropy.scoring.engine import score_documents
+from errorentropy.scoring.results import ScoredCorpus
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.testing import tiny_model
 
@@ -35,7 +36,7 @@ def docs(short_docs):
     return sorted(short_docs, key=len, reverse=True)
 
 
-def same_tokens(a: ScoreResult, b: ScoreResult) -> None:
+def same_tokens(a: ScoredCorpus, b: ScoredCorpus) -> None:
     for name in FIELDS:
         x, y = getattr(a.tokens, name), getattr(b.tokens, name)
         assert x.dtype == y.dtype, name

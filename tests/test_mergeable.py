@@ -17,8 +17,14 @@ from hypothesis import strategies as st
 
 from errorentropy.options import ScoreOptions
 from errorentropy.scoring.distributed import merge_results, shard_documents
-from errorentropy.scoring.engine import ScoreResult, score_documents
-from errorentropy.scoring.results import HISTOGRAM_FILE, PROFILE_FILE, TOKENS_FILE, write_result
+from errorentropy.scoring.engine import score_documents
+from errorentropy.scoring.results import (
+    HISTOGRAM_FILE,
+    PROFILE_FILE,
+    TOKENS_FILE,
+    ScoredCorpus,
+    write_result,
+)
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.profile import PROFILE_RANKS, PROFILE_TOP, RankProfile
 from errorentropy.stats.tokens import TokenTable
@@ -176,7 +182,7 @@ def test_rank_profile(data):
 SCORE_OPTIONS = ScoreOptions(max_length=64, window="stride", stride=32, batch_size=4, profile=True)
 
 
-def result_fields(r: ScoreResult) -> dict[str, Any]:
+def result_fields(r: ScoredCorpus) -> dict[str, Any]:
     fields = {f"histogram.{k}": v for k, v in histogram_fields(r.histogram).items()}
     for name in ("doc", "position", "rank", "logprob"):
         fields[f"tokens.{name}"] = getattr(r.tokens, name)
@@ -186,16 +192,16 @@ def result_fields(r: ScoreResult) -> dict[str, Any]:
     return fields
 
 
-def save_result(r: ScoreResult, folder: Path) -> None:
+def save_result(r: ScoredCorpus, folder: Path) -> None:
     """A result folder (results.write_result); what has no file of its own rides in the summary."""
     folder.mkdir()
     write_result(folder, r, {"head_path": r.head_path, "n_windows": r.n_windows, "notes": r.notes})
 
 
-def load_result(folder: Path) -> ScoreResult:
+def load_result(folder: Path) -> ScoredCorpus:
     summary = json.loads((folder / "summary.json").read_text())
     profile = RankProfile.load(folder / PROFILE_FILE) if (folder / PROFILE_FILE).exists() else None
-    return ScoreResult(
+    return ScoredCorpus(
         RankHistogram.load(folder / HISTOGRAM_FILE),
         TokenTable.load(folder / TOKENS_FILE),
         summary["head_path"],
@@ -206,12 +212,12 @@ def load_result(folder: Path) -> ScoreResult:
 
 
 @pytest.fixture(scope="module")
-def scored(tokenizer, short_docs) -> Mergeable[ScoreResult, int]:
+def scored(tokenizer, short_docs) -> Mergeable[ScoredCorpus, int]:
     """Results over subsets of ``short_docs`` (one too short to score), merged by merge_results;
     merge_results promises the histogram and tokens bit for bit, so those sums are exact."""
     model = tiny_model("gpt2", len(tokenizer), hidden=32, layers=1, heads=2, context=128)
     return Mergeable(
-        name="ScoreResult",
+        name="ScoredCorpus",
         items=st.lists(st.integers(0, len(short_docs) - 1), unique=True),
         build=lambda ids: score_documents(
             model, tokenizer, short_docs, SCORE_OPTIONS, doc_ids=list(ids)

@@ -20,8 +20,8 @@ from errorentropy.head.select import find_head
 from errorentropy.head.token_stats import TIE_SHARE, TiedLogitsWarning, warn_ties
 from errorentropy.models.loading import count_parameters, family_of
 from errorentropy.options import DEFAULT_RBP_KS, ScoreOptions
-from errorentropy.scoring.engine import ScoreResult, score_documents
-from errorentropy.scoring.results import summarize, summary_settings, write_result
+from errorentropy.scoring.engine import score_documents
+from errorentropy.scoring.results import ScoredCorpus, summarize, summary_settings, write_result
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.quantities import QUANTITIES
 from errorentropy.storage import commit_folder
@@ -162,9 +162,9 @@ def all_reduce_histogram(histogram: RankHistogram, group: Any = None) -> RankHis
 
 def score_texts(
     model: torch.nn.Module, tokenizer: Any, documents: Sequence[str], options: ScoreOptions
-) -> ScoreResult:
+) -> ScoredCorpus:
     """Score ``documents`` with ``model`` as it is now (a
-    :class:`~errorentropy.scoring.engine.ScoreResult`): in eval mode under ``torch.no_grad``,
+    :class:`~errorentropy.scoring.engine.ScoredCorpus`): in eval mode under ``torch.no_grad``,
     drawing no random numbers, and leaving every module's train/eval mode and the gradients as
     they were. What ``DecompositionCallback`` runs at each step; usable from any training loop."""
     modes = [(module, module.training) for module in model.modules()]
@@ -179,7 +179,7 @@ def score_texts(
 
 def write_step_cell(
     out: str | Path,
-    result: ScoreResult,
+    result: ScoredCorpus,
     model: torch.nn.Module,
     *,
     label: str,

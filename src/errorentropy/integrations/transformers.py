@@ -43,7 +43,8 @@ from errorentropy.integrations.common import (
 )
 from errorentropy.models.loading import family_of
 from errorentropy.options import ScoreOptions
-from errorentropy.scoring.engine import ScoreResult, check_context
+from errorentropy.scoring.engine import check_context
+from errorentropy.scoring.results import ScoredCorpus
 from errorentropy.stats.histogram import RankHistogram
 
 __all__ = [
@@ -409,13 +410,13 @@ class DecompositionCallback(TrainerCallback):
 
     # ---- scoring and saving ---------------------------------------------------------------------
 
-    def score_model(self, model: torch.nn.Module) -> ScoreResult:
+    def score_model(self, model: torch.nn.Module) -> ScoredCorpus:
         """Score the held-out texts with ``model`` as it is now (:func:`score_texts`)."""
         if self.tokenizer is None:
             raise UserError(_ATTACH)
         return score_texts(model, self.tokenizer, self.documents, self.options)
 
-    def write_cell(self, result: ScoreResult, model: torch.nn.Module, step: int) -> Path:
+    def write_cell(self, result: ScoredCorpus, model: torch.nn.Module, step: int) -> Path:
         """Save ``result`` as the sweep cell of revision ``step{step}`` under :attr:`out` (what a
         sweep over checkpoints writes) and return its folder (:func:`write_step_cell`)."""
         if self.out is None:

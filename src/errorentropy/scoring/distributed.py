@@ -23,7 +23,8 @@ import torch
 
 from errorentropy.errors import UserError
 from errorentropy.options import DEFAULT_OPTIONS, ScoreOptions
-from errorentropy.scoring.engine import ScoreResult, score_documents
+from errorentropy.scoring.engine import score_documents
+from errorentropy.scoring.results import ScoredCorpus
 from errorentropy.stats.histogram import RankHistogram
 from errorentropy.stats.profile import RankProfile
 from errorentropy.stats.tokens import TokenTable
@@ -96,7 +97,7 @@ def shard_documents(n_documents: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, n_documents, world_size))
 
 
-def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
+def merge_results(parts: Sequence[ScoredCorpus]) -> ScoredCorpus:
     """One result from shard results over disjoint documents: tokens concatenated in (document,
     position) order, histogram rebuilt from them (bit-identical to one process), bookkeeping
     added."""
@@ -121,7 +122,7 @@ def merge_results(parts: Sequence[ScoreResult]) -> ScoreResult:
     notes = list(dict.fromkeys(note for p in parts for note in p.notes))
     if len(paths) > 1:
         notes.append(f"processes used different head paths: {', '.join(paths)}")
-    return ScoreResult(
+    return ScoredCorpus(
         histogram,
         tokens,
         "+".join(paths),
@@ -144,7 +145,7 @@ def agree(error: str | None) -> str | None:
     return next((f"process {rank}: {e}" for rank, e in enumerate(errors) if e), None)
 
 
-def gather_results(local: ScoreResult) -> ScoreResult:
+def gather_results(local: ScoredCorpus) -> ScoredCorpus:
     """Every process's shard result, merged; every process receives the merged result."""
     import torch.distributed as dist
 
@@ -162,7 +163,7 @@ def shard_and_score(
     options: ScoreOptions = DEFAULT_OPTIONS,
     *,
     progress: bool = False,
-) -> ScoreResult:
+) -> ScoredCorpus:
     """Score ``documents`` across all processes of a torchrun launch and return the merged result
     (on every process; only rank 0 should write it). Outside torchrun: ``score_documents``.
 
@@ -174,7 +175,7 @@ def shard_and_score(
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
         return score_documents(model, tokenizer, documents, options, progress=progress)
     rank, world = dist.get_rank(), dist.get_world_size()
-    local: ScoreResult | None = None
+    local: ScoredCorpus | None = None
     try:
         local = score_documents(
             model,

@@ -26,10 +26,6 @@ PROGRESS_DELAY_S = 1.0  # seconds before the scoring bar shows
 BatchScores = tuple[TokenScores, np.ndarray, np.ndarray]  # scores, documents, positions
 
 
-# The engine's result is the one scored-corpus type; its summary is filled in by scoring.api.
-ScoreResult = ScoredCorpus
-
-
 def check_context(model: torch.nn.Module, max_length: int) -> None:
     """Refuse a max_length beyond the positions the model has (in keyword names; the command
     line shows the flag)."""

@@ -40,7 +40,7 @@ from errorentropy.sweep.spec import (
 
 if TYPE_CHECKING:
     from errorentropy.options import ScoreOptions
-    from errorentropy.scoring.engine import ScoreResult
+    from errorentropy.scoring.results import ScoredCorpus
 
 
 _ERROR = "\x00error:"  # rank 0 to the other processes: stop with this error
@@ -279,7 +279,7 @@ def agreed_corpus(inputs: _Inputs, cell: Cell) -> Corpus:
 
 
 def cell_settings_of(
-    cell: Cell, loaded: _Loaded, corpus: Corpus, result: ScoreResult, options: ScoreOptions
+    cell: Cell, loaded: _Loaded, corpus: Corpus, result: ScoredCorpus, options: ScoreOptions
 ) -> dict[str, Any]:
     """What a cell's summary records about how it was computed (and from which weights)."""
     assert loaded.counts is not None
@@ -306,7 +306,7 @@ def cell_settings_of(
 def commit_result(
     cells_root: Path,
     cell: Cell,
-    result: ScoreResult,
+    result: ScoredCorpus,
     summary: dict[str, Any],
     timing: dict[str, Any],
     loaded: _Loaded,
