@@ -34,7 +34,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -43,8 +43,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         raise
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+def fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX); a no-op where directories cannot open."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -156,7 +156,7 @@ def commit_folder(cells_root: Path, cell_id: str, build: Callable[[Path], None])
             old = cells_root / f".{cell_id}.old-{tag}"
             os.replace(final, old)
         os.replace(tmp, final)
-        _fsync_directory(cells_root)
+        fsync_directory(cells_root)
     except BaseException:
         if old is not None and not final.exists():
             os.replace(old, final)  # interrupted between the renames: the earlier result comes back

@@ -15,13 +15,14 @@ Whether another worker took the cell over is asked again immediately before the 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from errorentropy.storage import fsync_directory
 
 # Times a commit tries again after another commit took the final name between its look and its
 # rename (each try sees that commit's folder and keeps it, or replaces a replaceable one).
@@ -85,7 +86,7 @@ def _place(tmp: Path, final: Path, old: Path, stands: Callable[[Path], bool]) ->
         if moved:
             _put_back(old, final)
         raise
-    _fsync_directory(final.parent)
+    fsync_directory(final.parent)
     if moved:
         shutil.rmtree(old, ignore_errors=True)
     return True
@@ -97,13 +98,3 @@ def _put_back(old: Path, final: Path) -> None:
         os.rename(old, final)
     except OSError:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable (where directories can be synced)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
