@@ -39,15 +39,15 @@ def type_name(value: object) -> str:
     return f"{type(value).__name__} {shown}"
 
 
-def check_int(value: object, name: str, minimum: int, *, optional: bool = False) -> None:
-    """``value`` is an integer >= ``minimum`` (or None when ``optional``), else an
-    :class:`ArgumentError` naming ``name``."""
+def check_int(value: object, name: str, minimum: int | None, *, optional: bool = False) -> None:
+    """``value`` is an integer >= ``minimum`` (any integer when ``minimum`` is None; None itself
+    when ``optional``), else an :class:`ArgumentError` naming ``name``."""
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
         none = " or None" if optional else ""
         raise ArgumentError(f"{name} must be an integer{none}, got {type_name(value)}", name)
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ArgumentError(f"{name} must be at least {minimum}, got {value}", name)
 
 

@@ -12,7 +12,6 @@ from ..errors import UserError
 __all__ = [
     "check_finite",
     "check_inputs",
-    "check_int",
     "check_positive",
     "check_real",
     "targets_and_mask",
@@ -86,11 +85,3 @@ def check_positive(name: str, value: object) -> None:
     check_real(name, value)
     if value <= 0:  # type: ignore[operator]
         raise UserError(f"{name} must be > 0, got {value!r}")
-
-
-def check_int(name: str, value: object, *, minimum: int | None) -> None:
-    """UserError unless ``value`` is an int (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise UserError(f"{name} must be >= {minimum}, got {value!r}")

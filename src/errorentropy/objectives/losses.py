@@ -18,12 +18,11 @@ from typing import Literal, overload
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_bool, check_int
 from . import soft_rank as sr
 from .inputs import (
     check_finite,
     check_inputs,
-    check_int,
     check_positive,
     check_real,
     targets_and_mask,
@@ -93,12 +92,10 @@ class Objective:
             )
         check_positive("tau", self.tau)
         check_positive("bandwidth", self.bandwidth)
-        check_int("rbp_k", self.rbp_k, minimum=1)
-        check_int("ignore_index", self.ignore_index, minimum=None)
-        if self.chunk_size is not None:
-            check_int("chunk_size", self.chunk_size, minimum=1)
-        if not isinstance(self.shift, bool):
-            raise UserError(f"shift must be True or False, got {self.shift!r}")
+        check_int(self.rbp_k, "rbp_k", 1)
+        check_int(self.ignore_index, "ignore_index", None)
+        check_int(self.chunk_size, "chunk_size", 1, optional=True)
+        check_bool(self.shift, "shift")
         if self.bins is not None:
             try:
                 object.__setattr__(self, "bins", sr.check_bins(self.bins))
@@ -291,9 +288,8 @@ def soft_ranks(
     """The soft rank ``sum_{v != t} sigmoid((z_v - z_t) / tau)`` of each label, shaped like the
     labels (NaN where there is none); differentiable, and the exact rank as ``tau -> 0``."""
     check_positive("tau", tau)
-    check_int("ignore_index", ignore_index, minimum=None)
-    if chunk_size is not None:
-        check_int("chunk_size", chunk_size, minimum=1)
+    check_int(ignore_index, "ignore_index", None)
+    check_int(chunk_size, "chunk_size", 1, optional=True)
     vocab = check_inputs(logits, labels)
     targets, valid = targets_and_mask(labels, ignore_index, shift, vocab)
     plan = Plan(False, False, tau, min(chunk_size or vocab, vocab))
