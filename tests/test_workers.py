@@ -540,3 +540,49 @@ def test_chaos_workers_paused_past_their_lease_again_and_again(toy, single, tmp_
         f"{sorted((o, outcomes.count(o)) for o in set(outcomes))}",
         file=sys.stderr,
     )
+
+
+def test_a_release_whose_heartbeat_file_was_deleted_still_lets_go(tmp_path, monkeypatch):
+    """A paused holder's half-written heartbeat is deleted by the worker that took its cell over
+    (claims._clean_older); the holder, resumed, finishes its release without an error and drops
+    its lock."""
+    import errorentropy.sweep.claims as claims
+
+    board = ClaimBoard(tmp_path, lease_s=3600)
+    claim = board.try_claim("c")
+    assert claim is not None
+
+    def deleted_under_it(path, text):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+
+    monkeypatch.setattr(claims, "atomic_write_text", deleted_under_it)
+    claim.release("superseded")  # raised FileNotFoundError out of the worker before the fix
+    monkeypatch.undo()
+    assert claim.outcome is None  # nothing was written, and nothing claims it was
+    board.close()
+    again = ClaimBoard(tmp_path, lease_s=3600).try_claim("c")  # the lock went with the release
+    assert again is not None and again.attempt == 2
+    again.release("done")
+
+
+def test_a_claim_taken_over_while_its_first_heartbeat_was_written_is_lost(tmp_path, monkeypatch):
+    """Paused between its attempt file and its first heartbeat, past the lease: another worker
+    made the next attempt and deleted the half-written heartbeat. The claim is lost, quietly."""
+    import errorentropy.sweep.claims as claims
+
+    board = ClaimBoard(tmp_path, lease_s=3600)
+
+    def taken_over_meanwhile(path, text):
+        (path.parent / "attempt-000002.json").write_text("{}\n")
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
+
+    monkeypatch.setattr(claims, "atomic_write_text", taken_over_meanwhile)
+    assert board.try_claim("c") is None
+    # Not taken over: the error is real (a full disk), and it is raised.
+    monkeypatch.setattr(
+        claims,
+        "atomic_write_text",
+        lambda path, text: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")),
+    )
+    with pytest.raises(OSError, match="No space"):
+        board.try_claim("d")

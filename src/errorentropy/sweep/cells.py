@@ -169,8 +169,10 @@ def read_cell(directory: Path) -> CellRecord | None:
     ):
         return None
     for name, digest in body["files"].items():
-        path = directory / name
-        if not path.is_file() or sha256_hex(path.read_bytes()) != digest:
+        try:  # a replaceable folder may be moved aside by another worker's commit meanwhile
+            if sha256_hex((directory / name).read_bytes()) != digest:
+                return None
+        except OSError:
             return None
     key = CellKey(body["model"], body["revision"], body["dataset"])
     return CellRecord(

@@ -175,11 +175,18 @@ class Claim:
         return nxt.exists() or nxt.name in os.listdir(nxt.parent)
 
     def release(self, outcome: str) -> None:
-        """Let go: record the outcome, drop the lock."""
+        """Let go: record the outcome, drop the lock.
+
+        The outcome is a courtesy to other readers (without it they treat the attempt as a dead
+        holder's), so failing to write it loses nothing: the usual cause is a worker that took
+        this cell over while this one was paused and deleted its half-written heartbeat file.
+        """
         with _HELD_LOCK:
             _held().pop(self.path, None)
         try:
             self.renew(outcome)
+        except OSError:
+            pass
         finally:
             with contextlib.suppress(OSError):
                 self._handle.close()
@@ -282,7 +289,14 @@ class ClaimBoard:
         if handle is None:
             return None
         claim = Claim(self, cell_id, attempt, handle)
-        claim.renew()
+        try:
+            claim.renew()
+        except OSError:  # paused here, taken over, its half-written heartbeat deleted: lost
+            if not claim.superseded():
+                handle.close()
+                raise
+            claim.release("superseded")
+            return None
         with _HELD_LOCK:
             _held()[claim.path] = claim
         _clean_older(folder, attempt)
