@@ -281,3 +281,100 @@ def test_results_md_is_what_summary_renders(tmp_path, monkeypatch):
     text = write_summary(bench / "results", tmp_path / "RESULTS.md")
     assert text == (bench / "RESULTS.md").read_text()
     assert "## (i) Training objectives" in text
+
+
+# ---- two processes: the global batch under the Trainer's DDP ------------------------------------
+
+TWO_RANKS_GLOBAL = """
+import json, os, sys
+import torch
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+sys.path.insert(0, {tests!r})
+from test_objectives_training import _collate, _rows
+from errorentropy.integrations.objectives import ObjectiveLoss
+
+class Recording(ObjectiveLoss):
+    \"\"\"Records the labels of every micro-batch this process scores (the reference rebuilds
+    the whole micro-batches from them).\"\"\"
+    seen = []
+    def __call__(self, outputs, labels, num_items_in_batch=None):
+        Recording.seen.append(labels.tolist())
+        return super().__call__(outputs, labels, num_items_in_batch)
+
+rank = int(os.environ["RANK"])
+for across in (True, False):
+    Recording.seen = []
+    model = AutoModelForCausalLM.from_pretrained({model!r})
+    args = TrainingArguments(
+        output_dir={tmp!r}, report_to="none", use_cpu=True, ddp_backend="gloo",
+        disable_tqdm=True, save_strategy="no", max_steps=1, per_device_train_batch_size=2,
+        gradient_accumulation_steps=2, optim="sgd", learning_rate=0.5,
+        lr_scheduler_type="constant", max_grad_norm=0.0, seed=0, data_seed=0,
+        average_tokens_across_devices=across)
+    loss = Recording({objective!r}, global_batch=True)
+    trainer = Trainer(model=model, args=args, train_dataset=_rows(8), data_collator=_collate,
+                      compute_loss_func=loss)
+    loss.attach(trainer)
+    trainer.train()
+    params = {{k: v.tolist() for k, v in trainer.model.named_parameters()}}
+    with open({out!r} + f"-{{across}}-{{rank}}.json", "w") as f:
+        json.dump({{"seen": Recording.seen, "params": params}}, f)
+trainer.accelerator.wait_for_everyone()
+torch.distributed.destroy_process_group()
+sys.stdout.flush(); sys.stderr.flush()
+os._exit(0)
+"""
+
+
+def _padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label rows (the ids where labelled) as one right-padded batch of ids and labels."""
+    batch = _collate([{"input_ids": [t for t in r if t != -100]} for r in rows])
+    return batch["input_ids"], batch["labels"]
+
+
+def test_global_batch_under_the_trainers_ddp_trains_the_whole_micro_batch(tmp_path):
+    """torchrun, 2 ranks, gloo, 2 micro-batches a step, one SGD step, with and without
+    ``average_tokens_across_devices``: the weights equal one process's step on the whole
+    micro-batches (both ranks' rows together), each weighted by its share of the step's tokens."""
+    import json
+    import os
+
+    objective = "ce+0.5conf"
+    start = tiny_model("llama", VOCAB, hidden=32, layers=1, heads=2, context=64)
+    start.save_pretrained(tmp_path / "model")
+    script = tmp_path / "two_ranks.py"
+    script.write_text(
+        TWO_RANKS_GLOBAL.format(
+            tests=str(Path(__file__).parent),
+            model=str(tmp_path / "model"),
+            tmp=str(tmp_path / "trainer"),
+            objective=objective,
+            out=str(tmp_path / "result"),
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run([*run, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loss = mixture(ce=1.0, conf=0.5)
+    for across in (True, False):
+        got = [json.loads((tmp_path / f"result-{across}-{r}.json").read_text()) for r in (0, 1)]
+        micro = [_padded(a + b) for a, b in zip(got[0]["seen"], got[1]["seen"], strict=True)]
+        assert len(micro) == 2
+        total = sum(int((labels[:, 1:] != -100).sum()) for _, labels in micro)
+        model = copy.deepcopy(start).train()
+        objective_sum = sum(
+            loss(model(ids, attention_mask=(labels != -100).long()).logits, labels)
+            * int((labels[:, 1:] != -100).sum())
+            / total
+            for ids, labels in micro
+        )
+        objective_sum.backward()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                expected = p - 0.5 * p.grad
+                for r in (0, 1):
+                    trained = torch.tensor(got[r]["params"][name])
+                    torch.testing.assert_close(trained, expected, rtol=1e-4, atol=2e-6)

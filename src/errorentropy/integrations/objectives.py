@@ -87,6 +87,12 @@ class TermsMeter:
         return fields
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _logits(outputs: Any) -> torch.Tensor:
     """The logits of a model's outputs: a ``ModelOutput`` or dict (``"logits"``), or a tuple
     whose first entry they are (no loss is computed when the Trainer took the labels)."""
@@ -104,16 +110,54 @@ def _logits(outputs: Any) -> torch.Tensor:
     return logits
 
 
+def _items(num_items_in_batch: Any) -> float:
+    """The Trainer's ``num_items_in_batch`` as a float (a tensor, possibly repeated per GPU)."""
+    if isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = num_items_in_batch.reshape(-1)[0].item()
+    return float(num_items_in_batch)
+
+
+def _counted(labels: torch.Tensor, shifted: bool) -> int:
+    """The micro-batch's labels other than -100, counted as the Trainer counts them."""
+    return int(((labels[..., 1:] if shifted else labels) != -100).sum())
+
+
 def _share(labels: torch.Tensor, shifted: bool, num_items_in_batch: Any) -> float:
     """This micro-batch's share of the optimizer step's labelled tokens, both counted as the
     Trainer counts ``num_items_in_batch`` (labels other than -100; 1 when it gave none)."""
     if num_items_in_batch is None:
         return 1.0
-    if isinstance(num_items_in_batch, torch.Tensor):
-        num_items_in_batch = num_items_in_batch.reshape(-1)[0].item()
-    total = float(num_items_in_batch)
-    counted = labels[..., 1:] if shifted else labels
-    return int((counted != -100).sum()) / total if total > 0 else 1.0
+    total = _items(num_items_in_batch)
+    return _counted(labels, shifted) / total if total > 0 else 1.0
+
+
+def _global_share(
+    labels: torch.Tensor, shifted: bool, num_items_in_batch: Any, across_devices: bool
+) -> tuple[float, float]:
+    """For a ``global_batch`` objective under several processes: the factor its loss is
+    multiplied by, and the whole micro-batch's share of the step's labelled tokens.
+
+    The objective's gradient is already the whole micro-batch's under DDP's mean; the factor
+    weights it by the micro-batch's share of the step (over every process), and undoes the
+    Trainer's own multiplication by the number of processes when it counts tokens across
+    devices (``average_tokens_across_devices``: ``num_items_in_batch`` is then the step's
+    count over every process). One all-reduce of two numbers.
+    """
+    import torch.distributed as dist
+
+    if num_items_in_batch is None:
+        return 1.0, 1.0
+    world = dist.get_world_size()
+    step = _items(num_items_in_batch)
+    counts = torch.tensor(
+        [float(_counted(labels, shifted)), 0.0 if across_devices else step],
+        dtype=torch.float64,
+        device=labels.device,
+    )
+    dist.all_reduce(counts)
+    total = step if across_devices else counts[1].item()
+    share = counts[0].item() / total if total > 0 else 1.0
+    return (share / world if across_devices else share), share
 
 
 class ObjectiveLoss:
@@ -129,6 +173,10 @@ class ObjectiveLoss:
     default loss is for causal LMs; for the batch statistics (Conf, soft EE) it trains the
     token-weighted mean of the per-micro-batch statistics (docs/objectives.md, "Use in
     training").
+
+    A ``global_batch`` objective under several processes is the statistic of the micro-batch over
+    every process, weighted by that micro-batch's share of the step's labelled tokens over every
+    process (so ``ce`` is again the step's mean cross-entropy); it needs :meth:`attach`.
 
     Terms are recorded in :attr:`meter` only for batches that build a graph (training, not the
     Trainer's evaluation, which runs under ``torch.no_grad``).
@@ -156,6 +204,9 @@ class ObjectiveLoss:
         # How the Trainer counts num_items_in_batch: over labels[..., 1:] (True) or all labels
         # (False); set by attach, else the objective's own shift.
         self.counts_shifted: bool | None = None
+        # Whether num_items_in_batch counts every process's tokens (and the Trainer multiplies
+        # the loss by the number of processes); set by attach.
+        self.across_devices: bool | None = None
 
     def __call__(
         self, outputs: Any, labels: torch.Tensor | None, num_items_in_batch: Any = None
@@ -169,10 +220,18 @@ class ObjectiveLoss:
         logits = _logits(outputs)
         loss, terms = self.objective(logits, labels.to(logits.device), return_terms=True)
         shifted = self.objective.shift if self.counts_shifted is None else self.counts_shifted
-        share = _share(labels, shifted, num_items_in_batch)
+        if self.objective.global_batch and _world() > 1:
+            if self.across_devices is None:
+                raise UserError(
+                    "a global_batch objective under several processes needs to know how the "
+                    "Trainer counts tokens; call loss.attach(trainer) before trainer.train()"
+                )
+            factor, share = _global_share(labels, shifted, num_items_in_batch, self.across_devices)
+        else:
+            factor = share = _share(labels, shifted, num_items_in_batch)
         if torch.is_grad_enabled() and logits.requires_grad:
             self.meter.add(terms, share)
-        return loss * share
+        return loss * factor
 
     def attach(self, trainer: Any) -> ObjectiveLoss:
         """Add an :class:`ObjectiveTermsCallback` logging this loss's terms to ``trainer``, which
@@ -186,6 +245,7 @@ class ObjectiveLoss:
         # LM's (e.g. *ForCausalLM, not GPT2LMHeadModel); count this micro-batch the same way.
         shifts = getattr(trainer, "_loss_shifts_labels", None)
         self.counts_shifted = None if shifts is None else bool(shifts)
+        self.across_devices = bool(getattr(trainer.args, "average_tokens_across_devices", False))
         if any(getattr(c, "loss", None) is self for c in trainer.callback_handler.callbacks):
             return self
         callback = ObjectiveTermsCallback(self)
@@ -203,7 +263,8 @@ class ObjectiveTermsCallback(TrainerCallback):
     ``on_log`` runs, so fields added there reach neither (see
     :class:`~errorentropy.integrations.transformers.DecompositionCallback`). The terms are
     therefore their own log entry, at the same step as the Trainer's loss. Under several
-    processes each logs the terms of its own shard (the main process's reach the reporters).
+    processes each logs the terms of its own shard (the main process's reach the reporters), or
+    of the whole batch with a ``global_batch`` objective.
     """
 
     def __init__(self, loss: ObjectiveLoss) -> None:

@@ -20,15 +20,15 @@ import torch
 
 from ..errors import UserError, check_bool, check_int
 from . import soft_rank as sr
+from . import sums as bs
 from .inputs import (
-    check_finite,
     check_inputs,
     check_positive,
     check_real,
     targets_and_mask,
 )
-from .terms import ObjectiveTerms, RankGroups, group_by_rank
-from .token_terms import Plan, compute_dtype, token_terms
+from .terms import ObjectiveTerms, group_by_rank
+from .token_terms import Plan, TokenTerms, compute_dtype, token_terms
 
 __all__ = [
     "DEFAULT_BANDWIDTH",
@@ -67,6 +67,12 @@ class Objective:
         shift: True for Hugging Face causal-LM labels (``logits[:, t]`` predicts
             ``labels[:, t + 1]``); False when ``labels[:, t]`` is the target of ``logits[:, t]``.
         chunk_size: vocabulary entries read at a time; None: the whole vocabulary.
+        global_batch: under ``torch.distributed`` (DDP, FSDP, the Trainer or Lightning on
+            several processes), the statistic of the whole step's batch over every process of
+            the default group instead of each process's own shard: one all-reduce of the
+            batch's sums in forward, none in backward; the gradient is scaled so that DDP's
+            mean over processes is the whole batch's gradient. Every process must call the
+            objective on every step. Without an initialised process group, the local batch.
     """
 
     ce: float = 1.0
@@ -81,6 +87,7 @@ class Objective:
     ignore_index: int = -100
     shift: bool = True
     chunk_size: int | None = None
+    global_batch: bool = False
 
     def __post_init__(self) -> None:
         for name in ("ce", "conf", "soft_ee", "soft_log_rank", "soft_rbp"):
@@ -96,6 +103,7 @@ class Objective:
         check_int(self.ignore_index, "ignore_index", None)
         check_int(self.chunk_size, "chunk_size", 1, optional=True)
         check_bool(self.shift, "shift")
+        check_bool(self.global_batch, "global_batch")
         if self.bins is not None:
             try:
                 object.__setattr__(self, "bins", sr.check_bins(self.bins))
@@ -138,14 +146,20 @@ class Objective:
         """The loss of one batch (a differentiable scalar), and its terms if asked."""
         vocab = check_inputs(logits, labels)
         targets, valid = targets_and_mask(labels, self.ignore_index, self.shift, vocab)
+        world = _world() if self.global_batch else 1
+        # Across processes every one must reduce the same sums, whoever logs the terms.
+        exact = bool(return_terms or world > 1)
         plan = Plan(
-            want_logprob=bool(self.ce or self.conf or return_terms),
-            want_rank=bool(self.conf or return_terms),
+            want_logprob=bool(self.ce or self.conf or exact),
+            want_rank=bool(self.conf or exact),
             tau=self.tau if self.needs_soft_rank else None,
             chunk_size=min(self.chunk_size or vocab, vocab),
         )
-        terms = token_terms(logits, targets, valid, plan)
-        return _assemble(self, terms, valid, vocab, compute_dtype(logits.dtype), return_terms)
+        per_token = token_terms(logits, targets, valid, plan)
+        sums = _sums(self, per_token, plan, valid, vocab)
+        if world > 1:
+            sums = bs.all_reduced(sums)
+        return _assemble(self, sums, vocab, compute_dtype(logits.dtype), return_terms)
 
 
 _WEIGHTS = ("ce", "conf", "soft_ee", "soft_log_rank", "soft_rbp")
@@ -165,6 +179,7 @@ def mixture(
     ignore_index: int = -100,
     shift: bool = True,
     chunk_size: int | None = None,
+    global_batch: bool = False,
 ) -> Objective:
     """An anchored mixture: the callable ``loss(logits, labels)`` of :class:`Objective`.
 
@@ -200,6 +215,7 @@ def mixture(
         ignore_index=ignore_index,
         shift=shift,
         chunk_size=chunk_size,
+        global_batch=global_batch,
     )
 
 
@@ -212,6 +228,7 @@ def ce_conf_loss(
     ignore_index: int = ...,
     shift: bool = ...,
     chunk_size: int | None = ...,
+    global_batch: bool = ...,
     return_terms: Literal[False] = ...,
 ) -> torch.Tensor: ...
 
@@ -225,6 +242,7 @@ def ce_conf_loss(
     ignore_index: int = ...,
     shift: bool = ...,
     chunk_size: int | None = ...,
+    global_batch: bool = ...,
     return_terms: Literal[True],
 ) -> tuple[torch.Tensor, ObjectiveTerms]: ...
 
@@ -237,13 +255,20 @@ def ce_conf_loss(
     ignore_index: int = -100,
     shift: bool = True,
     chunk_size: int | None = None,
+    global_batch: bool = False,
     return_terms: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, ObjectiveTerms]:
     """The exact ``CE + lam * Conf`` of the batch's labelled tokens (``lam=0``: plain CE,
-    ``lam=1``: ``EE + SA``); its gradient on ``log s_i`` is ``-(1/N)(1 - lam q_e / p_e)``."""
+    ``lam=1``: ``EE + SA``); its gradient on ``log s_i`` is ``-(1/N)(1 - lam q_e / p_e)``.
+    ``global_batch``: over every process's batch (:class:`Objective`)."""
     check_real("lam", lam)
     objective = Objective(
-        ce=1.0, conf=lam, ignore_index=ignore_index, shift=shift, chunk_size=chunk_size
+        ce=1.0,
+        conf=lam,
+        ignore_index=ignore_index,
+        shift=shift,
+        chunk_size=chunk_size,
+        global_batch=global_batch,
     )
     if return_terms:
         return objective(logits, labels, return_terms=True)
@@ -260,9 +285,11 @@ def soft_error_entropy(
     ignore_index: int = -100,
     shift: bool = True,
     chunk_size: int | None = None,
+    global_batch: bool = False,
 ) -> torch.Tensor:
     """The relaxed Error-Entropy of the batch: the entropy (nats) of the soft histogram of soft
-    ranks over rank ``bins``. Not a loss on its own (see :func:`mixture` for anchors)."""
+    ranks over rank ``bins``. Not a loss on its own (see :func:`mixture` for anchors).
+    ``global_batch``: over every process's batch (:class:`Objective`)."""
     objective = mixture(
         ce=0.0,
         soft_ee=1.0,
@@ -272,6 +299,7 @@ def soft_error_entropy(
         ignore_index=ignore_index,
         shift=shift,
         chunk_size=chunk_size,
+        global_batch=global_batch,
     )
     return objective(logits, labels)
 
@@ -313,74 +341,76 @@ def ce_conf_from_tokens(
     return (groups.ce + lam * groups.conf).to(logprobs.dtype)
 
 
+def _world() -> int:
+    """The number of processes of the default group (1 without torch.distributed)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _sums(
+    objective: Objective, per_token: TokenTerms, plan: Plan, valid: torch.Tensor, vocab: int
+) -> bs.BatchSums:
+    """The batch's sums over its labelled tokens, of what the plan computed."""
+    logprob, rank, soft = per_token
+    return bs.batch_sums(
+        logprob[valid] if plan.want_logprob else None,
+        rank[valid] if plan.want_rank else None,
+        soft[valid] if plan.tau is not None else None,
+        vocab,
+        bins=(objective.bins or sr.default_bins(vocab)) if objective.soft_ee else None,
+        bandwidth=objective.bandwidth,
+        rbp_k=objective.rbp_k,
+    )
+
+
 def _assemble(
     objective: Objective,
-    terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    valid: torch.Tensor,
+    sums: bs.BatchSums,
     vocab: int,
     dtype: torch.dtype,
     return_terms: bool,
 ) -> torch.Tensor | tuple[torch.Tensor, ObjectiveTerms]:
-    """The weighted loss from the per-token terms (float64 sums), and the terms if asked."""
-    logprob_all, rank_all, soft_all = terms
-    n = int(valid.sum())
-    if n == 0:
+    """The weighted loss from the batch's sums (float64), and the terms if asked."""
+    if not sums.n.item():
         raise UserError(
             "the batch has no labelled token (every label is ignore_index, or only the first "
             "position is labelled and shift=True); skip such batches"
         )
-    parts: dict[str, torch.Tensor] = {}
-    groups = None
-    if logprob_all.numel():
-        logprob = logprob_all[valid].double()
-        check_finite(logprob)
-        parts["ce"] = -logprob.mean()
-        if rank_all.numel():
-            groups = group_by_rank(logprob, rank_all[valid])
-            parts["ce"], parts["conf"] = groups.ce, groups.conf
-    if soft_all.numel():
-        soft = soft_all[valid].double()
-        check_finite(soft)
-        bins = objective.bins or sr.default_bins(vocab)
-        if objective.soft_ee:
-            parts["soft_ee"] = sr.soft_entropy(soft, bins, objective.bandwidth)
-        if objective.soft_log_rank:
-            parts["soft_log_rank"] = torch.log1p(soft).mean()
-        if objective.soft_rbp:
-            parts["soft_rbp"] = sr.soft_neg_log_rbp(soft, objective.rbp_k, objective.bandwidth)
-    loss = torch.zeros((), dtype=torch.float64, device=valid.device)
-    for name, value in parts.items():
+    bs.check_sums(sums)
+    parts = bs.parts(sums)
+    loss = torch.zeros((), dtype=torch.float64, device=sums.n.device)
+    for name in _WEIGHTS:
         weight = getattr(objective, name)
         if weight:
-            loss = loss + weight * value
+            loss = loss + weight * parts[name]
     loss = loss.to(dtype)
-    if not return_terms or groups is None:
+    if not return_terms:
         return loss
-    return loss, _terms(objective, loss, parts, groups, rank_all[valid], vocab)
+    return loss, _terms(objective, loss, parts, sums, vocab)
 
 
 def _terms(
     objective: Objective,
     loss: torch.Tensor,
     parts: dict[str, torch.Tensor],
-    groups: RankGroups,
-    ranks: torch.Tensor,
+    sums: bs.BatchSums,
     vocab: int,
 ) -> ObjectiveTerms:
     """The logged terms: the exact decomposition of the batch, and the relaxed terms that were
     computed."""
-    ee, sa, conf = groups.exact_terms()
+    ee, sa, conf = bs.rank_groups(sums).exact_terms()
 
     def value(name: str) -> float | None:
-        return parts[name].item() if name in parts else None
+        return parts[name].item() if getattr(objective, name) else None
 
     binned = None
     if "soft_ee" in parts:
-        binned = sr.binned_entropy(ranks, objective.bins or sr.default_bins(vocab))
+        binned = bs.binned_entropy(sums, objective.bins or sr.default_bins(vocab))
     return ObjectiveTerms(
         loss=loss.item(),
-        n_tokens=ranks.numel(),
-        cross_entropy=groups.ce.item(),
+        n_tokens=int(sums.n.item()),
+        cross_entropy=parts["ce"].item(),
         error_entropy=ee,
         self_alignment=sa,
         confidence=conf,

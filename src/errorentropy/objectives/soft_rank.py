@@ -29,6 +29,7 @@ __all__ = [
     "binned_entropy",
     "check_bins",
     "default_bins",
+    "smoothed_below",
     "soft_entropy",
     "soft_neg_log_rbp",
 ]
@@ -82,11 +83,15 @@ def soft_entropy(soft_rank: torch.Tensor, bins: Sequence[int], bandwidth: float)
     return -(p * torch.log(p.clamp_min(TINY))).sum()
 
 
+def smoothed_below(soft_rank: torch.Tensor, k: int, bandwidth: float) -> torch.Tensor:
+    """Each token's smoothed indicator of ``rank < k``: ``log(1 + r) < log(k + 1/2)``."""
+    return torch.sigmoid((math.log(k + 0.5) - torch.log1p(soft_rank)) / bandwidth)
+
+
 def soft_neg_log_rbp(soft_rank: torch.Tensor, k: int, bandwidth: float) -> torch.Tensor:
     """``-log RBP_k`` relaxed: RBP_k is the share of tokens of rank below ``k``, here the mean
-    smoothed indicator of ``log(1 + r) < log(k + 1/2)``."""
-    u = torch.log1p(soft_rank)
-    share = torch.sigmoid((math.log(k + 0.5) - u) / bandwidth).mean()
+    of :func:`smoothed_below`."""
+    share = smoothed_below(soft_rank, k, bandwidth).mean()
     return -torch.log(share.clamp_min(TINY))
 
 
