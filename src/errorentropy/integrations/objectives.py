@@ -26,6 +26,7 @@ from transformers import TrainerCallback
 
 from errorentropy.errors import UserError
 from errorentropy.objectives import Objective, ObjectiveTerms, parse_objective
+from errorentropy.objectives.sums import world_size
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -85,12 +86,6 @@ class TermsMeter:
         fields[f"{prefix}_n_tokens"] = float(self._tokens)
         self._sums, self._weights, self._tokens = {}, {}, 0
         return fields
-
-
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _logits(outputs: Any) -> torch.Tensor:
@@ -220,7 +215,7 @@ class ObjectiveLoss:
         logits = _logits(outputs)
         loss, terms = self.objective(logits, labels.to(logits.device), return_terms=True)
         shifted = self.objective.shift if self.counts_shifted is None else self.counts_shifted
-        if self.objective.global_batch and _world() > 1:
+        if self.objective.global_batch and world_size() > 1:
             if self.across_devices is None:
                 raise UserError(
                     "a global_batch objective under several processes needs to know how the "

@@ -146,7 +146,7 @@ class Objective:
         """The loss of one batch (a differentiable scalar), and its terms if asked."""
         vocab = check_inputs(logits, labels)
         targets, valid = targets_and_mask(labels, self.ignore_index, self.shift, vocab)
-        world = _world() if self.global_batch else 1
+        world = bs.world_size() if self.global_batch else 1
         # Across processes every one must reduce the same sums, whoever logs the terms.
         exact = bool(return_terms or world > 1)
         plan = Plan(
@@ -339,13 +339,6 @@ def ce_conf_from_tokens(
         )
     groups = group_by_rank(logprobs.reshape(-1).double(), ranks.reshape(-1))
     return (groups.ce + lam * groups.conf).to(logprobs.dtype)
-
-
-def _world() -> int:
-    """The number of processes of the default group (1 without torch.distributed)."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _sums(

@@ -26,12 +26,9 @@ import torch
 
 __all__ = [
     "bin_weights",
-    "binned_entropy",
     "check_bins",
     "default_bins",
     "smoothed_below",
-    "soft_entropy",
-    "soft_neg_log_rbp",
 ]
 
 TINY = 1e-300  # P_k is floored here inside the log: -P log P and its gradient stay finite
@@ -77,29 +74,6 @@ def bin_weights(soft_rank: torch.Tensor, bins: Sequence[int], bandwidth: float) 
     return cdf[:, 1:] - cdf[:, :-1]
 
 
-def soft_entropy(soft_rank: torch.Tensor, bins: Sequence[int], bandwidth: float) -> torch.Tensor:
-    """Entropy (nats) of the soft histogram of the soft ranks: the relaxed Error-Entropy."""
-    p = bin_weights(soft_rank, bins, bandwidth).mean(0)
-    return -(p * torch.log(p.clamp_min(TINY))).sum()
-
-
 def smoothed_below(soft_rank: torch.Tensor, k: int, bandwidth: float) -> torch.Tensor:
     """Each token's smoothed indicator of ``rank < k``: ``log(1 + r) < log(k + 1/2)``."""
     return torch.sigmoid((math.log(k + 0.5) - torch.log1p(soft_rank)) / bandwidth)
-
-
-def soft_neg_log_rbp(soft_rank: torch.Tensor, k: int, bandwidth: float) -> torch.Tensor:
-    """``-log RBP_k`` relaxed: RBP_k is the share of tokens of rank below ``k``, here the mean
-    of :func:`smoothed_below`."""
-    share = smoothed_below(soft_rank, k, bandwidth).mean()
-    return -torch.log(share.clamp_min(TINY))
-
-
-def binned_entropy(ranks: torch.Tensor, bins: Sequence[int]) -> float:
-    """Entropy (nats) of the hard histogram of integer ranks over the bins: the value the soft
-    Error-Entropy tends to as ``tau`` and ``bandwidth`` go to 0."""
-    edges = torch.tensor(bins[1:], dtype=ranks.dtype, device=ranks.device)
-    index = torch.bucketize(ranks, edges, right=True)
-    counts = torch.bincount(index, minlength=len(bins)).double()
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log()).sum())

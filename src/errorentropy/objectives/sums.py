@@ -20,7 +20,15 @@ from . import soft_rank as sr
 from .inputs import check_finite
 from .terms import RankGroups
 
-__all__ = ["BatchSums", "all_reduced", "batch_sums", "binned_entropy", "parts", "rank_groups"]
+__all__ = [
+    "BatchSums",
+    "all_reduced",
+    "batch_sums",
+    "binned_entropy",
+    "parts",
+    "rank_groups",
+    "world_size",
+]
 
 
 class BatchSums(NamedTuple):
@@ -73,6 +81,13 @@ def batch_sums(
         sums["soft_log_rank"] = torch.log1p(soft).sum()
         sums["soft_top"] = sr.smoothed_below(soft, rbp_k, bandwidth).sum()
     return BatchSums(**sums)
+
+
+def world_size() -> int:
+    """The number of processes of the default group (1 without an initialised one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def all_reduced(sums: BatchSums) -> BatchSums:
