@@ -1,4 +1,5 @@
-"""Relaxed rank statistics: a soft histogram of soft ranks over rank bins, and its entropy.
+"""Relaxed rank statistics: soft ranks placed in rank bins by smoothed indicators (the soft
+histogram, whose entropy :mod:`.sums` takes from the batch's sums).
 
 Bins are ranges of ranks ``[b_k, b_{k+1})`` given by integer edges ``0 = b_0 < b_1 < ...``, the
 last bin open-ended; the default edges ``0, 1, 2, 4, 8, ...`` separate rank 0, rank 1, ranks 2-3,
